@@ -1,1 +1,146 @@
-//! placeholder
+//! kfpd's metadata store: experiments, pipelines and their versions, runs and
+//! recurring runs, behind one trait per concern. [`sql::SqlStore`] implements them on
+//! SQLite, PostgreSQL and MySQL; `tests/conformance.rs` holds every backend to the
+//! same behaviour.
+
+mod error;
+pub mod list;
+pub mod model;
+pub mod sql;
+
+use async_trait::async_trait;
+
+pub use error::Error;
+pub use list::{ListQuery, Page};
+pub use model::*;
+
+/// Which runs or recurring runs a list covers, besides the filter.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// Only rows in this namespace (multi-user mode).
+    pub namespace: Option<String>,
+    /// Only rows of this experiment.
+    pub experiment_id: Option<String>,
+}
+
+#[async_trait]
+pub trait ExperimentStore: Send + Sync {
+    /// Fails with `AlreadyExists` when the namespace already has an experiment of that name.
+    async fn create_experiment(&self, new: NewExperiment) -> Result<Experiment, Error>;
+    async fn get_experiment(&self, id: &str) -> Result<Experiment, Error>;
+    async fn list_experiments(
+        &self,
+        namespace: Option<&str>,
+        query: &ListQuery,
+    ) -> Result<Page<Experiment>, Error>;
+    /// Archives the experiment with its runs (and disables its recurring runs), or
+    /// unarchives the experiment alone, as upstream does.
+    async fn set_experiment_storage_state(
+        &self,
+        id: &str,
+        state: StorageState,
+        now: i64,
+    ) -> Result<(), Error>;
+    /// Deletes the experiment; its runs and recurring runs stay. Refuses the default
+    /// experiment with `Aborted`.
+    async fn delete_experiment(&self, id: &str) -> Result<(), Error>;
+    /// The id of the default experiment, created on first use (single-user mode).
+    async fn default_experiment(&self, now: i64) -> Result<Experiment, Error>;
+}
+
+#[async_trait]
+pub trait PipelineStore: Send + Sync {
+    /// Creates a pipeline, and its first version when given, in one transaction.
+    async fn create_pipeline(
+        &self,
+        pipeline: NewPipeline,
+        version: Option<NewPipelineVersion>,
+    ) -> Result<(Pipeline, Option<PipelineVersion>), Error>;
+    async fn get_pipeline(&self, id: &str) -> Result<Pipeline, Error>;
+    async fn get_pipeline_by_name(&self, namespace: &str, name: &str) -> Result<Pipeline, Error>;
+    async fn list_pipelines(
+        &self,
+        namespace: Option<&str>,
+        query: &ListQuery,
+    ) -> Result<Page<Pipeline>, Error>;
+    async fn update_pipeline(&self, id: &str, update: PipelineUpdate) -> Result<Pipeline, Error>;
+    /// Without `cascade`, a pipeline that still has versions is not deleted
+    /// (`FailedPrecondition`).
+    async fn delete_pipeline(&self, id: &str, cascade: bool) -> Result<(), Error>;
+
+    async fn create_pipeline_version(
+        &self,
+        version: NewPipelineVersion,
+    ) -> Result<PipelineVersion, Error>;
+    async fn get_pipeline_version(&self, id: &str) -> Result<PipelineVersion, Error>;
+    /// The newest version of a pipeline (by creation time, then id).
+    async fn latest_pipeline_version(&self, pipeline_id: &str) -> Result<PipelineVersion, Error>;
+    async fn list_pipeline_versions(
+        &self,
+        pipeline_id: &str,
+        query: &ListQuery,
+    ) -> Result<Page<PipelineVersion>, Error>;
+    async fn update_pipeline_version(
+        &self,
+        id: &str,
+        update: PipelineUpdate,
+    ) -> Result<PipelineVersion, Error>;
+    async fn delete_pipeline_version(&self, id: &str) -> Result<(), Error>;
+}
+
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Stores a PENDING run and bumps its experiment's `last_run_created_at`.
+    async fn create_run(&self, new: NewRun) -> Result<Run, Error>;
+    /// A run with its pipeline spec.
+    async fn get_run(&self, id: &str) -> Result<Run, Error>;
+    /// Runs without their pipeline specs.
+    async fn list_runs(&self, scope: &Scope, query: &ListQuery) -> Result<Page<Run>, Error>;
+    /// Unarchiving a run of an archived experiment fails with `FailedPrecondition`.
+    async fn set_run_storage_state(
+        &self,
+        id: &str,
+        state: StorageState,
+        now: i64,
+    ) -> Result<(), Error>;
+    async fn delete_run(&self, id: &str) -> Result<(), Error>;
+    /// Moves a run to `state` (recording history and, for terminal states, the
+    /// finish time) if it is currently in one of `from`; returns the run after the
+    /// change, or `FailedPrecondition` naming its current state.
+    async fn transition_run(
+        &self,
+        id: &str,
+        from: &[RunState],
+        state: RunState,
+        error: Option<String>,
+        now: i64,
+    ) -> Result<Run, Error>;
+}
+
+#[async_trait]
+pub trait RecurringRunStore: Send + Sync {
+    async fn create_recurring_run(&self, new: NewRecurringRun) -> Result<RecurringRun, Error>;
+    async fn get_recurring_run(&self, id: &str) -> Result<RecurringRun, Error>;
+    async fn list_recurring_runs(
+        &self,
+        scope: &Scope,
+        query: &ListQuery,
+    ) -> Result<Page<RecurringRun>, Error>;
+    async fn set_recurring_run_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        now: i64,
+    ) -> Result<(), Error>;
+    async fn delete_recurring_run(&self, id: &str) -> Result<(), Error>;
+}
+
+/// Everything the API server needs from its database.
+pub trait MetadataStore: ExperimentStore + PipelineStore + RunStore + RecurringRunStore {}
+
+impl<T: ExperimentStore + PipelineStore + RunStore + RecurringRunStore> MetadataStore for T {}
+
+/// A fresh random resource id.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -1,0 +1,303 @@
+//! Rows as the store keeps them. Times are Unix seconds, as upstream stores them,
+//! so filters written against upstream (`created_at < 1700000000`) mean the same here.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Tags on pipelines and pipeline versions; ordered so that output is stable.
+pub type Tags = BTreeMap<String, String>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StorageState {
+    Available,
+    Archived,
+}
+
+impl StorageState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageState::Available => "AVAILABLE",
+            StorageState::Archived => "ARCHIVED",
+        }
+    }
+
+    /// Unknown or legacy values read back as available, as upstream does for experiments.
+    pub fn parse(text: &str) -> StorageState {
+        match text {
+            "ARCHIVED" | "STORAGESTATE_ARCHIVED" => StorageState::Archived,
+            _ => StorageState::Available,
+        }
+    }
+}
+
+/// The v2beta1 `RuntimeState` of a run, stored by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RunState {
+    Unspecified,
+    Pending,
+    Running,
+    Succeeded,
+    Skipped,
+    Failed,
+    Canceling,
+    Canceled,
+    Paused,
+}
+
+impl RunState {
+    pub const ALL: [RunState; 9] = [
+        RunState::Unspecified,
+        RunState::Pending,
+        RunState::Running,
+        RunState::Succeeded,
+        RunState::Skipped,
+        RunState::Failed,
+        RunState::Canceling,
+        RunState::Canceled,
+        RunState::Paused,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Unspecified => "RUNTIME_STATE_UNSPECIFIED",
+            RunState::Pending => "PENDING",
+            RunState::Running => "RUNNING",
+            RunState::Succeeded => "SUCCEEDED",
+            RunState::Skipped => "SKIPPED",
+            RunState::Failed => "FAILED",
+            RunState::Canceling => "CANCELING",
+            RunState::Canceled => "CANCELED",
+            RunState::Paused => "PAUSED",
+        }
+    }
+
+    /// Reads v2 names and the legacy v1 condition strings upstream still has in old rows.
+    pub fn parse(text: &str) -> RunState {
+        match text {
+            "PENDING" | "Pending" => RunState::Pending,
+            "RUNNING" | "Running" | "ENABLED" | "Ready" => RunState::Running,
+            "SUCCEEDED" | "Succeeded" | "Done" => RunState::Succeeded,
+            "SKIPPED" | "Skipped" => RunState::Skipped,
+            "FAILED" | "Failed" | "Error" => RunState::Failed,
+            "CANCELING" | "Terminating" => RunState::Canceling,
+            "CANCELED" | "DISABLED" => RunState::Canceled,
+            "PAUSED" => RunState::Paused,
+            _ => RunState::Unspecified,
+        }
+    }
+
+    /// The v1 condition string upstream keeps next to the state (filter key `status`).
+    pub fn condition(self) -> &'static str {
+        match self {
+            RunState::Unspecified => "Unknown",
+            RunState::Pending | RunState::Paused => "Pending",
+            RunState::Running => "Running",
+            RunState::Succeeded => "Succeeded",
+            RunState::Skipped => "Skipped",
+            RunState::Failed => "Failed",
+            RunState::Canceling => "Terminating",
+            RunState::Canceled => "Canceled",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunState::Succeeded | RunState::Failed | RunState::Skipped | RunState::Canceled
+        )
+    }
+
+    /// States from which a terminate request moves the run to CANCELING.
+    pub fn is_terminable(self) -> bool {
+        matches!(
+            self,
+            RunState::Unspecified | RunState::Pending | RunState::Running | RunState::Paused
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StateChange {
+    #[serde(rename = "t")]
+    pub time: i64,
+    #[serde(rename = "s")]
+    pub state: RunState,
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Experiment {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub namespace: String,
+    pub created_at: i64,
+    pub last_run_created_at: i64,
+    pub storage_state: StorageState,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewExperiment {
+    pub name: String,
+    pub description: String,
+    pub namespace: String,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pipeline {
+    pub id: String,
+    pub name: String,
+    pub display_name: String,
+    pub description: String,
+    pub namespace: String,
+    pub created_at: i64,
+    pub tags: Tags,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewPipeline {
+    pub name: String,
+    pub display_name: String,
+    pub description: String,
+    pub namespace: String,
+    pub created_at: i64,
+    pub tags: Tags,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineVersion {
+    pub id: String,
+    pub pipeline_id: String,
+    pub name: String,
+    pub display_name: String,
+    pub description: String,
+    pub created_at: i64,
+    pub code_source_url: String,
+    /// Where the package came from (`package_url.pipeline_url`), empty for uploads.
+    pub package_url: String,
+    /// The `pipeline_spec` JSON document as the API returns it.
+    pub pipeline_spec: String,
+    pub tags: Tags,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewPipelineVersion {
+    pub pipeline_id: String,
+    pub name: String,
+    pub display_name: String,
+    pub description: String,
+    pub created_at: i64,
+    pub code_source_url: String,
+    pub package_url: String,
+    pub pipeline_spec: String,
+    pub tags: Tags,
+}
+
+/// A partial update: `None` leaves a field as it is; `Some(tags)` replaces all tags.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PipelineUpdate {
+    pub display_name: Option<String>,
+    pub tags: Option<Tags>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Run {
+    pub id: String,
+    pub experiment_id: String,
+    pub namespace: String,
+    pub display_name: String,
+    pub description: String,
+    pub storage_state: StorageState,
+    pub service_account: String,
+    pub created_at: i64,
+    pub scheduled_at: i64,
+    pub finished_at: i64,
+    pub state: RunState,
+    pub error: Option<String>,
+    pub pipeline_id: String,
+    pub pipeline_version_id: String,
+    pub recurring_run_id: String,
+    /// `runtime_config` as JSON (`{"parameters":{…},"pipeline_root":"…"}`), empty when not given.
+    pub runtime_config: String,
+    pub state_history: Vec<StateChange>,
+    /// The inline `pipeline_spec` JSON of runs not made from a stored version; only
+    /// filled by `get_run`, never by lists, because specs can be megabytes.
+    pub pipeline_spec: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewRun {
+    pub experiment_id: String,
+    pub namespace: String,
+    pub display_name: String,
+    pub description: String,
+    pub service_account: String,
+    pub created_at: i64,
+    pub scheduled_at: i64,
+    pub pipeline_id: String,
+    pub pipeline_version_id: String,
+    pub recurring_run_id: String,
+    pub runtime_config: String,
+    /// The spec the run executes, always stored (also for version references), so a
+    /// run keeps working when its pipeline version is deleted.
+    pub pipeline_spec: String,
+    /// Whether `pipeline_spec` was given inline (and is echoed back as such).
+    pub inline_spec: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    None,
+    Cron {
+        cron: String,
+        start_time: Option<i64>,
+        end_time: Option<i64>,
+    },
+    Periodic {
+        interval_second: i64,
+        start_time: Option<i64>,
+        end_time: Option<i64>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecurringRun {
+    pub id: String,
+    pub display_name: String,
+    pub description: String,
+    pub namespace: String,
+    pub experiment_id: String,
+    pub service_account: String,
+    pub max_concurrency: i64,
+    pub no_catchup: bool,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub trigger: Trigger,
+    pub pipeline_id: String,
+    pub pipeline_version_id: String,
+    /// Inline spec JSON when the recurring run was created from a spec.
+    pub pipeline_spec: Option<String>,
+    pub runtime_config: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewRecurringRun {
+    pub display_name: String,
+    pub description: String,
+    pub namespace: String,
+    pub experiment_id: String,
+    pub service_account: String,
+    pub max_concurrency: i64,
+    pub no_catchup: bool,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub trigger: Trigger,
+    pub pipeline_id: String,
+    pub pipeline_version_id: String,
+    pub pipeline_spec: Option<String>,
+    pub runtime_config: String,
+}

@@ -1,0 +1,174 @@
+//! Versioned schema migrations, one `.sql` file per version and dialect, applied in
+//! order at start. Several servers starting together take a database lock first.
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Executor, Row};
+
+use super::{Dialect, SqlStore};
+use crate::Error;
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+    mysql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sqlite: include_str!("../../migrations/sqlite/0001_init.sql"),
+    postgres: include_str!("../../migrations/postgres/0001_init.sql"),
+    mysql: include_str!("../../migrations/mysql/0001_init.sql"),
+}];
+
+/// The newest schema version this build knows.
+pub const LATEST_VERSION: i64 = 1;
+
+const LOCK_NAME: &str = "kfpd_migrations";
+
+pub(super) async fn run(store: &SqlStore) -> Result<(), Error> {
+    let mut conn = store.pool.acquire().await?;
+    lock(store.dialect, &mut conn).await?;
+    let result = apply_pending(store.dialect, &mut conn).await;
+    let unlocked = unlock(store.dialect, &mut conn).await;
+    result?;
+    unlocked
+}
+
+async fn apply_pending(dialect: Dialect, conn: &mut AnyConnection) -> Result<(), Error> {
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS kfpd_schema_migrations (\
+         version BIGINT NOT NULL PRIMARY KEY, name VARCHAR(255) NOT NULL, \
+         applied_at BIGINT NOT NULL)",
+    )
+    .await?;
+    let rows: Vec<AnyRow> = sqlx::query("SELECT version FROM kfpd_schema_migrations")
+        .fetch_all(&mut *conn)
+        .await?;
+    let applied: Vec<i64> = rows
+        .iter()
+        .map(|row| row.try_get::<i64, _>(0))
+        .collect::<Result<_, _>>()?;
+    if let Some(newest) = applied.iter().max() {
+        if *newest > LATEST_VERSION {
+            return Err(Error::FailedPrecondition(format!(
+                "database schema version {newest} is newer than this kfpd knows ({LATEST_VERSION}); upgrade kfpd"
+            )));
+        }
+    }
+    for migration in MIGRATIONS {
+        if applied.contains(&migration.version) {
+            continue;
+        }
+        let script = match dialect {
+            Dialect::Sqlite => migration.sqlite,
+            Dialect::Postgres => migration.postgres,
+            Dialect::Mysql => migration.mysql,
+        };
+        tracing::info!(
+            version = migration.version,
+            name = migration.name,
+            dialect = dialect.name(),
+            "applying schema migration"
+        );
+        // PostgreSQL and SQLite roll DDL back with the transaction; MySQL commits DDL
+        // implicitly, so a failed MySQL migration needs a manual look (the error says which).
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        for statement in statements(script) {
+            tx.execute(statement).await.map_err(|error| {
+                Error::Internal(format!(
+                    "migration {} ({}) failed: {error}; statement: {statement}",
+                    migration.version, migration.name
+                ))
+            })?;
+        }
+        let now = chrono::Utc::now().timestamp();
+        let record = match dialect {
+            Dialect::Postgres => {
+                "INSERT INTO kfpd_schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)"
+            }
+            Dialect::Sqlite | Dialect::Mysql => {
+                "INSERT INTO kfpd_schema_migrations (version, name, applied_at) VALUES (?, ?, ?)"
+            }
+        };
+        sqlx::query(record)
+            .bind(migration.version)
+            .bind(migration.name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// Splits a script into statements at semicolons that end a line; comments dropped.
+fn statements(script: &str) -> Vec<&str> {
+    script
+        .split(";\n")
+        .map(|chunk| chunk.trim())
+        .map(|chunk| chunk.trim_end_matches(';'))
+        .filter(|chunk| {
+            chunk
+                .lines()
+                .any(|line| !line.trim().is_empty() && !line.trim_start().starts_with("--"))
+        })
+        .collect()
+}
+
+async fn lock(dialect: Dialect, conn: &mut AnyConnection) -> Result<(), Error> {
+    match dialect {
+        Dialect::Postgres => {
+            sqlx::query("SELECT pg_advisory_lock(hashtext($1))")
+                .bind(LOCK_NAME)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Dialect::Mysql => {
+            sqlx::query("SELECT GET_LOCK(?, 120)")
+                .bind(LOCK_NAME)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Dialect::Sqlite => {}
+    }
+    Ok(())
+}
+
+async fn unlock(dialect: Dialect, conn: &mut AnyConnection) -> Result<(), Error> {
+    match dialect {
+        Dialect::Postgres => {
+            sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+                .bind(LOCK_NAME)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Dialect::Mysql => {
+            sqlx::query("SELECT RELEASE_LOCK(?)")
+                .bind(LOCK_NAME)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Dialect::Sqlite => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_dialect_has_the_same_tables() {
+        for migration in MIGRATIONS {
+            let count = |script: &str| script.matches("CREATE TABLE").count();
+            assert_eq!(count(migration.sqlite), count(migration.postgres));
+            assert_eq!(count(migration.sqlite), count(migration.mysql));
+            let index = |script: &str| script.matches("CREATE INDEX").count();
+            assert_eq!(index(migration.sqlite), index(migration.mysql));
+            assert!(statements(migration.sqlite).len() > 10);
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The SQL implementation of the store for SQLite, PostgreSQL and MySQL.
+//!
+//! One code path serves all three: statements are built with [`Sql`] and only the
+//! few places where the dialects differ (placeholders, substring tests, row locks,
+//! database creation, the migration files) look at [`Dialect`].
+
+mod connect;
+mod experiments;
+mod migrate;
+mod pipelines;
+mod query;
+mod recurring_runs;
+mod rows;
+mod runs;
+
+use std::sync::Arc;
+
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool};
+use tokio::sync::Mutex;
+
+pub use connect::{drop_database, split_database_url, Options};
+pub use query::{Arg, Dialect, Sql};
+
+use crate::list::{Kind, ListQuery, Page, Value};
+use crate::Error;
+
+/// A metadata store on one SQL database.
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: Dialect,
+    /// SQLite allows one writer at a time; taking this lock before a write
+    /// transaction turns "database is locked" failures into a short wait.
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+/// A write transaction, holding the SQLite writer lock while it lives.
+pub(crate) struct Tx<'a> {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    dialect: Dialect,
+    _guard: Option<tokio::sync::MutexGuard<'a, ()>>,
+}
+
+impl SqlStore {
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub(crate) async fn begin(&self) -> Result<Tx<'_>, Error> {
+        let guard = match &self.write_lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
+        let tx = self.pool.begin().await?;
+        Ok(Tx {
+            tx,
+            dialect: self.dialect,
+            _guard: guard,
+        })
+    }
+
+    pub(crate) async fn fetch_all(&self, sql: &Sql) -> Result<Vec<AnyRow>, Error> {
+        let (text, args) = sql.build(self.dialect);
+        Ok(sqlx::query_with(&text, args).fetch_all(&self.pool).await?)
+    }
+
+    pub(crate) async fn fetch_optional(&self, sql: &Sql) -> Result<Option<AnyRow>, Error> {
+        let (text, args) = sql.build(self.dialect);
+        Ok(sqlx::query_with(&text, args)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Runs a list query and its count in one read transaction, so `total_size`
+    /// and the page agree. `scope` is `" FROM table WHERE …"` with the filter applied;
+    /// `page_size + 1` rows are read and the extra one becomes the next page token.
+    pub(crate) async fn list_page<T>(
+        &self,
+        columns: &str,
+        scope: &Sql,
+        query: &ListQuery,
+        map: impl Fn(&AnyRow) -> Result<T, Error>,
+    ) -> Result<Page<T>, Error> {
+        let mut count = Sql::new("SELECT COUNT(*)");
+        count.append(scope);
+        let mut page = Sql::new("SELECT ");
+        page.push(columns)
+            .push(", ")
+            .push(query.sort.column)
+            .push(" AS kfpd_sort_value");
+        page.append(scope);
+        page.push_page(query);
+
+        let mut tx = self.pool.begin().await?;
+        let (text, args) = page.build(self.dialect);
+        let mut rows = sqlx::query_with(&text, args).fetch_all(&mut *tx).await?;
+        let (text, args) = count.build(self.dialect);
+        let counted = sqlx::query_with(&text, args).fetch_one(&mut *tx).await?;
+        tx.commit().await?;
+
+        let next_page_token = if rows.len() > query.page_size {
+            let first_of_next = &rows[query.page_size];
+            let sort_value = match query.sort.kind {
+                Kind::Int => Value::Int(rows::int(first_of_next, "kfpd_sort_value")?),
+                Kind::Str => Value::Str(rows::text(first_of_next, "kfpd_sort_value")?),
+            };
+            let id = rows::text(first_of_next, "uuid")?;
+            rows.truncate(query.page_size);
+            query.next_token(sort_value, &id)
+        } else {
+            String::new()
+        };
+        let items = rows.iter().map(map).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page {
+            items,
+            total_size: rows::int(&counted, 0)?,
+            next_page_token,
+        })
+    }
+}
+
+impl Tx<'_> {
+    fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+
+    pub(crate) async fn execute(&mut self, sql: &Sql) -> Result<u64, Error> {
+        let (text, args) = sql.build(self.dialect);
+        let done = sqlx::query_with(&text, args).execute(self.conn()).await?;
+        Ok(done.rows_affected())
+    }
+
+    pub(crate) async fn fetch_optional(&mut self, sql: &Sql) -> Result<Option<AnyRow>, Error> {
+        let (text, args) = sql.build(self.dialect);
+        Ok(sqlx::query_with(&text, args)
+            .fetch_optional(self.conn())
+            .await?)
+    }
+
+    /// ` FOR UPDATE` where the engine has row locks; SQLite's single writer already
+    /// serialises us.
+    pub(crate) fn for_update(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "",
+            Dialect::Postgres | Dialect::Mysql => " FOR UPDATE",
+        }
+    }
+
+    pub(crate) async fn commit(self) -> Result<(), Error> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}

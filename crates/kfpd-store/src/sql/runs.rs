@@ -1,0 +1,260 @@
+//! Runs: creation with their spec, state transitions with history, archive and delete.
+
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+
+use super::pipelines::push_values;
+use super::rows::{int, opt_text, text};
+use super::{Arg, Sql, SqlStore, Tx};
+use crate::list::{ListQuery, Page};
+use crate::{new_id, Error, NewRun, Run, RunState, RunStore, Scope, StateChange, StorageState};
+
+const COLUMNS: &str =
+    "uuid, experiment_uuid, namespace, display_name, description, storage_state, \
+     service_account, created_at, scheduled_at, finished_at, state, error, pipeline_uuid, \
+     pipeline_version_uuid, recurring_run_uuid, runtime_config, state_history, inline_spec";
+
+fn run(row: &AnyRow) -> Result<Run, Error> {
+    let history_json = text(row, "state_history")?;
+    let state_history: Vec<StateChange> = serde_json::from_str(&history_json).map_err(|error| {
+        Error::Internal(format!("run state history is not valid JSON: {error}"))
+    })?;
+    Ok(Run {
+        id: text(row, "uuid")?,
+        experiment_id: text(row, "experiment_uuid")?,
+        namespace: text(row, "namespace")?,
+        display_name: text(row, "display_name")?,
+        description: text(row, "description")?,
+        storage_state: StorageState::parse(&text(row, "storage_state")?),
+        service_account: text(row, "service_account")?,
+        created_at: int(row, "created_at")?,
+        scheduled_at: int(row, "scheduled_at")?,
+        finished_at: int(row, "finished_at")?,
+        state: RunState::parse(&text(row, "state")?),
+        error: opt_text(row, "error")?,
+        pipeline_id: text(row, "pipeline_uuid")?,
+        pipeline_version_id: text(row, "pipeline_version_uuid")?,
+        recurring_run_id: text(row, "recurring_run_uuid")?,
+        runtime_config: text(row, "runtime_config")?,
+        state_history,
+        pipeline_spec: None,
+    })
+}
+
+fn history_json(history: &[StateChange]) -> Result<String, Error> {
+    serde_json::to_string(history)
+        .map_err(|error| Error::Internal(format!("encoding run state history: {error}")))
+}
+
+async fn locked_run(tx: &mut Tx<'_>, id: &str) -> Result<Run, Error> {
+    let lock = tx.for_update();
+    let mut sql = Sql::new("SELECT ");
+    sql.push(COLUMNS)
+        .push(" FROM runs WHERE uuid = ")
+        .bind(id)
+        .push(lock);
+    let row = tx.fetch_optional(&sql).await?;
+    let row = row.ok_or_else(|| Error::not_found("run", id))?;
+    run(&row)
+}
+
+#[async_trait]
+impl RunStore for SqlStore {
+    async fn create_run(&self, new: NewRun) -> Result<Run, Error> {
+        let state = RunState::Pending;
+        let history = vec![StateChange {
+            time: new.created_at,
+            state,
+            error: None,
+        }];
+        let created = Run {
+            id: new_id(),
+            experiment_id: new.experiment_id.clone(),
+            namespace: new.namespace.clone(),
+            display_name: new.display_name.clone(),
+            description: new.description.clone(),
+            storage_state: StorageState::Available,
+            service_account: new.service_account.clone(),
+            created_at: new.created_at,
+            scheduled_at: new.scheduled_at,
+            finished_at: 0,
+            state,
+            error: None,
+            pipeline_id: new.pipeline_id.clone(),
+            pipeline_version_id: new.pipeline_version_id.clone(),
+            recurring_run_id: new.recurring_run_id.clone(),
+            runtime_config: new.runtime_config.clone(),
+            state_history: history,
+            pipeline_spec: new.inline_spec.then(|| new.pipeline_spec.clone()),
+        };
+        let mut sql = Sql::new("INSERT INTO runs (");
+        sql.push(COLUMNS)
+            .push(", archived_at, conditions, runtime_details) VALUES (");
+        let values: [Arg; 21] = [
+            (&created.id).into(),
+            (&created.experiment_id).into(),
+            (&created.namespace).into(),
+            (&created.display_name).into(),
+            (&created.description).into(),
+            created.storage_state.as_str().into(),
+            (&created.service_account).into(),
+            created.created_at.into(),
+            created.scheduled_at.into(),
+            0.into(),
+            state.as_str().into(),
+            Arg::NullStr,
+            (&created.pipeline_id).into(),
+            (&created.pipeline_version_id).into(),
+            (&created.recurring_run_id).into(),
+            (&created.runtime_config).into(),
+            history_json(&created.state_history)?.into(),
+            new.inline_spec.into(),
+            0.into(),
+            state.condition().into(),
+            "".into(),
+        ];
+        push_values(&mut sql, values);
+        let mut spec = Sql::new("INSERT INTO run_specs (run_uuid, pipeline_spec) VALUES (");
+        spec.bind(&created.id)
+            .push(", ")
+            .bind(&new.pipeline_spec)
+            .push(")");
+        let mut experiment = Sql::new("UPDATE experiments SET last_run_created_at = ");
+        experiment
+            .bind(created.created_at)
+            .push(" WHERE uuid = ")
+            .bind(&created.experiment_id)
+            .push(" AND last_run_created_at < ")
+            .bind(created.created_at);
+
+        let mut tx = self.begin().await?;
+        tx.execute(&sql).await?;
+        tx.execute(&spec).await?;
+        tx.execute(&experiment).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    async fn get_run(&self, id: &str) -> Result<Run, Error> {
+        let mut sql = Sql::new("SELECT ");
+        sql.push(COLUMNS).push(" FROM runs WHERE uuid = ").bind(id);
+        let row = self.fetch_optional(&sql).await?;
+        let row = row.ok_or_else(|| Error::not_found("run", id))?;
+        let mut found = run(&row)?;
+        if int(&row, "inline_spec")? != 0 {
+            let mut spec = Sql::new("SELECT pipeline_spec FROM run_specs WHERE run_uuid = ");
+            spec.bind(id);
+            if let Some(row) = self.fetch_optional(&spec).await? {
+                found.pipeline_spec = Some(text(&row, "pipeline_spec")?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn list_runs(&self, scope: &Scope, query: &ListQuery) -> Result<Page<Run>, Error> {
+        let mut from = Sql::new(" FROM runs WHERE 1 = 1");
+        if let Some(namespace) = &scope.namespace {
+            from.push(" AND namespace = ").bind(namespace);
+        }
+        if let Some(experiment_id) = &scope.experiment_id {
+            from.push(" AND experiment_uuid = ").bind(experiment_id);
+        }
+        from.push_conditions(self.dialect, &query.conditions, None);
+        self.list_page(COLUMNS, &from, query, run).await
+    }
+
+    async fn set_run_storage_state(
+        &self,
+        id: &str,
+        state: StorageState,
+        now: i64,
+    ) -> Result<(), Error> {
+        let mut tx = self.begin().await?;
+        let current = locked_run(&mut tx, id).await?;
+        if state == StorageState::Available {
+            let mut experiment = Sql::new("SELECT storage_state FROM experiments WHERE uuid = ");
+            experiment.bind(&current.experiment_id);
+            if let Some(row) = tx.fetch_optional(&experiment).await? {
+                let archived =
+                    StorageState::parse(&text(&row, "storage_state")?) == StorageState::Archived;
+                if archived {
+                    return Err(Error::FailedPrecondition(format!(
+                        "cannot unarchive run {id}: its experiment {} is archived; unarchive the experiment first",
+                        current.experiment_id
+                    )));
+                }
+            }
+        }
+        let archived_at = if state == StorageState::Archived {
+            now
+        } else {
+            0
+        };
+        let mut sql = Sql::new("UPDATE runs SET storage_state = ");
+        sql.bind(state.as_str())
+            .push(", archived_at = ")
+            .bind(archived_at)
+            .push(" WHERE uuid = ")
+            .bind(id);
+        tx.execute(&sql).await?;
+        tx.commit().await
+    }
+
+    async fn delete_run(&self, id: &str) -> Result<(), Error> {
+        let mut tx = self.begin().await?;
+        let mut spec = Sql::new("DELETE FROM run_specs WHERE run_uuid = ");
+        spec.bind(id);
+        tx.execute(&spec).await?;
+        let mut sql = Sql::new("DELETE FROM runs WHERE uuid = ");
+        sql.bind(id);
+        if tx.execute(&sql).await? == 0 {
+            return Err(Error::not_found("run", id));
+        }
+        tx.commit().await
+    }
+
+    async fn transition_run(
+        &self,
+        id: &str,
+        from: &[RunState],
+        state: RunState,
+        error: Option<String>,
+        now: i64,
+    ) -> Result<Run, Error> {
+        let mut tx = self.begin().await?;
+        let mut current = locked_run(&mut tx, id).await?;
+        if !from.contains(&current.state) {
+            return Err(Error::FailedPrecondition(format!(
+                "run {id} is {}, which cannot change to {}",
+                current.state.as_str(),
+                state.as_str()
+            )));
+        }
+        if current.state_history.last().map(|change| change.state) != Some(state) {
+            current.state_history.push(StateChange {
+                time: now,
+                state,
+                error: error.clone(),
+            });
+        }
+        let finished_at = if state.is_terminal() { now } else { 0 };
+        let mut sql = Sql::new("UPDATE runs SET state = ");
+        sql.bind(state.as_str())
+            .push(", conditions = ")
+            .bind(state.condition())
+            .push(", finished_at = ")
+            .bind(finished_at)
+            .push(", error = ");
+        sql.bind(error.as_ref());
+        sql.push(", state_history = ")
+            .bind(history_json(&current.state_history)?)
+            .push(" WHERE uuid = ")
+            .bind(id);
+        tx.execute(&sql).await?;
+        tx.commit().await?;
+        current.state = state;
+        current.finished_at = finished_at;
+        current.error = error;
+        Ok(current)
+    }
+}

@@ -1,0 +1,896 @@
+//! One behaviour, every backend: each case below runs unchanged against SQLite,
+//! PostgreSQL and MySQL (MariaDB).
+//!
+//! PostgreSQL and MySQL come from `KFPD_TEST_POSTGRES_URL` / `KFPD_TEST_MYSQL_URL`
+//! (server URLs without a database; defaults `postgres://postgres@127.0.0.1:5432` and
+//! `mysql://root@127.0.0.1:3306`). Each test makes and drops its own database. When a
+//! server is not reachable the test is skipped with a message, except under `CI=true`,
+//! where it fails.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use kfpd_store::list::{Op, Predicate, Resource, Value};
+use kfpd_store::sql::{drop_database, Options, SqlStore};
+use kfpd_store::*;
+
+struct Backend {
+    store: SqlStore,
+    drop_url: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn server_url(kind: &str) -> String {
+    let (variable, default) = match kind {
+        "postgres" => (
+            "KFPD_TEST_POSTGRES_URL",
+            "postgres://postgres@127.0.0.1:5432",
+        ),
+        _ => ("KFPD_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306"),
+    };
+    std::env::var(variable).unwrap_or_else(|_| default.to_string())
+}
+
+async fn backend(kind: &str) -> Option<Backend> {
+    if kind == "sqlite" {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("kfpd.db").display());
+        let store = SqlStore::connect(&Options::new(url))
+            .await
+            .expect("sqlite store");
+        return Some(Backend {
+            store,
+            drop_url: None,
+            _dir: Some(dir),
+        });
+    }
+    let database = format!("kfpd_test_{}", uuid_suffix());
+    let url = format!("{}/{database}", server_url(kind));
+    match SqlStore::connect(&Options::new(url.clone())).await {
+        Ok(store) => Some(Backend {
+            store,
+            drop_url: Some(url),
+            _dir: None,
+        }),
+        Err(error) => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("{kind} is required under CI=true but not usable: {error}");
+            }
+            eprintln!(
+                "skipping {kind} conformance test: {error}. Start {kind} locally or set KFPD_TEST_{}_URL to run it.",
+                kind.to_uppercase()
+            );
+            None
+        }
+    }
+}
+
+fn uuid_suffix() -> String {
+    new_id().replace('-', "")[..16].to_string()
+}
+
+async fn with_backend<F, Fut>(kind: &str, case: F)
+where
+    F: FnOnce(Arc<SqlStore>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(backend) = backend(kind).await else {
+        return;
+    };
+    let store = Arc::new(backend.store.clone());
+    case(store).await;
+    backend.store.pool().close().await;
+    if let Some(url) = backend.drop_url {
+        drop_database(&url).await.expect("drop test database");
+    }
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() { super::with_backend("sqlite", super::$case).await; })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() { super::with_backend("postgres", super::$case).await; })*
+        }
+        mod mysql {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() { super::with_backend("mysql", super::$case).await; })*
+        }
+    };
+}
+
+conformance!(
+    experiments_crud,
+    default_experiment_is_stable,
+    archive_cascades,
+    pipelines_and_versions,
+    pipeline_tags_and_updates,
+    runs_lifecycle,
+    pagination_is_complete_and_stable,
+    filters,
+    recurring_runs,
+    duplicate_names_race,
+    names_are_case_sensitive,
+);
+
+fn query(resource: Resource, size: i32, sort: &str, filter: Option<Vec<Predicate>>) -> ListQuery {
+    ListQuery::new(resource, size, "", sort, filter).expect("valid query")
+}
+
+fn pred(key: &str, op: Op, value: Value) -> Predicate {
+    Predicate {
+        key: key.to_string(),
+        op,
+        value,
+    }
+}
+
+fn new_experiment(name: &str, at: i64) -> NewExperiment {
+    NewExperiment {
+        name: name.to_string(),
+        description: format!("about {name}"),
+        namespace: String::new(),
+        created_at: at,
+    }
+}
+
+fn new_run(experiment_id: &str, name: &str, at: i64) -> NewRun {
+    NewRun {
+        experiment_id: experiment_id.to_string(),
+        namespace: String::new(),
+        display_name: name.to_string(),
+        description: String::new(),
+        service_account: "pipeline-runner".into(),
+        created_at: at,
+        scheduled_at: at,
+        pipeline_id: String::new(),
+        pipeline_version_id: String::new(),
+        recurring_run_id: String::new(),
+        runtime_config: r#"{"parameters":{"a":1}}"#.into(),
+        pipeline_spec: r#"{"pipelineInfo":{"name":"p"}}"#.into(),
+        inline_spec: true,
+    }
+}
+
+fn new_pipeline(name: &str, at: i64, tags: &[(&str, &str)]) -> NewPipeline {
+    NewPipeline {
+        name: name.to_string(),
+        display_name: name.to_string(),
+        description: format!("pipeline {name}"),
+        namespace: String::new(),
+        created_at: at,
+        tags: tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+fn new_version(pipeline_id: &str, name: &str, at: i64) -> NewPipelineVersion {
+    NewPipelineVersion {
+        pipeline_id: pipeline_id.to_string(),
+        name: name.to_string(),
+        display_name: name.to_string(),
+        description: String::new(),
+        created_at: at,
+        code_source_url: String::new(),
+        package_url: String::new(),
+        pipeline_spec: format!(r#"{{"pipelineInfo":{{"name":"{name}"}}}}"#),
+        tags: BTreeMap::new(),
+    }
+}
+
+async fn experiments_crud(store: Arc<SqlStore>) {
+    let created = store
+        .create_experiment(new_experiment("alpha", 100))
+        .await
+        .unwrap();
+    assert_eq!(created.storage_state, StorageState::Available);
+    let duplicate = store.create_experiment(new_experiment("alpha", 101)).await;
+    assert!(
+        matches!(&duplicate, Err(Error::AlreadyExists(m)) if m.contains("Please specify a new name")),
+        "{duplicate:?}"
+    );
+    let fetched = store.get_experiment(&created.id).await.unwrap();
+    assert_eq!(fetched, created);
+    assert!(matches!(
+        store.get_experiment("missing").await,
+        Err(Error::NotFound(_))
+    ));
+    store
+        .create_experiment(new_experiment("beta", 102))
+        .await
+        .unwrap();
+    let page = store
+        .list_experiments(
+            Some(""),
+            &query(Resource::Experiment, 10, "name desc", None),
+        )
+        .await
+        .unwrap();
+    let names: Vec<_> = page.items.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["beta", "alpha"]);
+    assert_eq!(page.total_size, 2);
+    assert!(page.next_page_token.is_empty());
+    store.delete_experiment(&created.id).await.unwrap();
+    assert!(matches!(
+        store.delete_experiment(&created.id).await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+async fn default_experiment_is_stable(store: Arc<SqlStore>) {
+    let first = store.default_experiment(10).await.unwrap();
+    assert_eq!(first.name, "Default");
+    let again = store.default_experiment(20).await.unwrap();
+    assert_eq!(first.id, again.id);
+    assert!(matches!(
+        store.delete_experiment(&first.id).await,
+        Err(Error::Aborted(_))
+    ));
+    // Concurrent first use still yields one default experiment.
+    let other = backend_clone(&store);
+    let (a, b) = tokio::join!(other.default_experiment(30), store.default_experiment(30));
+    assert_eq!(a.unwrap().id, b.unwrap().id);
+}
+
+fn backend_clone(store: &Arc<SqlStore>) -> Arc<SqlStore> {
+    Arc::clone(store)
+}
+
+async fn archive_cascades(store: Arc<SqlStore>) {
+    let experiment = store
+        .create_experiment(new_experiment("archive-me", 1))
+        .await
+        .unwrap();
+    let run = store
+        .create_run(new_run(&experiment.id, "r1", 5))
+        .await
+        .unwrap();
+    let recurring = store
+        .create_recurring_run(new_recurring(&experiment.id, "rr", 5))
+        .await
+        .unwrap();
+    assert!(recurring.enabled);
+    let bumped = store.get_experiment(&experiment.id).await.unwrap();
+    assert_eq!(bumped.last_run_created_at, 5);
+
+    store
+        .set_experiment_storage_state(&experiment.id, StorageState::Archived, 50)
+        .await
+        .unwrap();
+    let run_after = store.get_run(&run.id).await.unwrap();
+    assert_eq!(run_after.storage_state, StorageState::Archived);
+    let recurring_after = store.get_recurring_run(&recurring.id).await.unwrap();
+    assert!(!recurring_after.enabled);
+    assert_eq!(recurring_after.updated_at, 50);
+
+    let refused = store
+        .set_run_storage_state(&run.id, StorageState::Available, 60)
+        .await;
+    assert!(
+        matches!(refused, Err(Error::FailedPrecondition(_))),
+        "{refused:?}"
+    );
+
+    store
+        .set_experiment_storage_state(&experiment.id, StorageState::Available, 70)
+        .await
+        .unwrap();
+    let still = store.get_run(&run.id).await.unwrap();
+    assert_eq!(still.storage_state, StorageState::Archived);
+    store
+        .set_run_storage_state(&run.id, StorageState::Available, 80)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_run(&run.id).await.unwrap().storage_state,
+        StorageState::Available
+    );
+    assert!(matches!(
+        store
+            .set_experiment_storage_state("missing", StorageState::Archived, 1)
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    // Deleting the experiment keeps its runs.
+    store.delete_experiment(&experiment.id).await.unwrap();
+    assert!(store.get_run(&run.id).await.is_ok());
+}
+
+async fn pipelines_and_versions(store: Arc<SqlStore>) {
+    let (pipeline, first) = store
+        .create_pipeline(
+            new_pipeline("hello", 10, &[]),
+            Some(new_version("", "hello", 10)),
+        )
+        .await
+        .unwrap();
+    let first = first.expect("first version");
+    assert_eq!(first.pipeline_id, pipeline.id);
+    let duplicate = store
+        .create_pipeline(new_pipeline("hello", 11, &[]), None)
+        .await;
+    assert!(matches!(duplicate, Err(Error::AlreadyExists(_))));
+    let by_name = store.get_pipeline_by_name("", "hello").await.unwrap();
+    assert_eq!(by_name.id, pipeline.id);
+    assert!(matches!(
+        store.get_pipeline_by_name("", "nope").await,
+        Err(Error::NotFound(_))
+    ));
+
+    let second = store
+        .create_pipeline_version(new_version(&pipeline.id, "v2", 20))
+        .await
+        .unwrap();
+    let same_name = store
+        .create_pipeline_version(new_version(&pipeline.id, "v2", 21))
+        .await;
+    assert!(matches!(same_name, Err(Error::AlreadyExists(_))));
+    let orphan = store
+        .create_pipeline_version(new_version("missing", "v1", 21))
+        .await;
+    assert!(matches!(orphan, Err(Error::NotFound(_))));
+    let latest = store.latest_pipeline_version(&pipeline.id).await.unwrap();
+    assert_eq!(latest.id, second.id);
+    let fetched = store.get_pipeline_version(&first.id).await.unwrap();
+    assert_eq!(fetched.pipeline_spec, first.pipeline_spec);
+
+    let versions = store
+        .list_pipeline_versions(&pipeline.id, &query(Resource::PipelineVersion, 1, "", None))
+        .await
+        .unwrap();
+    assert_eq!(versions.total_size, 2);
+    assert_eq!(versions.items[0].id, first.id);
+    assert!(!versions.next_page_token.is_empty());
+
+    let refused = store.delete_pipeline(&pipeline.id, false).await;
+    assert!(
+        matches!(refused, Err(Error::FailedPrecondition(_))),
+        "{refused:?}"
+    );
+    store.delete_pipeline_version(&first.id).await.unwrap();
+    assert!(matches!(
+        store.delete_pipeline_version(&first.id).await,
+        Err(Error::NotFound(_))
+    ));
+    store.delete_pipeline(&pipeline.id, true).await.unwrap();
+    assert!(matches!(
+        store.get_pipeline_version(&second.id).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        store.get_pipeline(&pipeline.id).await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+async fn pipeline_tags_and_updates(store: Arc<SqlStore>) {
+    let (tagged, _) = store
+        .create_pipeline(
+            new_pipeline("tagged", 1, &[("team", "ml"), ("tier", "gold")]),
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .create_pipeline(new_pipeline("plain", 2, &[("team", "data")]), None)
+        .await
+        .unwrap();
+    let by_tag = store
+        .list_pipelines(
+            Some(""),
+            &query(
+                Resource::Pipeline,
+                10,
+                "",
+                Some(vec![pred("tags.team", Op::Eq, Value::Str("ml".into()))]),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_tag.items.len(), 1);
+    assert_eq!(by_tag.items[0].id, tagged.id);
+    assert_eq!(
+        by_tag.items[0].tags.get("tier").map(String::as_str),
+        Some("gold")
+    );
+
+    let renamed = store
+        .update_pipeline(
+            &tagged.id,
+            PipelineUpdate {
+                display_name: Some("Tagged!".into()),
+                tags: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(renamed.display_name, "Tagged!");
+    assert_eq!(renamed.tags.len(), 2);
+    let cleared = store
+        .update_pipeline(
+            &tagged.id,
+            PipelineUpdate {
+                display_name: None,
+                tags: Some(BTreeMap::new()),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(cleared.tags.is_empty());
+    assert_eq!(cleared.display_name, "Tagged!");
+    assert!(matches!(
+        store
+            .update_pipeline("missing", PipelineUpdate::default())
+            .await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+async fn runs_lifecycle(store: Arc<SqlStore>) {
+    let experiment = store
+        .create_experiment(new_experiment("runs", 1))
+        .await
+        .unwrap();
+    let other = store
+        .create_experiment(new_experiment("other", 1))
+        .await
+        .unwrap();
+    let inline = store
+        .create_run(new_run(&experiment.id, "inline", 10))
+        .await
+        .unwrap();
+    assert_eq!(inline.state, RunState::Pending);
+    let mut referenced = new_run(&other.id, "referenced", 11);
+    referenced.inline_spec = false;
+    referenced.pipeline_version_id = "v1".into();
+    let referenced = store.create_run(referenced).await.unwrap();
+
+    let fetched = store.get_run(&inline.id).await.unwrap();
+    assert_eq!(
+        fetched.pipeline_spec.as_deref(),
+        Some(r#"{"pipelineInfo":{"name":"p"}}"#)
+    );
+    assert_eq!(fetched.state_history.len(), 1);
+    assert_eq!(fetched.runtime_config, r#"{"parameters":{"a":1}}"#);
+    assert_eq!(
+        store.get_run(&referenced.id).await.unwrap().pipeline_spec,
+        None
+    );
+
+    let scoped = store
+        .list_runs(
+            &Scope {
+                namespace: None,
+                experiment_id: Some(other.id.clone()),
+            },
+            &query(Resource::Run, 10, "", None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(scoped.total_size, 1);
+    assert_eq!(scoped.items[0].id, referenced.id);
+    assert_eq!(scoped.items[0].pipeline_spec, None);
+
+    let canceling = store
+        .transition_run(
+            &inline.id,
+            &[RunState::Pending, RunState::Running],
+            RunState::Canceling,
+            None,
+            20,
+        )
+        .await
+        .unwrap();
+    assert_eq!(canceling.state, RunState::Canceling);
+    let refused = store
+        .transition_run(
+            &inline.id,
+            &[RunState::Pending],
+            RunState::Running,
+            None,
+            21,
+        )
+        .await;
+    assert!(matches!(refused, Err(Error::FailedPrecondition(_))));
+    store
+        .transition_run(
+            &inline.id,
+            &[RunState::Canceling],
+            RunState::Canceled,
+            Some("terminated by user".into()),
+            22,
+        )
+        .await
+        .unwrap();
+    let done = store.get_run(&inline.id).await.unwrap();
+    assert_eq!(done.state, RunState::Canceled);
+    assert_eq!(done.finished_at, 22);
+    assert_eq!(done.error.as_deref(), Some("terminated by user"));
+    let states: Vec<_> = done.state_history.iter().map(|c| c.state).collect();
+    assert_eq!(
+        states,
+        [RunState::Pending, RunState::Canceling, RunState::Canceled]
+    );
+
+    let by_status = store
+        .list_runs(
+            &Scope::default(),
+            &query(
+                Resource::Run,
+                10,
+                "",
+                Some(vec![pred("status", Op::Eq, Value::Str("Canceled".into()))]),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_status.items.len(), 1);
+
+    store
+        .set_run_storage_state(&inline.id, StorageState::Archived, 30)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_run(&inline.id).await.unwrap().storage_state,
+        StorageState::Archived
+    );
+    store.delete_run(&inline.id).await.unwrap();
+    assert!(matches!(
+        store.get_run(&inline.id).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        store.delete_run(&inline.id).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        store
+            .transition_run("missing", &[RunState::Pending], RunState::Running, None, 1)
+            .await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+async fn pagination_is_complete_and_stable(store: Arc<SqlStore>) {
+    let experiment = store
+        .create_experiment(new_experiment("paging", 1))
+        .await
+        .unwrap();
+    // 25 runs, created in groups of three per second so sort values tie.
+    let mut ids = Vec::new();
+    for index in 0..25 {
+        let run = store
+            .create_run(new_run(
+                &experiment.id,
+                &format!("run-{:02}", 24 - index),
+                100 + index / 3,
+            ))
+            .await
+            .unwrap();
+        ids.push((run.created_at, run.id));
+    }
+    for (sort, descending) in [("created_at desc", true), ("created_at", false)] {
+        let mut expected = ids.clone();
+        expected.sort();
+        if descending {
+            expected.reverse();
+        }
+        let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+        let mut seen = Vec::new();
+        let mut token = String::new();
+        let mut pages = 0;
+        loop {
+            let list = ListQuery::new(
+                Resource::Run,
+                7,
+                &token,
+                if token.is_empty() { sort } else { "" },
+                None,
+            )
+            .unwrap();
+            let page = store.list_runs(&Scope::default(), &list).await.unwrap();
+            assert_eq!(page.total_size, 25);
+            seen.extend(page.items.iter().map(|run| run.id.clone()));
+            pages += 1;
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        assert_eq!(pages, 4);
+        assert_eq!(seen, expected, "order for {sort}");
+    }
+    // A text sort key pages the same way.
+    let mut names = Vec::new();
+    let mut token = String::new();
+    loop {
+        let list = ListQuery::new(Resource::Run, 10, &token, "display_name", None).unwrap();
+        let page = store.list_runs(&Scope::default(), &list).await.unwrap();
+        names.extend(page.items.iter().map(|run| run.display_name.clone()));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names.len(), 25);
+    assert_eq!(names, sorted);
+}
+
+async fn filters(store: Arc<SqlStore>) {
+    let experiment = store
+        .create_experiment(new_experiment("filters", 1))
+        .await
+        .unwrap();
+    for (name, at) in [
+        ("apple", 10),
+        ("banana", 20),
+        ("cherry 100%", 30),
+        ("date_x", 40),
+    ] {
+        store
+            .create_run(new_run(&experiment.id, name, at))
+            .await
+            .unwrap();
+    }
+    let names = |filter: Vec<Predicate>| {
+        let store = Arc::clone(&store);
+        async move {
+            let page = store
+                .list_runs(
+                    &Scope::default(),
+                    &query(Resource::Run, 50, "created_at", Some(filter)),
+                )
+                .await
+                .unwrap();
+            page.items
+                .into_iter()
+                .map(|run| run.display_name)
+                .collect::<Vec<_>>()
+        }
+    };
+    let s = |text: &str| Value::Str(text.to_string());
+    assert_eq!(
+        names(vec![pred("name", Op::Eq, s("banana"))]).await,
+        ["banana"]
+    );
+    assert_eq!(
+        names(vec![pred("name", Op::Ne, s("banana"))]).await.len(),
+        3
+    );
+    assert_eq!(
+        names(vec![pred("created_at", Op::Gt, Value::Int(20))]).await,
+        ["cherry 100%", "date_x"]
+    );
+    assert_eq!(
+        names(vec![pred("created_at", Op::Ge, Value::Int(20))])
+            .await
+            .len(),
+        3
+    );
+    assert_eq!(
+        names(vec![pred("created_at", Op::Lt, s("20"))]).await,
+        ["apple"]
+    );
+    assert_eq!(
+        names(vec![pred("created_at", Op::Le, Value::Int(20))])
+            .await
+            .len(),
+        2
+    );
+    assert_eq!(
+        names(vec![pred("created_at", Op::Gt, s("1970-01-01T00:00:25Z"))]).await,
+        ["cherry 100%", "date_x"]
+    );
+    assert_eq!(
+        names(vec![pred(
+            "display_name",
+            Op::In,
+            Value::Strs(vec!["apple".into(), "date_x".into(), "zzz".into()])
+        )])
+        .await,
+        ["apple", "date_x"]
+    );
+    assert!(
+        names(vec![pred("display_name", Op::In, Value::Strs(vec![]))])
+            .await
+            .is_empty()
+    );
+    // Substring means substring: '%' and '_' are not wildcards.
+    assert_eq!(
+        names(vec![pred("name", Op::Substring, s("0%"))]).await,
+        ["cherry 100%"]
+    );
+    assert_eq!(
+        names(vec![pred("name", Op::Substring, s("_"))]).await,
+        ["date_x"]
+    );
+    assert_eq!(
+        names(vec![pred("name", Op::Substring, s("AN"))]).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        names(vec![
+            pred("name", Op::Substring, s("a")),
+            pred("created_at", Op::Lt, Value::Int(40)),
+        ])
+        .await,
+        ["apple", "banana"]
+    );
+    assert_eq!(
+        names(vec![pred("state", Op::Eq, s("PENDING"))]).await.len(),
+        4
+    );
+    assert_eq!(
+        names(vec![pred("experiment_id", Op::Eq, s(&experiment.id))])
+            .await
+            .len(),
+        4
+    );
+}
+
+fn new_recurring(experiment_id: &str, name: &str, at: i64) -> NewRecurringRun {
+    NewRecurringRun {
+        display_name: name.to_string(),
+        description: String::new(),
+        namespace: String::new(),
+        experiment_id: experiment_id.to_string(),
+        service_account: String::new(),
+        max_concurrency: 2,
+        no_catchup: true,
+        enabled: true,
+        created_at: at,
+        trigger: Trigger::Periodic {
+            interval_second: 60,
+            start_time: Some(at),
+            end_time: None,
+        },
+        pipeline_id: "p".into(),
+        pipeline_version_id: String::new(),
+        pipeline_spec: None,
+        runtime_config: String::new(),
+    }
+}
+
+async fn recurring_runs(store: Arc<SqlStore>) {
+    let experiment = store
+        .create_experiment(new_experiment("schedules", 1))
+        .await
+        .unwrap();
+    let periodic = store
+        .create_recurring_run(new_recurring(&experiment.id, "every-minute", 10))
+        .await
+        .unwrap();
+    let mut cron = new_recurring("elsewhere", "hourly", 11);
+    cron.trigger = Trigger::Cron {
+        cron: "0 0 * * * *".into(),
+        start_time: None,
+        end_time: Some(99),
+    };
+    cron.pipeline_spec = Some("{}".into());
+    let cron = store.create_recurring_run(cron).await.unwrap();
+    let fetched = store.get_recurring_run(&cron.id).await.unwrap();
+    assert_eq!(fetched, cron);
+    assert_eq!(
+        store.get_recurring_run(&periodic.id).await.unwrap(),
+        periodic
+    );
+
+    store
+        .set_recurring_run_enabled(&periodic.id, false, 20)
+        .await
+        .unwrap();
+    store
+        .set_recurring_run_enabled(&periodic.id, false, 20)
+        .await
+        .unwrap();
+    let disabled = store.get_recurring_run(&periodic.id).await.unwrap();
+    assert!(!disabled.enabled);
+    assert_eq!(disabled.updated_at, 20);
+    assert!(matches!(
+        store.set_recurring_run_enabled("missing", true, 1).await,
+        Err(Error::NotFound(_))
+    ));
+
+    let in_experiment = store
+        .list_recurring_runs(
+            &Scope {
+                namespace: None,
+                experiment_id: Some(experiment.id.clone()),
+            },
+            &query(Resource::RecurringRun, 10, "", None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(in_experiment.total_size, 1);
+    let all = store
+        .list_recurring_runs(
+            &Scope::default(),
+            &query(Resource::RecurringRun, 10, "name desc", None),
+        )
+        .await
+        .unwrap();
+    let names: Vec<_> = all.items.iter().map(|r| r.display_name.as_str()).collect();
+    assert_eq!(names, ["hourly", "every-minute"]);
+
+    store.delete_recurring_run(&periodic.id).await.unwrap();
+    assert!(matches!(
+        store.get_recurring_run(&periodic.id).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        store.delete_recurring_run(&periodic.id).await,
+        Err(Error::NotFound(_))
+    ));
+}
+
+async fn duplicate_names_race(store: Arc<SqlStore>) {
+    let mut tasks = Vec::new();
+    for index in 0..8 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            store
+                .create_pipeline(
+                    new_pipeline("contended", index, &[]),
+                    Some(new_version("", "contended", index)),
+                )
+                .await
+        }));
+    }
+    let mut created = 0;
+    let mut conflicts = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(Error::AlreadyExists(_)) => conflicts += 1,
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!((created, conflicts), (1, 7));
+    let page = store
+        .list_pipeline_versions(
+            &store
+                .get_pipeline_by_name("", "contended")
+                .await
+                .unwrap()
+                .id,
+            &query(Resource::PipelineVersion, 10, "", None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        page.total_size, 1,
+        "no version of a losing request was kept"
+    );
+}
+
+async fn names_are_case_sensitive(store: Arc<SqlStore>) {
+    store
+        .create_experiment(new_experiment("Mixed", 1))
+        .await
+        .unwrap();
+    store
+        .create_experiment(new_experiment("mixed", 1))
+        .await
+        .expect("names differing in case are different names on every backend");
+    let page = store
+        .list_experiments(
+            None,
+            &query(
+                Resource::Experiment,
+                10,
+                "",
+                Some(vec![pred("name", Op::Eq, Value::Str("mixed".into()))]),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1);
+}
