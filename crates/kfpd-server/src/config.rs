@@ -1,0 +1,576 @@
+//! `kfpd serve` configuration: flags, `KFPD_*` environment variables, the variables
+//! upstream KFP deployments already set, and an optional TOML file.
+//!
+//! Precedence, highest first: command-line flag, `KFPD_*` variable, upstream
+//! variable (`DBCONFIG_MYSQLCONFIG_HOST` before `DBCONFIG_HOST`, …), config file,
+//! built-in default. `docs/configuration.md` lists every key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read config file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("invalid setting {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// Flags of `kfpd serve`. Every flag can also be set by the environment variable
+/// shown in `--help`, or by the same name (with `_`) in the `--config` file.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// TOML file with settings named like the flags (`http_addr = "0.0.0.0:8888"`).
+    #[arg(long, env = "KFPD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address of the REST API. [default: 127.0.0.1:8888]
+    #[arg(long, env = "KFPD_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// Directory for the SQLite database and local artifacts. [default: ./kfpd-data]
+    #[arg(long, env = "KFPD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Full database URL (sqlite://…, postgres://…, mysql://…); overrides the
+    /// driver/host/port/user/password/name settings below.
+    #[arg(long, env = "KFPD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Database driver: sqlite, postgres or mysql. Upstream: DBDRIVERNAME (mysql|pgx),
+    /// dbType (mysql|postgres). [default: sqlite, or mysql when only DBCONFIG_HOST is set]
+    #[arg(long, env = "KFPD_DB_DRIVER")]
+    pub db_driver: Option<String>,
+    /// Database host. Upstream: DBCONFIG_MYSQLCONFIG_HOST / DBCONFIG_POSTGRESQLCONFIG_HOST,
+    /// then DBCONFIG_HOST. [default: mysql or postgresql, as upstream]
+    #[arg(long, env = "KFPD_DB_HOST")]
+    pub db_host: Option<String>,
+    /// Database port. Upstream: DBCONFIG_*CONFIG_PORT, then DBCONFIG_PORT. [default: 3306 or 5432]
+    #[arg(long, env = "KFPD_DB_PORT")]
+    pub db_port: Option<u16>,
+    /// Database user. Upstream: DBCONFIG_*CONFIG_USER, then DBCONFIG_USER. [default: root]
+    #[arg(long, env = "KFPD_DB_USER")]
+    pub db_user: Option<String>,
+    /// Database password. Upstream: DBCONFIG_*CONFIG_PASSWORD, then DBCONFIG_PASSWORD.
+    #[arg(long, env = "KFPD_DB_PASSWORD", hide_env_values = true)]
+    pub db_password: Option<String>,
+    /// Database name, created at start when missing. Upstream: DBCONFIG_*CONFIG_DBNAME,
+    /// then DBCONFIG_DBNAME. [default: mlpipeline]
+    #[arg(long, env = "KFPD_DB_NAME")]
+    pub db_name: Option<String>,
+    /// Extra URL parameters for the database connection (`sslmode=require`).
+    /// Upstream: DBCONFIG_MYSQLCONFIG_EXTRAPARAMS (JSON object).
+    #[arg(long, env = "KFPD_DB_PARAMS")]
+    pub db_params: Option<String>,
+    /// Seconds a database connection is reused. Upstream: DBCONFIG_CONMAXLIFETIME
+    /// (a duration such as 120s). [default: 120s]
+    #[arg(long, env = "KFPD_DB_CONN_MAX_LIFETIME")]
+    pub db_conn_max_lifetime: Option<String>,
+    /// How long to keep retrying an unreachable database at start. Upstream:
+    /// INITCONNECTIONTIMEOUT. [default: 6m]
+    #[arg(long, env = "KFPD_DB_INIT_TIMEOUT")]
+    pub db_init_timeout: Option<String>,
+    /// Namespace recurring runs report in single-user mode. Upstream: POD_NAMESPACE.
+    /// [default: kubeflow]
+    #[arg(long, env = "KFPD_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Multi-user mode (namespaced resources, no default experiment). Upstream: MULTIUSER.
+    #[arg(long, env = "KFPD_MULTI_USER")]
+    pub multi_user: Option<bool>,
+    /// Service account runs get when they name none. Upstream:
+    /// DEFAULTPIPELINERUNNERSERVICEACCOUNT. [default: pipeline-runner]
+    #[arg(long, env = "KFPD_DEFAULT_SERVICE_ACCOUNT")]
+    pub default_service_account: Option<String>,
+    /// Largest accepted request body in bytes (uploads included). [default: 33554432]
+    #[arg(long, env = "KFPD_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+}
+
+/// The same settings as they may appear in the config file.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    http_addr: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    db_driver: Option<String>,
+    db_host: Option<String>,
+    db_port: Option<u16>,
+    db_user: Option<String>,
+    db_password: Option<String>,
+    db_name: Option<String>,
+    db_params: Option<String>,
+    db_conn_max_lifetime: Option<String>,
+    db_init_timeout: Option<String>,
+    namespace: Option<String>,
+    multi_user: Option<bool>,
+    default_service_account: Option<String>,
+    max_body_bytes: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Driver {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
+
+/// Where the database is, with the parts needed for log lines that do not leak
+/// the password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Database {
+    pub driver: Driver,
+    pub url: String,
+    /// `host:port` (or the SQLite file) for messages.
+    pub location: String,
+    pub user: String,
+}
+
+/// Resolved settings of `kfpd serve`.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub http_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database: Database,
+    pub conn_max_lifetime: Duration,
+    pub init_timeout: Duration,
+    pub namespace: String,
+    pub multi_user: bool,
+    pub default_service_account: String,
+    pub max_body_bytes: usize,
+}
+
+/// The maximum size of an uploaded pipeline package, as upstream.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
+
+impl Config {
+    /// Resolves the settings from flags, the process environment and the config file.
+    pub fn load(args: &ServeArgs) -> Result<Config, Error> {
+        Config::resolve(args, &|name| std::env::var(name).ok())
+    }
+
+    /// As [`Config::load`] with an explicit environment, for tests.
+    pub fn resolve(
+        args: &ServeArgs,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, Error> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let env_nonempty = |name: &str| env(name).filter(|value| !value.trim().is_empty());
+
+        let http_addr = args
+            .http_addr
+            .or(file.http_addr)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8888)));
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or(file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("kfpd-data"));
+
+        let database = resolve_database(args, &file, &data_dir, &env_nonempty)?;
+
+        let conn_max_lifetime_text = args
+            .db_conn_max_lifetime
+            .clone()
+            .or_else(|| env_nonempty("DBCONFIG_CONMAXLIFETIME"))
+            .or(file.db_conn_max_lifetime.clone())
+            .unwrap_or_else(|| "120s".to_string());
+        let conn_max_lifetime =
+            parse_duration(&conn_max_lifetime_text).map_err(|message| Error::Invalid {
+                key: "db_conn_max_lifetime",
+                message,
+            })?;
+        let init_timeout_text = args
+            .db_init_timeout
+            .clone()
+            .or_else(|| env_nonempty("INITCONNECTIONTIMEOUT"))
+            .or(file.db_init_timeout.clone())
+            .unwrap_or_else(|| "6m".to_string());
+        let init_timeout =
+            parse_duration(&init_timeout_text).map_err(|message| Error::Invalid {
+                key: "db_init_timeout",
+                message,
+            })?;
+
+        let namespace = args
+            .namespace
+            .clone()
+            .or_else(|| env_nonempty("POD_NAMESPACE"))
+            .or(file.namespace.clone())
+            .unwrap_or_else(|| "kubeflow".to_string());
+        let multi_user = match args.multi_user {
+            Some(value) => value,
+            None => match env_nonempty("MULTIUSER") {
+                Some(text) => parse_bool(&text).map_err(|message| Error::Invalid {
+                    key: "multi_user",
+                    message,
+                })?,
+                None => file.multi_user.unwrap_or(false),
+            },
+        };
+        let default_service_account = args
+            .default_service_account
+            .clone()
+            .or_else(|| env_nonempty("DEFAULTPIPELINERUNNERSERVICEACCOUNT"))
+            .or(file.default_service_account.clone())
+            .unwrap_or_else(|| "pipeline-runner".to_string());
+        let max_body_bytes = args
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+
+        Ok(Config {
+            http_addr,
+            data_dir,
+            database,
+            conn_max_lifetime,
+            init_timeout,
+            namespace,
+            multi_user,
+            default_service_account,
+            max_body_bytes,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileSettings, Error> {
+    let text = std::fs::read_to_string(path).map_err(|error| Error::File {
+        path: path.display().to_string(),
+        message: error.to_string(),
+    })?;
+    toml::from_str(&text).map_err(|error| Error::File {
+        path: path.display().to_string(),
+        message: error.to_string(),
+    })
+}
+
+fn parse_driver(text: &str) -> Result<Driver, Error> {
+    match text.trim().to_lowercase().as_str() {
+        "sqlite" | "sqlite3" => Ok(Driver::Sqlite),
+        "postgres" | "postgresql" | "pgx" | "pg" => Ok(Driver::Postgres),
+        "mysql" | "mariadb" => Ok(Driver::Mysql),
+        other => Err(Error::Invalid {
+            key: "db_driver",
+            message: format!("unknown database driver {other:?}: use sqlite, postgres or mysql"),
+        }),
+    }
+}
+
+fn resolve_database(
+    args: &ServeArgs,
+    file: &FileSettings,
+    data_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Database, Error> {
+    if let Some(url) = args.database_url.clone().or(file.database_url.clone()) {
+        return database_from_url(&url);
+    }
+    let driver_text = args
+        .db_driver
+        .clone()
+        .or_else(|| env("DBDRIVERNAME"))
+        .or_else(|| env("DBTYPE"))
+        .or_else(|| env("dbType"))
+        .or(file.db_driver.clone());
+    let driver = match driver_text {
+        Some(text) => parse_driver(&text)?,
+        // Upstream's manifests set only the DBCONFIG_* variables, for MySQL.
+        None if env("DBCONFIG_MYSQLCONFIG_HOST").is_some() || env("DBCONFIG_HOST").is_some() => {
+            Driver::Mysql
+        }
+        None if env("DBCONFIG_POSTGRESQLCONFIG_HOST").is_some() => Driver::Postgres,
+        None => Driver::Sqlite,
+    };
+    if driver == Driver::Sqlite {
+        let path = data_dir.join("kfpd.db");
+        return Ok(Database {
+            driver,
+            url: format!("sqlite://{}", path.display()),
+            location: path.display().to_string(),
+            user: String::new(),
+        });
+    }
+    let prefix = match driver {
+        Driver::Postgres => "DBCONFIG_POSTGRESQLCONFIG_",
+        _ => "DBCONFIG_MYSQLCONFIG_",
+    };
+    let pick = |flag: &Option<String>, suffix: &str, from_file: &Option<String>| {
+        flag.clone()
+            .or_else(|| env(&format!("{prefix}{suffix}")))
+            .or_else(|| env(&format!("DBCONFIG_{suffix}")))
+            .or(from_file.clone())
+    };
+    let (default_host, default_port) = match driver {
+        Driver::Postgres => ("postgresql", 5432),
+        _ => ("mysql", 3306),
+    };
+    let host = pick(&args.db_host, "HOST", &file.db_host).unwrap_or_else(|| default_host.into());
+    let port_text = pick(
+        &args.db_port.map(|p| p.to_string()),
+        "PORT",
+        &file.db_port.map(|p| p.to_string()),
+    );
+    let port = match port_text {
+        Some(text) => text.trim().parse::<u16>().map_err(|_| Error::Invalid {
+            key: "db_port",
+            message: format!("{text:?} is not a port number"),
+        })?,
+        None => default_port,
+    };
+    let user = pick(&args.db_user, "USER", &file.db_user).unwrap_or_else(|| "root".into());
+    let password = pick(&args.db_password, "PASSWORD", &file.db_password).unwrap_or_default();
+    let name = pick(&args.db_name, "DBNAME", &file.db_name).unwrap_or_else(|| "mlpipeline".into());
+    let params = match args.db_params.clone().or(file.db_params.clone()) {
+        Some(params) => params,
+        None => env("DBCONFIG_MYSQLCONFIG_EXTRAPARAMS")
+            .map(|json| extra_params(&json))
+            .transpose()?
+            .unwrap_or_default(),
+    };
+    let scheme = match driver {
+        Driver::Postgres => "postgres",
+        _ => "mysql",
+    };
+    let credentials = if password.is_empty() {
+        encode(&user)
+    } else {
+        format!("{}:{}", encode(&user), encode(&password))
+    };
+    let query = if params.is_empty() {
+        String::new()
+    } else {
+        format!("?{params}")
+    };
+    Ok(Database {
+        driver,
+        url: format!("{scheme}://{credentials}@{host}:{port}/{name}{query}"),
+        location: format!("{host}:{port}"),
+        user,
+    })
+}
+
+fn database_from_url(url: &str) -> Result<Database, Error> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| Error::Invalid {
+        key: "database_url",
+        message: "expected scheme://…".into(),
+    })?;
+    let driver = parse_driver(scheme).map_err(|_| Error::Invalid {
+        key: "database_url",
+        message: format!("unsupported scheme {scheme:?}: use sqlite, postgres or mysql"),
+    })?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (user, location) = match authority.rsplit_once('@') {
+        Some((credentials, host)) => (
+            credentials
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            host.to_string(),
+        ),
+        None => (String::new(), authority.to_string()),
+    };
+    let location = if driver == Driver::Sqlite {
+        rest.to_string()
+    } else {
+        location
+    };
+    Ok(Database {
+        driver,
+        url: url.to_string(),
+        location,
+        user,
+    })
+}
+
+/// Upstream's `ExtraParams` is a JSON object of DSN parameters.
+fn extra_params(json: &str) -> Result<String, Error> {
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(json).map_err(|error| Error::Invalid {
+            key: "DBCONFIG_MYSQLCONFIG_EXTRAPARAMS",
+            message: format!("expected a JSON object: {error}"),
+        })?;
+    let pairs: Vec<String> = object
+        .iter()
+        .map(|(key, value)| {
+            let text = match value {
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            format!("{}={}", encode(key), encode(&text))
+        })
+        .collect();
+    Ok(pairs.join("&"))
+}
+
+/// Percent-encodes everything but unreserved URL characters.
+fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        let unreserved = byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~');
+        if unreserved {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn parse_bool(text: &str) -> Result<bool, String> {
+    match text.trim().to_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        other => Err(format!("{other:?} is not true or false")),
+    }
+}
+
+/// Go-style durations (`120s`, `6m`, `1h30m`, `500ms`) and plain seconds (`120`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    let mut total = Duration::ZERO;
+    let mut number = String::new();
+    let mut chars = text.chars().peekable();
+    let mut saw_unit = false;
+    while let Some(ch) = chars.next() {
+        if ch.is_ascii_digit() || ch == '.' {
+            number.push(ch);
+            continue;
+        }
+        let mut unit = ch.to_string();
+        if ch == 'm' && chars.peek() == Some(&'s') {
+            chars.next();
+            unit = "ms".into();
+        }
+        let value: f64 = number
+            .parse()
+            .map_err(|_| format!("{text:?} is not a duration such as 120s or 6m"))?;
+        let seconds = match unit.as_str() {
+            "h" => value * 3600.0,
+            "m" => value * 60.0,
+            "s" => value,
+            "ms" => value / 1000.0,
+            _ => {
+                return Err(format!(
+                    "{text:?} has unknown unit {unit:?}: use h, m, s or ms"
+                ))
+            }
+        };
+        total += Duration::from_secs_f64(seconds);
+        number.clear();
+        saw_unit = true;
+    }
+    if !number.is_empty() || !saw_unit {
+        return Err(format!("{text:?} is not a duration such as 120s or 6m"));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn resolve(args: ServeArgs, vars: &[(&str, &str)]) -> Config {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::resolve(&args, &|name| vars.get(name).cloned()).unwrap()
+    }
+
+    #[test]
+    fn defaults_need_nothing_installed() {
+        let config = resolve(ServeArgs::default(), &[]);
+        assert_eq!(config.http_addr.to_string(), "127.0.0.1:8888");
+        assert_eq!(config.database.driver, Driver::Sqlite);
+        assert_eq!(config.database.url, "sqlite://kfpd-data/kfpd.db");
+        assert_eq!(config.conn_max_lifetime, Duration::from_secs(120));
+        assert_eq!(config.namespace, "kubeflow");
+        assert!(!config.multi_user);
+    }
+
+    #[test]
+    fn upstream_manifest_variables_select_mysql() {
+        let config = resolve(
+            ServeArgs::default(),
+            &[
+                ("DBCONFIG_HOST", "mysql.kubeflow"),
+                ("DBCONFIG_USER", "kfp"),
+                ("DBCONFIG_PASSWORD", "p@ss word"),
+                ("DBCONFIG_CONMAXLIFETIME", "2m"),
+                ("MULTIUSER", "true"),
+                ("POD_NAMESPACE", "ml"),
+            ],
+        );
+        assert_eq!(config.database.driver, Driver::Mysql);
+        assert_eq!(
+            config.database.url,
+            "mysql://kfp:p%40ss%20word@mysql.kubeflow:3306/mlpipeline"
+        );
+        assert_eq!(config.database.location, "mysql.kubeflow:3306");
+        assert_eq!(config.conn_max_lifetime, Duration::from_secs(120));
+        assert!(config.multi_user);
+        assert_eq!(config.namespace, "ml");
+    }
+
+    #[test]
+    fn specific_keys_beat_generic_and_flags_beat_env() {
+        let config = resolve(
+            ServeArgs {
+                db_port: Some(6543),
+                ..ServeArgs::default()
+            },
+            &[
+                ("DBDRIVERNAME", "pgx"),
+                ("DBCONFIG_HOST", "generic"),
+                ("DBCONFIG_POSTGRESQLCONFIG_HOST", "pg.internal"),
+                ("DBCONFIG_PORT", "1111"),
+            ],
+        );
+        assert_eq!(config.database.driver, Driver::Postgres);
+        assert_eq!(
+            config.database.url,
+            "postgres://root@pg.internal:6543/mlpipeline"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let vars: HashMap<String, String> =
+            [("DBDRIVERNAME".to_string(), "oracle".to_string())].into();
+        let error =
+            Config::resolve(&ServeArgs::default(), &|name| vars.get(name).cloned()).unwrap_err();
+        assert!(error.to_string().contains("db_driver"), "{error}");
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn config_file_is_read_and_typos_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kfpd.toml");
+        std::fs::write(
+            &path,
+            "http_addr = \"0.0.0.0:9000\"\ndb_driver = \"postgres\"\ndb_host = \"db\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            ..ServeArgs::default()
+        };
+        let config = resolve(args.clone(), &[]);
+        assert_eq!(config.http_addr.to_string(), "0.0.0.0:9000");
+        assert_eq!(config.database.url, "postgres://root@db:5432/mlpipeline");
+        std::fs::write(&path, "htp_addr = \"x\"\n").unwrap();
+        let error = Config::resolve(&args, &|_| None).unwrap_err();
+        assert!(error.to_string().contains("htp_addr"), "{error}");
+    }
+}

@@ -1,0 +1,123 @@
+//! ExperimentService.
+
+use kfpd_api::v2beta1 as api;
+use kfpd_store::list::Resource;
+use kfpd_store::{NewExperiment, StorageState};
+
+use super::list::{query, total};
+use super::{check_length, Api};
+use crate::convert;
+use crate::error::{Error, Result};
+
+impl Api {
+    pub async fn create_experiment(
+        &self,
+        request: api::CreateExperimentRequest,
+    ) -> Result<api::Experiment> {
+        let Some(experiment) = request.experiment else {
+            return Err(Error::invalid("experiment is required"));
+        };
+        if experiment.display_name.trim().is_empty() {
+            return Err(Error::invalid("experiment display_name is required"));
+        }
+        check_length("Experiment.Name", &experiment.display_name, 128)?;
+        check_length("Experiment.Namespace", &experiment.namespace, 63)?;
+        let namespace = self.namespace(&experiment.namespace, "create experiment")?;
+        let created = self
+            .store
+            .create_experiment(NewExperiment {
+                name: experiment.display_name,
+                description: experiment.description,
+                namespace,
+                created_at: self.now(),
+            })
+            .await?;
+        Ok(convert::experiment(created))
+    }
+
+    pub async fn get_experiment(
+        &self,
+        request: api::GetExperimentRequest,
+    ) -> Result<api::Experiment> {
+        let found = self.store.get_experiment(&request.experiment_id).await?;
+        Ok(convert::experiment(found))
+    }
+
+    pub async fn list_experiments(
+        &self,
+        request: api::ListExperimentsRequest,
+    ) -> Result<api::ListExperimentsResponse> {
+        let list = query(
+            Resource::Experiment,
+            request.page_size,
+            &request.page_token,
+            &request.sort_by,
+            &request.filter,
+        )?;
+        let namespace = self.namespace(&request.namespace, "list experiments")?;
+        let page = self.store.list_experiments(Some(&namespace), &list).await?;
+        Ok(api::ListExperimentsResponse {
+            experiments: page.items.into_iter().map(convert::experiment).collect(),
+            total_size: total(page.total_size),
+            next_page_token: page.next_page_token,
+        })
+    }
+
+    pub async fn archive_experiment(&self, request: api::ArchiveExperimentRequest) -> Result<()> {
+        self.store
+            .set_experiment_storage_state(
+                &request.experiment_id,
+                StorageState::Archived,
+                self.now(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn unarchive_experiment(
+        &self,
+        request: api::UnarchiveExperimentRequest,
+    ) -> Result<()> {
+        self.store
+            .set_experiment_storage_state(
+                &request.experiment_id,
+                StorageState::Available,
+                self.now(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_experiment(&self, request: api::DeleteExperimentRequest) -> Result<()> {
+        self.store.delete_experiment(&request.experiment_id).await?;
+        Ok(())
+    }
+
+    /// The experiment a run or recurring run goes to: the given one (which must
+    /// exist), or the default experiment in single-user mode.
+    pub(super) async fn experiment_for(
+        &self,
+        given: &str,
+        what: &str,
+    ) -> Result<kfpd_store::Experiment> {
+        if !given.is_empty() {
+            return Ok(self.store.get_experiment(given).await?);
+        }
+        if self.settings.multi_user {
+            return Err(Error::invalid(format!(
+                "{what}: experiment_id is required in multi-user mode"
+            )));
+        }
+        Ok(self.store.default_experiment(self.now()).await?)
+    }
+
+    /// Makes sure the default experiment exists (single-user mode), as upstream
+    /// does at start.
+    pub async fn ensure_default_experiment(&self) -> Result<()> {
+        if self.settings.multi_user {
+            return Ok(());
+        }
+        self.store.default_experiment(self.now()).await?;
+        Ok(())
+    }
+}

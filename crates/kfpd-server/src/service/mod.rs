@@ -1,0 +1,87 @@
+//! The KFP services, one implementation that every transport calls. Methods take
+//! the API's request messages and return its response messages.
+
+mod experiments;
+mod list;
+mod pipelines;
+mod recurring_runs;
+mod runs;
+mod source;
+
+use std::sync::Arc;
+
+use kfpd_store::MetadataStore;
+
+pub use list::parse_filter;
+pub use pipelines::{PackageSource, Upload, UploadVersion};
+
+use crate::error::{Error, Result};
+
+/// What the services need to know about the deployment.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub multi_user: bool,
+    /// Namespace recurring runs report in single-user mode (upstream's POD_NAMESPACE).
+    pub pod_namespace: String,
+    pub default_service_account: String,
+}
+
+/// Reads the current time; tests and the scheduler may supply their own.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(|| chrono::Utc::now().timestamp())
+}
+
+/// The service layer: cheap to clone, shared by all request handlers.
+#[derive(Clone)]
+pub struct Api {
+    store: Arc<dyn MetadataStore>,
+    settings: Arc<Settings>,
+    clock: Clock,
+    http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(store: Arc<dyn MetadataStore>, settings: Settings, clock: Clock) -> Api {
+        Api {
+            store,
+            settings: Arc::new(settings),
+            clock,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// The namespace a request acts in: always "" in single-user mode (as upstream),
+    /// required in multi-user mode.
+    fn namespace(&self, given: &str, what: &str) -> Result<String> {
+        if !self.settings.multi_user {
+            return Ok(String::new());
+        }
+        if given.is_empty() {
+            return Err(Error::invalid(format!(
+                "{what}: namespace is required in multi-user mode"
+            )));
+        }
+        Ok(given.to_string())
+    }
+}
+
+/// Checks a length limit upstream enforces before writing (`X length cannot exceed N`).
+fn check_length(field: &str, value: &str, max: usize) -> Result<()> {
+    let length = value.chars().count();
+    if length > max {
+        return Err(Error::invalid(format!(
+            "{field} length cannot exceed {max} (got {length})"
+        )));
+    }
+    Ok(())
+}

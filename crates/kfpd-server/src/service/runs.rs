@@ -1,0 +1,238 @@
+//! RunService.
+
+use kfpd_api::v2beta1 as api;
+use kfpd_store::list::Resource;
+use kfpd_store::{NewRun, RunState, Scope, StorageState};
+
+use super::list::{query, total};
+use super::source::check_parameters;
+use super::Api;
+use crate::convert;
+use crate::error::{Code, Error, Result};
+
+impl Api {
+    // Deprecated request fields are still honoured for older clients.
+    #[allow(deprecated)]
+    pub async fn create_run(&self, request: api::CreateRunRequest) -> Result<api::Run> {
+        let Some(run) = request.run else {
+            return Err(Error::invalid("run is required"));
+        };
+        if run.display_name.trim().is_empty() {
+            return Err(Error::invalid("run display_name is required"));
+        }
+        if !run.plugins_output.is_empty() {
+            return Err(Error::new(
+                Code::Aborted,
+                "plugins_output is set by the server and must not be given",
+            ));
+        }
+        let experiment_id = if run.experiment_id.is_empty() {
+            request.experiment_id.as_str()
+        } else {
+            run.experiment_id.as_str()
+        };
+        let experiment = self.experiment_for(experiment_id, "create run").await?;
+        let source = match &run.pipeline_source {
+            Some(api::run::PipelineSource::PipelineVersionReference(reference)) => {
+                self.resolve_source("create run", Some(reference), None, true)
+                    .await?
+            }
+            Some(api::run::PipelineSource::PipelineSpec(spec)) => {
+                self.resolve_source("create run", None, Some(spec), true)
+                    .await?
+            }
+            Some(api::run::PipelineSource::PipelineVersionId(version_id)) => {
+                let reference = api::PipelineVersionReference {
+                    pipeline_id: String::new(),
+                    pipeline_version_id: version_id.clone(),
+                };
+                self.resolve_source("create run", Some(&reference), None, true)
+                    .await?
+            }
+            None => self.resolve_source("create run", None, None, true).await?,
+        };
+        check_parameters("create run", &source.package, run.runtime_config.as_ref())?;
+        let service_account = if run.service_account.is_empty() {
+            self.settings.default_service_account.clone()
+        } else {
+            run.service_account.clone()
+        };
+        let now = self.now();
+        let created = self
+            .store
+            .create_run(NewRun {
+                experiment_id: experiment.id,
+                namespace: experiment.namespace,
+                display_name: run.display_name,
+                description: run.description,
+                service_account,
+                created_at: now,
+                scheduled_at: now,
+                pipeline_id: source.pipeline_id,
+                pipeline_version_id: source.pipeline_version_id,
+                recurring_run_id: run.recurring_run_id,
+                runtime_config: convert::runtime_config_json(&run.runtime_config)?,
+                pipeline_spec: source.spec_json,
+                inline_spec: source.inline,
+            })
+            .await?;
+        convert::run(created)
+    }
+
+    pub async fn get_run(&self, request: api::GetRunRequest) -> Result<api::Run> {
+        convert::run(self.store.get_run(&request.run_id).await?)
+    }
+
+    pub async fn list_runs(&self, request: api::ListRunsRequest) -> Result<api::ListRunsResponse> {
+        let list = query(
+            Resource::Run,
+            request.page_size,
+            &request.page_token,
+            &request.sort_by,
+            &request.filter,
+        )?;
+        let scope = self
+            .scope(&request.namespace, &request.experiment_id, "list runs")
+            .await?;
+        let page = self.store.list_runs(&scope, &list).await?;
+        Ok(api::ListRunsResponse {
+            runs: page
+                .items
+                .into_iter()
+                .map(convert::run)
+                .collect::<Result<_>>()?,
+            total_size: total(page.total_size),
+            next_page_token: page.next_page_token,
+        })
+    }
+
+    /// Which runs or recurring runs a list covers: one experiment, or in multi-user
+    /// mode one namespace; everything in single-user mode.
+    pub(super) async fn scope(
+        &self,
+        namespace: &str,
+        experiment_id: &str,
+        what: &str,
+    ) -> Result<Scope> {
+        if !experiment_id.is_empty() {
+            let experiment = self.store.get_experiment(experiment_id).await?;
+            if self.settings.multi_user
+                && !namespace.is_empty()
+                && experiment.namespace != namespace
+            {
+                return Err(Error::invalid(format!(
+                    "{what}: experiment {experiment_id} is not in namespace {namespace:?}"
+                )));
+            }
+            return Ok(Scope {
+                namespace: None,
+                experiment_id: Some(experiment.id),
+            });
+        }
+        if self.settings.multi_user {
+            let namespace = self.namespace(namespace, what)?;
+            return Ok(Scope {
+                namespace: Some(namespace),
+                experiment_id: None,
+            });
+        }
+        Ok(Scope::default())
+    }
+
+    pub async fn archive_run(&self, request: api::ArchiveRunRequest) -> Result<()> {
+        self.store
+            .set_run_storage_state(&request.run_id, StorageState::Archived, self.now())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn unarchive_run(&self, request: api::UnarchiveRunRequest) -> Result<()> {
+        self.store
+            .set_run_storage_state(&request.run_id, StorageState::Available, self.now())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_run(&self, request: api::DeleteRunRequest) -> Result<()> {
+        self.store.delete_run(&request.run_id).await?;
+        Ok(())
+    }
+
+    /// A run that has not started ends CANCELED at once (nothing to stop); a running
+    /// one goes to CANCELING until its executor has stopped it.
+    pub async fn terminate_run(&self, request: api::TerminateRunRequest) -> Result<()> {
+        let run = self.store.get_run(&request.run_id).await?;
+        let now = self.now();
+        let not_started = [RunState::Pending, RunState::Unspecified, RunState::Paused];
+        let result = if not_started.contains(&run.state) {
+            self.store
+                .transition_run(
+                    &run.id,
+                    &not_started,
+                    RunState::Canceled,
+                    Some("run was terminated before it started".into()),
+                    now,
+                )
+                .await
+        } else if run.state == RunState::Running {
+            self.store
+                .transition_run(
+                    &run.id,
+                    &[RunState::Running],
+                    RunState::Canceling,
+                    None,
+                    now,
+                )
+                .await
+        } else {
+            return Err(Error::new(
+                Code::FailedPrecondition,
+                format!(
+                    "run {} is {} and cannot be terminated",
+                    run.id,
+                    run.state.as_str()
+                ),
+            ));
+        };
+        result?;
+        Ok(())
+    }
+
+    /// Puts a failed or canceled run back to PENDING for its executor to pick up.
+    pub async fn retry_run(&self, request: api::RetryRunRequest) -> Result<()> {
+        let run = self.store.get_run(&request.run_id).await?;
+        match run.state {
+            RunState::Failed | RunState::Canceled => {}
+            RunState::Succeeded | RunState::Skipped => {
+                return Err(Error::new(
+                    Code::FailedPrecondition,
+                    format!(
+                        "run {} is {}; there is nothing to retry",
+                        run.id,
+                        run.state.as_str()
+                    ),
+                ))
+            }
+            _ => {
+                return Err(Error::new(
+                    Code::Aborted,
+                    format!(
+                        "run {} is {}; only a finished run can be retried",
+                        run.id,
+                        run.state.as_str()
+                    ),
+                ))
+            }
+        }
+        self.store
+            .transition_run(
+                &run.id,
+                &[RunState::Failed, RunState::Canceled],
+                RunState::Pending,
+                None,
+                self.now(),
+            )
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,239 @@
+//! Spawning the real `kfpd serve` on a free loopback port with a temp data dir.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+pub fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/pipelines")
+}
+
+impl Server {
+    /// Starts `kfpd serve` with SQLite in a fresh temp dir.
+    pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    pub fn start_with(args: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Server::start_in(dir, args)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kfpd"));
+        command
+            .arg("serve")
+            .arg("--http-addr")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .env("KFPD_LOG", "warn")
+            .env_remove("DBCONFIG_HOST")
+            .env_remove("DBDRIVERNAME")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn kfpd");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr_pipe = child.stderr.take().expect("stderr");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stderr_pipe);
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                if let Ok(mut text) = sink.lock() {
+                    text.push_str(&line);
+                }
+                line.clear();
+            }
+        });
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            let reader = BufReader::new(stdout);
+            for line in reader.lines().map_while(Result::ok) {
+                if let Some(address) = line.strip_prefix("kfpd listening on ") {
+                    let _ = sender.send(address.trim().to_string());
+                }
+            }
+        });
+        let base = match receiver.recv_timeout(Duration::from_secs(30)) {
+            Ok(base) => base,
+            Err(_) => {
+                let _ = child.kill();
+                let text = stderr.lock().map(|t| t.clone()).unwrap_or_default();
+                panic!("kfpd did not start within 30 s; stderr:\n{text}");
+            }
+        };
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        Server {
+            child,
+            base,
+            dir,
+            client,
+            stderr,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/apis/v2beta1{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.client.get(self.url(path)).send().await.expect("GET");
+        read(response).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
+        read(response).await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("DELETE");
+        read(response).await
+    }
+
+    pub async fn upload(&self, query: &str, file_name: &str, bytes: Vec<u8>) -> (u16, Value) {
+        let part = reqwest::multipart::Part::bytes(bytes)
+            .file_name(file_name.to_string())
+            .mime_str("application/octet-stream")
+            .expect("mime");
+        let form = reqwest::multipart::Form::new().part("uploadfile", part);
+        let response = self
+            .client
+            .post(self.url(&format!("/pipelines/upload{query}")))
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload");
+        read(response).await
+    }
+
+    /// Uploads a corpus file under a unique name and returns the pipeline JSON.
+    pub async fn upload_corpus(&self, relative: &str, name: &str) -> Value {
+        let path = corpus_dir().join(relative);
+        let bytes = std::fs::read(&path).expect("corpus file");
+        let file_name = path.file_name().unwrap().to_string_lossy().to_string();
+        let (status, body) = self
+            .upload(&format!("?name={name}"), &file_name, bytes)
+            .await;
+        assert_eq!(status, 200, "upload {relative}: {body}");
+        body
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    pub fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = tempfile::tempdir().expect("placeholder");
+        std::mem::replace(&mut self.dir, dir)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn read(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// Runs `kfpd serve` expecting it to exit; returns (success, stderr) or None if it
+/// was still running after `limit`.
+pub fn run_to_exit(args: &[&str], limit: Duration) -> Option<(bool, String)> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kfpd"))
+        .arg("serve")
+        .arg("--http-addr")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(args)
+        .env("KFPD_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kfpd");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut text = String::new();
+            if let Some(mut stderr) = child.stderr.take() {
+                let _ = stderr.read_to_string(&mut text);
+            }
+            return Some((status.success(), text));
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The server URL of a PostgreSQL or MySQL test database, created by the test;
+/// None (with a message) when not reachable outside CI.
+pub async fn database_url(kind: &str) -> Option<String> {
+    let (variable, default) = match kind {
+        "postgres" => (
+            "KFPD_TEST_POSTGRES_URL",
+            "postgres://postgres@127.0.0.1:5432",
+        ),
+        _ => ("KFPD_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306"),
+    };
+    let server = std::env::var(variable).unwrap_or_else(|_| default.to_string());
+    let address = server.rsplit('@').next().unwrap_or_default().to_string();
+    let reachable = tokio::net::TcpStream::connect(&address).await.is_ok();
+    if !reachable {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{kind} at {address} is required under CI=true");
+        }
+        eprintln!(
+            "skipping {kind} test: nothing listens on {address}; start {kind} or set {variable}"
+        );
+        return None;
+    }
+    let name = format!(
+        "kfpd_serve_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    Some(format!("{server}/{name}"))
+}
