@@ -135,10 +135,42 @@ pub trait RecurringRunStore: Send + Sync {
     async fn delete_recurring_run(&self, id: &str) -> Result<(), Error>;
 }
 
-/// Everything the API server needs from its database.
-pub trait MetadataStore: ExperimentStore + PipelineStore + RunStore + RecurringRunStore {}
+/// Tasks and artifacts of runs: what the engine records while executing.
+#[async_trait]
+pub trait ExecutionStore: Send + Sync {
+    /// Inserts the task, or updates the row with the same id.
+    async fn save_task(&self, task: &Task) -> Result<(), Error>;
+    async fn get_task(&self, id: &str) -> Result<Task, Error>;
+    /// All tasks of a run, oldest first.
+    async fn list_tasks(&self, run_id: &str) -> Result<Vec<Task>, Error>;
+    /// The newest finished, successful task with this fingerprint whose run still exists.
+    async fn find_cached_task(
+        &self,
+        fingerprint: &str,
+        not_before: i64,
+    ) -> Result<Option<Task>, Error>;
+    /// Records an artifact and the link from the task that produced it, in one transaction.
+    async fn create_artifact(&self, artifact: &Artifact) -> Result<(), Error>;
+    async fn link_artifact(&self, run_id: &str, link: &ArtifactLink) -> Result<(), Error>;
+    async fn get_artifact(&self, id: i64) -> Result<Artifact, Error>;
+    async fn list_artifacts(&self, run_id: &str) -> Result<Vec<Artifact>, Error>;
+    /// Links of one run (for task inputs/outputs) or of one artifact (for lineage).
+    async fn run_artifact_links(&self, run_id: &str) -> Result<Vec<ArtifactLink>, Error>;
+    async fn artifact_links(&self, artifact_id: i64) -> Result<Vec<ArtifactLink>, Error>;
+    /// The pipeline spec JSON a run executes (also for runs made from a version).
+    async fn run_spec(&self, run_id: &str) -> Result<String, Error>;
+}
 
-impl<T: ExperimentStore + PipelineStore + RunStore + RecurringRunStore> MetadataStore for T {}
+/// Everything the API server needs from its database.
+pub trait MetadataStore:
+    ExperimentStore + PipelineStore + RunStore + RecurringRunStore + ExecutionStore
+{
+}
+
+impl<T> MetadataStore for T where
+    T: ExperimentStore + PipelineStore + RunStore + RecurringRunStore + ExecutionStore
+{
+}
 
 /// A fresh random resource id.
 pub fn new_id() -> String {

@@ -301,3 +301,185 @@ pub struct NewRecurringRun {
     pub pipeline_spec: Option<String>,
     pub runtime_config: String,
 }
+
+/// What a task row stands for in the pipeline's DAG (after upstream's MLMD-removal
+/// proposal): the container or importer that ran, or the DAG node around tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskKind {
+    /// The pipeline's root DAG.
+    Root,
+    /// A container task (a process).
+    Runtime,
+    /// An importer task.
+    Importer,
+    /// A nested pipeline.
+    Dag,
+    /// A `ParallelFor` over items.
+    Loop,
+    /// One item of a `ParallelFor`.
+    LoopIteration,
+    /// The DAG of a `dsl.If`/`Elif`/`Else` group.
+    Condition,
+    /// One branch inside a condition group.
+    ConditionBranch,
+    /// The guarded body of a `dsl.ExitHandler`.
+    ExitHandler,
+}
+
+impl TaskKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Root => "ROOT",
+            TaskKind::Runtime => "RUNTIME",
+            TaskKind::Importer => "IMPORTER",
+            TaskKind::Dag => "DAG",
+            TaskKind::Loop => "LOOP",
+            TaskKind::LoopIteration => "LOOP_ITERATION",
+            TaskKind::Condition => "CONDITION",
+            TaskKind::ConditionBranch => "CONDITION_BRANCH",
+            TaskKind::ExitHandler => "EXIT_HANDLER",
+        }
+    }
+
+    pub fn parse(text: &str) -> TaskKind {
+        match text {
+            "ROOT" => TaskKind::Root,
+            "IMPORTER" => TaskKind::Importer,
+            "DAG" => TaskKind::Dag,
+            "LOOP" => TaskKind::Loop,
+            "LOOP_ITERATION" => TaskKind::LoopIteration,
+            "CONDITION" => TaskKind::Condition,
+            "CONDITION_BRANCH" => TaskKind::ConditionBranch,
+            "EXIT_HANDLER" => TaskKind::ExitHandler,
+            _ => TaskKind::Runtime,
+        }
+    }
+}
+
+/// A task's state; `Cached` means its outputs were reused from an earlier run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TaskState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+    Canceled,
+    Cached,
+}
+
+impl TaskState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Pending => "PENDING",
+            TaskState::Running => "RUNNING",
+            TaskState::Succeeded => "SUCCEEDED",
+            TaskState::Failed => "FAILED",
+            TaskState::Skipped => "SKIPPED",
+            TaskState::Canceled => "CANCELED",
+            TaskState::Cached => "CACHED",
+        }
+    }
+
+    pub fn parse(text: &str) -> TaskState {
+        match text {
+            "RUNNING" => TaskState::Running,
+            "SUCCEEDED" => TaskState::Succeeded,
+            "FAILED" => TaskState::Failed,
+            "SKIPPED" => TaskState::Skipped,
+            "CANCELED" => TaskState::Canceled,
+            "CACHED" => TaskState::Cached,
+            _ => TaskState::Pending,
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, TaskState::Pending | TaskState::Running)
+    }
+
+    /// Finished with usable outputs.
+    pub fn is_done(self) -> bool {
+        matches!(self, TaskState::Succeeded | TaskState::Cached)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskStateChange {
+    #[serde(rename = "t")]
+    pub time: i64,
+    #[serde(rename = "s")]
+    pub state: TaskState,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Task {
+    pub id: String,
+    pub run_id: String,
+    /// Empty for the root task.
+    pub parent_id: String,
+    /// Unique within the run, stable across retries (`root/for-loop-2/1/add`).
+    pub path: String,
+    pub kind: TaskKind,
+    /// The task's key in its DAG.
+    pub name: String,
+    /// `taskInfo.name`.
+    pub display_name: String,
+    pub iteration_index: i64,
+    pub state: TaskState,
+    pub state_history: Vec<TaskStateChange>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub attempts: i64,
+    /// Input parameter values as a JSON object.
+    pub inputs: String,
+    /// Output parameter values as a JSON object.
+    pub outputs: String,
+    /// Executor details as a JSON object (command, log object, exit code, …).
+    pub details: String,
+    /// Cache fingerprint; empty when the task is not cacheable.
+    pub fingerprint: String,
+    /// For cached tasks: the task whose outputs were reused.
+    pub cached_from: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Artifact {
+    /// Numeric, as the API's `artifact_ids` are int64.
+    pub id: i64,
+    pub run_id: String,
+    pub producer_task_id: String,
+    pub output_key: String,
+    pub name: String,
+    pub uri: String,
+    pub schema_title: String,
+    pub schema_version: String,
+    /// JSON object.
+    pub metadata: String,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Input,
+    Output,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Input => "INPUT",
+            Direction::Output => "OUTPUT",
+        }
+    }
+}
+
+/// A task consumed (`Input`) or produced (`Output`) an artifact under `key`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArtifactLink {
+    pub task_id: String,
+    pub artifact_id: i64,
+    pub direction: Direction,
+    pub key: String,
+}

@@ -115,6 +115,7 @@ conformance!(
     recurring_runs,
     duplicate_names_race,
     names_are_case_sensitive,
+    tasks_and_artifacts,
 );
 
 fn query(resource: Resource, size: i32, sort: &str, filter: Option<Vec<Predicate>>) -> ListQuery {
@@ -893,4 +894,116 @@ async fn names_are_case_sensitive(store: Arc<SqlStore>) {
         .await
         .unwrap();
     assert_eq!(page.items.len(), 1);
+}
+
+fn new_task(run_id: &str, path: &str, at: i64) -> Task {
+    Task {
+        id: new_id(),
+        run_id: run_id.to_string(),
+        parent_id: String::new(),
+        path: path.to_string(),
+        kind: TaskKind::Runtime,
+        name: path.rsplit('/').next().unwrap_or(path).to_string(),
+        display_name: path.to_string(),
+        iteration_index: -1,
+        state: TaskState::Running,
+        state_history: vec![TaskStateChange {
+            time: at,
+            state: TaskState::Running,
+        }],
+        error: None,
+        created_at: at,
+        started_at: at,
+        finished_at: 0,
+        attempts: 1,
+        inputs: r#"{"a":1}"#.into(),
+        outputs: "{}".into(),
+        details: "{}".into(),
+        fingerprint: String::new(),
+        cached_from: String::new(),
+    }
+}
+
+async fn tasks_and_artifacts(store: Arc<SqlStore>) {
+    let experiment = store
+        .create_experiment(new_experiment("exec", 1))
+        .await
+        .unwrap();
+    let run = store
+        .create_run(new_run(&experiment.id, "executed", 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.run_spec(&run.id).await.unwrap(),
+        r#"{"pipelineInfo":{"name":"p"}}"#
+    );
+    let mut producer = new_task(&run.id, "root/produce", 11);
+    store.save_task(&producer).await.unwrap();
+    producer.state = TaskState::Succeeded;
+    producer.finished_at = 12;
+    producer.outputs = r#"{"Output":3}"#.into();
+    producer.fingerprint = "f".repeat(64);
+    producer.error = Some("none".into());
+    store.save_task(&producer).await.unwrap();
+    assert_eq!(store.get_task(&producer.id).await.unwrap(), producer);
+    let consumer = new_task(&run.id, "root/consume", 13);
+    store.save_task(&consumer).await.unwrap();
+    let listed = store.list_tasks(&run.id).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].id, producer.id);
+
+    let cached = store
+        .find_cached_task(&producer.fingerprint, 0)
+        .await
+        .unwrap();
+    assert_eq!(cached.map(|t| t.id), Some(producer.id.clone()));
+    assert!(store
+        .find_cached_task(&producer.fingerprint, 13)
+        .await
+        .unwrap()
+        .is_none());
+
+    let artifact = Artifact {
+        id: 9_007_199_254_740_000,
+        run_id: run.id.clone(),
+        producer_task_id: producer.id.clone(),
+        output_key: "dataset".into(),
+        name: "dataset".into(),
+        uri: "file:///tmp/x".into(),
+        schema_title: "system.Dataset".into(),
+        schema_version: "0.0.1".into(),
+        metadata: r#"{"rows":3}"#.into(),
+        created_at: 12,
+    };
+    store.create_artifact(&artifact).await.unwrap();
+    let input = ArtifactLink {
+        task_id: consumer.id.clone(),
+        artifact_id: artifact.id,
+        direction: Direction::Input,
+        key: "data".into(),
+    };
+    store.link_artifact(&run.id, &input).await.unwrap();
+    store.link_artifact(&run.id, &input).await.unwrap();
+    assert_eq!(store.get_artifact(artifact.id).await.unwrap(), artifact);
+    assert_eq!(store.list_artifacts(&run.id).await.unwrap().len(), 1);
+    let lineage = store.artifact_links(artifact.id).await.unwrap();
+    assert_eq!(
+        lineage.len(),
+        2,
+        "one producer and one consumer link: {lineage:?}"
+    );
+    assert_eq!(store.run_artifact_links(&run.id).await.unwrap().len(), 2);
+
+    store.delete_run(&run.id).await.unwrap();
+    assert!(store.list_tasks(&run.id).await.unwrap().is_empty());
+    assert!(store.list_artifacts(&run.id).await.unwrap().is_empty());
+    assert!(matches!(
+        store.get_artifact(artifact.id).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(store
+        .find_cached_task(&producer.fingerprint, 0)
+        .await
+        .unwrap()
+        .is_none());
 }

@@ -202,9 +202,16 @@ impl RunStore for SqlStore {
 
     async fn delete_run(&self, id: &str) -> Result<(), Error> {
         let mut tx = self.begin().await?;
-        let mut spec = Sql::new("DELETE FROM run_specs WHERE run_uuid = ");
-        spec.bind(id);
-        tx.execute(&spec).await?;
+        for statement in [
+            "DELETE FROM artifact_links WHERE run_uuid = ",
+            "DELETE FROM artifacts WHERE run_uuid = ",
+            "DELETE FROM tasks WHERE run_uuid = ",
+            "DELETE FROM run_specs WHERE run_uuid = ",
+        ] {
+            let mut sql = Sql::new(statement);
+            sql.bind(id);
+            tx.execute(&sql).await?;
+        }
         let mut sql = Sql::new("DELETE FROM runs WHERE uuid = ");
         sql.bind(id);
         if tx.execute(&sql).await? == 0 {
