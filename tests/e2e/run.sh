@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# End-to-end tests: drive a spawned `kfpd serve` with the official kfp SDK.
+#
+#   bash tests/e2e/run.sh [extra pytest args]
+#
+# Environment:
+#   KFPD_E2E_VENV     venv to create or reuse (default: ~/.cache/kfpd-e2e-venv)
+#   KFPD_E2E_PYTHON   interpreter used to create the venv (default: python3.11, else python3)
+#   CARGO_TARGET_DIR  cargo target directory (default: ~/.cache/kfpd-target)
+#   KFPD_BIN          use this binary instead of building one
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+
+venv="${KFPD_E2E_VENV:-$HOME/.cache/kfpd-e2e-venv}"
+requirements=(
+    "kfp==2.15.0"
+    "kfp-server-api==2.15.0"
+    "pytest==8.3.5"
+    "pytest-timeout==2.3.1"
+    "requests"
+    "PyYAML"
+)
+marker="$venv/.kfpd-e2e-requirements"
+wanted="$(printf '%s\n' "${requirements[@]}")"
+
+pick_python() {
+    if [[ -n "${KFPD_E2E_PYTHON:-}" ]]; then
+        echo "$KFPD_E2E_PYTHON"
+    elif command -v python3.11 >/dev/null 2>&1; then
+        echo python3.11
+    else
+        echo python3
+    fi
+}
+
+if [[ ! -x "$venv/bin/python" ]] || [[ ! -f "$marker" ]] || [[ "$(cat "$marker")" != "$wanted" ]]; then
+    python="$(pick_python)"
+    version="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+    if [[ "$version" != "3.11" ]]; then
+        echo "run.sh: need Python 3.11 for the venv, $python is $version (set KFPD_E2E_PYTHON)" >&2
+        exit 2
+    fi
+    if [[ ! -x "$venv/bin/python" ]]; then
+        echo "run.sh: creating venv $venv" >&2
+        mkdir -p "$(dirname "$venv")"
+        "$python" -m venv "$venv"
+    fi
+    echo "run.sh: installing ${requirements[*]}" >&2
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${requirements[@]}"
+    printf '%s\n' "$wanted" >"$marker.tmp"
+    mv "$marker.tmp" "$marker"
+fi
+
+if [[ -z "${KFPD_BIN:-}" ]]; then
+    export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kfpd-target}"
+    (cd "$repo" && cargo build --quiet -p kfpd)
+    export KFPD_BIN="$CARGO_TARGET_DIR/debug/kfpd"
+fi
+if [[ ! -x "$KFPD_BIN" ]]; then
+    echo "run.sh: $KFPD_BIN is not an executable" >&2
+    exit 2
+fi
+
+cd "$repo"
+status=0
+# PYTHONDONTWRITEBYTECODE and pytest.ini's `-p no:cacheprovider` keep the clone clean.
+PYTHONDONTWRITEBYTECODE=1 "$venv/bin/python" -m pytest tests/e2e -q "$@" || status=$?
+if [[ $status -eq 5 ]]; then
+    echo "run.sh: pytest collected no tests" >&2
+    exit 1
+fi
+exit $status
