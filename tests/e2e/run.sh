@@ -21,6 +21,8 @@ requirements=(
     "pytest-timeout==2.3.1"
     "requests"
     "PyYAML"
+    "grpcio==1.81.1"
+    "grpcio-tools==1.81.1"
 )
 marker="$venv/.kfpd-e2e-requirements"
 wanted="$(printf '%s\n' "${requirements[@]}")"

@@ -170,7 +170,10 @@ _SERVER_ENV_DROP = {"MULTIUSER", "POD_NAMESPACE", "DBDRIVERNAME", "dbType",
 class KfpdServer:
     """One `kfpd serve` process on a free loopback port with its own data directory."""
 
-    def __init__(self, binary: str, workdir: pathlib.Path) -> None:
+    def __init__(self, binary: str, workdir: pathlib.Path, executor: str = "none") -> None:
+        # The API suites check states the API itself sets, so by default nothing
+        # executes runs; execution suites ask for the local executor.
+        self.executor = executor
         self.binary = binary
         self.workdir = workdir
         self.data_dir = workdir / "data"
@@ -187,6 +190,7 @@ class KfpdServer:
             if not k.startswith(_SERVER_ENV_DROP_PREFIXES) and k not in _SERVER_ENV_DROP
         }
         env["KFPD_LOG"] = "warn"
+        env["KFPD_EXECUTOR"] = self.executor
         stderr = open(self.stderr_path, "wb")
         try:
             self.process = subprocess.Popen(
@@ -258,9 +262,9 @@ class KfpdServer:
 
 
 @contextlib.contextmanager
-def running_server(binary: str) -> Iterator[KfpdServer]:
+def running_server(binary: str, executor: str = "none") -> Iterator[KfpdServer]:
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="kfpd-e2e-"))
-    server = KfpdServer(binary, workdir)
+    server = KfpdServer(binary, workdir, executor)
     try:
         server.start()
         yield server

@@ -26,7 +26,7 @@ from support import (
 
 ADD_NUMBERS = "critical/add_numbers.yaml"
 MISSING_ID = "00000000-0000-0000-0000-000000000000"
-# kfpd does not execute runs yet, so terminate/retry state changes are immediate; allow a bounded wait anyway.
+# These modules run kfpd without an executor, so terminate/retry state changes are immediate; allow a bounded wait anyway.
 STATE_WAIT_SECONDS = 10
 
 

@@ -30,6 +30,13 @@ pub struct ServeArgs {
     /// Address of the REST API. [default: 127.0.0.1:8888]
     #[arg(long, env = "KFPD_HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
+    /// Address of the gRPC API, or `off` to serve REST only. [default: 127.0.0.1:8887]
+    #[arg(long, env = "KFPD_GRPC_ADDR")]
+    pub grpc_addr: Option<String>,
+    /// Largest gRPC message in bytes, received or sent (a pipeline version carries
+    /// its whole spec). [default: 67108864]
+    #[arg(long, env = "KFPD_GRPC_MAX_MESSAGE_BYTES")]
+    pub grpc_max_message_bytes: Option<usize>,
     /// Directory for the SQLite database and local artifacts. [default: ./kfpd-data]
     #[arg(long, env = "KFPD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -84,6 +91,14 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes (uploads included). [default: 33554432]
     #[arg(long, env = "KFPD_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// What executes runs: `local` (tasks as processes on this machine) or `none`
+    /// (an API-only server; runs stay PENDING until something else executes them).
+    /// [default: local]
+    #[arg(long, env = "KFPD_EXECUTOR")]
+    pub executor: Option<String>,
+    /// How many task processes may run at once, over all runs. [default: 64]
+    #[arg(long, env = "KFPD_MAX_PARALLEL_TASKS")]
+    pub max_parallel_tasks: Option<usize>,
 }
 
 /// The same settings as they may appear in the config file.
@@ -91,6 +106,8 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 struct FileSettings {
     http_addr: Option<SocketAddr>,
+    grpc_addr: Option<String>,
+    grpc_max_message_bytes: Option<usize>,
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
     db_driver: Option<String>,
@@ -106,6 +123,8 @@ struct FileSettings {
     multi_user: Option<bool>,
     default_service_account: Option<String>,
     max_body_bytes: Option<usize>,
+    max_parallel_tasks: Option<usize>,
+    executor: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +149,9 @@ pub struct Database {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub http_addr: SocketAddr,
+    /// `None`: no gRPC listener (`grpc_addr = "off"`).
+    pub grpc_addr: Option<SocketAddr>,
+    pub grpc_max_message_bytes: usize,
     pub data_dir: PathBuf,
     pub database: Database,
     pub conn_max_lifetime: Duration,
@@ -138,10 +160,23 @@ pub struct Config {
     pub multi_user: bool,
     pub default_service_account: String,
     pub max_body_bytes: usize,
+    pub max_parallel_tasks: usize,
+    /// Whether this server runs pipelines itself.
+    pub local_executor: bool,
 }
+
+/// Task processes running at once unless configured.
+pub const DEFAULT_MAX_PARALLEL_TASKS: usize = 64;
 
 /// The maximum size of an uploaded pipeline package, as upstream.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 << 20;
+
+/// Default gRPC message limit: twice the largest package upload, so that any
+/// pipeline version that could be stored can also be sent back over gRPC.
+pub const DEFAULT_GRPC_MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// The `grpc_addr` value that turns the gRPC listener off.
+pub const GRPC_OFF: &str = "off";
 
 impl Config {
     /// Resolves the settings from flags, the process environment and the config file.
@@ -164,6 +199,27 @@ impl Config {
             .http_addr
             .or(file.http_addr)
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8888)));
+        let grpc_addr_text = args
+            .grpc_addr
+            .clone()
+            .or(file.grpc_addr.clone())
+            // An empty value (`KFPD_GRPC_ADDR=`) counts as not set, like the
+            // upstream variables; only `off` turns gRPC off.
+            .filter(|text| !text.trim().is_empty());
+        let grpc_addr = match grpc_addr_text {
+            None => Some(SocketAddr::from(([127, 0, 0, 1], 8887))),
+            Some(text) => parse_grpc_addr(&text)?,
+        };
+        let grpc_max_message_bytes = args
+            .grpc_max_message_bytes
+            .or(file.grpc_max_message_bytes)
+            .unwrap_or(DEFAULT_GRPC_MAX_MESSAGE_BYTES);
+        if grpc_max_message_bytes == 0 {
+            return Err(Error::Invalid {
+                key: "grpc_max_message_bytes",
+                message: "must be greater than 0".into(),
+            });
+        }
         let data_dir = args
             .data_dir
             .clone()
@@ -222,8 +278,34 @@ impl Config {
             .or(file.max_body_bytes)
             .unwrap_or(DEFAULT_MAX_BODY_BYTES);
 
+        let max_parallel_tasks = args
+            .max_parallel_tasks
+            .or(file.max_parallel_tasks)
+            .unwrap_or(DEFAULT_MAX_PARALLEL_TASKS)
+            .max(1);
+
+        let executor = args
+            .executor
+            .clone()
+            .or(file.executor.clone())
+            .unwrap_or_else(|| "local".to_string());
+        let local_executor = match executor.trim().to_lowercase().as_str() {
+            "local" => true,
+            "none" | "off" => false,
+            other => {
+                return Err(Error::Invalid {
+                    key: "executor",
+                    message: format!("{other:?} is not local or none"),
+                })
+            }
+        };
+
         Ok(Config {
+            max_parallel_tasks,
+            local_executor,
             http_addr,
+            grpc_addr,
+            grpc_max_message_bytes,
             data_dir,
             database,
             conn_max_lifetime,
@@ -234,6 +316,20 @@ impl Config {
             max_body_bytes,
         })
     }
+}
+
+/// `off` (any case) disables gRPC; anything else must be `host:port`.
+fn parse_grpc_addr(text: &str) -> Result<Option<SocketAddr>, Error> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case(GRPC_OFF) {
+        return Ok(None);
+    }
+    text.parse::<SocketAddr>()
+        .map(Some)
+        .map_err(|_| Error::Invalid {
+            key: "grpc_addr",
+            message: format!("{text:?} is neither an address such as 127.0.0.1:8887 nor \"off\""),
+        })
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, Error> {
@@ -551,6 +647,48 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn grpc_listener_defaults_and_can_be_turned_off() {
+        let config = resolve(ServeArgs::default(), &[]);
+        assert_eq!(
+            config.grpc_addr.map(|addr| addr.to_string()).as_deref(),
+            Some("127.0.0.1:8887")
+        );
+        assert_eq!(config.grpc_max_message_bytes, 64 << 20);
+        let off = |value: &str| ServeArgs {
+            grpc_addr: Some(value.into()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(resolve(off("off"), &[]).grpc_addr, None);
+        assert_eq!(resolve(off("OFF"), &[]).grpc_addr, None);
+        assert!(resolve(off(""), &[]).grpc_addr.is_some());
+        let bad = Config::resolve(&off("8887"), &|_| None).unwrap_err();
+        assert!(bad.to_string().contains("grpc_addr"), "{bad}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kfpd.toml");
+        std::fs::write(
+            &path,
+            "grpc_addr = \"0.0.0.0:9001\"\ngrpc_max_message_bytes = 1024\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        };
+        let config = resolve(args.clone(), &[]);
+        assert_eq!(config.grpc_addr.unwrap().to_string(), "0.0.0.0:9001");
+        assert_eq!(config.grpc_max_message_bytes, 1024);
+        let flag_wins = resolve(
+            ServeArgs {
+                grpc_addr: Some("off".into()),
+                ..args
+            },
+            &[],
+        );
+        assert_eq!(flag_wins.grpc_addr, None);
     }
 
     #[test]

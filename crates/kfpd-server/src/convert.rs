@@ -102,6 +102,19 @@ pub fn runtime_state(state: store::RunState) -> api::RuntimeState {
     }
 }
 
+/// Task states in the API's `RuntimeState`; a cached task counts as succeeded
+/// (its `cached_from` detail says where the outputs came from).
+pub fn runtime_state_of_task(state: store::TaskState) -> api::RuntimeState {
+    match state {
+        store::TaskState::Pending => api::RuntimeState::Pending,
+        store::TaskState::Running => api::RuntimeState::Running,
+        store::TaskState::Succeeded | store::TaskState::Cached => api::RuntimeState::Succeeded,
+        store::TaskState::Failed => api::RuntimeState::Failed,
+        store::TaskState::Skipped => api::RuntimeState::Skipped,
+        store::TaskState::Canceled => api::RuntimeState::Canceled,
+    }
+}
+
 /// A run failure as a `google.rpc.Status` (code 2, UNKNOWN: the failure came from
 /// the pipeline, not from the API).
 fn failure(message: &str) -> Status {

@@ -1,19 +1,25 @@
-//! The kfpd API server: configuration, the KFP services and their REST transport,
-//! started by `kfpd serve`.
+//! The kfpd API server: configuration, the KFP services and their REST and gRPC
+//! transports, started by `kfpd serve`.
 
 pub mod config;
 mod convert;
+pub mod engine;
 pub mod error;
+pub mod grpc;
 pub mod http;
+pub mod local_run;
 pub mod service;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
+
 use kfpd_store::sql::{Options as StoreOptions, SqlStore};
 
 pub use config::{Config, ServeArgs};
+pub use kfpd_store::RunState;
 pub use service::Api;
 
 /// Why the server could not start.
@@ -47,6 +53,8 @@ pub enum StartError {
     },
     #[error("server error: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Grpc(#[from] grpc::ServeError),
     #[error("startup: {0}")]
     Startup(String),
 }
@@ -121,7 +129,24 @@ pub async fn serve(
         pod_namespace: config.namespace.clone(),
         default_service_account: config.default_service_account.clone(),
     };
-    let api = Api::new(Arc::new(store), settings, service::system_clock());
+    let store: Arc<dyn kfpd_store::MetadataStore> = Arc::new(store);
+    let artifacts = engine::open_artifacts(&config.data_dir)
+        .await
+        .map_err(StartError::Startup)?;
+    let engine = engine::build_with(
+        Arc::clone(&store),
+        artifacts.clone(),
+        &config.data_dir,
+        config.max_parallel_tasks,
+    )
+    .map_err(StartError::Startup)?;
+    let mut api = Api::new(store, settings, service::system_clock());
+    let executor = config
+        .local_executor
+        .then(|| kfpd_engine::executor::spawn(engine));
+    if let Some(executor) = &executor {
+        api = api.with_execution(artifacts, executor.clone());
+    }
     api.ensure_default_experiment()
         .await
         .map_err(|error| StartError::Startup(error.to_string()))?;
@@ -133,6 +158,19 @@ pub async fn serve(
             source,
         })?;
     let local = listener.local_addr().map_err(StartError::Serve)?;
+    // Both ports are bound before either is announced, so a client that read
+    // the lines below can use both.
+    let grpc_listener = match config.grpc_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: addr.to_string(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     tracing::info!(
         addr = %local,
         database = %config.database.location,
@@ -141,9 +179,62 @@ pub async fn serve(
     );
     // A line tests and scripts can wait for, also when logs are filtered.
     println!("kfpd listening on http://{local}");
+    // One future, awaited by both servers and the executor, so one signal stops all.
+    let shutdown = shutdown.shared();
+    let executor_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        executor_shutdown.await;
+        if let Some(executor) = executor {
+            executor.shutdown();
+        }
+    });
+    let grpc = match grpc_listener {
+        Some(grpc_listener) => {
+            let grpc_local = grpc_listener.local_addr().map_err(StartError::Serve)?;
+            tracing::info!(addr = %grpc_local, "kfpd serving gRPC");
+            // Printed after the REST line, which existing scripts read first.
+            println!("kfpd listening on grpc://{grpc_local}");
+            grpc::serve(
+                grpc_listener,
+                api.clone(),
+                config.grpc_max_message_bytes,
+                shutdown.clone(),
+            )
+            .map(|result| result.map_err(StartError::from))
+            .boxed()
+        }
+        None => futures::future::ready(Ok(())).boxed(),
+    };
     let app = http::router(api, config.max_body_bytes);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(StartError::Serve)
+    let rest_shutdown = shutdown.clone();
+    let rest = async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(rest_shutdown)
+            .await
+            .map_err(StartError::Serve)
+    };
+    let serving = async { tokio::try_join!(rest, grpc) };
+    // Draining waits for every client, and a client that has gone silent (an
+    // HTTP/2 peer that never acknowledges the shutdown PING, a stalled upload)
+    // would keep the process alive until it is killed. Bound the wait instead.
+    let drain_deadline = async {
+        shutdown.await;
+        tokio::time::sleep(DRAIN_LIMIT).await;
+    };
+    tokio::select! {
+        result = serving => {
+            result?;
+        }
+        () = drain_deadline => {
+            tracing::warn!(
+                limit = ?DRAIN_LIMIT,
+                "connections still open after shutdown began; stopping anyway"
+            );
+        }
+    }
+    Ok(())
 }
+
+/// How long `serve` lets calls in flight finish after shutdown begins: under
+/// the 30 s Kubernetes waits between SIGTERM and SIGKILL.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(15);

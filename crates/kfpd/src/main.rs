@@ -17,6 +17,25 @@ struct Cli {
 enum Command {
     /// Serve the KFP v2beta1 REST API (SQLite under ./kfpd-data unless configured).
     Serve(kfpd_server::ServeArgs),
+    /// Run one compiled pipeline here, without a server, showing task progress;
+    /// exits non-zero when the run does not succeed.
+    Run(RunCommand),
+}
+
+#[derive(clap::Args)]
+struct RunCommand {
+    /// Compiled pipeline: YAML, JSON, zip or tar.gz.
+    pipeline: std::path::PathBuf,
+    /// A pipeline parameter, `name=value` (JSON for non-string inputs); repeatable.
+    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// Keep the run's database, artifacts and logs in this directory
+    /// (default: a temporary directory removed afterwards).
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
+    /// How many task processes may run at once.
+    #[arg(long, default_value_t = 64)]
+    max_parallel_tasks: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,7 +52,29 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Run(command) => {
+            let succeeded = runtime.block_on(run(command))?;
+            if !succeeded {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
+}
+
+async fn run(command: RunCommand) -> anyhow::Result<bool> {
+    let args = kfpd_server::local_run::RunArgs {
+        pipeline: command.pipeline,
+        params: command.params,
+        data_dir: command.data_dir,
+        max_parallel_tasks: command.max_parallel_tasks,
+    };
+    let (state, error) = kfpd_server::local_run::run(args).await?;
+    match &error {
+        Some(error) => eprintln!("run {}: {error}", state.as_str()),
+        None => eprintln!("run {}", state.as_str()),
+    }
+    Ok(state == kfpd_server::RunState::Succeeded)
 }
 
 async fn serve(args: kfpd_server::ServeArgs) -> anyhow::Result<()> {

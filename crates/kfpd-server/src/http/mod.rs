@@ -1,5 +1,6 @@
 //! The REST transport: upstream's `/apis/v2beta1/...` routes over the service layer.
 
+mod execution;
 mod extract;
 mod pipelines;
 mod resources;
@@ -25,6 +26,7 @@ pub fn router(api: Api, max_body_bytes: usize) -> Router {
         .route("/apis/v1beta1/healthz", any(healthz_v1))
         .merge(resources::routes(v2))
         .merge(pipelines::routes(v2))
+        .merge(execution::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))

@@ -1,6 +1,7 @@
 //! The KFP services, one implementation that every transport calls. Methods take
 //! the API's request messages and return its response messages.
 
+mod execution;
 mod experiments;
 mod list;
 mod pipelines;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 use kfpd_store::MetadataStore;
 
+pub use execution::{ArtifactView, ListArtifactsResponse, TaskLog};
 pub use list::parse_filter;
 pub use pipelines::{PackageSource, Upload, UploadVersion};
 
@@ -40,6 +42,10 @@ pub struct Api {
     settings: Arc<Settings>,
     clock: Clock,
     http: reqwest::Client,
+    /// Where task outputs live; `None` when the server runs without an engine.
+    artifacts: Option<kfpd_artifacts::ArtifactStore>,
+    /// The local executor, woken when runs need it.
+    executor: Option<kfpd_engine::executor::Handle>,
 }
 
 impl Api {
@@ -49,6 +55,26 @@ impl Api {
             settings: Arc::new(settings),
             clock,
             http: reqwest::Client::new(),
+            artifacts: None,
+            executor: None,
+        }
+    }
+
+    /// Connects the service layer to the engine that executes runs.
+    pub fn with_execution(
+        mut self,
+        artifacts: kfpd_artifacts::ArtifactStore,
+        executor: kfpd_engine::executor::Handle,
+    ) -> Api {
+        self.artifacts = Some(artifacts);
+        self.executor = Some(executor);
+        self
+    }
+
+    /// Tells the executor that a run changed state.
+    fn wake_executor(&self) {
+        if let Some(executor) = &self.executor {
+            executor.wake();
         }
     }
 

@@ -76,11 +76,22 @@ impl Api {
                 inline_spec: source.inline,
             })
             .await?;
+        self.wake_executor();
         convert::run(created)
     }
 
     pub async fn get_run(&self, request: api::GetRunRequest) -> Result<api::Run> {
-        convert::run(self.store.get_run(&request.run_id).await?)
+        let run = self.store.get_run(&request.run_id).await?;
+        let tasks = self.store.list_tasks(&run.id).await?;
+        let links = if tasks.is_empty() {
+            Vec::new()
+        } else {
+            self.store.run_artifact_links(&run.id).await?
+        };
+        let run_id = run.id.clone();
+        let mut converted = convert::run(run)?;
+        converted.run_details = super::execution::run_details(&run_id, &tasks, &links);
+        Ok(converted)
     }
 
     pub async fn list_runs(&self, request: api::ListRunsRequest) -> Result<api::ListRunsResponse> {
@@ -195,6 +206,7 @@ impl Api {
             ));
         };
         result?;
+        self.wake_executor();
         Ok(())
     }
 
@@ -233,6 +245,7 @@ impl Api {
                 self.now(),
             )
             .await?;
+        self.wake_executor();
         Ok(())
     }
 }

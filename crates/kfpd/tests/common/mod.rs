@@ -13,6 +13,8 @@ use serde_json::Value;
 pub struct Server {
     child: Child,
     pub base: String,
+    /// `http://127.0.0.1:PORT` of the gRPC listener (None with `--grpc-addr off`).
+    pub grpc: Option<String>,
     pub dir: tempfile::TempDir,
     pub client: reqwest::Client,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
@@ -41,8 +43,12 @@ impl Server {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(dir.path())
+            .args(grpc_port_args(args))
             .args(args)
             .env("KFPD_LOG", "warn")
+            // API tests check the states the API sets; execution tests pass
+            // `--executor local`, which wins over this variable.
+            .env("KFPD_EXECUTOR", "none")
             .env_remove("DBCONFIG_HOST")
             .env_remove("DBDRIVERNAME")
             .stdout(Stdio::piped())
@@ -71,14 +77,25 @@ impl Server {
                 }
             }
         });
-        let base = match receiver.recv_timeout(Duration::from_secs(30)) {
-            Ok(base) => base,
-            Err(_) => {
-                let _ = child.kill();
-                let text = stderr.lock().map(|t| t.clone()).unwrap_or_default();
-                panic!("kfpd did not start within 30 s; stderr:\n{text}");
+        let grpc_enabled = !args.windows(2).any(|pair| pair == ["--grpc-addr", "off"]);
+        let mut base = None;
+        let mut grpc = None;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while base.is_none() || (grpc_enabled && grpc.is_none()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match receiver.recv_timeout(left) {
+                Ok(address) if address.starts_with("grpc://") => {
+                    grpc = Some(address.replacen("grpc://", "http://", 1));
+                }
+                Ok(address) => base = Some(address),
+                Err(_) => {
+                    let _ = child.kill();
+                    let text = stderr.lock().map(|t| t.clone()).unwrap_or_default();
+                    panic!("kfpd did not start within 30 s; stderr:\n{text}");
+                }
             }
-        };
+        }
+        let base = base.unwrap_or_default();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -86,6 +103,7 @@ impl Server {
         Server {
             child,
             base,
+            grpc,
             dir,
             client,
             stderr,
@@ -154,6 +172,25 @@ impl Server {
         self.stderr.lock().map(|t| t.clone()).unwrap_or_default()
     }
 
+    /// Asks the server to shut down as an operator would (SIGTERM) and returns
+    /// its exit status, or None if it was still running after `limit`.
+    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let signalled = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .is_ok_and(|status| status.success());
+        assert!(signalled, "cannot send SIGTERM to kfpd");
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     pub fn stop(mut self) -> tempfile::TempDir {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -166,6 +203,16 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A free gRPC port unless the test picks its own `--grpc-addr`, so parallel
+/// servers never compete for the default 8887.
+fn grpc_port_args(args: &[&str]) -> Vec<&'static str> {
+    if args.contains(&"--grpc-addr") {
+        Vec::new()
+    } else {
+        vec!["--grpc-addr", "127.0.0.1:0"]
     }
 }
 
@@ -186,6 +233,7 @@ pub fn run_to_exit(args: &[&str], limit: Duration) -> Option<(bool, String)> {
         .arg("127.0.0.1:0")
         .arg("--data-dir")
         .arg(dir.path())
+        .args(grpc_port_args(args))
         .args(args)
         .env("KFPD_LOG", "warn")
         .stdout(Stdio::null())

@@ -1,0 +1,505 @@
+//! Running one container or importer task: inputs downloaded, the process run in
+//! its image's environment, outputs read back and artifacts uploaded and recorded.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kfpd_artifacts::ArtifactStore;
+use kfpd_ir::spec::{
+    ComponentSpec, ExecutorKind, ExecutorSpec, ImporterSpec, PipelineContainerSpec, PipelineTaskSpec,
+};
+use kfpd_runtime::ProcessSpec;
+use kfpd_store::{Artifact, ArtifactLink, Direction, TaskKind, TaskState};
+use rand::Rng;
+use serde_json::{json, Map, Value};
+
+use crate::dag::{ArtifactRef, TaskResult};
+use crate::engine::RunContext;
+use crate::executor_input::{resolve_command, resolve_self_references, substitute, ExecutorInput, JobInfo, RuntimeArtifact};
+use crate::outputs::read_outputs;
+use crate::records::{now, TaskRecord};
+
+/// A task ready to run, with its inputs resolved.
+pub(crate) struct TaskCall {
+    pub name: String,
+    pub display_name: String,
+    pub path: String,
+    pub parent_id: String,
+    pub task: PipelineTaskSpec,
+    pub component: ComponentSpec,
+    pub parameters: Map<String, Value>,
+    pub artifacts: BTreeMap<String, Vec<ArtifactRef>>,
+}
+
+pub(crate) async fn run_executor(context: Arc<RunContext>, call: TaskCall, executor: ExecutorSpec) -> TaskResult {
+    if let Some(reused) = reuse_previous(&context, &call).await {
+        return reused;
+    }
+    let kind = match executor.kind() {
+        Some(ExecutorKind::Importer(_)) => TaskKind::Importer,
+        _ => TaskKind::Runtime,
+    };
+    let mut record = match TaskRecord::start(&context, &call.parent_id, &call.path, kind, &call.name, &call.display_name, -1, &call.parameters).await {
+        Ok(record) => record,
+        Err(error) => return TaskResult::failed(error),
+    };
+    let result = match executor.kind() {
+        Some(ExecutorKind::Container(container)) => run_container(&context, &call, container, &mut record).await,
+        Some(ExecutorKind::Importer(importer)) => run_importer(&context, &call, importer, &record).await,
+        Some(ExecutorKind::Resolver(_)) => Err("resolver executors are not supported by kfpd".to_string()),
+        Some(ExecutorKind::CustomJob(_)) => Err("custom job executors (Vertex AI) are not supported by kfpd".to_string()),
+        None => Err("the executor has no implementation".to_string()),
+    };
+    match result {
+        Ok(result) => {
+            record
+                .finish(&context, result.state, result.error.clone(), &result.parameters)
+                .await;
+            if let (TaskState::Failed, Some(error)) = (result.state, &result.error) {
+                context.record_failure(error);
+            }
+            result
+        }
+        Err(error) => {
+            let message = format!("task {:?}: {error}", call.display_name);
+            context.record_failure(&message);
+            record
+                .finish(&context, TaskState::Failed, Some(message.clone()), &Map::new())
+                .await;
+            TaskResult::failed(message)
+        }
+    }
+}
+
+/// On a retry, a task that already succeeded keeps its outputs.
+async fn reuse_previous(context: &RunContext, call: &TaskCall) -> Option<TaskResult> {
+    let previous = context.previous.get(&call.path)?;
+    if !previous.state.is_done() {
+        return None;
+    }
+    let parameters: Map<String, Value> = serde_json::from_str(&previous.outputs).ok()?;
+    let produced = context.engine.store.list_artifacts(&context.run.id).await.ok()?;
+    let mut artifacts: BTreeMap<String, Vec<ArtifactRef>> = BTreeMap::new();
+    for artifact in produced.into_iter().filter(|artifact| artifact.producer_task_id == previous.id) {
+        artifacts
+            .entry(artifact.output_key.clone())
+            .or_default()
+            .push(artifact_ref(&artifact));
+    }
+    Some(TaskResult {
+        state: previous.state,
+        error: None,
+        parameters,
+        artifacts,
+    })
+}
+
+fn artifact_ref(artifact: &Artifact) -> ArtifactRef {
+    ArtifactRef {
+        id: artifact.id,
+        name: artifact.name.clone(),
+        uri: artifact.uri.clone(),
+        schema_title: artifact.schema_title.clone(),
+        schema_version: artifact.schema_version.clone(),
+        metadata: serde_json::from_str(&artifact.metadata).unwrap_or_default(),
+    }
+}
+
+fn new_artifact_id() -> i64 {
+    // JS-safe positive integers: the API's artifact ids are int64 and UIs parse them as numbers.
+    rand::thread_rng().gen_range(1..(1_i64 << 53))
+}
+
+fn job_info(context: &RunContext, call: &TaskCall, task_id: &str, workspace: &Path) -> JobInfo {
+    let run = &context.run;
+    let created = chrono::DateTime::from_timestamp(run.created_at, 0)
+        .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default();
+    JobInfo {
+        job_name: run.display_name.clone(),
+        job_resource_name: format!("run-{}", run.id),
+        job_uuid: run.id.clone(),
+        task_name: call.name.clone(),
+        task_uuid: task_id.to_string(),
+        create_time: created.clone(),
+        schedule_time: created,
+        pipeline_root: context.pipeline_root.clone(),
+        workspace_path: workspace.display().to_string(),
+    }
+}
+
+fn local_name(uri: &str) -> String {
+    let last = uri.trim_end_matches('/').rsplit('/').next().unwrap_or("artifact");
+    if last.is_empty() || last == ".." || last == "." {
+        "artifact".to_string()
+    } else {
+        last.to_string()
+    }
+}
+
+async fn run_container(
+    context: &Arc<RunContext>,
+    call: &TaskCall,
+    container: &PipelineContainerSpec,
+    record: &mut TaskRecord,
+) -> Result<TaskResult, String> {
+    let engine = &context.engine;
+    let task_id = record.task.id.clone();
+    let work = context.work_dir(&task_id);
+    let inputs_dir = work.join("inputs");
+    let outputs_dir = work.join("outputs");
+    let workspace = engine.options.work_dir.join(&context.run.id).join("workspace");
+    for dir in [&inputs_dir, &outputs_dir, &workspace, &work.join("tmp")] {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+    }
+
+    // Inputs: every artifact downloaded to a local path, which is the URI the task sees.
+    let mut input = ExecutorInput {
+        parameters: call.parameters.clone(),
+        ..ExecutorInput::default()
+    };
+    for (name, list) in &call.artifacts {
+        let mut seen = Vec::with_capacity(list.len());
+        for (index, artifact) in list.iter().enumerate() {
+            let local = inputs_dir.join(name).join(index.to_string()).join(local_name(&artifact.uri));
+            if let Some(parent) = local.parent() {
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .map_err(|error| format!("cannot create {}: {error}", parent.display()))?;
+            }
+            download(&engine.artifacts, &artifact.uri, &local).await?;
+            seen.push(RuntimeArtifact {
+                name: artifact.name.clone(),
+                uri: local.display().to_string(),
+                schema_title: artifact.schema_title.clone(),
+                schema_version: artifact.schema_version.clone(),
+                metadata: artifact.metadata.clone(),
+            });
+            let link = ArtifactLink {
+                task_id: task_id.clone(),
+                artifact_id: artifact.id,
+                direction: Direction::Input,
+                key: name.clone(),
+            };
+            if let Err(error) = engine.store.link_artifact(&context.run.id, &link).await {
+                tracing::warn!(%error, "cannot record artifact input");
+            }
+        }
+        input.artifacts.insert(name.clone(), seen);
+    }
+
+    // Outputs: files for parameters, local paths for artifacts, their final URIs.
+    let parameter_dir = outputs_dir.join("parameters");
+    tokio::fs::create_dir_all(&parameter_dir)
+        .await
+        .map_err(|error| format!("cannot create {}: {error}", parameter_dir.display()))?;
+    for name in call.component.output_definitions.parameters.keys() {
+        let file = parameter_dir.join(name);
+        input.output_parameters.insert(name.clone(), file.display().to_string());
+    }
+    let mut destinations: BTreeMap<String, String> = BTreeMap::new();
+    for (name, spec) in &call.component.output_definitions.artifacts {
+        let local = outputs_dir.join("artifacts").join(name);
+        if let Some(parent) = local.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|error| format!("cannot create {}: {error}", parent.display()))?;
+        }
+        let uri = ArtifactStore::output_uri(
+            &context.pipeline_root,
+            &context.pipeline_name,
+            &context.run.id,
+            &call.name,
+            &task_id,
+            name,
+        );
+        destinations.insert(name.clone(), uri);
+        input.output_artifacts.insert(
+            name.clone(),
+            RuntimeArtifact {
+                name: name.clone(),
+                uri: local.display().to_string(),
+                schema_title: spec.artifact_type.schema_title.clone().unwrap_or_else(|| "system.Artifact".into()),
+                schema_version: spec.artifact_type.schema_version.clone(),
+                metadata: spec.metadata.clone().unwrap_or_default(),
+            },
+        );
+    }
+    let output_file = outputs_dir.join("output_metadata.json");
+    input.output_file = output_file.display().to_string();
+
+    let job = job_info(context, call, &task_id, &workspace);
+    resolve_self_references(&mut input.parameters, &job)?;
+    let mut items = container.command.clone();
+    items.extend(container.args.iter().cloned());
+    let argv = resolve_command(&items, &input, &job)?;
+    if argv.is_empty() {
+        return Err("the container has no command".to_string());
+    }
+    let whole = input.to_json().to_string();
+    let mut env = Vec::with_capacity(container.env.len() + 2);
+    for variable in &container.env {
+        env.push((variable.name.clone(), substitute(&variable.value, &input, &job, &whole)?));
+    }
+    env.push(("TMPDIR".to_string(), work.join("tmp").display().to_string()));
+    env.push(("HOME".to_string(), std::env::var("HOME").unwrap_or_else(|_| work.display().to_string())));
+
+    record.set_detail("image", json!(container.image));
+    record.set_detail("command", json!(argv));
+    let log_path = work.join("main.log");
+    record.set_detail("log", json!(log_path.display().to_string()));
+
+    let retry = call.task.retry_policy.clone().unwrap_or_default();
+    let max_attempts = 1 + retry.max_retry_count.max(0) as u32;
+    let mut backoff: f64 = retry
+        .backoff_duration
+        .as_deref()
+        .and_then(|text| kfpd_ir::spec::parse_duration_secs(text))
+        .unwrap_or(0.0);
+    let factor = retry.backoff_factor.unwrap_or(2.0);
+    let max_backoff = retry
+        .backoff_max_duration
+        .as_deref()
+        .and_then(|text| kfpd_ir::spec::parse_duration_secs(text))
+        .unwrap_or(3600.0);
+
+    let mut last_exit = None;
+    for attempt in 1..=max_attempts {
+        record.task.attempts += 1;
+        record.set_detail("attempt", json!(attempt));
+        record.save(context).await;
+        let spec = ProcessSpec {
+            image: environment_key(container),
+            argv: argv.clone(),
+            env: env.clone(),
+            cwd: work.clone(),
+            log_path: log_path.clone(),
+        };
+        let permit = tokio::select! {
+            permit = engine.slots.clone().acquire_owned() => permit.map_err(|_| "the engine is shutting down".to_string())?,
+            _ = context.cancel.cancelled() => return Ok(TaskResult::ended(TaskState::Canceled, Some("run was terminated".into()))),
+        };
+        let exit = engine
+            .runtime
+            .run(spec, context.cancel.clone())
+            .await
+            .map_err(|error| error.to_string())?;
+        drop(permit);
+        if exit.canceled {
+            return Ok(TaskResult::ended(TaskState::Canceled, Some("run was terminated".into())));
+        }
+        let success = exit.success();
+        record.set_detail("exit_code", json!(exit.code));
+        last_exit = Some(exit);
+        if success {
+            break;
+        }
+        if attempt < max_attempts {
+            tracing::info!(run = %context.run.id, task = %call.name, attempt, "task failed, retrying");
+            if backoff > 0.0 {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs_f64(backoff.min(max_backoff))) => {},
+                    _ = context.cancel.cancelled() => return Ok(TaskResult::ended(TaskState::Canceled, Some("run was terminated".into()))),
+                }
+                backoff *= factor;
+            }
+        }
+    }
+    let exit = last_exit.ok_or_else(|| "the task did not run".to_string())?;
+    if !exit.success() {
+        let reason = match (exit.code, exit.signal) {
+            (Some(code), _) => format!("exit code {code}"),
+            (None, Some(signal)) => format!("signal {signal}"),
+            _ => "unknown exit".to_string(),
+        };
+        let last_line = last_log_line(&log_path).await;
+        let message = match last_line {
+            Some(line) => format!("task {:?} failed with {reason}: {line}", call.display_name),
+            None => format!("task {:?} failed with {reason}", call.display_name),
+        };
+        return Ok(TaskResult::failed(message));
+    }
+
+    let outputs = read_outputs(&call.component.output_definitions, &output_file, &input.output_parameters)?;
+    let mut artifacts = BTreeMap::new();
+    for (name, destination) in &destinations {
+        let Some(local) = input.output_artifacts.get(name) else { continue };
+        let reported = outputs.artifacts.get(name);
+        let source = content_path(&local.uri, reported);
+        let uploaded = engine
+            .artifacts
+            .upload(&source, destination)
+            .await
+            .map_err(|error| format!("cannot store output artifact {name:?}: {error}"))?;
+        if !uploaded {
+            tracing::warn!(run = %context.run.id, task = %call.name, artifact = %name, path = %source.display(), "task wrote no file for its output artifact");
+        }
+        let mut metadata = local.metadata.clone();
+        if let Some(reported) = reported {
+            metadata.extend(reported.metadata.clone());
+        }
+        let artifact = Artifact {
+            id: new_artifact_id(),
+            run_id: context.run.id.clone(),
+            producer_task_id: task_id.clone(),
+            output_key: name.clone(),
+            name: name.clone(),
+            uri: destination.clone(),
+            schema_title: local.schema_title.clone(),
+            schema_version: local.schema_version.clone(),
+            metadata: Value::Object(metadata).to_string(),
+            created_at: now(),
+        };
+        engine
+            .store
+            .create_artifact(&artifact)
+            .await
+            .map_err(|error| format!("cannot record output artifact {name:?}: {error}"))?;
+        artifacts.insert(name.clone(), vec![artifact_ref(&artifact)]);
+    }
+    Ok(TaskResult {
+        state: TaskState::Succeeded,
+        error: None,
+        parameters: outputs.parameters,
+        artifacts,
+    })
+}
+
+/// Where a task left an output artifact's content: its `set_path` location, the
+/// local path it reported (pythonic artifacts), or the path it was given.
+fn content_path(provisioned: &str, reported: Option<&crate::outputs::ReportedArtifact>) -> PathBuf {
+    let Some(reported) = reported else {
+        return PathBuf::from(provisioned);
+    };
+    if let Some(custom) = &reported.custom_path {
+        return PathBuf::from(custom);
+    }
+    match reported.uri.as_deref() {
+        Some(uri) if uri.starts_with('/') => PathBuf::from(uri),
+        Some(uri) if uri.starts_with("file://") => PathBuf::from(uri.trim_start_matches("file://")),
+        _ => PathBuf::from(provisioned),
+    }
+}
+
+/// The environment a container runs in: its image, and the kfp version its
+/// command installs, so components pinning different kfp versions never share
+/// (and overwrite) one environment.
+fn environment_key(container: &PipelineContainerSpec) -> String {
+    let pinned = container
+        .command
+        .iter()
+        .chain(container.args.iter())
+        .find_map(|item| {
+            let start = item.find("'kfp==")?;
+            let rest = &item[start + 6..];
+            let end = rest.find('\'')?;
+            Some(rest[..end].to_string())
+        });
+    match pinned {
+        Some(version) => format!("{}+kfp=={version}", container.image),
+        None => container.image.clone(),
+    }
+}
+
+async fn download(store: &ArtifactStore, uri: &str, local: &PathBuf) -> Result<(), String> {
+    if !store.handles(uri) {
+        return Err(format!(
+            "cannot fetch input artifact {uri}: kfpd's artifact store ({}) does not serve it",
+            store.default_root()
+        ));
+    }
+    store
+        .download(uri, local)
+        .await
+        .map_err(|error| format!("cannot fetch input artifact {uri}: {error}"))
+}
+
+async fn last_log_line(path: &Path) -> Option<String> {
+    let text = tokio::fs::read_to_string(path).await.ok()?;
+    text.lines()
+        .rev()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .map(|line| line.chars().take(500).collect())
+}
+
+/// An importer records an existing object as an artifact; nothing is copied.
+async fn run_importer(
+    context: &Arc<RunContext>,
+    call: &TaskCall,
+    importer: &ImporterSpec,
+    record: &TaskRecord,
+) -> Result<TaskResult, String> {
+    let uri = match importer.artifact_uri.constant_json() {
+        Some(Value::String(uri)) => uri,
+        Some(other) => other.to_string(),
+        None => {
+            let name = importer
+                .artifact_uri
+                .runtime_parameter
+                .as_deref()
+                .ok_or_else(|| "the importer has no artifact_uri".to_string())?;
+            match call.parameters.get(name) {
+                Some(Value::String(uri)) => uri.clone(),
+                Some(other) => other.to_string(),
+                None => return Err(format!("importer input {name:?} has no value")),
+            }
+        }
+    };
+    let input = ExecutorInput {
+        parameters: call.parameters.clone(),
+        ..ExecutorInput::default()
+    };
+    let job = JobInfo::default();
+    let mut metadata = Map::new();
+    for (key, value) in importer.metadata.clone().unwrap_or_default() {
+        let resolved_key = substitute(&key, &input, &job, "")?;
+        let resolved = match value {
+            Value::String(text) => {
+                let whole_placeholder = text.starts_with("{{$.inputs.parameters[") && text.ends_with("]}}") && text.matches("{{").count() == 1;
+                match (whole_placeholder, call.parameters.iter().find(|(name, _)| text.contains(name.as_str()))) {
+                    (true, Some((_, typed))) => typed.clone(),
+                    _ => Value::String(substitute(&text, &input, &job, "")?),
+                }
+            }
+            other => other,
+        };
+        metadata.insert(resolved_key, resolved);
+    }
+    let output_key = call
+        .component
+        .output_definitions
+        .artifacts
+        .keys()
+        .next()
+        .cloned()
+        .unwrap_or_else(|| "artifact".to_string());
+    let artifact = Artifact {
+        id: new_artifact_id(),
+        run_id: context.run.id.clone(),
+        producer_task_id: record.task.id.clone(),
+        output_key: output_key.clone(),
+        name: output_key.clone(),
+        uri,
+        schema_title: importer.type_schema.schema_title.clone().unwrap_or_else(|| "system.Artifact".into()),
+        schema_version: importer.type_schema.schema_version.clone(),
+        metadata: Value::Object(metadata).to_string(),
+        created_at: now(),
+    };
+    context
+        .engine
+        .store
+        .create_artifact(&artifact)
+        .await
+        .map_err(|error| format!("cannot record the imported artifact: {error}"))?;
+    Ok(TaskResult {
+        state: TaskState::Succeeded,
+        error: None,
+        parameters: Map::new(),
+        artifacts: BTreeMap::from([(output_key, vec![artifact_ref(&artifact)])]),
+    })
+}

@@ -1,0 +1,240 @@
+//! Executing one run: its root DAG, recorded task by task in the store.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use kfpd_artifacts::ArtifactStore;
+use kfpd_ir::spec::PipelineSpec;
+use kfpd_runtime::Runtime;
+use kfpd_store::{MetadataStore, Run, RunState, Task, TaskKind, TaskState};
+use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::dag::{self, Scope};
+use crate::records::TaskRecord;
+use crate::values::coerce;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Per-task working directories (`<work_dir>/<run>/<task>`), logs included.
+    pub work_dir: PathBuf,
+    /// How many task processes run at once, over all runs.
+    pub max_parallel_tasks: usize,
+}
+
+/// Shared by every run the executor starts.
+pub struct Engine {
+    pub(crate) store: Arc<dyn MetadataStore>,
+    pub(crate) runtime: Runtime,
+    pub(crate) artifacts: ArtifactStore,
+    pub(crate) options: Options,
+    pub(crate) slots: Arc<Semaphore>,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    pub state: RunState,
+    pub error: Option<String>,
+}
+
+/// Everything a task of one run needs to know about the run.
+pub(crate) struct RunContext {
+    pub engine: Arc<Engine>,
+    pub run: Run,
+    pub spec: PipelineSpec,
+    pub pipeline_name: String,
+    pub pipeline_root: String,
+    pub cancel: CancellationToken,
+    /// Tasks of earlier attempts by path, so a retry keeps what succeeded.
+    pub previous: HashMap<String, Task>,
+    /// The first failure, which becomes the run's error.
+    pub first_error: Mutex<Option<String>>,
+}
+
+impl RunContext {
+    pub fn record_failure(&self, message: &str) {
+        if let Ok(mut first) = self.first_error.lock() {
+            if first.is_none() {
+                *first = Some(message.to_string());
+            }
+        }
+    }
+
+    pub fn work_dir(&self, task_id: &str) -> PathBuf {
+        self.engine.options.work_dir.join(&self.run.id).join(task_id)
+    }
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<dyn MetadataStore>,
+        runtime: Runtime,
+        artifacts: ArtifactStore,
+        options: Options,
+    ) -> Engine {
+        let slots = Arc::new(Semaphore::new(options.max_parallel_tasks.max(1)));
+        Engine {
+            store,
+            runtime,
+            artifacts,
+            options,
+            slots,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn MetadataStore> {
+        &self.store
+    }
+
+    pub fn artifacts(&self) -> &ArtifactStore {
+        &self.artifacts
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Executes a run that is already RUNNING (claimed by the caller) to its end.
+    /// Tasks that succeeded in an earlier attempt of the same run are kept.
+    pub async fn execute(self: &Arc<Engine>, run: Run, cancel: CancellationToken) -> Outcome {
+        match self.try_execute(run, cancel).await {
+            Ok(outcome) => outcome,
+            Err(message) => Outcome {
+                state: RunState::Failed,
+                error: Some(message),
+            },
+        }
+    }
+
+    async fn try_execute(self: &Arc<Engine>, run: Run, cancel: CancellationToken) -> Result<Outcome, String> {
+        let spec_json = self
+            .store
+            .run_spec(&run.id)
+            .await
+            .map_err(|error| format!("cannot read the run's pipeline spec: {error}"))?;
+        let spec_value: Value = serde_json::from_str(&spec_json)
+            .map_err(|error| format!("the run's pipeline spec is not JSON: {error}"))?;
+        let package = kfpd_ir::parse_spec_value(&spec_value).map_err(|error| error.to_string())?;
+        let spec = package.spec().clone();
+        let pipeline_name = package.pipeline_name().to_string();
+
+        let (parameters, requested_root) = runtime_config(&run.runtime_config)?;
+        let pipeline_root = self.pipeline_root(&requested_root)?;
+        let root_parameters = root_inputs(&spec, parameters)?;
+
+        let previous: HashMap<String, Task> = self
+            .store
+            .list_tasks(&run.id)
+            .await
+            .map_err(|error| format!("cannot read the run's tasks: {error}"))?
+            .into_iter()
+            .map(|task| (task.path.clone(), task))
+            .collect();
+
+        let context = Arc::new(RunContext {
+            engine: Arc::clone(self),
+            spec: spec.clone(),
+            pipeline_name: pipeline_name.clone(),
+            pipeline_root,
+            cancel: cancel.clone(),
+            previous,
+            first_error: Mutex::new(None),
+            run,
+        });
+
+        let display_name = if spec.pipeline_info.display_name.is_empty() {
+            pipeline_name.clone()
+        } else {
+            spec.pipeline_info.display_name.clone()
+        };
+        let mut root = TaskRecord::start(&context, "", "root", TaskKind::Root, &pipeline_name, &display_name, -1, &root_parameters)
+            .await?;
+        let scope = Scope {
+            parameters: root_parameters,
+            artifacts: Default::default(),
+        };
+        let result = dag::run_dag(Arc::clone(&context), spec.root.clone(), scope, root.task.id.clone(), "root".to_string()).await;
+        root.finish(&context, result.state, result.error.clone(), &result.parameters)
+            .await;
+
+        let canceled = cancel.is_cancelled();
+        let state = match result.state {
+            _ if canceled => RunState::Canceled,
+            TaskState::Succeeded | TaskState::Cached | TaskState::Skipped => RunState::Succeeded,
+            TaskState::Canceled => RunState::Canceled,
+            _ => RunState::Failed,
+        };
+        let error = match state {
+            RunState::Succeeded => None,
+            RunState::Canceled => Some("run was terminated".to_string()),
+            _ => context
+                .first_error
+                .lock()
+                .ok()
+                .and_then(|first| first.clone())
+                .or(result.error),
+        };
+        Ok(Outcome { state, error })
+    }
+
+    /// The pipeline root of a run: the one it asked for, if the artifact store serves
+    /// it (a local path counts as `file://`), else the store's default root.
+    fn pipeline_root(&self, requested: &str) -> Result<String, String> {
+        let requested = requested.trim().trim_end_matches('/');
+        if requested.is_empty() {
+            return Ok(self.artifacts.default_root());
+        }
+        let as_uri = if requested.starts_with('/') {
+            format!("file://{requested}")
+        } else {
+            requested.to_string()
+        };
+        if self.artifacts.handles(&as_uri) {
+            return Ok(as_uri);
+        }
+        Err(format!(
+            "pipeline_root {requested:?} is not served by kfpd's artifact store (default root {})",
+            self.artifacts.default_root()
+        ))
+    }
+}
+
+fn runtime_config(json: &str) -> Result<(Map<String, Value>, String), String> {
+    if json.trim().is_empty() {
+        return Ok((Map::new(), String::new()));
+    }
+    let value: Value = serde_json::from_str(json)
+        .map_err(|error| format!("the run's runtime config is not JSON: {error}"))?;
+    let parameters = value
+        .get("parameters")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let root = value
+        .get("pipeline_root")
+        .or_else(|| value.get("pipelineRoot"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    Ok((parameters, root))
+}
+
+/// Root inputs: given values (typed as declared) and the defaults of the rest.
+fn root_inputs(spec: &PipelineSpec, mut given: Map<String, Value>) -> Result<Map<String, Value>, String> {
+    let mut parameters = Map::new();
+    for (name, definition) in &spec.root.input_definitions.parameters {
+        let value = match given.remove(name) {
+            Some(value) if !value.is_null() => value,
+            _ => match &definition.default_value {
+                Some(default) => default.clone(),
+                None if definition.is_optional => continue,
+                None => return Err(format!("pipeline input parameter {name:?} has no value")),
+            },
+        };
+        parameters.insert(name.clone(), coerce(name, definition.effective_type(), value)?);
+    }
+    Ok(parameters)
+}

@@ -1,0 +1,196 @@
+//! The local executor inside `kfpd serve`: picks up PENDING runs, runs them, stops
+//! them on terminate, and after a restart resumes the runs it left RUNNING.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kfpd_store::list::{Op, Predicate, Resource, Value as FilterValue};
+use kfpd_store::{ListQuery, Run, RunState, Scope};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{Engine, Outcome};
+use crate::records::now;
+
+/// How often the executor looks for work when nobody woke it.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// A cheap handle to the executor: wake it after creating, terminating or retrying
+/// a run so it reacts at once instead of at its next poll.
+#[derive(Clone)]
+pub struct Handle {
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+}
+
+impl Handle {
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Stops taking new runs and cancels the running ones.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+struct Executor {
+    engine: Arc<Engine>,
+    active: Mutex<HashMap<String, CancellationToken>>,
+    wake: Arc<Notify>,
+    shutdown: CancellationToken,
+}
+
+/// Starts the executor loop on the current runtime.
+pub fn spawn(engine: Arc<Engine>) -> Handle {
+    let handle = Handle {
+        wake: Arc::new(Notify::new()),
+        shutdown: CancellationToken::new(),
+    };
+    let executor = Arc::new(Executor {
+        engine,
+        active: Mutex::new(HashMap::new()),
+        wake: Arc::clone(&handle.wake),
+        shutdown: handle.shutdown.clone(),
+    });
+    tokio::spawn(async move {
+        executor.recover().await;
+        executor.run_loop().await;
+    });
+    handle
+}
+
+fn state_filter(state: RunState) -> Vec<Predicate> {
+    vec![Predicate {
+        key: "state".into(),
+        op: Op::Eq,
+        value: FilterValue::Str(state.as_str().into()),
+    }]
+}
+
+impl Executor {
+    async fn runs_in(&self, state: RunState) -> Vec<Run> {
+        let query = match ListQuery::new(Resource::Run, 50, "", "created_at", Some(state_filter(state))) {
+            Ok(query) => query,
+            Err(error) => {
+                tracing::error!(%error, "cannot build the executor's run query");
+                return Vec::new();
+            }
+        };
+        match self.engine.store.list_runs(&Scope::default(), &query).await {
+            Ok(page) => page.items,
+            Err(error) => {
+                tracing::warn!(%error, state = state.as_str(), "cannot list runs");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Runs left RUNNING by a previous process resume (succeeded tasks are kept);
+    /// runs left CANCELING end CANCELED.
+    async fn recover(self: &Arc<Executor>) {
+        for run in self.runs_in(RunState::Canceling).await {
+            let result = self
+                .engine
+                .store
+                .transition_run(&run.id, &[RunState::Canceling], RunState::Canceled, Some("run was terminated".into()), now())
+                .await;
+            if let Err(error) = result {
+                tracing::warn!(run = %run.id, %error, "cannot finish a canceled run");
+            }
+        }
+        for run in self.runs_in(RunState::Running).await {
+            tracing::info!(run = %run.id, "resuming a run interrupted by a restart");
+            self.start(run);
+        }
+    }
+
+    async fn run_loop(self: &Arc<Executor>) {
+        loop {
+            if self.shutdown.is_cancelled() {
+                self.cancel_all();
+                return;
+            }
+            self.cancel_requested().await;
+            for run in self.runs_in(RunState::Pending).await {
+                let claimed = self
+                    .engine
+                    .store
+                    .transition_run(&run.id, &[RunState::Pending], RunState::Running, None, now())
+                    .await;
+                match claimed {
+                    Ok(run) => self.start(run),
+                    // Terminated or claimed by someone else in the meantime.
+                    Err(kfpd_store::Error::FailedPrecondition(_)) => {}
+                    Err(error) => tracing::warn!(run = %run.id, %error, "cannot start run"),
+                }
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {},
+                _ = tokio::time::sleep(POLL_INTERVAL) => {},
+                _ = self.shutdown.cancelled() => {},
+            }
+        }
+    }
+
+    /// Runs the API moved to CANCELING are stopped here.
+    async fn cancel_requested(&self) {
+        let has_active = self.active.lock().map(|active| !active.is_empty()).unwrap_or(false);
+        if !has_active {
+            return;
+        }
+        for run in self.runs_in(RunState::Canceling).await {
+            let token = self.active.lock().ok().and_then(|active| active.get(&run.id).cloned());
+            if let Some(token) = token {
+                token.cancel();
+            }
+        }
+    }
+
+    fn cancel_all(&self) {
+        if let Ok(active) = self.active.lock() {
+            for token in active.values() {
+                token.cancel();
+            }
+        }
+    }
+
+    fn start(self: &Arc<Executor>, run: Run) {
+        let token = CancellationToken::new();
+        if let Ok(mut active) = self.active.lock() {
+            if active.contains_key(&run.id) {
+                return;
+            }
+            active.insert(run.id.clone(), token.clone());
+        }
+        let executor = Arc::clone(self);
+        tokio::spawn(async move {
+            let run_id = run.id.clone();
+            tracing::info!(run = %run_id, "run started");
+            let outcome = executor.engine.execute(run, token).await;
+            if executor.shutdown.is_cancelled() {
+                // Left RUNNING on purpose: the next start resumes it.
+                tracing::info!(run = %run_id, "run interrupted by shutdown");
+            } else {
+                executor.finish(&run_id, outcome).await;
+            }
+            if let Ok(mut active) = executor.active.lock() {
+                active.remove(&run_id);
+            }
+        });
+    }
+
+    async fn finish(&self, run_id: &str, outcome: Outcome) {
+        let from = [RunState::Running, RunState::Canceling];
+        let result = self
+            .engine
+            .store
+            .transition_run(run_id, &from, outcome.state, outcome.error.clone(), now())
+            .await;
+        match result {
+            Ok(_) => tracing::info!(run = %run_id, state = outcome.state.as_str(), "run finished"),
+            Err(error) => tracing::warn!(run = %run_id, %error, "cannot record the end of a run"),
+        }
+    }
+}

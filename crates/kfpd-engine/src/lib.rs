@@ -1,0 +1,19 @@
+//! kfpd's local execution engine: runs a pipeline's IR with tasks as local
+//! processes, as upstream's driver and launcher do inside Argo pods.
+//!
+//! - [`executor_input`], [`values`], [`outputs`]: pure helpers (ExecutorInput,
+//!   placeholders, typed values, reading outputs back);
+//! - `dag`, `container`: orchestration of one run, task by task;
+//! - [`Engine`]: executes one claimed run; [`executor`]: the service that claims
+//!   PENDING runs inside `kfpd serve`.
+
+mod container;
+mod dag;
+mod engine;
+pub mod executor;
+pub mod executor_input;
+pub mod outputs;
+mod records;
+pub mod values;
+
+pub use engine::{Engine, Options, Outcome};

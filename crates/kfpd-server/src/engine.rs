@@ -1,0 +1,75 @@
+//! Building the execution engine from configuration: the artifact store (local
+//! directory, or S3 from upstream's OBJECTSTORECONFIG_* variables), the per-image
+//! Python environments and the engine itself.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kfpd_artifacts::{ArtifactStore, Options as ArtifactOptions};
+use kfpd_engine::{Engine, Options as EngineOptions};
+use kfpd_runtime::{Options as RuntimeOptions, Runtime};
+use kfpd_store::MetadataStore;
+
+/// Where per-image Python environments live unless configured: shared by every
+/// data dir of the user, so `pip install` in a component is paid once per image.
+pub fn default_envs_dir() -> PathBuf {
+    if let Some(cache) = std::env::var_os("XDG_CACHE_HOME").filter(|value| !value.is_empty()) {
+        return PathBuf::from(cache).join("kfpd").join("envs");
+    }
+    match std::env::var_os("HOME").filter(|value| !value.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".cache").join("kfpd").join("envs"),
+        None => PathBuf::from("kfpd-envs"),
+    }
+}
+
+/// Opens the artifact store: S3 when OBJECTSTORECONFIG_HOST is set, else
+/// `<data_dir>/artifacts`.
+pub async fn open_artifacts(data_dir: &Path) -> Result<ArtifactStore, String> {
+    let from_env = ArtifactOptions::from_env(&|name| std::env::var(name).ok())
+        .map_err(|error| format!("object store configuration: {error}"))?;
+    let options = match from_env {
+        Some(options) => options,
+        None => ArtifactOptions::Local {
+            root: absolute(&data_dir.join("artifacts")),
+        },
+    };
+    ArtifactStore::open(options)
+        .await
+        .map_err(|error| error.to_string())
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    std::env::current_dir()
+        .map(|dir| dir.join(path))
+        .unwrap_or_else(|_| path.to_path_buf())
+}
+
+pub async fn build(
+    store: Arc<dyn MetadataStore>,
+    data_dir: &Path,
+    max_parallel_tasks: usize,
+) -> Result<Arc<Engine>, String> {
+    let artifacts = open_artifacts(data_dir).await?;
+    build_with(store, artifacts, data_dir, max_parallel_tasks)
+}
+
+pub fn build_with(
+    store: Arc<dyn MetadataStore>,
+    artifacts: ArtifactStore,
+    data_dir: &Path,
+    max_parallel_tasks: usize,
+) -> Result<Arc<Engine>, String> {
+    let envs_dir = std::env::var_os("KFPD_ENVS_DIR")
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(default_envs_dir);
+    let runtime = Runtime::new(RuntimeOptions::new(envs_dir));
+    let options = EngineOptions {
+        work_dir: absolute(&data_dir.join("work")),
+        max_parallel_tasks,
+    };
+    Ok(Arc::new(Engine::new(store, runtime, artifacts, options)))
+}

@@ -1,0 +1,357 @@
+//! What the engine recorded about runs: task details for GetRun, task logs, the
+//! artifact read endpoint and the artifact API.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use kfpd_api::google_rpc::Status;
+use kfpd_api::v2beta1 as api;
+use kfpd_store::{Artifact, ArtifactLink, Direction, Task, TaskState};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::Api;
+use crate::convert::{runtime_state_of_task, timestamp};
+use crate::error::{Code, Error, Result};
+
+/// Largest artifact the `:read` endpoint returns inline (it is base64 in JSON).
+const MAX_READ_BYTES: usize = 32 << 20;
+
+/// Where a task's log is and whether more may still come.
+pub struct TaskLog {
+    pub local_path: Option<PathBuf>,
+    /// The log object in the artifact store, once the task finished.
+    pub object_uri: Option<String>,
+    pub finished: bool,
+}
+
+/// The artifact API's view of an artifact, with its lineage.
+#[derive(Serialize)]
+pub struct ArtifactView {
+    pub artifact_id: String,
+    pub name: String,
+    pub uri: String,
+    #[serde(rename = "type")]
+    pub kind: ArtifactType,
+    pub metadata: Value,
+    pub created_at: String,
+    pub run_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub producer: Option<ArtifactUse>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub consumers: Vec<ArtifactUse>,
+}
+
+#[derive(Serialize)]
+pub struct ArtifactType {
+    pub schema_title: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub schema_version: String,
+}
+
+#[derive(Serialize)]
+pub struct ArtifactUse {
+    pub task_id: String,
+    pub task_name: String,
+    /// The output key (producer) or input name (consumer).
+    pub key: String,
+}
+
+#[derive(Serialize)]
+pub struct ListArtifactsResponse {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<ArtifactView>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub total_size: usize,
+}
+
+fn is_zero(value: &usize) -> bool {
+    *value == 0
+}
+
+fn rfc3339(seconds: i64) -> String {
+    chrono::DateTime::from_timestamp(seconds, 0)
+        .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+fn view(
+    artifact: &Artifact,
+    links: &[ArtifactLink],
+    names: &HashMap<String, String>,
+) -> ArtifactView {
+    let name_of = |task_id: &str| names.get(task_id).cloned().unwrap_or_default();
+    let producer = links
+        .iter()
+        .find(|link| link.direction == Direction::Output && link.artifact_id == artifact.id)
+        .map(|link| ArtifactUse {
+            task_id: link.task_id.clone(),
+            task_name: name_of(&link.task_id),
+            key: link.key.clone(),
+        });
+    let consumers = links
+        .iter()
+        .filter(|link| link.direction == Direction::Input && link.artifact_id == artifact.id)
+        .map(|link| ArtifactUse {
+            task_id: link.task_id.clone(),
+            task_name: name_of(&link.task_id),
+            key: link.key.clone(),
+        })
+        .collect();
+    ArtifactView {
+        artifact_id: artifact.id.to_string(),
+        name: artifact.name.clone(),
+        uri: artifact.uri.clone(),
+        kind: ArtifactType {
+            schema_title: artifact.schema_title.clone(),
+            schema_version: artifact.schema_version.clone(),
+        },
+        metadata: serde_json::from_str(&artifact.metadata)
+            .unwrap_or(Value::Object(Default::default())),
+        created_at: rfc3339(artifact.created_at),
+        run_id: artifact.run_id.clone(),
+        producer,
+        consumers,
+    }
+}
+
+/// `run_details.task_details` from the run's task rows and artifact links.
+pub(crate) fn run_details(
+    run_id: &str,
+    tasks: &[Task],
+    links: &[ArtifactLink],
+) -> Option<api::RunDetails> {
+    if tasks.is_empty() {
+        return None;
+    }
+    let mut inputs: HashMap<&str, BTreeMap<String, Vec<i64>>> = HashMap::new();
+    let mut outputs: HashMap<&str, BTreeMap<String, Vec<i64>>> = HashMap::new();
+    for link in links {
+        let side = match link.direction {
+            Direction::Input => &mut inputs,
+            Direction::Output => &mut outputs,
+        };
+        side.entry(link.task_id.as_str())
+            .or_default()
+            .entry(link.key.clone())
+            .or_default()
+            .push(link.artifact_id);
+    }
+    let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
+    for task in tasks {
+        if !task.parent_id.is_empty() {
+            children
+                .entry(task.parent_id.as_str())
+                .or_default()
+                .push(task.id.as_str());
+        }
+    }
+    let artifact_lists =
+        |map: Option<&BTreeMap<String, Vec<i64>>>| -> BTreeMap<String, api::ArtifactList> {
+            map.map(|map| {
+                map.iter()
+                    .map(|(key, ids)| {
+                        (
+                            key.clone(),
+                            api::ArtifactList {
+                                artifact_ids: ids.clone(),
+                            },
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+        };
+    let details = tasks
+        .iter()
+        .map(|task| api::PipelineTaskDetail {
+            run_id: run_id.to_string(),
+            task_id: task.id.clone(),
+            display_name: task.display_name.clone(),
+            create_time: timestamp(task.created_at),
+            start_time: (task.started_at > 0)
+                .then(|| timestamp(task.started_at))
+                .flatten(),
+            end_time: (task.finished_at > 0)
+                .then(|| timestamp(task.finished_at))
+                .flatten(),
+            executor_detail: None,
+            state: runtime_state_of_task(task.state) as i32,
+            execution_id: 0,
+            error: task
+                .error
+                .as_ref()
+                .filter(|_| task.state != TaskState::Succeeded)
+                .map(|message| Status {
+                    code: 2,
+                    message: message.clone(),
+                    details: Vec::new(),
+                }),
+            inputs: artifact_lists(inputs.get(task.id.as_str())),
+            outputs: artifact_lists(outputs.get(task.id.as_str())),
+            parent_task_id: task.parent_id.clone(),
+            state_history: task
+                .state_history
+                .iter()
+                .map(|change| api::RuntimeStatus {
+                    update_time: timestamp(change.time),
+                    state: runtime_state_of_task(change.state) as i32,
+                    error: None,
+                })
+                .collect(),
+            pod_name: String::new(),
+            child_tasks: children
+                .get(task.id.as_str())
+                .map(|ids| {
+                    ids.iter()
+                        .map(|id| api::pipeline_task_detail::ChildTask {
+                            child_task: Some(
+                                api::pipeline_task_detail::child_task::ChildTask::TaskId(
+                                    (*id).to_string(),
+                                ),
+                            ),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+        .collect();
+    Some(api::RunDetails {
+        pipeline_context_id: 0,
+        pipeline_run_context_id: 0,
+        task_details: details,
+    })
+}
+
+impl Api {
+    /// Where the log of task `node_id` of run `run_id` is.
+    pub async fn task_log(&self, run_id: &str, node_id: &str) -> Result<TaskLog> {
+        let task = self.store.get_task(node_id).await?;
+        if task.run_id != run_id {
+            return Err(Error::not_found(format!(
+                "run {run_id} has no task {node_id}"
+            )));
+        }
+        let details: serde_json::Map<String, Value> =
+            serde_json::from_str(&task.details).unwrap_or_default();
+        let local_path = details
+            .get("log")
+            .and_then(Value::as_str)
+            .map(PathBuf::from)
+            .filter(|path| path.exists());
+        let object_uri = details
+            .get("log_uri")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if local_path.is_none() && object_uri.is_none() {
+            return Err(Error::not_found(format!(
+                "task {node_id} of run {run_id} has no log"
+            )));
+        }
+        Ok(TaskLog {
+            local_path,
+            object_uri,
+            finished: task.state.is_final(),
+        })
+    }
+
+    /// Whether a task has finished (for log followers).
+    pub async fn task_finished(&self, node_id: &str) -> Result<bool> {
+        Ok(self.store.get_task(node_id).await?.state.is_final())
+    }
+
+    /// Reads a log object from the artifact store.
+    pub async fn read_object(&self, uri: &str) -> Result<bytes::Bytes> {
+        let artifacts = self.artifact_store()?;
+        artifacts
+            .read(uri, MAX_READ_BYTES)
+            .await
+            .map_err(|error| Error::internal(format!("cannot read {uri}: {error}")))
+    }
+
+    fn artifact_store(&self) -> Result<&kfpd_artifacts::ArtifactStore> {
+        self.artifacts
+            .as_ref()
+            .ok_or_else(|| Error::new(Code::Unavailable, "this server has no artifact store"))
+    }
+
+    /// `GET /runs/{run_id}/nodes/{node_id}/artifacts/{artifact_name}:read`: the
+    /// content of output artifact `artifact_name` of task `node_id`.
+    pub async fn read_artifact(
+        &self,
+        run_id: &str,
+        node_id: &str,
+        artifact_name: &str,
+    ) -> Result<bytes::Bytes> {
+        let artifacts = self.store.list_artifacts(run_id).await?;
+        let artifact = artifacts
+            .iter()
+            .find(|artifact| {
+                artifact.producer_task_id == node_id && artifact.output_key == artifact_name
+            })
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "run {run_id} has no artifact {artifact_name:?} produced by node {node_id}"
+                ))
+            })?;
+        let store = self.artifact_store()?;
+        if !store.handles(&artifact.uri) {
+            return Err(Error::new(
+                Code::FailedPrecondition,
+                format!(
+                    "artifact {} is stored outside kfpd's artifact store",
+                    artifact.uri
+                ),
+            ));
+        }
+        store
+            .read(&artifact.uri, MAX_READ_BYTES)
+            .await
+            .map_err(|error| {
+                Error::new(
+                    Code::FailedPrecondition,
+                    format!("cannot read artifact {}: {error}", artifact.uri),
+                )
+            })
+    }
+
+    /// `GET /apis/v2beta1/artifacts?run_id=…`: every artifact of a run with lineage.
+    pub async fn list_artifacts(&self, run_id: &str) -> Result<ListArtifactsResponse> {
+        if run_id.is_empty() {
+            return Err(Error::invalid("list artifacts: run_id is required"));
+        }
+        self.store.get_run(run_id).await?;
+        let artifacts = self.store.list_artifacts(run_id).await?;
+        let links = self.store.run_artifact_links(run_id).await?;
+        let names = self.task_names(run_id).await?;
+        let views: Vec<ArtifactView> = artifacts
+            .iter()
+            .map(|artifact| view(artifact, &links, &names))
+            .collect();
+        Ok(ListArtifactsResponse {
+            total_size: views.len(),
+            artifacts: views,
+        })
+    }
+
+    /// `GET /apis/v2beta1/artifacts/{artifact_id}`.
+    pub async fn get_artifact(&self, artifact_id: &str) -> Result<ArtifactView> {
+        let id: i64 = artifact_id
+            .parse()
+            .map_err(|_| Error::invalid(format!("artifact id {artifact_id:?} is not a number")))?;
+        let artifact = self.store.get_artifact(id).await?;
+        let links = self.store.artifact_links(id).await?;
+        let names = self.task_names(&artifact.run_id).await?;
+        Ok(view(&artifact, &links, &names))
+    }
+
+    async fn task_names(&self, run_id: &str) -> Result<HashMap<String, String>> {
+        Ok(self
+            .store
+            .list_tasks(run_id)
+            .await?
+            .into_iter()
+            .map(|task| (task.id, task.display_name))
+            .collect())
+    }
+}
