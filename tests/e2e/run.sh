@@ -23,6 +23,7 @@ requirements=(
     "PyYAML"
     "grpcio==1.81.1"
     "grpcio-tools==1.81.1"
+    "moto[server]==5.2.1"
 )
 marker="$venv/.kfpd-e2e-requirements"
 wanted="$(printf '%s\n' "${requirements[@]}")"
@@ -53,6 +54,11 @@ if [[ ! -x "$venv/bin/python" ]] || [[ ! -f "$marker" ]] || [[ "$(cat "$marker")
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${requirements[@]}"
     printf '%s\n' "$wanted" >"$marker.tmp"
     mv "$marker.tmp" "$marker"
+fi
+
+# The Rust tests use this venv too (its moto serves S3 on loopback).
+if [[ "${KFPD_E2E_SETUP_ONLY:-}" == "1" ]]; then
+    exit 0
 fi
 
 if [[ -z "${KFPD_BIN:-}" ]]; then

@@ -36,7 +36,18 @@ impl Server {
     }
 
     pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Server {
+        Server::start_full(dir, args, &[])
+    }
+
+    /// Starts with extra environment variables (e.g. an object store).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Server::start_full(dir, args, env)
+    }
+
+    fn start_full(dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kfpd"));
+        command.envs(env.iter().copied());
         command
             .arg("serve")
             .arg("--http-addr")
