@@ -59,6 +59,7 @@ impl TaskRecord {
             details: "{}".to_string(),
             fingerprint: String::new(),
             cached_from: String::new(),
+            cache_scope: String::new(),
         };
         context
             .engine
@@ -107,6 +108,7 @@ impl TaskRecord {
             details: "{}".to_string(),
             fingerprint: String::new(),
             cached_from: String::new(),
+            cache_scope: String::new(),
         };
         if let Err(error) = context.engine.store.save_task(&task).await {
             tracing::warn!(run = %context.run.id, task = name, %error, "cannot record skipped task");

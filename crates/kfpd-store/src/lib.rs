@@ -143,10 +143,12 @@ pub trait ExecutionStore: Send + Sync {
     async fn get_task(&self, id: &str) -> Result<Task, Error>;
     /// All tasks of a run, oldest first.
     async fn list_tasks(&self, run_id: &str) -> Result<Vec<Task>, Error>;
-    /// The newest finished, successful task with this fingerprint whose run still exists.
+    /// The newest task with this fingerprint and cache scope that succeeded (ran,
+    /// not itself cached) at or after `not_before` and whose run still exists.
     async fn find_cached_task(
         &self,
         fingerprint: &str,
+        scope: &str,
         not_before: i64,
     ) -> Result<Option<Task>, Error>;
     /// Records an artifact and the link from the task that produced it, in one transaction.

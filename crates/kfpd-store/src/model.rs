@@ -442,6 +442,9 @@ pub struct Task {
     pub fingerprint: String,
     /// For cached tasks: the task whose outputs were reused.
     pub cached_from: String,
+    /// Who may reuse this task's outputs (`<namespace>/<pipeline name>`); with a
+    /// fingerprint, a successful task is a cache entry for that scope only.
+    pub cache_scope: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]

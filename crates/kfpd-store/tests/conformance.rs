@@ -921,6 +921,7 @@ fn new_task(run_id: &str, path: &str, at: i64) -> Task {
         details: "{}".into(),
         fingerprint: String::new(),
         cached_from: String::new(),
+        cache_scope: String::new(),
     }
 }
 
@@ -943,6 +944,7 @@ async fn tasks_and_artifacts(store: Arc<SqlStore>) {
     producer.finished_at = 12;
     producer.outputs = r#"{"Output":3}"#.into();
     producer.fingerprint = "f".repeat(64);
+    producer.cache_scope = "/pipeline-a".into();
     producer.error = Some("none".into());
     store.save_task(&producer).await.unwrap();
     assert_eq!(store.get_task(&producer.id).await.unwrap(), producer);
@@ -953,15 +955,40 @@ async fn tasks_and_artifacts(store: Arc<SqlStore>) {
     assert_eq!(listed[0].id, producer.id);
 
     let cached = store
-        .find_cached_task(&producer.fingerprint, 0)
+        .find_cached_task(&producer.fingerprint, "/pipeline-a", 0)
         .await
         .unwrap();
     assert_eq!(cached.map(|t| t.id), Some(producer.id.clone()));
-    assert!(store
-        .find_cached_task(&producer.fingerprint, 13)
+    assert!(
+        store
+            .find_cached_task(&producer.fingerprint, "/pipeline-a", 13)
+            .await
+            .unwrap()
+            .is_none(),
+        "entries older than the staleness limit are not hits"
+    );
+    assert!(
+        store
+            .find_cached_task(&producer.fingerprint, "/pipeline-b", 0)
+            .await
+            .unwrap()
+            .is_none(),
+        "another pipeline's entry with the same fingerprint is not a hit"
+    );
+    // A task that reused an entry is not an entry itself: only executions are.
+    let mut reuser = new_task(&run.id, "root/reuse", 14);
+    reuser.state = TaskState::Cached;
+    reuser.finished_at = 15;
+    reuser.fingerprint = producer.fingerprint.clone();
+    reuser.cache_scope = producer.cache_scope.clone();
+    reuser.cached_from = producer.id.clone();
+    store.save_task(&reuser).await.unwrap();
+    assert_eq!(store.get_task(&reuser.id).await.unwrap(), reuser);
+    let newest = store
+        .find_cached_task(&producer.fingerprint, "/pipeline-a", 0)
         .await
-        .unwrap()
-        .is_none());
+        .unwrap();
+    assert_eq!(newest.map(|t| t.id), Some(producer.id.clone()));
 
     let artifact = Artifact {
         id: 9_007_199_254_740_000,
@@ -1002,7 +1029,7 @@ async fn tasks_and_artifacts(store: Arc<SqlStore>) {
         Err(Error::NotFound(_))
     ));
     assert!(store
-        .find_cached_task(&producer.fingerprint, 0)
+        .find_cached_task(&producer.fingerprint, "/pipeline-a", 0)
         .await
         .unwrap()
         .is_none());

@@ -13,7 +13,7 @@ use crate::{
 
 const TASK_COLUMNS: &str = "uuid, run_uuid, parent_uuid, path, kind, name, display_name, \
      iteration_index, state, state_history, error, created_at, started_at, finished_at, attempts, \
-     inputs, outputs, details, fingerprint, cached_from";
+     inputs, outputs, details, fingerprint, cached_from, cache_scope";
 
 const ARTIFACT_COLUMNS: &str = "id, run_uuid, producer_task_uuid, output_key, name, uri, \
      schema_title, schema_version, metadata, created_at";
@@ -44,6 +44,7 @@ fn task(row: &AnyRow) -> Result<Task, Error> {
         details: text(row, "details")?,
         fingerprint: text(row, "fingerprint")?,
         cached_from: text(row, "cached_from")?,
+        cache_scope: text(row, "cache_scope")?,
     })
 }
 
@@ -75,7 +76,7 @@ fn link(row: &AnyRow) -> Result<ArtifactLink, Error> {
     })
 }
 
-fn task_values(task: &Task) -> Result<[Arg; 20], Error> {
+fn task_values(task: &Task) -> Result<[Arg; 21], Error> {
     let history = serde_json::to_string(&task.state_history)
         .map_err(|error| Error::Internal(format!("encoding task state history: {error}")))?;
     Ok([
@@ -99,6 +100,7 @@ fn task_values(task: &Task) -> Result<[Arg; 20], Error> {
         (&task.details).into(),
         (&task.fingerprint).into(),
         (&task.cached_from).into(),
+        (&task.cache_scope).into(),
     ])
 }
 
@@ -153,12 +155,15 @@ impl ExecutionStore for SqlStore {
     async fn find_cached_task(
         &self,
         fingerprint: &str,
+        scope: &str,
         not_before: i64,
     ) -> Result<Option<Task>, Error> {
         let mut sql = Sql::new("SELECT ");
         sql.push(TASK_COLUMNS)
             .push(" FROM tasks WHERE fingerprint = ")
             .bind(fingerprint)
+            .push(" AND cache_scope = ")
+            .bind(scope)
             .push(" AND state = ")
             .bind(TaskState::Succeeded.as_str())
             .push(" AND finished_at >= ")
