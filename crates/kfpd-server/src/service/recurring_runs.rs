@@ -85,24 +85,9 @@ impl Api {
             )));
         }
         let trigger = trigger(recurring.trigger.as_ref())?;
-        let source = match &recurring.pipeline_source {
-            Some(api::recurring_run::PipelineSource::PipelineVersionReference(reference)) => {
-                self.resolve_source(what, Some(reference), None, false)
-                    .await?
-            }
-            Some(api::recurring_run::PipelineSource::PipelineSpec(spec)) => {
-                self.resolve_source(what, None, Some(spec), false).await?
-            }
-            Some(api::recurring_run::PipelineSource::PipelineVersionId(version_id)) => {
-                let reference = api::PipelineVersionReference {
-                    pipeline_id: String::new(),
-                    pipeline_version_id: version_id.clone(),
-                };
-                self.resolve_source(what, Some(&reference), None, false)
-                    .await?
-            }
-            None => self.resolve_source(what, None, None, false).await?,
-        };
+        let source = self
+            .resolve_requested(what, recurring.pipeline_source.as_ref().into(), false)
+            .await?;
         check_parameters(what, &source.package, recurring.runtime_config.as_ref())?;
         let experiment = self.experiment_for(&recurring.experiment_id, what).await?;
         let namespace = if self.settings.multi_user {

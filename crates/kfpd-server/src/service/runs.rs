@@ -32,25 +32,9 @@ impl Api {
             run.experiment_id.as_str()
         };
         let experiment = self.experiment_for(experiment_id, "create run").await?;
-        let source = match &run.pipeline_source {
-            Some(api::run::PipelineSource::PipelineVersionReference(reference)) => {
-                self.resolve_source("create run", Some(reference), None, true)
-                    .await?
-            }
-            Some(api::run::PipelineSource::PipelineSpec(spec)) => {
-                self.resolve_source("create run", None, Some(spec), true)
-                    .await?
-            }
-            Some(api::run::PipelineSource::PipelineVersionId(version_id)) => {
-                let reference = api::PipelineVersionReference {
-                    pipeline_id: String::new(),
-                    pipeline_version_id: version_id.clone(),
-                };
-                self.resolve_source("create run", Some(&reference), None, true)
-                    .await?
-            }
-            None => self.resolve_source("create run", None, None, true).await?,
-        };
+        let source = self
+            .resolve_requested("create run", run.pipeline_source.as_ref().into(), true)
+            .await?;
         check_parameters("create run", &source.package, run.runtime_config.as_ref())?;
         let service_account = if run.service_account.is_empty() {
             self.settings.default_service_account.clone()

@@ -20,7 +20,74 @@ pub(super) struct Source {
     pub package: Package,
 }
 
+/// What a request asked to execute, from either message's `pipeline_source` oneof.
+pub(super) enum Requested<'a> {
+    Reference(&'a PipelineVersionReference),
+    Spec(&'a Struct),
+    /// The deprecated `pipeline_version_id` member, still honoured.
+    VersionId(&'a str),
+    Nothing,
+}
+
+impl<'a> From<Option<&'a kfpd_api::v2beta1::run::PipelineSource>> for Requested<'a> {
+    #[allow(deprecated)]
+    fn from(source: Option<&'a kfpd_api::v2beta1::run::PipelineSource>) -> Requested<'a> {
+        use kfpd_api::v2beta1::run::PipelineSource;
+        match source {
+            Some(PipelineSource::PipelineVersionReference(reference)) => {
+                Requested::Reference(reference)
+            }
+            Some(PipelineSource::PipelineSpec(spec)) => Requested::Spec(spec),
+            Some(PipelineSource::PipelineVersionId(id)) => Requested::VersionId(id),
+            None => Requested::Nothing,
+        }
+    }
+}
+
+impl<'a> From<Option<&'a kfpd_api::v2beta1::recurring_run::PipelineSource>> for Requested<'a> {
+    #[allow(deprecated)]
+    fn from(source: Option<&'a kfpd_api::v2beta1::recurring_run::PipelineSource>) -> Requested<'a> {
+        use kfpd_api::v2beta1::recurring_run::PipelineSource;
+        match source {
+            Some(PipelineSource::PipelineVersionReference(reference)) => {
+                Requested::Reference(reference)
+            }
+            Some(PipelineSource::PipelineSpec(spec)) => Requested::Spec(spec),
+            Some(PipelineSource::PipelineVersionId(id)) => Requested::VersionId(id),
+            None => Requested::Nothing,
+        }
+    }
+}
+
 impl Api {
+    /// Resolves whichever source a request gave.
+    pub(super) async fn resolve_requested(
+        &self,
+        what: &str,
+        requested: Requested<'_>,
+        pin_latest: bool,
+    ) -> Result<Source> {
+        match requested {
+            Requested::Reference(reference) => {
+                self.resolve_source(what, Some(reference), None, pin_latest)
+                    .await
+            }
+            Requested::Spec(spec) => {
+                self.resolve_source(what, None, Some(spec), pin_latest)
+                    .await
+            }
+            Requested::VersionId(version_id) => {
+                let reference = PipelineVersionReference {
+                    pipeline_id: String::new(),
+                    pipeline_version_id: version_id.to_string(),
+                };
+                self.resolve_source(what, Some(&reference), None, pin_latest)
+                    .await
+            }
+            Requested::Nothing => self.resolve_source(what, None, None, pin_latest).await,
+        }
+    }
+
     /// `pin_latest`: whether a reference without a version id is resolved to the
     /// newest version (runs) or kept open (recurring runs resolve at each trigger).
     pub(super) async fn resolve_source(

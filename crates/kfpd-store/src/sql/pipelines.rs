@@ -180,6 +180,38 @@ impl SqlStore {
         Ok(found)
     }
 
+    /// Applies a display-name/tags update to a pipeline or version row in one
+    /// transaction; `table` and `tags` are constants of this module.
+    async fn apply_update(
+        &self,
+        table: &str,
+        tags: TagTable,
+        kind: &str,
+        id: &str,
+        update: &PipelineUpdate,
+    ) -> Result<(), Error> {
+        let mut tx = self.begin().await?;
+        let lock = tx.for_update();
+        let mut check = Sql::new("SELECT uuid FROM ");
+        check.push(table).push(" WHERE uuid = ").bind(id).push(lock);
+        if tx.fetch_optional(&check).await?.is_none() {
+            return Err(Error::not_found(kind, id));
+        }
+        if let Some(display_name) = &update.display_name {
+            let mut sql = Sql::new("UPDATE ");
+            sql.push(table)
+                .push(" SET display_name = ")
+                .bind(display_name)
+                .push(" WHERE uuid = ")
+                .bind(id);
+            tx.execute(&sql).await?;
+        }
+        if let Some(values) = &update.tags {
+            write_tags(&mut tx, tags, id, values).await?;
+        }
+        tx.commit().await
+    }
+
     async fn with_pipeline_tags(&self, mut items: Vec<Pipeline>) -> Result<Vec<Pipeline>, Error> {
         let ids: Vec<String> = items.iter().map(|item| item.id.clone()).collect();
         let mut tags = self.load_tags(PIPELINE_TAGS, &ids).await?;
@@ -323,22 +355,8 @@ impl PipelineStore for SqlStore {
     }
 
     async fn update_pipeline(&self, id: &str, update: PipelineUpdate) -> Result<Pipeline, Error> {
-        let mut tx = self.begin().await?;
-        let lock = tx.for_update();
-        let mut check = Sql::new("SELECT uuid FROM pipelines WHERE uuid = ");
-        check.bind(id).push(lock);
-        if tx.fetch_optional(&check).await?.is_none() {
-            return Err(Error::not_found("pipeline", id));
-        }
-        if let Some(display_name) = &update.display_name {
-            let mut sql = Sql::new("UPDATE pipelines SET display_name = ");
-            sql.bind(display_name).push(" WHERE uuid = ").bind(id);
-            tx.execute(&sql).await?;
-        }
-        if let Some(tags) = &update.tags {
-            write_tags(&mut tx, PIPELINE_TAGS, id, tags).await?;
-        }
-        tx.commit().await?;
+        self.apply_update("pipelines", PIPELINE_TAGS, "pipeline", id, &update)
+            .await?;
         self.get_pipeline(id).await
     }
 
@@ -447,22 +465,14 @@ impl PipelineStore for SqlStore {
         id: &str,
         update: PipelineUpdate,
     ) -> Result<PipelineVersion, Error> {
-        let mut tx = self.begin().await?;
-        let lock = tx.for_update();
-        let mut check = Sql::new("SELECT uuid FROM pipeline_versions WHERE uuid = ");
-        check.bind(id).push(lock);
-        if tx.fetch_optional(&check).await?.is_none() {
-            return Err(Error::not_found("pipeline version", id));
-        }
-        if let Some(display_name) = &update.display_name {
-            let mut sql = Sql::new("UPDATE pipeline_versions SET display_name = ");
-            sql.bind(display_name).push(" WHERE uuid = ").bind(id);
-            tx.execute(&sql).await?;
-        }
-        if let Some(tags) = &update.tags {
-            write_tags(&mut tx, VERSION_TAGS, id, tags).await?;
-        }
-        tx.commit().await?;
+        self.apply_update(
+            "pipeline_versions",
+            VERSION_TAGS,
+            "pipeline version",
+            id,
+            &update,
+        )
+        .await?;
         self.get_pipeline_version(id).await
     }
 
