@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 import uuid
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import kfp_server_api
 import requests
@@ -170,10 +170,18 @@ _SERVER_ENV_DROP = {"MULTIUSER", "POD_NAMESPACE", "DBDRIVERNAME", "dbType",
 class KfpdServer:
     """One `kfpd serve` process on a free loopback port with its own data directory."""
 
-    def __init__(self, binary: str, workdir: pathlib.Path, executor: str = "none") -> None:
+    def __init__(
+        self,
+        binary: str,
+        workdir: pathlib.Path,
+        executor: str = "none",
+        extra_args: Sequence[str] = (),
+    ) -> None:
         # The API suites check states the API itself sets, so by default nothing
         # executes runs; execution suites ask for the local executor.
         self.executor = executor
+        # More `kfpd serve` flags, e.g. `--grpc-addr 127.0.0.1:0`.
+        self.extra_args = list(extra_args)
         self.binary = binary
         self.workdir = workdir
         self.data_dir = workdir / "data"
@@ -194,7 +202,8 @@ class KfpdServer:
         stderr = open(self.stderr_path, "wb")
         try:
             self.process = subprocess.Popen(
-                [self.binary, "serve", "--http-addr", "127.0.0.1:0", "--data-dir", str(self.data_dir)],
+                [self.binary, "serve", "--http-addr", "127.0.0.1:0", "--data-dir", str(self.data_dir),
+                 *self.extra_args],
                 cwd=self.workdir,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -262,9 +271,9 @@ class KfpdServer:
 
 
 @contextlib.contextmanager
-def running_server(binary: str, executor: str = "none") -> Iterator[KfpdServer]:
+def running_server(binary: str, executor: str = "none", extra_args: Sequence[str] = ()) -> Iterator[KfpdServer]:
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="kfpd-e2e-"))
-    server = KfpdServer(binary, workdir, executor)
+    server = KfpdServer(binary, workdir, executor, extra_args)
     try:
         server.start()
         yield server
