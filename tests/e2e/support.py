@@ -199,6 +199,9 @@ class KfpdServer:
         }
         env["KFPD_LOG"] = "warn"
         env["KFPD_EXECUTOR"] = self.executor
+        # Port 0 so servers started side by side (or next to a developer's own
+        # kfpd on 8887) never collide; gRPC tests start their own servers.
+        env.setdefault("KFPD_GRPC_ADDR", "127.0.0.1:0")
         stderr = open(self.stderr_path, "wb")
         try:
             self.process = subprocess.Popen(

@@ -4,7 +4,6 @@
 mod common;
 
 #[path = "../../kfpd-artifacts/tests/support/mod.rs"]
-#[allow(dead_code)]
 mod moto;
 
 use std::time::{Duration, Instant};
