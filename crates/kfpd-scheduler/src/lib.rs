@@ -13,15 +13,20 @@
 //!   cron triggers, plus the stricter [`cron::parse_strict`] that kfpd applies
 //!   to new triggers.
 //! * [`schedule`]: the next-fire-time rules of upstream's ScheduledWorkflow
-//!   controller (periodic, cron, one-off; catch-up and `no_catchup`).
+//!   controller (periodic, cron, one-off; catch-up and `no_catchup`; enabled
+//!   and `max_concurrency`).
+//! * [`naming`] and [`macros`]: the display name of a fired run and the
+//!   `[[ScheduledTime]]`-style macros in its parameters, as upstream makes them.
 //!
 //! All times are UTC. Cron expressions are evaluated on the UTC calendar,
 //! which is what upstream does with its default `CRON_SCHEDULE_TIMEZONE`.
 
 pub mod cron;
 mod error;
+pub mod macros;
+pub mod naming;
 pub mod schedule;
 
 pub use cron::{five_field_hint, parse, parse_strict, Schedule};
 pub use error::{CronProblem, Error, Field};
-pub use schedule::{Poll, Trigger, TriggerKind};
+pub use schedule::{effective_max_concurrency, Decision, Gate, Poll, Trigger, TriggerKind};

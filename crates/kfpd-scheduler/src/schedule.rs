@@ -66,6 +66,41 @@ pub enum TriggerKind {
     Periodic { interval_seconds: i64 },
 }
 
+/// Upstream's bounds on `max_concurrency`: below 1 counts as 1, above 10 as 10.
+pub const MAX_CONCURRENCY: i64 = 10;
+
+/// The concurrency limit upstream's controller applies for a stored value.
+pub fn effective_max_concurrency(given: i64) -> i64 {
+    given.clamp(1, MAX_CONCURRENCY)
+}
+
+/// What a scheduler does with a recurring run at `now`: upstream's
+/// "should run now" (enabled, below its concurrency limit, a tick due).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Fire this tick now.
+    Fire(i64),
+    /// This tick is due, but the recurring run has `max_concurrency` active
+    /// runs; it fires once one of them ends (the tick is kept, not skipped).
+    AtCapacity(i64),
+    /// The recurring run is disabled; this would be its next tick.
+    Disabled(Option<i64>),
+    /// The next tick, which is still in the future.
+    Later(i64),
+    /// The trigger will not fire again.
+    Finished,
+}
+
+/// The recurring run's side of [`Trigger::decide`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gate {
+    pub enabled: bool,
+    /// Runs of the recurring run that have not finished.
+    pub active_runs: i64,
+    /// As stored; clamped with [`effective_max_concurrency`].
+    pub max_concurrency: i64,
+}
+
 /// The outcome of [`Trigger::poll`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Poll {
@@ -196,6 +231,75 @@ impl Trigger {
             Some(tick) => Poll::Later(tick),
             None => Poll::Finished,
         }
+    }
+
+    /// [`Trigger::poll`] plus upstream's other two conditions: a disabled
+    /// recurring run never fires, and one with `max_concurrency` active runs
+    /// waits (keeping its tick).
+    pub fn decide(
+        &self,
+        created_at: i64,
+        last_fired: Option<i64>,
+        now: i64,
+        no_catchup: bool,
+        gate: Gate,
+    ) -> Decision {
+        let poll = self.poll(created_at, last_fired, now, no_catchup);
+        if !gate.enabled {
+            return Decision::Disabled(match poll {
+                Poll::Due(tick) | Poll::Later(tick) => Some(tick),
+                Poll::Finished => None,
+            });
+        }
+        match poll {
+            Poll::Due(tick)
+                if gate.active_runs >= effective_max_concurrency(gate.max_concurrency) =>
+            {
+                Decision::AtCapacity(tick)
+            }
+            Poll::Due(tick) => Decision::Fire(tick),
+            Poll::Later(tick) => Decision::Later(tick),
+            Poll::Finished => Decision::Finished,
+        }
+    }
+
+    /// The last tick that catching up at `now` would fire, or `None` when no
+    /// tick is due. Setting `last_fired` to it skips every missed tick while
+    /// keeping the schedule's phase: kfpd does this when a recurring run is
+    /// enabled again or its trigger is edited, so neither backfills.
+    ///
+    /// Equal to the last tick of repeatedly polling with catch-up at a fixed
+    /// `now`, but computed directly (a 1-second trigger may be millions of
+    /// ticks behind).
+    pub fn latest_due(&self, created_at: i64, last_fired: Option<i64>, now: i64) -> Option<i64> {
+        let first = match self.poll(created_at, last_fired, now, false) {
+            Poll::Due(tick) => tick,
+            Poll::Later(_) | Poll::Finished => return None,
+        };
+        let bound = self.end.map_or(now, |end| end.min(now));
+        let latest = match &self.kind {
+            TriggerKind::Once => first,
+            TriggerKind::Periodic { interval_seconds } => {
+                let interval = (*interval_seconds).max(1);
+                if bound <= first {
+                    first
+                } else {
+                    first + (bound - first) / interval * interval
+                }
+            }
+            TriggerKind::Cron(schedule) => {
+                let (Some(first_time), Some(bound_time)) = (
+                    DateTime::from_timestamp(first, 0),
+                    DateTime::from_timestamp(bound, 0),
+                ) else {
+                    return Some(first);
+                };
+                schedule
+                    .last_fire_at_or_before(first_time, bound_time)
+                    .map_or(first, |time| time.timestamp())
+            }
+        };
+        Some(latest)
     }
 
     fn after_end(&self, tick: i64) -> bool {

@@ -475,3 +475,183 @@ fn ticks_advance_and_wake_at_predicts_due() {
         }
     }
 }
+
+// ---- Upstream scheduled_workflow_test.go: enabled and max concurrency ----------
+
+use super::{effective_max_concurrency, Decision, Gate};
+
+fn gate(active_runs: i64, max_concurrency: i64) -> Gate {
+    Gate {
+        enabled: true,
+        active_runs,
+        max_concurrency,
+    }
+}
+
+#[test]
+fn max_concurrency_is_clamped_like_upstream() {
+    assert_eq!(effective_max_concurrency(0), 1);
+    assert_eq!(effective_max_concurrency(-3), 1);
+    assert_eq!(effective_max_concurrency(1), 1);
+    assert_eq!(effective_max_concurrency(7), 7);
+    assert_eq!(effective_max_concurrency(2_000_000), 10);
+}
+
+#[test]
+fn decide_one_off() {
+    let t = Trigger::once();
+    let created = 9 * HOUR;
+    let now = 10 * HOUR;
+    assert_eq!(
+        t.decide(created, None, now, false, gate(0, 1)),
+        Decision::Fire(created)
+    );
+    // Has already run.
+    assert_eq!(
+        t.decide(created, Some(11 * HOUR), now, false, gate(0, 1)),
+        Decision::Finished
+    );
+    // Not yet time.
+    assert_eq!(
+        t.decide(created, None, HOUR, false, gate(0, 1)),
+        Decision::Later(created)
+    );
+    // Disabled.
+    let disabled = Gate {
+        enabled: false,
+        ..gate(0, 1)
+    };
+    assert_eq!(
+        t.decide(created, None, now, false, disabled),
+        Decision::Disabled(Some(created))
+    );
+    // An active run and the default limit of one.
+    assert_eq!(
+        t.decide(created, None, now, false, gate(1, 0)),
+        Decision::AtCapacity(created)
+    );
+}
+
+#[test]
+fn decide_cron_and_periodic_with_concurrency() {
+    let created = 9 * HOUR;
+    for t in [cron("0 * * * * *", None, None), periodic(60, None, None)] {
+        // Nine of ten active: runs now.
+        assert_eq!(
+            t.decide(created, None, 10 * HOUR, false, gate(9, 10)),
+            Decision::Fire(9 * HOUR + MINUTE)
+        );
+        // Not yet time.
+        assert_eq!(
+            t.decide(created, None, 3 * HOUR, false, gate(9, 10)),
+            Decision::Later(9 * HOUR + MINUTE)
+        );
+        // Ten of ten active: waits, keeping the tick.
+        assert_eq!(
+            t.decide(created, None, 10 * HOUR, false, gate(10, 10)),
+            Decision::AtCapacity(9 * HOUR + MINUTE)
+        );
+        // A stored limit above 10 still means 10.
+        assert_eq!(
+            t.decide(created, None, 10 * HOUR, false, gate(10, 50)),
+            Decision::AtCapacity(9 * HOUR + MINUTE)
+        );
+    }
+}
+
+#[test]
+fn decide_with_end_before_first_tick_is_finished() {
+    // Upstream: `* * 15 * * *` with an end 30 minutes after now, before 15:00.
+    let created = ts(2006, 1, 1, 16, 4, 5);
+    let now = ts(2006, 1, 2, 14, 4, 5);
+    let t = cron("* * 15 * * *", None, Some(now + 30 * MINUTE));
+    assert_eq!(
+        t.decide(created, None, now, false, gate(9, 10)),
+        Decision::Finished
+    );
+    let t = cron("* * 15 * * *", None, None);
+    assert_eq!(
+        t.decide(created, None, ts(2006, 1, 3, 14, 4, 5), false, gate(9, 10)),
+        Decision::Fire(ts(2006, 1, 2, 15, 0, 0))
+    );
+}
+
+#[test]
+fn catchup_at_capacity_resumes_with_the_kept_tick() {
+    // With catch-up a tick blocked by max_concurrency fires later, in order;
+    // without, the latest due tick fires instead.
+    let t = periodic(60, None, None);
+    let created = 0;
+    let last = Some(5 * MINUTE);
+    let now = 10 * MINUTE + 30;
+    assert_eq!(
+        t.decide(created, last, now, false, gate(1, 1)),
+        Decision::AtCapacity(6 * MINUTE)
+    );
+    assert_eq!(
+        t.decide(created, last, now, false, gate(0, 1)),
+        Decision::Fire(6 * MINUTE)
+    );
+    assert_eq!(
+        t.decide(created, last, now, true, gate(0, 1)),
+        Decision::Fire(now)
+    );
+    let c = cron("0 * * * * *", None, None);
+    assert_eq!(
+        c.decide(created, last, now, true, gate(0, 1)),
+        Decision::Fire(10 * MINUTE)
+    );
+}
+
+// ---- kfpd: skipping missed ticks on enable and on trigger edits ------------------
+
+#[test]
+fn latest_due_is_the_last_tick_catch_up_would_fire() {
+    let triggers = [
+        periodic(60, None, None),
+        periodic(7, Some(1_000), Some(50_000)),
+        periodic(3_600, Some(-500), None),
+        periodic(1, Some(10_000), Some(10_000)),
+        cron("0 * * * * ?", None, None),
+        cron("*/13 */7 * * * *", Some(2_000), Some(80_000)),
+        cron("@every 17s", None, Some(40_000)),
+        cron("0 0 12 * * *", None, None),
+        Trigger::once(),
+    ];
+    let created = 1_234;
+    for t in &triggers {
+        for last in [None, Some(1_500), Some(20_000)] {
+            for now in [0, 1_300, 5_000, 30_000, 60_000, 100_000] {
+                let all = {
+                    let mut last = last;
+                    let mut fired = Vec::new();
+                    while let Poll::Due(tick) = t.poll(created, last, now, false) {
+                        fired.push(tick);
+                        last = Some(tick);
+                    }
+                    fired
+                };
+                assert_eq!(
+                    t.latest_due(created, last, now),
+                    all.last().copied(),
+                    "{t:?} last {last:?} now {now}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn skipping_keeps_the_phase() {
+    // Hourly from midnight, last fired at 05:00, enabled again at 08:20:
+    // the 06:00, 07:00 and 08:00 ticks are skipped and 09:00 is next.
+    let t = periodic(HOUR, Some(0), None);
+    let anchor = t.latest_due(0, Some(5 * HOUR), 8 * HOUR + 20 * MINUTE);
+    assert_eq!(anchor, Some(8 * HOUR));
+    assert_eq!(t.wake_at(0, anchor), Some(9 * HOUR));
+    // A long way behind: computed directly, not tick by tick.
+    let every_second = periodic(1, Some(0), None);
+    assert_eq!(every_second.latest_due(0, None, 1 << 40), Some(1 << 40));
+    let every = cron("@every 1s", Some(0), None);
+    assert_eq!(every.latest_due(0, None, 1 << 33), Some(1 << 33));
+}
