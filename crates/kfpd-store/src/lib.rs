@@ -133,6 +133,34 @@ pub trait RecurringRunStore: Send + Sync {
         now: i64,
     ) -> Result<(), Error>;
     async fn delete_recurring_run(&self, id: &str) -> Result<(), Error>;
+
+    /// Applies `update` and bumps the revision, if the row still matches
+    /// `guard`; `Aborted` when it changed since it was read (read it again and
+    /// retry), `NotFound` when it is gone.
+    async fn update_recurring_run(
+        &self,
+        id: &str,
+        guard: ScheduleGuard,
+        update: RecurringRunUpdate,
+    ) -> Result<RecurringRun, Error>;
+    /// Enabled recurring runs with `next_fire_at <= now`, earliest first.
+    async fn due_recurring_runs(&self, now: i64, limit: usize) -> Result<Vec<RecurringRun>, Error>;
+    /// The earliest `next_fire_at` of an enabled recurring run.
+    async fn next_recurring_run_due(&self) -> Result<Option<i64>, Error>;
+    /// Claims `fire.tick` (moves `last_fired_at` from the guard's value to the
+    /// tick) and creates its run, in one transaction: a tick has exactly one
+    /// run however many schedulers try, and a crash loses neither.
+    async fn fire_recurring_run(&self, fire: Fire) -> Result<FireOutcome, Error>;
+    /// Sets `next_fire_at` without claiming a tick, if the row still matches
+    /// `guard`; returns whether it did.
+    async fn reschedule_recurring_run(
+        &self,
+        id: &str,
+        guard: ScheduleGuard,
+        next_fire_at: Option<i64>,
+    ) -> Result<bool, Error>;
+    /// Runs of the recurring run that have not finished.
+    async fn active_run_count(&self, recurring_run_id: &str) -> Result<i64, Error>;
 }
 
 /// Tasks and artifacts of runs: what the engine records while executing.

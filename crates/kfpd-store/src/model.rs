@@ -282,6 +282,26 @@ pub struct RecurringRun {
     /// Inline spec JSON when the recurring run was created from a spec.
     pub pipeline_spec: Option<String>,
     pub runtime_config: String,
+    /// The last tick fired, or skipped when the recurring run was enabled again
+    /// or its trigger edited; `None` before the first.
+    pub last_fired_at: Option<i64>,
+    /// When the recurring run is due next (a lower bound: the scheduler checks
+    /// the trigger); `None` when its trigger will not fire again.
+    pub next_fire_at: Option<i64>,
+    /// Runs fired so far; the next run's index is `fired_count + 1`.
+    pub fired_count: i64,
+    /// Counts edits, enables and disables.
+    pub revision: i64,
+}
+
+impl RecurringRun {
+    /// The schedule state a conditional write of this row expects.
+    pub fn guard(&self) -> ScheduleGuard {
+        ScheduleGuard {
+            revision: self.revision,
+            last_fired_at: self.last_fired_at,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -300,6 +320,82 @@ pub struct NewRecurringRun {
     pub pipeline_version_id: String,
     pub pipeline_spec: Option<String>,
     pub runtime_config: String,
+    /// When the new recurring run is first due (see [`RecurringRun::next_fire_at`]).
+    pub next_fire_at: Option<i64>,
+}
+
+/// What a conditional write of a recurring run expects to find: no edit and no
+/// fired tick since the row was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScheduleGuard {
+    pub revision: i64,
+    pub last_fired_at: Option<i64>,
+}
+
+/// Where a recurring run's schedule stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScheduleState {
+    pub last_fired_at: Option<i64>,
+    pub next_fire_at: Option<i64>,
+}
+
+/// The pipeline a recurring run executes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecurringRunSource {
+    pub pipeline_id: String,
+    /// Empty: the newest version of the pipeline at each tick.
+    pub pipeline_version_id: String,
+    /// Inline spec JSON.
+    pub pipeline_spec: Option<String>,
+}
+
+/// Changes to a recurring run; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RecurringRunUpdate {
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    pub service_account: Option<String>,
+    pub max_concurrency: Option<i64>,
+    pub no_catchup: Option<bool>,
+    pub enabled: Option<bool>,
+    pub trigger: Option<Trigger>,
+    pub source: Option<RecurringRunSource>,
+    pub runtime_config: Option<String>,
+    pub schedule: Option<ScheduleState>,
+    pub updated_at: i64,
+}
+
+/// One tick of a recurring run to fire: the claim and the run it creates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fire {
+    pub recurring_run_id: String,
+    /// The row as the scheduler read it; the claim fails if it changed.
+    pub guard: ScheduleGuard,
+    /// The tick, which becomes `last_fired_at` (always later than the guard's).
+    pub tick: i64,
+    /// When the recurring run is due after this tick.
+    pub next_fire_at: Option<i64>,
+    /// No run is created while this many runs of the recurring run are active.
+    pub max_concurrency: i64,
+    /// Derived from the recurring run and the tick, so a tick can only ever
+    /// have one run.
+    pub run_id: String,
+    pub run: NewRun,
+}
+
+/// What became of a [`Fire`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum FireOutcome {
+    /// The tick was claimed and its run created.
+    Fired(Run),
+    /// The tick's run already existed (a claim was lost after its run was
+    /// written); the tick is now claimed, nothing else changed.
+    AlreadyFired,
+    /// The row changed since it was read (fired by someone else, edited,
+    /// disabled or deleted); nothing was written.
+    Lost,
+    /// The recurring run has `max_concurrency` active runs; nothing was written.
+    AtCapacity { active_runs: i64 },
 }
 
 /// What a task row stands for in the pipeline's DAG (after upstream's MLMD-removal

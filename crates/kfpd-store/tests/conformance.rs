@@ -113,6 +113,9 @@ conformance!(
     pagination_is_complete_and_stable,
     filters,
     recurring_runs,
+    recurring_run_schedules,
+    recurring_run_updates,
+    concurrent_claims_fire_each_tick_once,
     duplicate_names_race,
     names_are_case_sensitive,
     tasks_and_artifacts,
@@ -757,6 +760,7 @@ fn new_recurring(experiment_id: &str, name: &str, at: i64) -> NewRecurringRun {
         pipeline_version_id: String::new(),
         pipeline_spec: None,
         runtime_config: String::new(),
+        next_fire_at: Some(at + 60),
     }
 }
 
@@ -1033,4 +1037,402 @@ async fn tasks_and_artifacts(store: Arc<SqlStore>) {
         .await
         .unwrap()
         .is_none());
+}
+
+/// A fire of `tick` for the row as read, creating a run named after the tick.
+fn fire_of(recurring: &RecurringRun, tick: i64, max_concurrency: i64) -> Fire {
+    let mut run = new_run(&recurring.experiment_id, &format!("tick-{tick}"), tick + 1);
+    run.scheduled_at = tick;
+    run.recurring_run_id = recurring.id.clone();
+    Fire {
+        recurring_run_id: recurring.id.clone(),
+        guard: recurring.guard(),
+        tick,
+        next_fire_at: Some(tick + 60),
+        max_concurrency,
+        run_id: format!("{}-{tick}", recurring.id),
+        run,
+    }
+}
+
+async fn recurring_run_schedules(store: Arc<SqlStore>) {
+    let experiment = store
+        .create_experiment(new_experiment("fired", 1))
+        .await
+        .unwrap();
+    let recurring = store
+        .create_recurring_run(new_recurring(&experiment.id, "every-minute", 100))
+        .await
+        .unwrap();
+    assert_eq!(recurring.next_fire_at, Some(160));
+    assert_eq!(recurring.last_fired_at, None);
+    assert_eq!((recurring.fired_count, recurring.revision), (0, 0));
+    let mut disabled = new_recurring(&experiment.id, "off", 100);
+    disabled.enabled = false;
+    disabled.next_fire_at = Some(100);
+    store.create_recurring_run(disabled).await.unwrap();
+    let mut finished = new_recurring(&experiment.id, "finished", 100);
+    finished.next_fire_at = None;
+    store.create_recurring_run(finished).await.unwrap();
+
+    // Only enabled rows whose time has come are due; the earliest is known.
+    assert!(store.due_recurring_runs(159, 10).await.unwrap().is_empty());
+    assert_eq!(store.next_recurring_run_due().await.unwrap(), Some(160));
+    let due = store.due_recurring_runs(160, 10).await.unwrap();
+    assert_eq!(due, vec![recurring.clone()]);
+
+    // A claim creates the run and moves the schedule, in one step.
+    let fired = match store.fire_recurring_run(fire_of(&recurring, 160, 2)).await {
+        Ok(FireOutcome::Fired(run)) => run,
+        other => panic!("expected a fired run, got {other:?}"),
+    };
+    assert_eq!(fired.id, format!("{}-160", recurring.id));
+    assert_eq!((fired.scheduled_at, fired.created_at), (160, 161));
+    assert_eq!(fired.recurring_run_id, recurring.id);
+    assert_eq!(fired.state, RunState::Pending);
+    assert_eq!(store.get_run(&fired.id).await.unwrap().scheduled_at, 160);
+    let after = store.get_recurring_run(&recurring.id).await.unwrap();
+    assert_eq!(after.last_fired_at, Some(160));
+    assert_eq!(after.next_fire_at, Some(220));
+    assert_eq!((after.fired_count, after.revision), (1, 0));
+    assert_eq!(store.active_run_count(&recurring.id).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .get_experiment(&experiment.id)
+            .await
+            .unwrap()
+            .last_run_created_at,
+        161
+    );
+
+    // The same read again loses: the tick is taken.
+    assert_eq!(
+        store
+            .fire_recurring_run(fire_of(&recurring, 160, 2))
+            .await
+            .unwrap(),
+        FireOutcome::Lost
+    );
+    assert_eq!(
+        store
+            .fire_recurring_run(fire_of(&recurring, 220, 2))
+            .await
+            .unwrap(),
+        FireOutcome::Lost
+    );
+    // A tick not after the last one is refused outright.
+    assert!(matches!(
+        store.fire_recurring_run(fire_of(&after, 160, 2)).await,
+        Err(Error::InvalidArgument(_))
+    ));
+
+    // At the concurrency limit nothing is written; the tick stays due.
+    assert_eq!(
+        store
+            .fire_recurring_run(fire_of(&after, 220, 1))
+            .await
+            .unwrap(),
+        FireOutcome::AtCapacity { active_runs: 1 }
+    );
+    assert_eq!(store.get_recurring_run(&recurring.id).await.unwrap(), after);
+    store
+        .transition_run(
+            &fired.id,
+            &[RunState::Pending],
+            RunState::Running,
+            None,
+            170,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.active_run_count(&recurring.id).await.unwrap(), 1);
+    store
+        .transition_run(
+            &fired.id,
+            &[RunState::Running],
+            RunState::Succeeded,
+            None,
+            180,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.active_run_count(&recurring.id).await.unwrap(), 0);
+    assert!(matches!(
+        store
+            .fire_recurring_run(fire_of(&after, 220, 1))
+            .await
+            .unwrap(),
+        FireOutcome::Fired(_)
+    ));
+    let after = store.get_recurring_run(&recurring.id).await.unwrap();
+    assert_eq!((after.last_fired_at, after.fired_count), (Some(220), 2));
+
+    // A run id that exists already: the tick is claimed, no second run appears.
+    let mut duplicate = fire_of(&after, 280, 5);
+    duplicate.run_id = fired.id.clone();
+    assert_eq!(
+        store.fire_recurring_run(duplicate).await.unwrap(),
+        FireOutcome::AlreadyFired
+    );
+    let after = store.get_recurring_run(&recurring.id).await.unwrap();
+    assert_eq!((after.last_fired_at, after.fired_count), (Some(280), 2));
+    assert_eq!(
+        store.get_run(&fired.id).await.unwrap().display_name,
+        "tick-160"
+    );
+
+    // Rescheduling without a claim, guarded the same way.
+    assert!(store
+        .reschedule_recurring_run(&recurring.id, after.guard(), Some(500))
+        .await
+        .unwrap());
+    assert!(!store
+        .reschedule_recurring_run(&recurring.id, recurring.guard(), Some(600))
+        .await
+        .unwrap());
+    assert_eq!(store.next_recurring_run_due().await.unwrap(), Some(500));
+    assert!(!store
+        .reschedule_recurring_run("missing", after.guard(), Some(1))
+        .await
+        .unwrap());
+
+    // Disabled rows are neither due nor claimable.
+    store
+        .set_recurring_run_enabled(&recurring.id, false, 300)
+        .await
+        .unwrap();
+    let disabled = store.get_recurring_run(&recurring.id).await.unwrap();
+    assert_eq!(disabled.revision, after.revision + 1);
+    assert!(store
+        .due_recurring_runs(10_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.next_recurring_run_due().await.unwrap(), None);
+    assert_eq!(
+        store
+            .fire_recurring_run(fire_of(&disabled, 560, 5))
+            .await
+            .unwrap(),
+        FireOutcome::Lost
+    );
+
+    // Deleting the recurring run keeps its runs, as upstream.
+    store.delete_recurring_run(&recurring.id).await.unwrap();
+    assert_eq!(
+        store
+            .fire_recurring_run(fire_of(&disabled, 560, 5))
+            .await
+            .unwrap(),
+        FireOutcome::Lost
+    );
+    assert!(store.get_run(&fired.id).await.is_ok());
+}
+
+async fn recurring_run_updates(store: Arc<SqlStore>) {
+    let experiment = store
+        .create_experiment(new_experiment("edited", 1))
+        .await
+        .unwrap();
+    let recurring = store
+        .create_recurring_run(new_recurring(&experiment.id, "before", 100))
+        .await
+        .unwrap();
+    let update = RecurringRunUpdate {
+        display_name: Some("after".into()),
+        description: Some("now hourly".into()),
+        service_account: Some("robot".into()),
+        max_concurrency: Some(5),
+        no_catchup: Some(false),
+        enabled: Some(false),
+        trigger: Some(Trigger::Cron {
+            cron: "0 0 * * * *".into(),
+            start_time: None,
+            end_time: Some(9_999),
+        }),
+        source: Some(RecurringRunSource {
+            pipeline_id: String::new(),
+            pipeline_version_id: String::new(),
+            pipeline_spec: Some(r#"{"pipelineInfo":{"name":"q"}}"#.into()),
+        }),
+        runtime_config: Some(r#"{"parameters":{"b":2}}"#.into()),
+        schedule: Some(ScheduleState {
+            last_fired_at: Some(3_600),
+            next_fire_at: Some(7_200),
+        }),
+        updated_at: 150,
+    };
+    let updated = store
+        .update_recurring_run(&recurring.id, recurring.guard(), update.clone())
+        .await
+        .unwrap();
+    assert_eq!(updated.display_name, "after");
+    assert_eq!(updated.description, "now hourly");
+    assert_eq!(updated.service_account, "robot");
+    assert_eq!(updated.max_concurrency, 5);
+    assert!(!updated.no_catchup);
+    assert!(!updated.enabled);
+    assert_eq!(updated.trigger, update.trigger.clone().unwrap());
+    assert_eq!(updated.pipeline_id, "");
+    assert_eq!(
+        updated.pipeline_spec.as_deref(),
+        Some(r#"{"pipelineInfo":{"name":"q"}}"#)
+    );
+    assert_eq!(updated.runtime_config, r#"{"parameters":{"b":2}}"#);
+    assert_eq!(updated.last_fired_at, Some(3_600));
+    assert_eq!(updated.next_fire_at, Some(7_200));
+    assert_eq!((updated.revision, updated.updated_at), (1, 150));
+    assert_eq!(updated.created_at, recurring.created_at);
+    assert_eq!(
+        store.get_recurring_run(&recurring.id).await.unwrap(),
+        updated
+    );
+
+    // Only the given fields change.
+    let renamed = store
+        .update_recurring_run(
+            &recurring.id,
+            updated.guard(),
+            RecurringRunUpdate {
+                display_name: Some("again".into()),
+                updated_at: 160,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        renamed,
+        RecurringRun {
+            display_name: "again".into(),
+            updated_at: 160,
+            revision: 2,
+            ..updated.clone()
+        }
+    );
+
+    // A stale guard is refused: edited or fired since it was read.
+    assert!(matches!(
+        store
+            .update_recurring_run(
+                &recurring.id,
+                updated.guard(),
+                RecurringRunUpdate::default()
+            )
+            .await,
+        Err(Error::Aborted(_))
+    ));
+    assert!(matches!(
+        store
+            .update_recurring_run("missing", updated.guard(), RecurringRunUpdate::default())
+            .await,
+        Err(Error::NotFound(_))
+    ));
+    // Back to a periodic trigger from a stored version.
+    let periodic = store
+        .update_recurring_run(
+            &recurring.id,
+            renamed.guard(),
+            RecurringRunUpdate {
+                trigger: Some(Trigger::Periodic {
+                    interval_second: 30,
+                    start_time: Some(5),
+                    end_time: None,
+                }),
+                source: Some(RecurringRunSource {
+                    pipeline_id: "p".into(),
+                    pipeline_version_id: "v".into(),
+                    pipeline_spec: None,
+                }),
+                schedule: Some(ScheduleState {
+                    last_fired_at: Some(3_600),
+                    next_fire_at: None,
+                }),
+                updated_at: 170,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        periodic.trigger,
+        Trigger::Periodic {
+            interval_second: 30,
+            start_time: Some(5),
+            end_time: None,
+        }
+    );
+    assert_eq!(
+        (
+            periodic.pipeline_id.as_str(),
+            periodic.pipeline_version_id.as_str()
+        ),
+        ("p", "v")
+    );
+    assert_eq!(periodic.pipeline_spec, None);
+    assert_eq!(periodic.next_fire_at, None);
+}
+
+/// Eight claimants race for every tick of one recurring run; each tick gets
+/// exactly one run and no tick is skipped.
+async fn concurrent_claims_fire_each_tick_once(store: Arc<SqlStore>) {
+    let experiment = store
+        .create_experiment(new_experiment("raced", 1))
+        .await
+        .unwrap();
+    let mut new = new_recurring(&experiment.id, "raced", 0);
+    new.max_concurrency = 10;
+    new.next_fire_at = Some(1);
+    let recurring = store.create_recurring_run(new).await.unwrap();
+    const TICKS: i64 = 40;
+    let mut claimants = Vec::new();
+    for _ in 0..8 {
+        let store = Arc::clone(&store);
+        let id = recurring.id.clone();
+        claimants.push(tokio::spawn(async move {
+            let mut won = Vec::new();
+            loop {
+                let row = store.get_recurring_run(&id).await.unwrap();
+                let tick = row.last_fired_at.map_or(1, |last| last + 1);
+                if tick > TICKS {
+                    return won;
+                }
+                // Keep the concurrency limit out of the way: finish runs as they appear.
+                let outcome = store
+                    .fire_recurring_run(fire_of(&row, tick, 10))
+                    .await
+                    .unwrap();
+                match outcome {
+                    FireOutcome::Fired(run) => {
+                        store
+                            .transition_run(
+                                &run.id,
+                                &[RunState::Pending],
+                                RunState::Succeeded,
+                                None,
+                                tick,
+                            )
+                            .await
+                            .unwrap();
+                        won.push(tick);
+                    }
+                    FireOutcome::Lost => {}
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }));
+    }
+    let mut ticks = Vec::new();
+    for claimant in claimants {
+        ticks.extend(claimant.await.unwrap());
+    }
+    ticks.sort_unstable();
+    assert_eq!(ticks, (1..=TICKS).collect::<Vec<_>>());
+    let runs = store
+        .list_runs(&Scope::default(), &query(Resource::Run, 200, "", None))
+        .await
+        .unwrap();
+    assert_eq!(runs.total_size, TICKS);
+    let row = store.get_recurring_run(&recurring.id).await.unwrap();
+    assert_eq!((row.last_fired_at, row.fired_count), (Some(TICKS), TICKS));
 }

@@ -7,6 +7,7 @@ mod list;
 mod pipelines;
 mod recurring_runs;
 mod runs;
+mod schedules;
 mod source;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use kfpd_store::MetadataStore;
 pub use execution::{ArtifactView, ListArtifactsResponse, TaskLog};
 pub use list::parse_filter;
 pub use pipelines::{PackageSource, Upload, UploadVersion};
+pub use schedules::{fired_run_id, schedule_trigger, Fired};
 
 use crate::error::{Error, Result};
 
@@ -46,6 +48,8 @@ pub struct Api {
     artifacts: Option<kfpd_artifacts::ArtifactStore>,
     /// The local executor, woken when runs need it.
     executor: Option<kfpd_engine::executor::Handle>,
+    /// The scheduler of this process, woken when a recurring run changes.
+    scheduler: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl Api {
@@ -57,7 +61,26 @@ impl Api {
             http: reqwest::Client::new(),
             artifacts: None,
             executor: None,
+            scheduler: None,
         }
+    }
+
+    /// Lets recurring-run changes wake the scheduler at once instead of at its
+    /// next poll.
+    pub fn with_scheduler_wake(mut self, wake: Arc<tokio::sync::Notify>) -> Api {
+        self.scheduler = Some(wake);
+        self
+    }
+
+    fn wake_scheduler(&self) {
+        if let Some(wake) = &self.scheduler {
+            wake.notify_one();
+        }
+    }
+
+    /// The store behind the services (the scheduler reads due rows from it).
+    pub fn store(&self) -> &Arc<dyn MetadataStore> {
+        &self.store
     }
 
     /// Connects the service layer to the engine that executes runs.

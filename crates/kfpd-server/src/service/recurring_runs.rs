@@ -11,17 +11,17 @@ use super::Api;
 use crate::convert;
 use crate::error::{Error, Result};
 
-const MAX_CONCURRENCY: i64 = 10;
+pub(super) const MAX_CONCURRENCY: i64 = 10;
 
 fn seconds(time: &Option<Timestamp>) -> Option<i64> {
     time.as_ref().map(|time| time.seconds)
 }
 
-fn check_window(start: Option<i64>, end: Option<i64>) -> Result<()> {
+fn check_window(what: &str, start: Option<i64>, end: Option<i64>) -> Result<()> {
     if let (Some(start), Some(end)) = (start, end) {
         if end < start {
             return Err(Error::invalid(format!(
-                "create recurring run: trigger end_time ({end}) is before start_time ({start})"
+                "{what}: trigger end_time ({end}) is before start_time ({start})"
             )));
         }
     }
@@ -29,16 +29,16 @@ fn check_window(start: Option<i64>, end: Option<i64>) -> Result<()> {
 }
 
 /// Validates a trigger as upstream does (cron with a seconds field, interval ≥ 1).
-fn trigger(given: Option<&api::Trigger>) -> Result<Trigger> {
+pub(super) fn trigger_from_api(what: &str, given: Option<&api::Trigger>) -> Result<Trigger> {
     let Some(inner) = given.and_then(|trigger| trigger.trigger.as_ref()) else {
         return Ok(Trigger::None);
     };
     match inner {
         api::trigger::Trigger::CronSchedule(cron) => {
             kfpd_scheduler::cron::parse_strict(&cron.cron)
-                .map_err(|error| Error::invalid(format!("create recurring run: {error}")))?;
+                .map_err(|error| Error::invalid(format!("{what}: {error}")))?;
             let (start_time, end_time) = (seconds(&cron.start_time), seconds(&cron.end_time));
-            check_window(start_time, end_time)?;
+            check_window(what, start_time, end_time)?;
             Ok(Trigger::Cron {
                 cron: cron.cron.clone(),
                 start_time,
@@ -48,13 +48,13 @@ fn trigger(given: Option<&api::Trigger>) -> Result<Trigger> {
         api::trigger::Trigger::PeriodicSchedule(periodic) => {
             if periodic.interval_second < 1 {
                 return Err(Error::invalid(format!(
-                    "create recurring run: interval_second must be at least 1, got {}",
+                    "{what}: interval_second must be at least 1, got {}",
                     periodic.interval_second
                 )));
             }
             let (start_time, end_time) =
                 (seconds(&periodic.start_time), seconds(&periodic.end_time));
-            check_window(start_time, end_time)?;
+            check_window(what, start_time, end_time)?;
             Ok(Trigger::Periodic {
                 interval_second: periodic.interval_second,
                 start_time,
@@ -84,7 +84,7 @@ impl Api {
                 recurring.max_concurrency
             )));
         }
-        let trigger = trigger(recurring.trigger.as_ref())?;
+        let trigger = trigger_from_api(what, recurring.trigger.as_ref())?;
         let source = self
             .resolve_requested(what, recurring.pipeline_source.as_ref().into(), false)
             .await?;
@@ -96,6 +96,8 @@ impl Api {
             self.settings.pod_namespace.clone()
         };
         let enabled = recurring.mode == api::recurring_run::Mode::Enable as i32;
+        let created_at = self.now();
+        let next_fire_at = super::schedules::first_due(&trigger, created_at)?;
         let created = self
             .store
             .create_recurring_run(NewRecurringRun {
@@ -107,14 +109,16 @@ impl Api {
                 max_concurrency: recurring.max_concurrency,
                 no_catchup: recurring.no_catchup,
                 enabled,
-                created_at: self.now(),
+                created_at,
                 trigger,
                 pipeline_id: source.pipeline_id,
                 pipeline_version_id: source.pipeline_version_id,
                 pipeline_spec: source.inline.then_some(source.spec_json),
                 runtime_config: convert::runtime_config_json(&recurring.runtime_config)?,
+                next_fire_at,
             })
             .await?;
+        self.wake_scheduler();
         convert::recurring_run(created)
     }
 
@@ -163,20 +167,16 @@ impl Api {
         &self,
         request: api::EnableRecurringRunRequest,
     ) -> Result<()> {
-        self.store
-            .set_recurring_run_enabled(&request.recurring_run_id, true, self.now())
-            .await?;
-        Ok(())
+        self.set_recurring_run_enabled(&request.recurring_run_id, true)
+            .await
     }
 
     pub async fn disable_recurring_run(
         &self,
         request: api::DisableRecurringRunRequest,
     ) -> Result<()> {
-        self.store
-            .set_recurring_run_enabled(&request.recurring_run_id, false, self.now())
-            .await?;
-        Ok(())
+        self.set_recurring_run_enabled(&request.recurring_run_id, false)
+            .await
     }
 
     pub async fn delete_recurring_run(

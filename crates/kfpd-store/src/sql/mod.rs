@@ -12,6 +12,7 @@ mod query;
 mod recurring_runs;
 mod rows;
 mod runs;
+mod schedules;
 mod tasks;
 
 use std::sync::Arc;

@@ -1,21 +1,64 @@
-//! Recurring runs (upstream's `jobs`): their trigger, source and enabled flag.
+//! Recurring runs (upstream's `jobs`): their trigger, source and enabled flag,
+//! and edits of them. Firing them is in `schedules.rs`.
 
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 
 use super::pipelines::push_values;
 use super::rows::{int, opt_int, opt_text, text};
-use super::{Arg, Sql, SqlStore};
+use super::{schedules, Arg, Sql, SqlStore, Tx};
 use crate::list::{ListQuery, Page};
-use crate::{new_id, Error, NewRecurringRun, RecurringRun, RecurringRunStore, Scope, Trigger};
+use crate::{
+    new_id, Error, Fire, FireOutcome, NewRecurringRun, RecurringRun, RecurringRunStore,
+    RecurringRunUpdate, ScheduleGuard, Scope, Trigger,
+};
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "uuid, display_name, description, namespace, experiment_uuid, service_account, \
      max_concurrency, no_catchup, enabled, created_at, updated_at, trigger_kind, cron, \
      interval_second, start_time, end_time, pipeline_uuid, pipeline_version_uuid, pipeline_spec, \
-     runtime_config";
+     runtime_config, last_fired_at, next_fire_at, fired_count, revision";
 
-fn recurring_run(row: &AnyRow) -> Result<RecurringRun, Error> {
+/// How a trigger is stored: kind, cron, interval, start and end.
+fn trigger_columns(trigger: &Trigger) -> (&'static str, String, i64, Option<i64>, Option<i64>) {
+    match trigger {
+        Trigger::None => ("none", String::new(), 0, None, None),
+        Trigger::Cron {
+            cron,
+            start_time,
+            end_time,
+        } => ("cron", cron.clone(), 0, *start_time, *end_time),
+        Trigger::Periodic {
+            interval_second,
+            start_time,
+            end_time,
+        } => (
+            "periodic",
+            String::new(),
+            *interval_second,
+            *start_time,
+            *end_time,
+        ),
+    }
+}
+
+/// Appends ` AND <the guard holds>` to a statement about one recurring run.
+pub(super) fn push_guard(sql: &mut Sql, guard: ScheduleGuard) {
+    sql.push(" AND revision = ").bind(guard.revision);
+    match guard.last_fired_at {
+        Some(last) => sql.push(" AND last_fired_at = ").bind(last),
+        None => sql.push(" AND last_fired_at IS NULL"),
+    };
+}
+
+/// Whether a row with this id exists (to tell "changed" from "gone").
+pub(super) async fn exists(tx: &mut Tx<'_>, id: &str) -> Result<bool, Error> {
+    let mut check = Sql::new("SELECT uuid FROM recurring_runs WHERE uuid = ");
+    check.bind(id);
+    Ok(tx.fetch_optional(&check).await?.is_some())
+}
+
+pub(super) fn recurring_run(row: &AnyRow) -> Result<RecurringRun, Error> {
     let start_time = opt_int(row, "start_time")?;
     let end_time = opt_int(row, "end_time")?;
     let trigger = match text(row, "trigger_kind")?.as_str() {
@@ -48,6 +91,10 @@ fn recurring_run(row: &AnyRow) -> Result<RecurringRun, Error> {
         pipeline_version_id: text(row, "pipeline_version_uuid")?,
         pipeline_spec: opt_text(row, "pipeline_spec")?,
         runtime_config: text(row, "runtime_config")?,
+        last_fired_at: opt_int(row, "last_fired_at")?,
+        next_fire_at: opt_int(row, "next_fire_at")?,
+        fired_count: int(row, "fired_count")?,
+        revision: int(row, "revision")?,
     })
 }
 
@@ -71,30 +118,16 @@ impl RecurringRunStore for SqlStore {
             pipeline_version_id: new.pipeline_version_id,
             pipeline_spec: new.pipeline_spec,
             runtime_config: new.runtime_config,
+            last_fired_at: None,
+            next_fire_at: new.next_fire_at,
+            fired_count: 0,
+            revision: 0,
         };
-        let (kind, cron, interval, start, end) = match &created.trigger {
-            Trigger::None => ("none", String::new(), 0, None, None),
-            Trigger::Cron {
-                cron,
-                start_time,
-                end_time,
-            } => ("cron", cron.clone(), 0, *start_time, *end_time),
-            Trigger::Periodic {
-                interval_second,
-                start_time,
-                end_time,
-            } => (
-                "periodic",
-                String::new(),
-                *interval_second,
-                *start_time,
-                *end_time,
-            ),
-        };
+        let (kind, cron, interval, start, end) = trigger_columns(&created.trigger);
         let spec: Arg = created.pipeline_spec.as_ref().into();
         let mut sql = Sql::new("INSERT INTO recurring_runs (");
         sql.push(COLUMNS).push(") VALUES (");
-        let values: [Arg; 20] = [
+        let values: [Arg; 24] = [
             (&created.id).into(),
             (&created.display_name).into(),
             (&created.description).into(),
@@ -115,6 +148,10 @@ impl RecurringRunStore for SqlStore {
             (&created.pipeline_version_id).into(),
             spec,
             (&created.runtime_config).into(),
+            created.last_fired_at.into(),
+            created.next_fire_at.into(),
+            created.fired_count.into(),
+            created.revision.into(),
         ];
         push_values(&mut sql, values);
         let mut tx = self.begin().await?;
@@ -155,21 +192,15 @@ impl RecurringRunStore for SqlStore {
         enabled: bool,
         now: i64,
     ) -> Result<(), Error> {
-        let mut sql = Sql::new("UPDATE recurring_runs SET enabled = ");
+        let mut sql = Sql::new("UPDATE recurring_runs SET revision = revision + 1, enabled = ");
         sql.bind(enabled)
             .push(", updated_at = ")
             .bind(now)
             .push(" WHERE uuid = ")
             .bind(id);
         let mut tx = self.begin().await?;
-        let changed = tx.execute(&sql).await?;
-        if changed == 0 {
-            // MySQL counts only changed rows; tell "missing" from "already so".
-            let mut check = Sql::new("SELECT uuid FROM recurring_runs WHERE uuid = ");
-            check.bind(id);
-            if tx.fetch_optional(&check).await?.is_none() {
-                return Err(Error::not_found("recurring run", id));
-            }
+        if tx.execute(&sql).await? == 0 {
+            return Err(Error::not_found("recurring run", id));
         }
         tx.commit().await
     }
@@ -182,5 +213,104 @@ impl RecurringRunStore for SqlStore {
             return Err(Error::not_found("recurring run", id));
         }
         tx.commit().await
+    }
+
+    async fn update_recurring_run(
+        &self,
+        id: &str,
+        guard: ScheduleGuard,
+        update: RecurringRunUpdate,
+    ) -> Result<RecurringRun, Error> {
+        let mut sql = Sql::new("UPDATE recurring_runs SET revision = revision + 1, updated_at = ");
+        sql.bind(update.updated_at);
+        let mut set = |column: &str, value: Arg| {
+            sql.push(", ").push(column).push(" = ").bind(value);
+        };
+        if let Some(display_name) = &update.display_name {
+            set("display_name", display_name.into());
+        }
+        if let Some(description) = &update.description {
+            set("description", description.into());
+        }
+        if let Some(service_account) = &update.service_account {
+            set("service_account", service_account.into());
+        }
+        if let Some(max_concurrency) = update.max_concurrency {
+            set("max_concurrency", max_concurrency.into());
+        }
+        if let Some(no_catchup) = update.no_catchup {
+            set("no_catchup", no_catchup.into());
+        }
+        if let Some(enabled) = update.enabled {
+            set("enabled", enabled.into());
+        }
+        if let Some(trigger) = &update.trigger {
+            let (kind, cron, interval, start, end) = trigger_columns(trigger);
+            set("trigger_kind", kind.into());
+            set("cron", cron.into());
+            set("interval_second", interval.into());
+            set("start_time", start.into());
+            set("end_time", end.into());
+        }
+        if let Some(source) = &update.source {
+            set("pipeline_uuid", (&source.pipeline_id).into());
+            set(
+                "pipeline_version_uuid",
+                (&source.pipeline_version_id).into(),
+            );
+            set("pipeline_spec", source.pipeline_spec.as_ref().into());
+        }
+        if let Some(runtime_config) = &update.runtime_config {
+            set("runtime_config", runtime_config.into());
+        }
+        if let Some(schedule) = update.schedule {
+            set("last_fired_at", schedule.last_fired_at.into());
+            set("next_fire_at", schedule.next_fire_at.into());
+        }
+        sql.push(" WHERE uuid = ").bind(id);
+        push_guard(&mut sql, guard);
+        let mut tx = self.begin().await?;
+        if tx.execute(&sql).await? == 0 {
+            if !exists(&mut tx, id).await? {
+                return Err(Error::not_found("recurring run", id));
+            }
+            return Err(Error::Aborted(format!(
+                "recurring run {id} changed while it was being updated; try again"
+            )));
+        }
+        let mut read = Sql::new("SELECT ");
+        read.push(COLUMNS)
+            .push(" FROM recurring_runs WHERE uuid = ")
+            .bind(id);
+        let row = tx.fetch_optional(&read).await?;
+        let row = row.ok_or_else(|| Error::not_found("recurring run", id))?;
+        let updated = recurring_run(&row)?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    async fn due_recurring_runs(&self, now: i64, limit: usize) -> Result<Vec<RecurringRun>, Error> {
+        schedules::due(self, now, limit).await
+    }
+
+    async fn next_recurring_run_due(&self) -> Result<Option<i64>, Error> {
+        schedules::next_due(self).await
+    }
+
+    async fn fire_recurring_run(&self, fire: Fire) -> Result<FireOutcome, Error> {
+        schedules::fire(self, fire).await
+    }
+
+    async fn reschedule_recurring_run(
+        &self,
+        id: &str,
+        guard: ScheduleGuard,
+        next_fire_at: Option<i64>,
+    ) -> Result<bool, Error> {
+        schedules::reschedule(self, id, guard, next_fire_at).await
+    }
+
+    async fn active_run_count(&self, recurring_run_id: &str) -> Result<i64, Error> {
+        schedules::active_runs(self, recurring_run_id).await
     }
 }

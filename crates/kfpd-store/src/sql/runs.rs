@@ -58,79 +58,86 @@ async fn locked_run(tx: &mut Tx<'_>, id: &str) -> Result<Run, Error> {
     run(&row)
 }
 
+/// Inserts a PENDING run with its spec and bumps its experiment's
+/// `last_run_created_at`, inside the caller's transaction.
+pub(super) async fn insert_run(tx: &mut Tx<'_>, id: String, new: NewRun) -> Result<Run, Error> {
+    let state = RunState::Pending;
+    let history = vec![StateChange {
+        time: new.created_at,
+        state,
+        error: None,
+    }];
+    let created = Run {
+        id,
+        experiment_id: new.experiment_id.clone(),
+        namespace: new.namespace.clone(),
+        display_name: new.display_name.clone(),
+        description: new.description.clone(),
+        storage_state: StorageState::Available,
+        service_account: new.service_account.clone(),
+        created_at: new.created_at,
+        scheduled_at: new.scheduled_at,
+        finished_at: 0,
+        state,
+        error: None,
+        pipeline_id: new.pipeline_id.clone(),
+        pipeline_version_id: new.pipeline_version_id.clone(),
+        recurring_run_id: new.recurring_run_id.clone(),
+        runtime_config: new.runtime_config.clone(),
+        state_history: history,
+        pipeline_spec: new.inline_spec.then(|| new.pipeline_spec.clone()),
+    };
+    let mut sql = Sql::new("INSERT INTO runs (");
+    sql.push(COLUMNS)
+        .push(", archived_at, conditions, runtime_details) VALUES (");
+    let values: [Arg; 21] = [
+        (&created.id).into(),
+        (&created.experiment_id).into(),
+        (&created.namespace).into(),
+        (&created.display_name).into(),
+        (&created.description).into(),
+        created.storage_state.as_str().into(),
+        (&created.service_account).into(),
+        created.created_at.into(),
+        created.scheduled_at.into(),
+        0.into(),
+        state.as_str().into(),
+        Arg::NullStr,
+        (&created.pipeline_id).into(),
+        (&created.pipeline_version_id).into(),
+        (&created.recurring_run_id).into(),
+        (&created.runtime_config).into(),
+        history_json(&created.state_history)?.into(),
+        new.inline_spec.into(),
+        0.into(),
+        state.condition().into(),
+        "".into(),
+    ];
+    push_values(&mut sql, values);
+    let mut spec = Sql::new("INSERT INTO run_specs (run_uuid, pipeline_spec) VALUES (");
+    spec.bind(&created.id)
+        .push(", ")
+        .bind(&new.pipeline_spec)
+        .push(")");
+    let mut experiment = Sql::new("UPDATE experiments SET last_run_created_at = ");
+    experiment
+        .bind(created.created_at)
+        .push(" WHERE uuid = ")
+        .bind(&created.experiment_id)
+        .push(" AND last_run_created_at < ")
+        .bind(created.created_at);
+
+    tx.execute(&sql).await?;
+    tx.execute(&spec).await?;
+    tx.execute(&experiment).await?;
+    Ok(created)
+}
+
 #[async_trait]
 impl RunStore for SqlStore {
     async fn create_run(&self, new: NewRun) -> Result<Run, Error> {
-        let state = RunState::Pending;
-        let history = vec![StateChange {
-            time: new.created_at,
-            state,
-            error: None,
-        }];
-        let created = Run {
-            id: new_id(),
-            experiment_id: new.experiment_id.clone(),
-            namespace: new.namespace.clone(),
-            display_name: new.display_name.clone(),
-            description: new.description.clone(),
-            storage_state: StorageState::Available,
-            service_account: new.service_account.clone(),
-            created_at: new.created_at,
-            scheduled_at: new.scheduled_at,
-            finished_at: 0,
-            state,
-            error: None,
-            pipeline_id: new.pipeline_id.clone(),
-            pipeline_version_id: new.pipeline_version_id.clone(),
-            recurring_run_id: new.recurring_run_id.clone(),
-            runtime_config: new.runtime_config.clone(),
-            state_history: history,
-            pipeline_spec: new.inline_spec.then(|| new.pipeline_spec.clone()),
-        };
-        let mut sql = Sql::new("INSERT INTO runs (");
-        sql.push(COLUMNS)
-            .push(", archived_at, conditions, runtime_details) VALUES (");
-        let values: [Arg; 21] = [
-            (&created.id).into(),
-            (&created.experiment_id).into(),
-            (&created.namespace).into(),
-            (&created.display_name).into(),
-            (&created.description).into(),
-            created.storage_state.as_str().into(),
-            (&created.service_account).into(),
-            created.created_at.into(),
-            created.scheduled_at.into(),
-            0.into(),
-            state.as_str().into(),
-            Arg::NullStr,
-            (&created.pipeline_id).into(),
-            (&created.pipeline_version_id).into(),
-            (&created.recurring_run_id).into(),
-            (&created.runtime_config).into(),
-            history_json(&created.state_history)?.into(),
-            new.inline_spec.into(),
-            0.into(),
-            state.condition().into(),
-            "".into(),
-        ];
-        push_values(&mut sql, values);
-        let mut spec = Sql::new("INSERT INTO run_specs (run_uuid, pipeline_spec) VALUES (");
-        spec.bind(&created.id)
-            .push(", ")
-            .bind(&new.pipeline_spec)
-            .push(")");
-        let mut experiment = Sql::new("UPDATE experiments SET last_run_created_at = ");
-        experiment
-            .bind(created.created_at)
-            .push(" WHERE uuid = ")
-            .bind(&created.experiment_id)
-            .push(" AND last_run_created_at < ")
-            .bind(created.created_at);
-
         let mut tx = self.begin().await?;
-        tx.execute(&sql).await?;
-        tx.execute(&spec).await?;
-        tx.execute(&experiment).await?;
+        let created = insert_run(&mut tx, new_id(), new).await?;
         tx.commit().await?;
         Ok(created)
     }
