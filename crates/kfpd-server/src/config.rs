@@ -96,6 +96,11 @@ pub struct ServeArgs {
     /// [default: local]
     #[arg(long, env = "KFPD_EXECUTOR")]
     pub executor: Option<String>,
+    /// Whether this process fires recurring runs: `on` or `off` (when a separate
+    /// `kfpd scheduler` does it). Any number of schedulers may share a database.
+    /// [default: on]
+    #[arg(long, env = "KFPD_SCHEDULER")]
+    pub scheduler: Option<String>,
     /// How many task processes may run at once, over all runs. [default: 64]
     #[arg(long, env = "KFPD_MAX_PARALLEL_TASKS")]
     pub max_parallel_tasks: Option<usize>,
@@ -125,6 +130,7 @@ struct FileSettings {
     max_body_bytes: Option<usize>,
     max_parallel_tasks: Option<usize>,
     executor: Option<String>,
+    scheduler: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,6 +167,8 @@ pub struct Config {
     pub default_service_account: String,
     pub max_body_bytes: usize,
     pub max_parallel_tasks: usize,
+    /// Whether `kfpd serve` fires recurring runs itself.
+    pub scheduler: bool,
     /// Whether this server runs pipelines itself.
     pub local_executor: bool,
 }
@@ -300,8 +308,25 @@ impl Config {
             }
         };
 
+        let scheduler_text = args
+            .scheduler
+            .clone()
+            .or(file.scheduler.clone())
+            .unwrap_or_else(|| "on".to_string());
+        let scheduler = match scheduler_text.trim().to_lowercase().as_str() {
+            "on" | "true" | "1" => true,
+            "off" | "false" | "0" => false,
+            other => {
+                return Err(Error::Invalid {
+                    key: "scheduler",
+                    message: format!("{other:?} is not on or off"),
+                })
+            }
+        };
+
         Ok(Config {
             max_parallel_tasks,
+            scheduler,
             local_executor,
             http_addr,
             grpc_addr,

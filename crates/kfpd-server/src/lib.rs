@@ -8,6 +8,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod local_run;
+pub mod scheduler;
 pub mod service;
 
 use std::future::Future;
@@ -147,9 +148,21 @@ pub async fn serve(
     if let Some(executor) = &executor {
         api = api.with_execution(artifacts, executor.clone());
     }
+    let scheduler = config.scheduler.then(scheduler::Scheduler::handle);
+    if let Some(scheduler) = &scheduler {
+        api = api.with_scheduler_wake(scheduler.wake_signal());
+    }
     api.ensure_default_experiment()
         .await
         .map_err(|error| StartError::Startup(error.to_string()))?;
+    if let Some(handle) = &scheduler {
+        scheduler::Scheduler::new(
+            api.clone(),
+            scheduler::Options::default(),
+            Arc::new(scheduler::SystemClock),
+        )
+        .spawn(handle);
+    }
 
     let listener = tokio::net::TcpListener::bind(config.http_addr)
         .await
@@ -181,6 +194,13 @@ pub async fn serve(
     println!("kfpd listening on http://{local}");
     // One future, awaited by both servers and the executor, so one signal stops all.
     let shutdown = shutdown.shared();
+    if let Some(scheduler) = scheduler {
+        let scheduler_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            scheduler_shutdown.await;
+            scheduler.shutdown();
+        });
+    }
     let executor_shutdown = shutdown.clone();
     tokio::spawn(async move {
         executor_shutdown.await;

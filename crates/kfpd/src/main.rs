@@ -17,6 +17,10 @@ struct Cli {
 enum Command {
     /// Serve the KFP v2beta1 REST API (SQLite under ./kfpd-data unless configured).
     Serve(kfpd_server::ServeArgs),
+    /// Fire recurring runs, without serving the API: for a scheduler of its own
+    /// next to `kfpd serve --scheduler off`, or several for availability (each
+    /// tick fires once). Takes the same database settings as `serve`.
+    Scheduler(kfpd_server::ServeArgs),
     /// Run one compiled pipeline here, without a server, showing task progress;
     /// exits non-zero when the run does not succeed.
     Run(RunCommand),
@@ -52,6 +56,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Scheduler(args) => runtime.block_on(scheduler(args)),
         Command::Run(command) => {
             let succeeded = runtime.block_on(run(command))?;
             if !succeeded {
@@ -80,6 +85,12 @@ async fn run(command: RunCommand) -> anyhow::Result<bool> {
 async fn serve(args: kfpd_server::ServeArgs) -> anyhow::Result<()> {
     let config = kfpd_server::Config::load(&args)?;
     kfpd_server::serve(config, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn scheduler(args: kfpd_server::ServeArgs) -> anyhow::Result<()> {
+    let config = kfpd_server::Config::load(&args)?;
+    kfpd_server::scheduler::run_alone(config, shutdown_signal()).await?;
     Ok(())
 }
 

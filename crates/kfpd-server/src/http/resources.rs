@@ -40,6 +40,7 @@ pub fn routes(v2: &str) -> Router<Api> {
             &format!("{v2}/recurringruns/{{id}}"),
             get(get_recurring_run)
                 .delete(delete_recurring_run)
+                .patch(update_recurring_run)
                 .post(recurring_run_action),
         )
 }
@@ -230,6 +231,23 @@ async fn delete_recurring_run(State(api): State<Api>, Path(id): Path<String>) ->
     };
     api.delete_recurring_run(request).await?;
     Ok(empty())
+}
+
+/// `PATCH /recurringruns/{id}` (a kfpd extension): the body is a RecurringRun
+/// with the fields to change.
+async fn update_recurring_run(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply<api::RecurringRun> {
+    let recurring_run: api::RecurringRun = json_body(&headers, &body)?;
+    let named: serde_json::Map<String, Value> = json_body(&headers, &body)?;
+    let fields: Vec<String> = named.keys().cloned().collect();
+    Ok(Json(
+        api.update_recurring_run(&id, recurring_run, &fields)
+            .await?,
+    ))
 }
 
 /// `POST /recurringruns/{id}:enable` and `:disable`.
