@@ -4,20 +4,24 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kfpd_artifacts::ArtifactStore;
 use kfpd_ir::spec::{
-    ComponentSpec, ExecutorKind, ExecutorSpec, ImporterSpec, PipelineContainerSpec, PipelineTaskSpec,
+    ComponentSpec, ExecutorKind, ExecutorSpec, ImporterSpec, PipelineContainerSpec,
+    PipelineTaskSpec, RetryPolicy,
 };
 use kfpd_runtime::ProcessSpec;
-use kfpd_store::{Artifact, ArtifactLink, Direction, TaskKind, TaskState};
+use kfpd_store::{Artifact, ArtifactLink, Direction, TaskKind, TaskState, TaskStateChange};
 use rand::Rng;
 use serde_json::{json, Map, Value};
 
-use crate::dag::{ArtifactRef, TaskResult};
+use crate::cache;
+use crate::dag::{job_resource_name, ArtifactRef, TaskResult};
 use crate::engine::RunContext;
-use crate::executor_input::{resolve_command, resolve_self_references, substitute, ExecutorInput, JobInfo, RuntimeArtifact};
+use crate::executor_input::{
+    resolve_command, resolve_self_references, substitute, ExecutorInput, JobInfo, RuntimeArtifact,
+};
 use crate::outputs::read_outputs;
 use crate::records::{now, TaskRecord};
 
@@ -33,29 +37,71 @@ pub(crate) struct TaskCall {
     pub artifacts: BTreeMap<String, Vec<ArtifactRef>>,
 }
 
-pub(crate) async fn run_executor(context: Arc<RunContext>, call: TaskCall, executor: ExecutorSpec) -> TaskResult {
+pub(crate) async fn run_executor(
+    context: Arc<RunContext>,
+    call: TaskCall,
+    executor: ExecutorSpec,
+) -> TaskResult {
     if let Some(reused) = reuse_previous(&context, &call).await {
         return reused;
+    }
+    let cache_key = match executor.kind() {
+        Some(ExecutorKind::Container(container)) => cache::key_for(&context, &call, container),
+        _ => None,
+    };
+    if let Some(key) = &cache_key {
+        if let Some(hit) = cache::find(&context, key, &call.display_name).await {
+            return cache::reuse(&context, &call, key, hit).await;
+        }
     }
     let kind = match executor.kind() {
         Some(ExecutorKind::Importer(_)) => TaskKind::Importer,
         _ => TaskKind::Runtime,
     };
-    let mut record = match TaskRecord::start(&context, &call.parent_id, &call.path, kind, &call.name, &call.display_name, -1, &call.parameters).await {
+    let mut record = match TaskRecord::start(
+        &context,
+        &call.parent_id,
+        &call.path,
+        kind,
+        &call.name,
+        &call.display_name,
+        -1,
+        &call.parameters,
+    )
+    .await
+    {
         Ok(record) => record,
         Err(error) => return TaskResult::failed(error),
     };
+    // Written now, but only a SUCCEEDED row with a fingerprint is a cache entry.
+    if let Some(key) = &cache_key {
+        record.task.fingerprint = key.fingerprint.clone();
+        record.task.cache_scope = key.scope.clone();
+    }
     let result = match executor.kind() {
-        Some(ExecutorKind::Container(container)) => run_container(&context, &call, container, &mut record).await,
-        Some(ExecutorKind::Importer(importer)) => run_importer(&context, &call, importer, &record).await,
-        Some(ExecutorKind::Resolver(_)) => Err("resolver executors are not supported by kfpd".to_string()),
-        Some(ExecutorKind::CustomJob(_)) => Err("custom job executors (Vertex AI) are not supported by kfpd".to_string()),
+        Some(ExecutorKind::Container(container)) => {
+            run_container(&context, &call, container, &mut record).await
+        }
+        Some(ExecutorKind::Importer(importer)) => {
+            run_importer(&context, &call, importer, &record).await
+        }
+        Some(ExecutorKind::Resolver(_)) => {
+            Err("resolver executors are not supported by kfpd".to_string())
+        }
+        Some(ExecutorKind::CustomJob(_)) => {
+            Err("custom job executors (Vertex AI) are not supported by kfpd".to_string())
+        }
         None => Err("the executor has no implementation".to_string()),
     };
     match result {
         Ok(result) => {
             record
-                .finish(&context, result.state, result.error.clone(), &result.parameters)
+                .finish(
+                    &context,
+                    result.state,
+                    result.error.clone(),
+                    &result.parameters,
+                )
                 .await;
             if let (TaskState::Failed, Some(error)) = (result.state, &result.error) {
                 context.record_failure(error);
@@ -66,7 +112,12 @@ pub(crate) async fn run_executor(context: Arc<RunContext>, call: TaskCall, execu
             let message = format!("task {:?}: {error}", call.display_name);
             context.record_failure(&message);
             record
-                .finish(&context, TaskState::Failed, Some(message.clone()), &Map::new())
+                .finish(
+                    &context,
+                    TaskState::Failed,
+                    Some(message.clone()),
+                    &Map::new(),
+                )
                 .await;
             TaskResult::failed(message)
         }
@@ -80,11 +131,26 @@ async fn reuse_previous(context: &RunContext, call: &TaskCall) -> Option<TaskRes
         return None;
     }
     let parameters: Map<String, Value> = serde_json::from_str(&previous.outputs).ok()?;
-    let produced = context.engine.store.list_artifacts(&context.run.id).await.ok()?;
+    // Output links, not producers: a cached task's outputs were made by another task.
+    let links = context
+        .engine
+        .store
+        .run_artifact_links(&context.run.id)
+        .await
+        .ok()?;
     let mut artifacts: BTreeMap<String, Vec<ArtifactRef>> = BTreeMap::new();
-    for artifact in produced.into_iter().filter(|artifact| artifact.producer_task_id == previous.id) {
+    for link in links
+        .iter()
+        .filter(|link| link.task_id == previous.id && link.direction == Direction::Output)
+    {
+        let artifact = context
+            .engine
+            .store
+            .get_artifact(link.artifact_id)
+            .await
+            .ok()?;
         artifacts
-            .entry(artifact.output_key.clone())
+            .entry(link.key.clone())
             .or_default()
             .push(artifact_ref(&artifact));
     }
@@ -96,7 +162,7 @@ async fn reuse_previous(context: &RunContext, call: &TaskCall) -> Option<TaskRes
     })
 }
 
-fn artifact_ref(artifact: &Artifact) -> ArtifactRef {
+pub(crate) fn artifact_ref(artifact: &Artifact) -> ArtifactRef {
     ArtifactRef {
         id: artifact.id,
         name: artifact.name.clone(),
@@ -119,7 +185,7 @@ fn job_info(context: &RunContext, call: &TaskCall, task_id: &str, workspace: &Pa
         .unwrap_or_default();
     JobInfo {
         job_name: run.display_name.clone(),
-        job_resource_name: format!("run-{}", run.id),
+        job_resource_name: job_resource_name(context),
         job_uuid: run.id.clone(),
         task_name: call.name.clone(),
         task_uuid: task_id.to_string(),
@@ -131,7 +197,11 @@ fn job_info(context: &RunContext, call: &TaskCall, task_id: &str, workspace: &Pa
 }
 
 fn local_name(uri: &str) -> String {
-    let last = uri.trim_end_matches('/').rsplit('/').next().unwrap_or("artifact");
+    let last = uri
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or("artifact");
     if last.is_empty() || last == ".." || last == "." {
         "artifact".to_string()
     } else {
@@ -150,7 +220,11 @@ async fn run_container(
     let work = context.work_dir(&task_id);
     let inputs_dir = work.join("inputs");
     let outputs_dir = work.join("outputs");
-    let workspace = engine.options.work_dir.join(&context.run.id).join("workspace");
+    let workspace = engine
+        .options
+        .work_dir
+        .join(&context.run.id)
+        .join("workspace");
     for dir in [&inputs_dir, &outputs_dir, &workspace, &work.join("tmp")] {
         tokio::fs::create_dir_all(dir)
             .await
@@ -165,7 +239,10 @@ async fn run_container(
     for (name, list) in &call.artifacts {
         let mut seen = Vec::with_capacity(list.len());
         for (index, artifact) in list.iter().enumerate() {
-            let local = inputs_dir.join(name).join(index.to_string()).join(local_name(&artifact.uri));
+            let local = inputs_dir
+                .join(name)
+                .join(index.to_string())
+                .join(local_name(&artifact.uri));
             if let Some(parent) = local.parent() {
                 tokio::fs::create_dir_all(parent)
                     .await
@@ -199,7 +276,9 @@ async fn run_container(
         .map_err(|error| format!("cannot create {}: {error}", parameter_dir.display()))?;
     for name in call.component.output_definitions.parameters.keys() {
         let file = parameter_dir.join(name);
-        input.output_parameters.insert(name.clone(), file.display().to_string());
+        input
+            .output_parameters
+            .insert(name.clone(), file.display().to_string());
     }
     let mut destinations: BTreeMap<String, String> = BTreeMap::new();
     for (name, spec) in &call.component.output_definitions.artifacts {
@@ -223,7 +302,11 @@ async fn run_container(
             RuntimeArtifact {
                 name: name.clone(),
                 uri: local.display().to_string(),
-                schema_title: spec.artifact_type.schema_title.clone().unwrap_or_else(|| "system.Artifact".into()),
+                schema_title: spec
+                    .artifact_type
+                    .schema_title
+                    .clone()
+                    .unwrap_or_else(|| "system.Artifact".into()),
                 schema_version: spec.artifact_type.schema_version.clone(),
                 metadata: spec.metadata.clone().unwrap_or_default(),
             },
@@ -243,35 +326,44 @@ async fn run_container(
     let whole = input.to_json().to_string();
     let mut env = Vec::with_capacity(container.env.len() + 2);
     for variable in &container.env {
-        env.push((variable.name.clone(), substitute(&variable.value, &input, &job, &whole)?));
+        env.push((
+            variable.name.clone(),
+            substitute(&variable.value, &input, &job, &whole)?,
+        ));
     }
     env.push(("TMPDIR".to_string(), work.join("tmp").display().to_string()));
-    env.push(("HOME".to_string(), std::env::var("HOME").unwrap_or_else(|_| work.display().to_string())));
+    env.push((
+        "HOME".to_string(),
+        std::env::var("HOME").unwrap_or_else(|_| work.display().to_string()),
+    ));
 
     record.set_detail("image", json!(container.image));
     record.set_detail("command", json!(argv));
     let log_path = work.join("main.log");
     record.set_detail("log", json!(log_path.display().to_string()));
 
-    let retry = call.task.retry_policy.clone().unwrap_or_default();
-    let max_attempts = 1 + retry.max_retry_count.max(0) as u32;
-    let mut backoff: f64 = retry
-        .backoff_duration
-        .as_deref()
-        .and_then(|text| kfpd_ir::spec::parse_duration_secs(text))
-        .unwrap_or(0.0);
-    let factor = retry.backoff_factor.unwrap_or(2.0);
-    let max_backoff = retry
-        .backoff_max_duration
-        .as_deref()
-        .and_then(|text| kfpd_ir::spec::parse_duration_secs(text))
-        .unwrap_or(3600.0);
-
-    let mut last_exit = None;
-    for attempt in 1..=max_attempts {
+    let plan = RetryPlan::of(call.task.retry_policy.as_ref());
+    let max_attempts = plan.max_retries + 1;
+    let first_start = Instant::now();
+    let mut attempts: Vec<Value> = Vec::new();
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        if attempt > 1 {
+            // A fresh start, as a retried pod gets: nothing left from the last attempt.
+            reset_outputs(&outputs_dir, &input).await?;
+            let header = format!("\n--- kfpd: attempt {attempt} of {max_attempts} ---\n");
+            append_log(&log_path, &header).await;
+            record.task.state = TaskState::Running;
+            record.task.state_history.push(TaskStateChange {
+                time: now(),
+                state: TaskState::Running,
+            });
+        }
         record.task.attempts += 1;
         record.set_detail("attempt", json!(attempt));
         record.save(context).await;
+        let started_at = now();
         let spec = ProcessSpec {
             image: environment_key(container),
             argv: argv.clone(),
@@ -279,55 +371,159 @@ async fn run_container(
             cwd: work.clone(),
             log_path: log_path.clone(),
         };
-        let permit = tokio::select! {
-            permit = engine.slots.clone().acquire_owned() => permit.map_err(|_| "the engine is shutting down".to_string())?,
-            _ = context.cancel.cancelled() => return Ok(TaskResult::ended(TaskState::Canceled, Some("run was terminated".into()))),
-        };
-        let exit = engine
-            .runtime
-            .run(spec, context.cancel.clone())
-            .await
-            .map_err(|error| error.to_string())?;
-        drop(permit);
-        if exit.canceled {
-            return Ok(TaskResult::ended(TaskState::Canceled, Some("run was terminated".into())));
-        }
-        let success = exit.success();
-        record.set_detail("exit_code", json!(exit.code));
-        last_exit = Some(exit);
-        if success {
-            break;
-        }
-        if attempt < max_attempts {
-            tracing::info!(run = %context.run.id, task = %call.name, attempt, "task failed, retrying");
-            if backoff > 0.0 {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs_f64(backoff.min(max_backoff))) => {},
-                    _ = context.cancel.cancelled() => return Ok(TaskResult::ended(TaskState::Canceled, Some("run was terminated".into()))),
+        let outcome = run_attempt(
+            context,
+            call,
+            spec,
+            &input,
+            &destinations,
+            &output_file,
+            &task_id,
+            &log_path,
+        )
+        .await;
+        let failure = match outcome {
+            Attempt::Canceled => return Ok(TaskResult::canceled()),
+            Attempt::Succeeded(result) => {
+                if plan.max_retries > 0 {
+                    attempts.push(json!({"attempt": attempt, "started_at": started_at, "finished_at": now(), "state": "SUCCEEDED"}));
+                    record.set_detail("attempts", Value::Array(attempts));
                 }
-                backoff *= factor;
+                return Ok(result);
+            }
+            Attempt::Failed { reason, exit_code } => {
+                record.set_detail("exit_code", json!(exit_code));
+                reason
+            }
+        };
+        attempts.push(json!({
+            "attempt": attempt,
+            "started_at": started_at,
+            "finished_at": now(),
+            "state": "FAILED",
+            "error": failure,
+        }));
+        if plan.max_retries > 0 {
+            record.set_detail("attempts", Value::Array(attempts.clone()));
+        }
+        let Some(wait) = plan.wait_before_retry(attempt, first_start.elapsed()) else {
+            let tried = if attempt > 1 {
+                format!(" (attempt {attempt} of {max_attempts})")
+            } else {
+                String::new()
+            };
+            return Ok(TaskResult::failed(format!(
+                "task {:?}{tried}: {failure}",
+                call.display_name
+            )));
+        };
+        tracing::info!(run = %context.run.id, task = %call.name, attempt, wait_secs = wait.as_secs_f64(), "task failed, retrying");
+        record.task.state = TaskState::Failed;
+        record.task.state_history.push(TaskStateChange {
+            time: now(),
+            state: TaskState::Failed,
+        });
+        record.save(context).await;
+        if !wait.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {},
+                _ = context.cancel.cancelled() => return Ok(TaskResult::canceled()),
             }
         }
     }
-    let exit = last_exit.ok_or_else(|| "the task did not run".to_string())?;
+}
+
+/// How one attempt of a container task ended.
+enum Attempt {
+    Succeeded(TaskResult),
+    Failed {
+        reason: String,
+        exit_code: Option<i32>,
+    },
+    Canceled,
+}
+
+/// Runs the process once and, if it exits 0, reads and stores its outputs. Anything
+/// that goes wrong fails the attempt, which a retry policy may repeat (upstream's
+/// launcher fails its pod the same way, and Argo retries the pod).
+#[allow(clippy::too_many_arguments)]
+async fn run_attempt(
+    context: &Arc<RunContext>,
+    call: &TaskCall,
+    spec: ProcessSpec,
+    input: &ExecutorInput,
+    destinations: &BTreeMap<String, String>,
+    output_file: &Path,
+    task_id: &str,
+    log_path: &Path,
+) -> Attempt {
+    let engine = &context.engine;
+    let permit = tokio::select! {
+        permit = engine.slots.clone().acquire_owned() => match permit {
+            Ok(permit) => permit,
+            Err(_) => return Attempt::Failed { reason: "the engine is shutting down".into(), exit_code: None },
+        },
+        _ = context.cancel.cancelled() => return Attempt::Canceled,
+    };
+    let exit = engine.runtime.run(spec, context.cancel.clone()).await;
+    drop(permit);
+    let exit = match exit {
+        Ok(exit) => exit,
+        Err(error) => {
+            return Attempt::Failed {
+                reason: error.to_string(),
+                exit_code: None,
+            }
+        }
+    };
+    if exit.canceled {
+        return Attempt::Canceled;
+    }
     if !exit.success() {
         let reason = match (exit.code, exit.signal) {
             (Some(code), _) => format!("exit code {code}"),
             (None, Some(signal)) => format!("signal {signal}"),
             _ => "unknown exit".to_string(),
         };
-        let last_line = last_log_line(&log_path).await;
-        let message = match last_line {
-            Some(line) => format!("task {:?} failed with {reason}: {line}", call.display_name),
-            None => format!("task {:?} failed with {reason}", call.display_name),
+        let reason = match last_log_line(log_path).await {
+            Some(line) => format!("failed with {reason}: {line}"),
+            None => format!("failed with {reason}"),
         };
-        return Ok(TaskResult::failed(message));
+        return Attempt::Failed {
+            reason,
+            exit_code: exit.code,
+        };
     }
+    match collect_outputs(context, call, input, destinations, output_file, task_id).await {
+        Ok(result) => Attempt::Succeeded(result),
+        Err(reason) => Attempt::Failed {
+            reason,
+            exit_code: exit.code,
+        },
+    }
+}
 
-    let outputs = read_outputs(&call.component.output_definitions, &output_file, &input.output_parameters)?;
+/// Reads what a successful process produced, uploads its output artifacts and
+/// records them.
+async fn collect_outputs(
+    context: &Arc<RunContext>,
+    call: &TaskCall,
+    input: &ExecutorInput,
+    destinations: &BTreeMap<String, String>,
+    output_file: &Path,
+    task_id: &str,
+) -> Result<TaskResult, String> {
+    let engine = &context.engine;
+    let outputs = read_outputs(
+        &call.component.output_definitions,
+        output_file,
+        &input.output_parameters,
+    )?;
     let mut artifacts = BTreeMap::new();
-    for (name, destination) in &destinations {
-        let Some(local) = input.output_artifacts.get(name) else { continue };
+    for (name, destination) in destinations {
+        let Some(local) = input.output_artifacts.get(name) else {
+            continue;
+        };
         let reported = outputs.artifacts.get(name);
         let source = content_path(&local.uri, reported);
         let uploaded = engine
@@ -345,7 +541,7 @@ async fn run_container(
         let artifact = Artifact {
             id: new_artifact_id(),
             run_id: context.run.id.clone(),
-            producer_task_id: task_id.clone(),
+            producer_task_id: task_id.to_string(),
             output_key: name.clone(),
             name: name.clone(),
             uri: destination.clone(),
@@ -367,6 +563,103 @@ async fn run_container(
         parameters: outputs.parameters,
         artifacts,
     })
+}
+
+/// Empties the outputs directory and makes again the directories a task writes into.
+async fn reset_outputs(outputs_dir: &Path, input: &ExecutorInput) -> Result<(), String> {
+    if let Err(error) = tokio::fs::remove_dir_all(outputs_dir).await {
+        if error.kind() != std::io::ErrorKind::NotFound {
+            return Err(format!("cannot clear {}: {error}", outputs_dir.display()));
+        }
+    }
+    let mut dirs = vec![outputs_dir.join("parameters")];
+    for artifact in input.output_artifacts.values() {
+        if let Some(parent) = Path::new(&artifact.uri).parent() {
+            dirs.push(parent.to_path_buf());
+        }
+    }
+    for dir in dirs {
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+    }
+    Ok(())
+}
+
+async fn append_log(path: &Path, text: &str) {
+    use tokio::io::AsyncWriteExt;
+    let file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await;
+    if let Ok(mut file) = file {
+        let _ = file.write_all(text.as_bytes()).await;
+    }
+}
+
+/// A task's retry policy with upstream's defaults, applied as Argo's
+/// `retryStrategy` does: before retry `n` wait `backoff * factor^(n-1)`, and retry
+/// only while the wait ends within `max duration` of the first attempt's start.
+#[derive(Clone, Debug, PartialEq)]
+struct RetryPlan {
+    max_retries: u32,
+    backoff: Duration,
+    factor: f64,
+    max_duration: Duration,
+}
+
+impl RetryPlan {
+    /// Backoff factor when the policy sets none (the IR's documented default).
+    const DEFAULT_FACTOR: f64 = 2.0;
+    /// Limit when the policy sets none (the IR's documented default, 1 h).
+    const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(3600);
+
+    fn of(policy: Option<&RetryPolicy>) -> RetryPlan {
+        let Some(policy) = policy else {
+            return RetryPlan {
+                max_retries: 0,
+                backoff: Duration::ZERO,
+                factor: Self::DEFAULT_FACTOR,
+                max_duration: Self::DEFAULT_MAX_DURATION,
+            };
+        };
+        let seconds = |text: &Option<String>| {
+            text.as_deref()
+                .and_then(kfpd_ir::spec::parse_duration_secs)
+                .filter(|secs| *secs >= 0.0)
+                .map(Duration::from_secs_f64)
+        };
+        RetryPlan {
+            max_retries: u32::try_from(policy.max_retry_count).unwrap_or(0),
+            backoff: seconds(&policy.backoff_duration).unwrap_or(Duration::ZERO),
+            factor: policy
+                .backoff_factor
+                .filter(|factor| *factor > 0.0)
+                .unwrap_or(Self::DEFAULT_FACTOR),
+            max_duration: seconds(&policy.backoff_max_duration)
+                .filter(|limit| !limit.is_zero())
+                .unwrap_or(Self::DEFAULT_MAX_DURATION),
+        }
+    }
+
+    /// How long to wait before retrying after failed attempt `attempt` (1-based),
+    /// `elapsed` after the first attempt started; `None` when there is no retry left.
+    fn wait_before_retry(&self, attempt: u32, elapsed: Duration) -> Option<Duration> {
+        if attempt > self.max_retries {
+            return None;
+        }
+        let exponent = i32::try_from(attempt - 1).unwrap_or(i32::MAX);
+        let wait = self.backoff.as_secs_f64() * self.factor.powi(exponent);
+        let wait = Duration::try_from_secs_f64(wait).unwrap_or(Duration::MAX);
+        let deadline_passed = elapsed
+            .checked_add(wait)
+            .is_none_or(|end| end > self.max_duration);
+        if deadline_passed {
+            return None;
+        }
+        Some(wait)
+    }
 }
 
 /// Where a task left an output artifact's content: its `set_path` location, the
@@ -405,7 +698,7 @@ fn environment_key(container: &PipelineContainerSpec) -> String {
     }
 }
 
-async fn download(store: &ArtifactStore, uri: &str, local: &PathBuf) -> Result<(), String> {
+async fn download(store: &ArtifactStore, uri: &str, local: &Path) -> Result<(), String> {
     if !store.handles(uri) {
         return Err(format!(
             "cannot fetch input artifact {uri}: kfpd's artifact store ({}) does not serve it",
@@ -460,8 +753,15 @@ async fn run_importer(
         let resolved_key = substitute(&key, &input, &job, "")?;
         let resolved = match value {
             Value::String(text) => {
-                let whole_placeholder = text.starts_with("{{$.inputs.parameters[") && text.ends_with("]}}") && text.matches("{{").count() == 1;
-                match (whole_placeholder, call.parameters.iter().find(|(name, _)| text.contains(name.as_str()))) {
+                let whole_placeholder = text.starts_with("{{$.inputs.parameters[")
+                    && text.ends_with("]}}")
+                    && text.matches("{{").count() == 1;
+                match (
+                    whole_placeholder,
+                    call.parameters
+                        .iter()
+                        .find(|(name, _)| text.contains(name.as_str())),
+                ) {
                     (true, Some((_, typed))) => typed.clone(),
                     _ => Value::String(substitute(&text, &input, &job, "")?),
                 }
@@ -485,7 +785,11 @@ async fn run_importer(
         output_key: output_key.clone(),
         name: output_key.clone(),
         uri,
-        schema_title: importer.type_schema.schema_title.clone().unwrap_or_else(|| "system.Artifact".into()),
+        schema_title: importer
+            .type_schema
+            .schema_title
+            .clone()
+            .unwrap_or_else(|| "system.Artifact".into()),
         schema_version: importer.type_schema.schema_version.clone(),
         metadata: Value::Object(metadata).to_string(),
         created_at: now(),
@@ -502,4 +806,68 @@ async fn run_importer(
         parameters: Map::new(),
         artifacts: BTreeMap::from([(output_key, vec![artifact_ref(&artifact)])]),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn plan(policy: Value) -> RetryPlan {
+        let policy: RetryPolicy = serde_json::from_value(policy).unwrap();
+        RetryPlan::of(Some(&policy))
+    }
+
+    #[test]
+    fn no_policy_means_one_attempt() {
+        assert_eq!(
+            RetryPlan::of(None).wait_before_retry(1, Duration::ZERO),
+            None
+        );
+    }
+
+    #[test]
+    fn backoff_grows_by_the_factor() {
+        let plan = plan(json!({"maxRetryCount": 3, "backoffDuration": "1s", "backoffFactor": 2.0}));
+        let waits: Vec<Option<Duration>> = (1..=4)
+            .map(|attempt| plan.wait_before_retry(attempt, Duration::ZERO))
+            .collect();
+        assert_eq!(
+            waits,
+            [
+                Some(Duration::from_secs(1)),
+                Some(Duration::from_secs(2)),
+                Some(Duration::from_secs(4)),
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn max_duration_bounds_the_whole_retry_window() {
+        let plan = plan(json!({
+            "maxRetryCount": 5, "backoffDuration": "10s", "backoffFactor": 1.0, "backoffMaxDuration": "30s"
+        }));
+        assert_eq!(
+            plan.wait_before_retry(1, Duration::from_secs(5)),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            plan.wait_before_retry(2, Duration::from_secs(25)),
+            None,
+            "the wait would end after 30 s"
+        );
+    }
+
+    #[test]
+    fn defaults_as_upstream() {
+        let plan = plan(json!({"maxRetryCount": 2}));
+        assert_eq!(plan.backoff, Duration::ZERO);
+        assert_eq!(plan.factor, 2.0);
+        assert_eq!(plan.max_duration, Duration::from_secs(3600));
+        assert_eq!(
+            plan.wait_before_retry(2, Duration::ZERO),
+            Some(Duration::ZERO)
+        );
+    }
 }

@@ -22,6 +22,8 @@ pub struct Options {
     pub work_dir: PathBuf,
     /// How many task processes run at once, over all runs.
     pub max_parallel_tasks: usize,
+    /// Whether tasks may reuse earlier results, and how old those may be.
+    pub cache: crate::cache::CacheOptions,
 }
 
 /// Shared by every run the executor starts.
@@ -45,6 +47,9 @@ pub(crate) struct RunContext {
     pub engine: Arc<Engine>,
     pub run: Run,
     pub spec: PipelineSpec,
+    /// The package's platform spec (per-task Kubernetes settings such as the
+    /// cache-staleness annotation).
+    pub platform: Option<kfpd_ir::spec::PlatformSpec>,
     pub pipeline_name: String,
     pub pipeline_root: String,
     pub cancel: CancellationToken,
@@ -137,6 +142,7 @@ impl Engine {
         let context = Arc::new(RunContext {
             engine: Arc::clone(self),
             spec: spec.clone(),
+            platform: package.platform().cloned(),
             pipeline_name: pipeline_name.clone(),
             pipeline_root,
             cancel: cancel.clone(),

@@ -140,7 +140,9 @@ impl TaskRecord {
         self.task.error = error;
         self.task.finished_at = at;
         self.task.outputs = Value::Object(outputs.clone()).to_string();
-        self.task.state_history.push(TaskStateChange { time: at, state });
+        self.task
+            .state_history
+            .push(TaskStateChange { time: at, state });
         self.save(context).await;
     }
 }

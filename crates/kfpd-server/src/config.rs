@@ -104,6 +104,20 @@ pub struct ServeArgs {
     /// How many task processes may run at once, over all runs. [default: 64]
     #[arg(long, env = "KFPD_MAX_PARALLEL_TASKS")]
     pub max_parallel_tasks: Option<usize>,
+    /// Whether tasks may reuse the outputs of an earlier identical execution (runs
+    /// and tasks can still turn caching off for themselves). Upstream: CACHEENABLED.
+    /// [default: true]
+    #[arg(long, env = "KFPD_CACHE_ENABLED")]
+    pub cache_enabled: Option<bool>,
+    /// How old a reused execution may be when the task sets no limit, as an ISO 8601
+    /// duration (`P30D`, `PT12H`); empty means any age. Upstream:
+    /// DEFAULT_CACHE_STALENESS.
+    #[arg(long, env = "KFPD_DEFAULT_CACHE_STALENESS")]
+    pub default_cache_staleness: Option<String>,
+    /// Upper bound on the staleness any task may ask for (ISO 8601); empty means no
+    /// bound. Upstream: MAXIMUM_CACHE_STALENESS.
+    #[arg(long, env = "KFPD_MAXIMUM_CACHE_STALENESS")]
+    pub maximum_cache_staleness: Option<String>,
 }
 
 /// The same settings as they may appear in the config file.
@@ -131,6 +145,9 @@ struct FileSettings {
     max_parallel_tasks: Option<usize>,
     executor: Option<String>,
     scheduler: Option<String>,
+    cache_enabled: Option<bool>,
+    default_cache_staleness: Option<String>,
+    maximum_cache_staleness: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,6 +188,8 @@ pub struct Config {
     pub scheduler: bool,
     /// Whether this server runs pipelines itself.
     pub local_executor: bool,
+    /// Task caching: on or off for the whole server, and staleness limits.
+    pub cache: kfpd_engine::CacheOptions,
 }
 
 /// Task processes running at once unless configured.
@@ -308,6 +327,8 @@ impl Config {
             }
         };
 
+        let cache = resolve_cache(args, &file, &env_nonempty)?;
+
         let scheduler_text = args
             .scheduler
             .clone()
@@ -328,6 +349,7 @@ impl Config {
             max_parallel_tasks,
             scheduler,
             local_executor,
+            cache,
             http_addr,
             grpc_addr,
             grpc_max_message_bytes,
@@ -341,6 +363,52 @@ impl Config {
             max_body_bytes,
         })
     }
+}
+
+/// Cache settings: flag, `KFPD_*` variable, upstream's variable, config file.
+fn resolve_cache(
+    args: &ServeArgs,
+    file: &FileSettings,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<kfpd_engine::CacheOptions, Error> {
+    let enabled = match args.cache_enabled {
+        Some(value) => value,
+        None => match env("CACHEENABLED") {
+            Some(text) => parse_bool(&text).map_err(|message| Error::Invalid {
+                key: "cache_enabled",
+                message,
+            })?,
+            None => file.cache_enabled.unwrap_or(true),
+        },
+    };
+    let staleness =
+        |key: &'static str, flag: &Option<String>, upstream: &str, from_file: &Option<String>| {
+            let text = flag
+                .clone()
+                .or_else(|| env(upstream))
+                .or(from_file.clone())
+                .filter(|text| !text.trim().is_empty());
+            text.map(|text| {
+                kfpd_engine::parse_iso8601_duration(&text)
+                    .map_err(|message| Error::Invalid { key, message })
+            })
+            .transpose()
+        };
+    Ok(kfpd_engine::CacheOptions {
+        enabled,
+        default_staleness: staleness(
+            "default_cache_staleness",
+            &args.default_cache_staleness,
+            "DEFAULT_CACHE_STALENESS",
+            &file.default_cache_staleness,
+        )?,
+        maximum_staleness: staleness(
+            "maximum_cache_staleness",
+            &args.maximum_cache_staleness,
+            "MAXIMUM_CACHE_STALENESS",
+            &file.maximum_cache_staleness,
+        )?,
+    })
 }
 
 /// `off` (any case) disables gRPC; anything else must be `host:port`.
@@ -714,6 +782,46 @@ mod tests {
             &[],
         );
         assert_eq!(flag_wins.grpc_addr, None);
+    }
+
+    #[test]
+    fn cache_settings_take_upstream_names() {
+        let config = resolve(ServeArgs::default(), &[]);
+        assert!(config.cache.enabled);
+        assert_eq!(config.cache.default_staleness, None);
+        let config = resolve(
+            ServeArgs::default(),
+            &[
+                ("CACHEENABLED", "false"),
+                ("DEFAULT_CACHE_STALENESS", "P30D"),
+                ("MAXIMUM_CACHE_STALENESS", "PT12H"),
+            ],
+        );
+        assert!(!config.cache.enabled);
+        assert_eq!(
+            config.cache.default_staleness,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(
+            config.cache.maximum_staleness,
+            Some(Duration::from_secs(12 * 3600))
+        );
+        let flag_wins = resolve(
+            ServeArgs {
+                cache_enabled: Some(true),
+                ..ServeArgs::default()
+            },
+            &[("CACHEENABLED", "false")],
+        );
+        assert!(flag_wins.cache.enabled);
+        let vars: HashMap<String, String> =
+            [("MAXIMUM_CACHE_STALENESS".to_string(), "30 days".to_string())].into();
+        let error =
+            Config::resolve(&ServeArgs::default(), &|name| vars.get(name).cloned()).unwrap_err();
+        assert!(
+            error.to_string().contains("maximum_cache_staleness"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use kfpd_artifacts::{ArtifactStore, Options as ArtifactOptions};
-use kfpd_engine::{Engine, Options as EngineOptions};
+use kfpd_engine::{CacheOptions, Engine, Options as EngineOptions};
 use kfpd_runtime::{Options as RuntimeOptions, Runtime};
 use kfpd_store::MetadataStore;
 
@@ -53,7 +53,13 @@ pub async fn build(
     max_parallel_tasks: usize,
 ) -> Result<Arc<Engine>, String> {
     let artifacts = open_artifacts(data_dir).await?;
-    build_with(store, artifacts, data_dir, max_parallel_tasks)
+    build_with(
+        store,
+        artifacts,
+        data_dir,
+        max_parallel_tasks,
+        CacheOptions::default(),
+    )
 }
 
 pub fn build_with(
@@ -61,6 +67,7 @@ pub fn build_with(
     artifacts: ArtifactStore,
     data_dir: &Path,
     max_parallel_tasks: usize,
+    cache: CacheOptions,
 ) -> Result<Arc<Engine>, String> {
     let envs_dir = std::env::var_os("KFPD_ENVS_DIR")
         .filter(|value| !value.is_empty())
@@ -70,6 +77,7 @@ pub fn build_with(
     let options = EngineOptions {
         work_dir: absolute(&data_dir.join("work")),
         max_parallel_tasks,
+        cache,
     };
     Ok(Arc::new(Engine::new(store, runtime, artifacts, options)))
 }

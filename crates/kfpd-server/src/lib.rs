@@ -139,6 +139,7 @@ pub async fn serve(
         artifacts.clone(),
         &config.data_dir,
         config.max_parallel_tasks,
+        config.cache.clone(),
     )
     .map_err(StartError::Startup)?;
     let mut api = Api::new(store, settings, service::system_clock());
