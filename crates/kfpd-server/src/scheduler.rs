@@ -156,9 +156,11 @@ impl Scheduler {
             more: rows.len() >= self.options.batch_size,
             ..Step::default()
         };
+        // Oldest due first; within one due time, in an order of this scheduler's own.
         let seed = self.order_seed;
         rows.sort_by_cached_key(|row| {
-            kfpd_scheduler::naming::fnv1a_32(row.id.as_bytes()) as u64 ^ seed
+            let mixed = u64::from(kfpd_scheduler::naming::fnv1a_32(row.id.as_bytes())) ^ seed;
+            (row.next_fire_at, mixed)
         });
         let results: Vec<(String, Result<Fired>)> = futures::stream::iter(rows)
             .map(|row| async move {

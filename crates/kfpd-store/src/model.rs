@@ -387,7 +387,7 @@ pub struct Fire {
 #[derive(Clone, Debug, PartialEq)]
 pub enum FireOutcome {
     /// The tick was claimed and its run created.
-    Fired(Run),
+    Fired(Box<Run>),
     /// The tick's run already existed (a claim was lost after its run was
     /// written); the tick is now claimed, nothing else changed.
     AlreadyFired,

@@ -127,7 +127,7 @@ pub(super) async fn fire(store: &SqlStore, fire: Fire) -> Result<FireOutcome, Er
     match insert_run(&mut tx, fire.run_id.clone(), fire.run.clone()).await {
         Ok(run) => {
             tx.commit().await?;
-            Ok(FireOutcome::Fired(run))
+            Ok(FireOutcome::Fired(Box::new(run)))
         }
         Err(Error::AlreadyExists(_)) => {
             drop(tx);
