@@ -24,6 +24,7 @@ use crate::executor_input::{
 };
 use crate::outputs::read_outputs;
 use crate::records::{now, TaskRecord};
+use crate::warm;
 
 /// A task ready to run, with its inputs resolved.
 pub(crate) struct TaskCall {
@@ -465,13 +466,13 @@ async fn run_attempt(
         },
         _ = context.cancel.cancelled() => return Attempt::Canceled,
     };
-    let exit = engine.runtime.run(spec, context.cancel.clone()).await;
+    let exit = run_process(context, spec).await;
     drop(permit);
     let exit = match exit {
         Ok(exit) => exit,
-        Err(error) => {
+        Err(reason) => {
             return Attempt::Failed {
-                reason: error.to_string(),
+                reason,
                 exit_code: None,
             }
         }
@@ -500,6 +501,84 @@ async fn run_attempt(
             reason,
             exit_code: exit.code,
         },
+    }
+}
+
+/// How a task's process ended, whichever way it ran.
+struct Ended {
+    code: Option<i32>,
+    signal: Option<i32>,
+    canceled: bool,
+}
+
+impl Ended {
+    fn success(&self) -> bool {
+        !self.canceled && self.code == Some(0)
+    }
+}
+
+impl From<kfpd_runtime::Exit> for Ended {
+    fn from(exit: kfpd_runtime::Exit) -> Ended {
+        Ended {
+            code: exit.code,
+            signal: exit.signal,
+            canceled: exit.canceled,
+        }
+    }
+}
+
+/// Runs the task's command: a lightweight Python component in its environment's
+/// warm interpreter (after its pip preamble ran as usual), anything else — or a
+/// lightweight task the warm interpreter could not take — as its own process.
+async fn run_process(context: &RunContext, spec: ProcessSpec) -> Result<Ended, String> {
+    let runtime = &context.engine.runtime;
+    let cancel = &context.cancel;
+    let lightweight = warm::allowed(&spec.env)
+        .then(|| warm::recognize(&spec.argv))
+        .flatten();
+    let Some(call) = lightweight else {
+        return runtime
+            .run(spec, cancel.clone())
+            .await
+            .map(Ended::from)
+            .map_err(|error| error.to_string());
+    };
+    let preamble = ProcessSpec {
+        argv: call.preamble.clone(),
+        ..spec.clone()
+    };
+    let installed = runtime
+        .run(preamble, cancel.clone())
+        .await
+        .map_err(|error| error.to_string())?;
+    if !installed.success() {
+        return Ok(Ended::from(installed));
+    }
+    let environment = runtime
+        .environment(&spec.image)
+        .await
+        .map_err(|error| error.to_string())?;
+    let task = warm::WarmTask {
+        cwd: &spec.cwd,
+        log: &spec.log_path,
+        env: &spec.env,
+        call: &call,
+    };
+    match warm::run(&environment, task, cancel).await {
+        Ok(exit) => Ok(Ended {
+            code: exit.code,
+            signal: exit.signal,
+            canceled: exit.canceled,
+        }),
+        Err(warm::WarmError::NotStarted(reason)) => {
+            tracing::debug!(run = %context.run.id, %reason, "warm python not used");
+            runtime
+                .run(spec, cancel.clone())
+                .await
+                .map(Ended::from)
+                .map_err(|error| error.to_string())
+        }
+        Err(warm::WarmError::Lost(reason)) => Err(reason),
     }
 }
 

@@ -19,6 +19,7 @@ mod loops;
 pub mod outputs;
 mod records;
 pub mod values;
+mod warm;
 
 pub use cache::{parse_iso8601_duration, CacheOptions, STALENESS_ANNOTATION};
 pub use engine::{Engine, Options, Outcome};
