@@ -20,7 +20,10 @@ async fn wait_for_end(server: &Server, run_id: &str) -> Value {
         if matches!(state.as_str(), "SUCCEEDED" | "FAILED" | "CANCELED") {
             return run;
         }
-        assert!(started.elapsed() < Duration::from_secs(600), "run {run_id} still {state}");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "run {run_id} still {state}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -44,10 +47,15 @@ async fn artifacts_go_to_the_s3_store() {
             ("OBJECTSTORECONFIG_SECRETACCESSKEY", "kfpd-test-secret"),
         ],
     );
-    let text = std::fs::read_to_string(corpus_dir().join("critical/two_step_pipeline_containerized.yaml")).unwrap();
+    let text =
+        std::fs::read_to_string(corpus_dir().join("critical/two_step_pipeline_containerized.yaml"))
+            .unwrap();
     let spec: Value = serde_yaml::from_str(text.split("\n---\n").next().unwrap()).unwrap();
     let (status, run) = server
-        .post("/runs", &json!({"display_name": "s3", "pipeline_spec": spec}))
+        .post(
+            "/runs",
+            &json!({"display_name": "s3", "pipeline_spec": spec}),
+        )
         .await;
     assert_eq!(status, 200, "{run}");
     let run_id = run["run_id"].as_str().unwrap().to_string();
@@ -68,7 +76,9 @@ async fn artifacts_go_to_the_s3_store() {
     let task_id = produced["producer"]["task_id"].as_str().unwrap();
     let name = produced["name"].as_str().unwrap();
     let (status, read) = server
-        .get(&format!("/runs/{run_id}/nodes/{task_id}/artifacts/{name}:read"))
+        .get(&format!(
+            "/runs/{run_id}/nodes/{task_id}/artifacts/{name}:read"
+        ))
         .await;
     assert_eq!(status, 200, "{read}");
     let data = base64::engine::general_purpose::STANDARD
@@ -76,5 +86,10 @@ async fn artifacts_go_to_the_s3_store() {
         .unwrap();
     assert!(!data.is_empty());
     // Nothing of the run's artifacts was written under the data dir.
-    assert!(!server.dir.path().join("artifacts").join("containerized-two-step-pipeline").exists());
+    assert!(!server
+        .dir
+        .path()
+        .join("artifacts")
+        .join("containerized-two-step-pipeline")
+        .exists());
 }
