@@ -69,7 +69,11 @@ impl RunContext {
     }
 
     pub fn work_dir(&self, task_id: &str) -> PathBuf {
-        self.engine.options.work_dir.join(&self.run.id).join(task_id)
+        self.engine
+            .options
+            .work_dir
+            .join(&self.run.id)
+            .join(task_id)
     }
 }
 
@@ -114,7 +118,11 @@ impl Engine {
         }
     }
 
-    async fn try_execute(self: &Arc<Engine>, run: Run, cancel: CancellationToken) -> Result<Outcome, String> {
+    async fn try_execute(
+        self: &Arc<Engine>,
+        run: Run,
+        cancel: CancellationToken,
+    ) -> Result<Outcome, String> {
         let spec_json = self
             .store
             .run_spec(&run.id)
@@ -156,15 +164,36 @@ impl Engine {
         } else {
             spec.pipeline_info.display_name.clone()
         };
-        let mut root = TaskRecord::start(&context, "", "root", TaskKind::Root, &pipeline_name, &display_name, -1, &root_parameters)
-            .await?;
+        let mut root = TaskRecord::start(
+            &context,
+            "",
+            "root",
+            TaskKind::Root,
+            &pipeline_name,
+            &display_name,
+            -1,
+            &root_parameters,
+        )
+        .await?;
         let scope = Scope {
             parameters: root_parameters,
             artifacts: Default::default(),
         };
-        let result = dag::run_dag(Arc::clone(&context), spec.root.clone(), scope, root.task.id.clone(), "root".to_string()).await;
-        root.finish(&context, result.state, result.error.clone(), &result.parameters)
-            .await;
+        let result = dag::run_dag(
+            Arc::clone(&context),
+            spec.root.clone(),
+            scope,
+            root.task.id.clone(),
+            "root".to_string(),
+        )
+        .await;
+        root.finish(
+            &context,
+            result.state,
+            result.error.clone(),
+            &result.parameters,
+        )
+        .await;
 
         let canceled = cancel.is_cancelled();
         let state = match result.state {
@@ -229,7 +258,10 @@ fn runtime_config(json: &str) -> Result<(Map<String, Value>, String), String> {
 }
 
 /// Root inputs: given values (typed as declared) and the defaults of the rest.
-fn root_inputs(spec: &PipelineSpec, mut given: Map<String, Value>) -> Result<Map<String, Value>, String> {
+fn root_inputs(
+    spec: &PipelineSpec,
+    mut given: Map<String, Value>,
+) -> Result<Map<String, Value>, String> {
     let mut parameters = Map::new();
     for (name, definition) in &spec.root.input_definitions.parameters {
         let value = match given.remove(name) {
@@ -240,7 +272,10 @@ fn root_inputs(spec: &PipelineSpec, mut given: Map<String, Value>) -> Result<Map
                 None => return Err(format!("pipeline input parameter {name:?} has no value")),
             },
         };
-        parameters.insert(name.clone(), coerce(name, definition.effective_type(), value)?);
+        parameters.insert(
+            name.clone(),
+            coerce(name, definition.effective_type(), value)?,
+        );
     }
     Ok(parameters)
 }

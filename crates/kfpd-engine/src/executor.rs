@@ -71,7 +71,13 @@ fn state_filter(state: RunState) -> Vec<Predicate> {
 
 impl Executor {
     async fn runs_in(&self, state: RunState) -> Vec<Run> {
-        let query = match ListQuery::new(Resource::Run, 50, "", "created_at", Some(state_filter(state))) {
+        let query = match ListQuery::new(
+            Resource::Run,
+            50,
+            "",
+            "created_at",
+            Some(state_filter(state)),
+        ) {
             Ok(query) => query,
             Err(error) => {
                 tracing::error!(%error, "cannot build the executor's run query");
@@ -94,7 +100,13 @@ impl Executor {
             let result = self
                 .engine
                 .store
-                .transition_run(&run.id, &[RunState::Canceling], RunState::Canceled, Some("run was terminated".into()), now())
+                .transition_run(
+                    &run.id,
+                    &[RunState::Canceling],
+                    RunState::Canceled,
+                    Some("run was terminated".into()),
+                    now(),
+                )
                 .await;
             if let Err(error) = result {
                 tracing::warn!(run = %run.id, %error, "cannot finish a canceled run");
@@ -117,7 +129,13 @@ impl Executor {
                 let claimed = self
                     .engine
                     .store
-                    .transition_run(&run.id, &[RunState::Pending], RunState::Running, None, now())
+                    .transition_run(
+                        &run.id,
+                        &[RunState::Pending],
+                        RunState::Running,
+                        None,
+                        now(),
+                    )
                     .await;
                 match claimed {
                     Ok(run) => self.start(run),
@@ -136,12 +154,20 @@ impl Executor {
 
     /// Runs the API moved to CANCELING are stopped here.
     async fn cancel_requested(&self) {
-        let has_active = self.active.lock().map(|active| !active.is_empty()).unwrap_or(false);
+        let has_active = self
+            .active
+            .lock()
+            .map(|active| !active.is_empty())
+            .unwrap_or(false);
         if !has_active {
             return;
         }
         for run in self.runs_in(RunState::Canceling).await {
-            let token = self.active.lock().ok().and_then(|active| active.get(&run.id).cloned());
+            let token = self
+                .active
+                .lock()
+                .ok()
+                .and_then(|active| active.get(&run.id).cloned());
             if let Some(token) = token {
                 token.cancel();
             }

@@ -69,7 +69,10 @@ impl ExecutorInput {
     pub fn to_json(&self) -> Value {
         let mut inputs = Map::new();
         if !self.parameters.is_empty() {
-            inputs.insert("parameterValues".into(), Value::Object(self.parameters.clone()));
+            inputs.insert(
+                "parameterValues".into(),
+                Value::Object(self.parameters.clone()),
+            );
         }
         if !self.artifacts.is_empty() {
             let artifacts: Map<String, Value> = self
@@ -95,7 +98,9 @@ impl ExecutorInput {
             let artifacts: Map<String, Value> = self
                 .output_artifacts
                 .iter()
-                .map(|(name, artifact)| (name.clone(), json!({ "artifacts": [artifact.to_json()] })))
+                .map(|(name, artifact)| {
+                    (name.clone(), json!({ "artifacts": [artifact.to_json()] }))
+                })
                 .collect();
             outputs.insert("artifacts".into(), Value::Object(artifacts));
         }
@@ -104,8 +109,14 @@ impl ExecutorInput {
     }
 
     fn is_present(&self, name: &str) -> bool {
-        let parameter = self.parameters.get(name).is_some_and(|value| !value.is_null());
-        let artifact = self.artifacts.get(name).is_some_and(|list| !list.is_empty());
+        let parameter = self
+            .parameters
+            .get(name)
+            .is_some_and(|value| !value.is_null());
+        let artifact = self
+            .artifacts
+            .get(name)
+            .is_some_and(|list| !list.is_empty());
         parameter || artifact
     }
 }
@@ -147,8 +158,8 @@ fn structure_of(item: &str) -> Option<Value> {
     }
     let value: Value = serde_json::from_str(trimmed).ok()?;
     let object = value.as_object()?;
-    let is_structure = object.len() == 1
-        && (object.contains_key("Concat") || object.contains_key("IfPresent"));
+    let is_structure =
+        object.len() == 1 && (object.contains_key("Concat") || object.contains_key("IfPresent"));
     is_structure.then_some(value)
 }
 
@@ -215,7 +226,12 @@ fn expand_value(
 
 /// Replaces every `{{$…}}` in `text`. Unknown placeholders (cloud-specific ones)
 /// are left as they are.
-pub fn substitute(text: &str, input: &ExecutorInput, job: &JobInfo, whole: &str) -> Result<String, String> {
+pub fn substitute(
+    text: &str,
+    input: &ExecutorInput,
+    job: &JobInfo,
+    whole: &str,
+) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("{{$") {
@@ -239,7 +255,10 @@ pub fn substitute(text: &str, input: &ExecutorInput, job: &JobInfo, whole: &str)
 /// `['name']` or `["name"]` at the start of `text`: the name and what follows.
 fn bracketed(text: &str) -> Option<(&str, &str)> {
     let inner = text.strip_prefix('[')?;
-    let quote = inner.chars().next().filter(|ch| *ch == '\'' || *ch == '"')?;
+    let quote = inner
+        .chars()
+        .next()
+        .filter(|ch| *ch == '\'' || *ch == '"')?;
     let inner = &inner[1..];
     let close = inner.find(quote)?;
     let name = &inner[..close];
@@ -247,7 +266,12 @@ fn bracketed(text: &str) -> Option<(&str, &str)> {
     Some((name, rest))
 }
 
-fn resolve_token(token: &str, input: &ExecutorInput, job: &JobInfo, whole: &str) -> Result<Option<String>, String> {
+fn resolve_token(
+    token: &str,
+    input: &ExecutorInput,
+    job: &JobInfo,
+    whole: &str,
+) -> Result<Option<String>, String> {
     let job_value = match token {
         "$" => Some(whole.to_string()),
         "$.pipeline_job_name" => Some(job.job_name.clone()),
@@ -271,7 +295,9 @@ fn resolve_token(token: &str, input: &ExecutorInput, job: &JobInfo, whole: &str)
         };
         return match input.parameters.get(name) {
             Some(value) => Ok(Some(format_for_command(value))),
-            None => Err(format!("input parameter {name:?} has no value and no default")),
+            None => Err(format!(
+                "input parameter {name:?} has no value and no default"
+            )),
         };
     }
     if let Some(rest) = token.strip_prefix("$.inputs.artifacts") {
@@ -284,7 +310,11 @@ fn resolve_token(token: &str, input: &ExecutorInput, job: &JobInfo, whole: &str)
             .ok_or_else(|| format!("input artifact {name:?} was not provided"))?;
         if field.is_empty() {
             let items: Vec<Value> = list.iter().map(RuntimeArtifact::to_json).collect();
-            let value = if items.len() == 1 { items[0].clone() } else { Value::Array(items) };
+            let value = if items.len() == 1 {
+                items[0].clone()
+            } else {
+                Value::Array(items)
+            };
             return Ok(Some(value.to_string()));
         }
         let first = list
@@ -339,7 +369,10 @@ fn artifact_field(artifact: &RuntimeArtifact, field: &str) -> Option<String> {
 
 /// Resolves placeholders inside string parameter values against their sibling
 /// parameters (f-strings in pipelines compile to such values).
-pub fn resolve_self_references(parameters: &mut Map<String, Value>, job: &JobInfo) -> Result<(), String> {
+pub fn resolve_self_references(
+    parameters: &mut Map<String, Value>,
+    job: &JobInfo,
+) -> Result<(), String> {
     let snapshot = ExecutorInput {
         parameters: parameters.clone(),
         ..ExecutorInput::default()
@@ -380,7 +413,10 @@ mod tests {
         ExecutorInput {
             parameters,
             artifacts: BTreeMap::from([("data".to_string(), vec![data])]),
-            output_parameters: BTreeMap::from([("Output".to_string(), "/work/out/Output".to_string())]),
+            output_parameters: BTreeMap::from([(
+                "Output".to_string(),
+                "/work/out/Output".to_string(),
+            )]),
             output_artifacts: BTreeMap::from([("model".to_string(), out)]),
             output_file: "/work/executor_output.json".into(),
         }
@@ -455,7 +491,13 @@ mod tests {
         ]);
         assert_eq!(
             argv,
-            ["prefix-hello/work/out/model", "--t", "hello", "--no-n", "a=/work/in/data"]
+            [
+                "prefix-hello/work/out/model",
+                "--t",
+                "hello",
+                "--no-n",
+                "a=/work/in/data"
+            ]
         );
     }
 

@@ -36,7 +36,10 @@ pub fn read_outputs(
 ) -> Result<TaskOutputs, String> {
     let executor_output: Value = match std::fs::read_to_string(output_file) {
         Ok(text) if !text.trim().is_empty() => serde_json::from_str(&text).map_err(|error| {
-            format!("the task's executor output {} is not JSON: {error}", output_file.display())
+            format!(
+                "the task's executor output {} is not JSON: {error}",
+                output_file.display()
+            )
         })?,
         _ => Value::Null,
     };
@@ -56,7 +59,10 @@ pub fn read_outputs(
         let text = std::fs::read_to_string(file).map_err(|_| {
             format!("the task did not write output parameter {name:?} (expected file {file})")
         })?;
-        parameters.insert(name.clone(), parse_output(name, spec.effective_type(), &text)?);
+        parameters.insert(
+            name.clone(),
+            parse_output(name, spec.effective_type(), &text)?,
+        );
     }
     let mut reported = BTreeMap::new();
     if let Some(artifacts) = executor_output.get("artifacts").and_then(Value::as_object) {

@@ -176,12 +176,24 @@ mod tests {
 
     #[test]
     fn coercion_by_type() {
-        assert_eq!(coerce("x", ParameterType::NumberInteger, json!(5.0)).unwrap(), json!(5));
+        assert_eq!(
+            coerce("x", ParameterType::NumberInteger, json!(5.0)).unwrap(),
+            json!(5)
+        );
         assert!(coerce("x", ParameterType::NumberInteger, json!(5.5)).is_err());
-        assert_eq!(coerce("x", ParameterType::String, json!({"a": 1})).unwrap(), json!("{\"a\":1}"));
-        assert_eq!(coerce("x", ParameterType::List, json!("[1, 2]")).unwrap(), json!([1, 2]));
+        assert_eq!(
+            coerce("x", ParameterType::String, json!({"a": 1})).unwrap(),
+            json!("{\"a\":1}")
+        );
+        assert_eq!(
+            coerce("x", ParameterType::List, json!("[1, 2]")).unwrap(),
+            json!([1, 2])
+        );
         let error = coerce("n", ParameterType::Boolean, json!([1])).unwrap_err();
-        assert!(error.contains("\"n\"") && error.contains("BOOLEAN"), "{error}");
+        assert!(
+            error.contains("\"n\"") && error.contains("BOOLEAN"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -195,11 +207,26 @@ mod tests {
 
     #[test]
     fn output_parsing() {
-        assert_eq!(parse_output("o", ParameterType::NumberInteger, "7\n").unwrap(), json!(7));
-        assert_eq!(parse_output("o", ParameterType::NumberDouble, "7.0").unwrap(), json!(7));
-        assert_eq!(parse_output("o", ParameterType::String, "hi\n").unwrap(), json!("hi\n"));
-        assert_eq!(parse_output("o", ParameterType::Boolean, "True").unwrap(), json!(true));
-        assert_eq!(parse_output("o", ParameterType::Struct, "{\"a\":1.0}").unwrap(), json!({"a": 1}));
+        assert_eq!(
+            parse_output("o", ParameterType::NumberInteger, "7\n").unwrap(),
+            json!(7)
+        );
+        assert_eq!(
+            parse_output("o", ParameterType::NumberDouble, "7.0").unwrap(),
+            json!(7)
+        );
+        assert_eq!(
+            parse_output("o", ParameterType::String, "hi\n").unwrap(),
+            json!("hi\n")
+        );
+        assert_eq!(
+            parse_output("o", ParameterType::Boolean, "True").unwrap(),
+            json!(true)
+        );
+        assert_eq!(
+            parse_output("o", ParameterType::Struct, "{\"a\":1.0}").unwrap(),
+            json!({"a": 1})
+        );
         assert!(parse_output("o", ParameterType::List, "nope").is_err());
     }
 }
