@@ -77,9 +77,12 @@ def run_task(request):
             elif isinstance(exit.code, int):
                 code = exit.code
             else:
+                sys.stdout.flush()
                 print(exit.code, file=sys.stderr)
                 code = 1
         except BaseException:
+            # What the task printed comes first, so the log ends with the reason.
+            sys.stdout.flush()
             traceback.print_exc()
             code = 1
         shutdown = getattr(threading, "_shutdown", None)
