@@ -825,6 +825,29 @@ mod tests {
     }
 
     #[test]
+    fn scheduler_is_on_unless_turned_off() {
+        assert!(resolve(ServeArgs::default(), &[]).scheduler);
+        for (text, on) in [
+            ("off", false),
+            ("OFF", false),
+            ("false", false),
+            ("on", true),
+        ] {
+            let args = ServeArgs {
+                scheduler: Some(text.into()),
+                ..ServeArgs::default()
+            };
+            assert_eq!(resolve(args, &[]).scheduler, on, "{text}");
+        }
+        let args = ServeArgs {
+            scheduler: Some("sometimes".into()),
+            ..ServeArgs::default()
+        };
+        let error = Config::resolve(&args, &|_| None).unwrap_err();
+        assert!(error.to_string().contains("scheduler"), "{error}");
+    }
+
+    #[test]
     fn config_file_is_read_and_typos_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kfpd.toml");
