@@ -503,6 +503,18 @@ async fn runs_that_cannot_be_made_are_retried_later() {
     let row = f.store.get_recurring_run(&id).await.unwrap();
     assert_eq!(row.last_fired_at, None, "the tick is kept");
     assert_eq!(row.next_fire_at, Some(T0 + 90));
+    assert_eq!(f.step(T0 + 89).await.due, 0);
+
+    // Pointing it at a pipeline that exists makes the kept tick due at once.
+    f.set_now(T0 + 70);
+    f.patch(
+        &id,
+        json!({"pipeline_spec": spec_json("critical/add_numbers.yaml")}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(f.step(T0 + 70).await.fired, 1);
+    assert_eq!(f.ticks_of(&id).await, [60]);
 }
 
 #[tokio::test]

@@ -438,9 +438,16 @@ impl Api {
         let trigger = update.trigger.as_ref().unwrap_or(&row.trigger);
         let trigger_changed = *trigger != row.trigger;
         let enabled_again = update.enabled == Some(true) && !row.enabled;
-        if trigger_changed || enabled_again {
-            update.schedule = Some(resumed(row, trigger, now)?);
-        }
+        update.schedule = if trigger_changed || enabled_again {
+            Some(resumed(row, trigger, now)?)
+        } else {
+            // Due again at its own next tick: an edit that fixes what kept a tick
+            // from firing (a deleted pipeline version) takes effect at once.
+            Some(ScheduleState {
+                last_fired_at: row.last_fired_at,
+                next_fire_at: schedule_trigger(trigger)?.wake_at(row.created_at, row.last_fired_at),
+            })
+        };
         Ok(update)
     }
 
