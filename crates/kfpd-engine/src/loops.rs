@@ -267,6 +267,12 @@ async fn run_iteration(
     let path = format!("{}/{index}", body.path);
     let display_name = format!("{}-iteration-{index}", body.display_name);
     let iteration_index = i64::try_from(index).unwrap_or(i64::MAX);
+    // The row keeps only the item: the inputs all iterations share are on the
+    // loop's row, and storing them per iteration would grow with items².
+    let mut item_only = Map::new();
+    if let Some(value) = scope.parameters.get(&body.item_input) {
+        item_only.insert(body.item_input.clone(), value.clone());
+    }
     let mut record = match TaskRecord::start(
         context,
         &body.loop_id,
@@ -275,7 +281,7 @@ async fn run_iteration(
         &body.name,
         &display_name,
         iteration_index,
-        &scope.parameters,
+        &item_only,
     )
     .await
     {
