@@ -583,10 +583,16 @@ async fn edits_take_effect_from_now() {
     assert!(error.to_string().contains("0 */5 * * * *"), "{error}");
     // Unknown or fixed fields.
     assert!(f.patch(&id, json!({})).await.is_err());
-    assert!(f
+    let error = f
         .patch(&id, json!({"experiment_id": "elsewhere"}))
         .await
-        .is_err());
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("experiment_id cannot be changed"),
+        "{error}"
+    );
     assert!(f.patch(&id, json!({"max_concurrency": 11})).await.is_err());
     // Disabling through mode, enabling again: no backfill either.
     f.set_now(T0 + 4_750);

@@ -333,12 +333,6 @@ impl Api {
     ) -> Result<api::RecurringRun> {
         let what = "update recurring run";
         let fields = PatchFields::new(fields)?;
-        if fields.is_empty() {
-            return Err(Error::invalid(format!(
-                "{what}: the body names no field to change (editable: {})",
-                EDITABLE.join(", ")
-            )));
-        }
         if fields.has("recurring_run_id")
             && !given.recurring_run_id.is_empty()
             && given.recurring_run_id != id
@@ -387,6 +381,12 @@ impl Api {
         {
             return Err(Error::invalid(format!(
                 "{what}: experiment_id cannot be changed; create a new recurring run in the other experiment"
+            )));
+        }
+        if fields.is_empty() {
+            return Err(Error::invalid(format!(
+                "{what}: the body names no field to change (editable: {})",
+                EDITABLE.join(", ")
             )));
         }
         if fields.has("display_name") {
