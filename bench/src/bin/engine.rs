@@ -680,22 +680,31 @@ async fn measure_chains(args: &Args, server: &Server, n: usize, report: &mut Rep
             .map(|(slope, process)| slope - process)
             .collect();
         report.add(
-            "(a) time per task in a chain of `sh -c true` (server log, slope 1→N, median)",
-            format!("{:.2} ms", median(&server_slopes) * 1e3),
+            "(a) time per task in a chain of `sh -c true` (server log, slope 1→N: median, best)",
+            format!(
+                "{:.2} ms, {:.2} ms",
+                median(&server_slopes) * 1e3,
+                min(&server_slopes) * 1e3
+            ),
             "",
         );
         report.add(
-            "(a) the task's process as the runtime timed it (spawn to exit, median)",
+            "(a) the task's process as the runtime timed it (spawn to exit: median, best)",
             format!(
-                "{:.2} ms (a bare `sh -c true` spawn from a small process: {:.2} ms)",
+                "{:.2} ms, {:.2} ms (a bare `sh -c true` spawn from a small process: {:.2} ms)",
                 median(&process_per_task) * 1e3,
+                min(&process_per_task) * 1e3,
                 spawn * 1e3
             ),
             "",
         );
         report.add(
-            "(a) orchestration overhead per task (slope minus process time, median)",
-            format!("{:.2} ms", median(&overhead) * 1e3),
+            "(a) orchestration overhead per task (slope minus process time: median, best)",
+            format!(
+                "{:.2} ms, {:.2} ms",
+                median(&overhead) * 1e3,
+                min(&overhead) * 1e3
+            ),
             "≤ 2 ms",
         );
         report.add(
@@ -722,8 +731,12 @@ async fn measure_chains(args: &Args, server: &Server, n: usize, report: &mut Rep
     );
     if !cpu_per_task.is_empty() {
         report.add(
-            "(a) kfpd CPU time per task (user+system, median)",
-            format!("{:.2} ms", median(&cpu_per_task) * 1e3),
+            "(a) kfpd CPU time per task (user+system: median, best)",
+            format!(
+                "{:.2} ms, {:.2} ms",
+                median(&cpu_per_task) * 1e3,
+                min(&cpu_per_task) * 1e3
+            ),
             "",
         );
     }
