@@ -398,14 +398,14 @@ mod tests {
         parameters.insert("none".into(), Value::Null);
         let data = RuntimeArtifact {
             name: "data".into(),
-            uri: "/work/in/data".into(),
+            uri: "/task/in/data".into(),
             schema_title: "system.Dataset".into(),
             schema_version: "0.0.1".into(),
             metadata: json!({"rows": 3}).as_object().cloned().unwrap_or_default(),
         };
         let out = RuntimeArtifact {
             name: "model".into(),
-            uri: "/work/out/model".into(),
+            uri: "/task/out/model".into(),
             schema_title: "system.Model".into(),
             schema_version: String::new(),
             metadata: Map::new(),
@@ -415,10 +415,10 @@ mod tests {
             artifacts: BTreeMap::from([("data".to_string(), vec![data])]),
             output_parameters: BTreeMap::from([(
                 "Output".to_string(),
-                "/work/out/Output".to_string(),
+                "/task/out/Output".to_string(),
             )]),
             output_artifacts: BTreeMap::from([("model".to_string(), out)]),
-            output_file: "/work/executor_output.json".into(),
+            output_file: "/task/executor_output.json".into(),
         }
     }
 
@@ -454,11 +454,11 @@ mod tests {
             [
                 "echo",
                 "hello-3",
-                "/work/in/data",
+                "/task/in/data",
                 "3",
-                "/work/out/Output",
-                "/work/out/model",
-                "/work/executor_output.json",
+                "/task/out/Output",
+                "/task/out/model",
+                "/task/executor_output.json",
                 "my run/train",
                 "{{$.pipeline_google_cloud_project_id}}",
             ]
@@ -472,7 +472,7 @@ mod tests {
         assert_eq!(parsed["inputs"]["parameterValues"]["count"], 3);
         assert_eq!(
             parsed["outputs"]["parameters"]["Output"]["outputFile"],
-            "/work/out/Output"
+            "/task/out/Output"
         );
         assert_eq!(
             parsed["inputs"]["artifacts"]["data"]["artifacts"][0]["type"]["schemaTitle"],
@@ -492,11 +492,11 @@ mod tests {
         assert_eq!(
             argv,
             [
-                "prefix-hello/work/out/model",
+                "prefix-hello/task/out/model",
                 "--t",
                 "hello",
                 "--no-n",
-                "a=/work/in/data"
+                "a=/task/in/data"
             ]
         );
     }
