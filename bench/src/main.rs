@@ -91,6 +91,11 @@ struct Args {
     /// ... for at most this many seconds.
     #[arg(long, default_value_t = 600)]
     quiet_wait: u64,
+    /// Extra arguments for `kfpd serve` (repeatable), after the benchmark's own
+    /// `--http-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 --executor none` and the
+    /// database flags.
+    #[arg(long = "serve-arg", allow_hyphen_values = true)]
+    serve_args: Vec<String>,
     /// Seed of the generated data.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -154,6 +159,11 @@ async fn run(args: &Args, url: &str, work: &Path) -> Result<String> {
     let seeded = seed::seed(&store, &plan).await?;
     store.pool().close().await;
     eprintln!("seeded in {:.1} s", seeded.time_total.as_secs_f64());
+    // Write the freshly seeded database back to disk now, so that the first start
+    // does not wait for the kernel to flush a gigabyte of dirty pages.
+    let flushing = std::time::Instant::now();
+    let _ = tokio::process::Command::new("sync").status().await;
+    let flushed = flushing.elapsed();
 
     let bin = args.kfpd_bin.clone().unwrap_or_else(server::default_bin);
     if !bin.exists() {
@@ -162,16 +172,26 @@ async fn run(args: &Args, url: &str, work: &Path) -> Result<String> {
             bin.display()
         );
     }
-    let mut serve_args = vec![
-        "--http-addr".to_string(),
-        "127.0.0.1:0".to_string(),
-        "--data-dir".to_string(),
-        work.display().to_string(),
-    ];
+    // The API server alone: the seeded PENDING and RUNNING runs must not be
+    // executed, and the gRPC port must not clash with another server's.
+    let mut serve_args: Vec<String> = [
+        "--http-addr",
+        "127.0.0.1:0",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--executor",
+        "none",
+        "--data-dir",
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .collect();
+    serve_args.push(work.display().to_string());
     if !url.starts_with("sqlite:") {
         serve_args.push("--database-url".into());
         serve_args.push(url.to_string());
     }
+    serve_args.extend(args.serve_args.iter().cloned());
     let launch = server::Launch {
         bin,
         args: serve_args,
@@ -328,6 +348,8 @@ async fn run(args: &Args, url: &str, work: &Path) -> Result<String> {
         date: utc_now(),
         machine: &machine,
         backend,
+        serve_args: launch.args.clone(),
+        flushed,
         runs: args.runs,
         experiments: args.experiments,
         seeded: &seeded,

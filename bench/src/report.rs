@@ -36,6 +36,10 @@ pub struct Report<'a> {
     pub date: String,
     pub machine: &'a Machine,
     pub backend: String,
+    /// The `kfpd serve` flags used.
+    pub serve_args: Vec<String>,
+    /// How long `sync` took after seeding.
+    pub flushed: Duration,
     pub runs: usize,
     pub experiments: usize,
     pub seeded: &'a Seeded,
@@ -94,6 +98,19 @@ impl Report<'_> {
             self.machine.cores, self.machine.cpu, self.machine.memory, self.machine.kernel
         );
         let _ = writeln!(out, "| backend | {} |", self.backend);
+        // The data directory and database URL vary per run and may name a password.
+        let mut shown = Vec::new();
+        let mut flags = self.serve_args.iter();
+        while let Some(flag) = flags.next() {
+            match flag.as_str() {
+                "--data-dir" | "--database-url" => {
+                    flags.next();
+                    shown.push(format!("{flag} …"));
+                }
+                _ => shown.push(flag.clone()),
+            }
+        }
+        let _ = writeln!(out, "| server | `kfpd serve {}` |", shown.join(" "));
         let states: Vec<String> = seeded
             .state_counts
             .iter()
@@ -117,6 +134,11 @@ impl Report<'_> {
             secs(seeded.time_experiments),
             secs(seeded.time_inserts),
             secs(seeded.time_finish)
+        );
+        let _ = writeln!(
+            out,
+            "| flush | `sync` after seeding, before the first start: {} |",
+            secs(self.flushed)
         );
 
         let server = self.server;
