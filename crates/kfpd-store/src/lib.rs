@@ -167,7 +167,11 @@ pub trait RecurringRunStore: Send + Sync {
 #[async_trait]
 pub trait ExecutionStore: Send + Sync {
     /// Inserts the task, or updates the row with the same id.
-    async fn save_task(&self, task: &Task) -> Result<(), Error>;
+    async fn save_task(&self, task: &Task) -> Result<(), Error> {
+        self.save_tasks(std::slice::from_ref(task)).await
+    }
+    /// [`ExecutionStore::save_task`] for several rows in one transaction, in order.
+    async fn save_tasks(&self, tasks: &[Task]) -> Result<(), Error>;
     async fn get_task(&self, id: &str) -> Result<Task, Error>;
     /// All tasks of a run, oldest first.
     async fn list_tasks(&self, run_id: &str) -> Result<Vec<Task>, Error>;
@@ -183,6 +187,14 @@ pub trait ExecutionStore: Send + Sync {
     async fn create_artifact(&self, artifact: &Artifact) -> Result<(), Error>;
     async fn link_artifact(&self, run_id: &str, link: &ArtifactLink) -> Result<(), Error>;
     async fn get_artifact(&self, id: i64) -> Result<Artifact, Error>;
+    /// Artifacts recorded with this URI and schema title, oldest first (at most
+    /// `limit`): what an importer without `reimport` may reuse.
+    async fn find_artifacts_by_uri(
+        &self,
+        uri: &str,
+        schema_title: &str,
+        limit: i64,
+    ) -> Result<Vec<Artifact>, Error>;
     async fn list_artifacts(&self, run_id: &str) -> Result<Vec<Artifact>, Error>;
     /// Links of one run (for task inputs/outputs) or of one artifact (for lineage).
     async fn run_artifact_links(&self, run_id: &str) -> Result<Vec<ArtifactLink>, Error>;

@@ -119,6 +119,8 @@ conformance!(
     duplicate_names_race,
     names_are_case_sensitive,
     tasks_and_artifacts,
+    task_batches_upsert_in_order,
+    artifacts_found_by_uri,
 );
 
 fn query(resource: Resource, size: i32, sort: &str, filter: Option<Vec<Predicate>>) -> ListQuery {
@@ -1037,6 +1039,97 @@ async fn tasks_and_artifacts(store: Arc<SqlStore>) {
         .await
         .unwrap()
         .is_none());
+}
+
+async fn task_batches_upsert_in_order(store: Arc<SqlStore>) {
+    let experiment = store
+        .create_experiment(new_experiment("batches", 1))
+        .await
+        .unwrap();
+    let run = store
+        .create_run(new_run(&experiment.id, "batched", 10))
+        .await
+        .unwrap();
+    let mut first = new_task(&run.id, "root/first", 11);
+    let second = new_task(&run.id, "root/second", 12);
+    store
+        .save_tasks(&[first.clone(), second.clone()])
+        .await
+        .unwrap();
+    assert_eq!(store.list_tasks(&run.id).await.unwrap(), [first.clone(), second.clone()]);
+
+    // The end of one task and the start of the next in one batch: the existing
+    // row is overwritten in place, the new one inserted.
+    first.state = TaskState::Succeeded;
+    first.finished_at = 13;
+    first.details = r#"{"attempts":[{"attempt":1}]}"#.into();
+    first.error = None;
+    let third = new_task(&run.id, "root/third", 13);
+    store
+        .save_tasks(&[first.clone(), third.clone()])
+        .await
+        .unwrap();
+    assert_eq!(store.get_task(&first.id).await.unwrap(), first);
+    assert_eq!(store.get_task(&third.id).await.unwrap(), third);
+    assert_eq!(store.list_tasks(&run.id).await.unwrap().len(), 3);
+
+    store.save_tasks(&[]).await.unwrap();
+}
+
+async fn artifacts_found_by_uri(store: Arc<SqlStore>) {
+    let experiment = store
+        .create_experiment(new_experiment("imports", 1))
+        .await
+        .unwrap();
+    let run = store
+        .create_run(new_run(&experiment.id, "importing", 10))
+        .await
+        .unwrap();
+    let uri = format!("minio://bucket/imported/{}", uuid_suffix());
+    let found = store
+        .find_artifacts_by_uri(&uri, "system.Dataset", 10)
+        .await
+        .unwrap();
+    assert!(found.is_empty());
+    let imported = |id: i64, title: &str, at: i64| Artifact {
+        id,
+        run_id: run.id.clone(),
+        producer_task_id: String::new(),
+        output_key: "artifact".into(),
+        name: "artifact".into(),
+        uri: uri.clone(),
+        schema_title: title.into(),
+        schema_version: "0.0.1".into(),
+        metadata: "{}".into(),
+        created_at: at,
+    };
+    let older = imported(9_007_199_254_740_101, "system.Dataset", 20);
+    let newer = imported(9_007_199_254_740_102, "system.Dataset", 21);
+    let model = imported(9_007_199_254_740_103, "system.Model", 19);
+    for artifact in [&newer, &older, &model] {
+        store.create_artifact(artifact).await.unwrap();
+    }
+    let ids = |found: Vec<Artifact>| found.iter().map(|a| a.id).collect::<Vec<_>>();
+    let found = store
+        .find_artifacts_by_uri(&uri, "system.Dataset", 10)
+        .await
+        .unwrap();
+    assert_eq!(found, [older.clone(), newer.clone()], "oldest first");
+    let found = store
+        .find_artifacts_by_uri(&uri, "system.Dataset", 1)
+        .await
+        .unwrap();
+    assert_eq!(ids(found), [older.id]);
+    let found = store
+        .find_artifacts_by_uri(&uri, "system.Model", 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(found), [model.id], "the type is part of the match");
+    let found = store
+        .find_artifacts_by_uri(&format!("{uri}/other"), "system.Dataset", 10)
+        .await
+        .unwrap();
+    assert!(found.is_empty());
 }
 
 /// A fire of `tick` for the row as read, creating a run named after the tick.

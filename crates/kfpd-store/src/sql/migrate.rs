@@ -44,10 +44,17 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../migrations/postgres/0004_schedules.sql"),
         mysql: include_str!("../../migrations/mysql/0004_schedules.sql"),
     },
+    Migration {
+        version: 5,
+        name: "artifact_uri",
+        sqlite: include_str!("../../migrations/sqlite/0005_artifact_uri.sql"),
+        postgres: include_str!("../../migrations/postgres/0005_artifact_uri.sql"),
+        mysql: include_str!("../../migrations/mysql/0005_artifact_uri.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST_VERSION: i64 = 4;
+pub const LATEST_VERSION: i64 = 5;
 
 const LOCK_NAME: &str = "kfpd_migrations";
 

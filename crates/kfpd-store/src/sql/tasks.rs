@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 
 use super::pipelines::push_values;
 use super::rows::{int, opt_text, text};
-use super::{Arg, Sql, SqlStore};
+use super::{Arg, Dialect, Sql, SqlStore};
 use crate::{
     Artifact, ArtifactLink, Direction, Error, ExecutionStore, Task, TaskKind, TaskState,
     TaskStateChange,
@@ -104,33 +104,52 @@ fn task_values(task: &Task) -> Result<[Arg; 21], Error> {
     ])
 }
 
+impl SqlStore {
+    /// One statement that inserts the task or, when its id exists, overwrites the
+    /// row: no read before the write.
+    fn upsert_task(&self, task: &Task) -> Result<Sql, Error> {
+        let values = task_values(task)?;
+        let mut sql = Sql::new("INSERT INTO tasks (");
+        sql.push(TASK_COLUMNS).push(") VALUES (");
+        push_values(&mut sql, values);
+        let columns = TASK_COLUMNS.split(',').map(str::trim).skip(1);
+        match self.dialect() {
+            Dialect::Sqlite | Dialect::Postgres => {
+                sql.push(" ON CONFLICT (uuid) DO UPDATE SET ");
+                for (index, column) in columns.enumerate() {
+                    if index > 0 {
+                        sql.push(", ");
+                    }
+                    sql.push(column).push(" = excluded.").push(column);
+                }
+            }
+            Dialect::Mysql => {
+                // VALUES() rather than the newer row alias, which MariaDB lacks.
+                sql.push(" ON DUPLICATE KEY UPDATE ");
+                for (index, column) in columns.enumerate() {
+                    if index > 0 {
+                        sql.push(", ");
+                    }
+                    sql.push(column).push(" = VALUES(").push(column).push(")");
+                }
+            }
+        }
+        Ok(sql)
+    }
+}
+
 #[async_trait]
 impl ExecutionStore for SqlStore {
-    async fn save_task(&self, task: &Task) -> Result<(), Error> {
-        let values = task_values(task)?;
+    async fn save_tasks(&self, tasks: &[Task]) -> Result<(), Error> {
+        // Built first, so a row that cannot be encoded writes nothing.
+        let statements = tasks
+            .iter()
+            .map(|task| self.upsert_task(task))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut tx = self.begin().await?;
-        let lock = tx.for_update();
-        let mut check = Sql::new("SELECT uuid FROM tasks WHERE uuid = ");
-        check.bind(&task.id).push(lock);
-        let exists = tx.fetch_optional(&check).await?.is_some();
-        let sql = if exists {
-            let columns: Vec<&str> = TASK_COLUMNS.split(',').map(str::trim).collect();
-            let mut update = Sql::new("UPDATE tasks SET ");
-            for (index, (column, value)) in columns.iter().zip(values).enumerate().skip(1) {
-                if index > 1 {
-                    update.push(", ");
-                }
-                update.push(column).push(" = ").bind(value);
-            }
-            update.push(" WHERE uuid = ").bind(&task.id);
-            update
-        } else {
-            let mut insert = Sql::new("INSERT INTO tasks (");
-            insert.push(TASK_COLUMNS).push(") VALUES (");
-            push_values(&mut insert, values);
-            insert
-        };
-        tx.execute(&sql).await?;
+        for statement in &statements {
+            tx.execute(statement).await?;
+        }
         tx.commit().await
     }
 
@@ -254,6 +273,23 @@ impl ExecutionStore for SqlStore {
             .bind(id);
         let row = self.fetch_optional(&sql).await?;
         artifact(&row.ok_or_else(|| Error::not_found("artifact", &id.to_string()))?)
+    }
+
+    async fn find_artifacts_by_uri(
+        &self,
+        uri: &str,
+        schema_title: &str,
+        limit: i64,
+    ) -> Result<Vec<Artifact>, Error> {
+        let mut sql = Sql::new("SELECT ");
+        sql.push(ARTIFACT_COLUMNS)
+            .push(" FROM artifacts WHERE uri = ")
+            .bind(uri)
+            .push(" AND schema_title = ")
+            .bind(schema_title)
+            .push(" ORDER BY created_at, id LIMIT ")
+            .bind(limit.max(0));
+        self.fetch_all(&sql).await?.iter().map(artifact).collect()
     }
 
     async fn list_artifacts(&self, run_id: &str) -> Result<Vec<Artifact>, Error> {
