@@ -229,10 +229,6 @@ def test_the_run_error_quotes_the_reason_a_python_task_gave(client):
     assert reason in run.error.message, describe_run(run)
 
 
-@pytest.mark.xfail(reason=(
-    "the run's error quotes the last line of the task's log; a Python process's stdout "
-    "(block-buffered in a pipe) is flushed after its error went to stderr, so the error "
-    "often quotes stdout instead of the reason (it depends on which pipe is read last)"))
 def test_the_run_error_quotes_the_reason_of_a_python_task_in_its_own_process(client):
     reason = unique("the reason")
     run = run_to_end(client, failing_with_reason_in_own_process, {"reason": reason})

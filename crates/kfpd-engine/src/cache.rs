@@ -302,6 +302,10 @@ fn canonical_json(value: &Value, out: &mut String) {
 /// The newest usable entry for `key`, or `None` (with the reason logged) when there
 /// is none or one of its artifacts is gone from the store.
 pub(crate) async fn find(context: &RunContext, key: &CacheKey, task_name: &str) -> Option<Hit> {
+    // Tasks that ended but are still queued count too (an identical earlier task of this run).
+    if let Err(error) = context.engine.writer.flush().await {
+        tracing::warn!(run = %context.run.id, %error, "cannot record tasks");
+    }
     let store = &context.engine.store;
     let found = match store
         .find_cached_task(&key.fingerprint, &key.scope, key.not_before)
@@ -358,7 +362,8 @@ pub(crate) async fn reuse(
     key: &CacheKey,
     hit: Hit,
 ) -> TaskResult {
-    let mut record = match TaskRecord::start(
+    // Nothing runs: the row is written once, CACHED.
+    let mut record = TaskRecord::begin(
         context,
         &call.parent_id,
         &call.path,
@@ -367,12 +372,7 @@ pub(crate) async fn reuse(
         &call.display_name,
         -1,
         &call.parameters,
-    )
-    .await
-    {
-        Ok(record) => record,
-        Err(error) => return TaskResult::failed(error),
-    };
+    );
     record.task.fingerprint = key.fingerprint.clone();
     record.task.cache_scope = key.scope.clone();
     record.task.cached_from = hit.task.id.clone();
@@ -413,14 +413,12 @@ pub(crate) async fn reuse(
         "cached: outputs reused from task {} of run {}",
         hit.task.id, hit.task.run_id
     );
-    record
-        .finish(
-            context,
-            TaskState::Cached,
-            Some(note.clone()),
-            &hit.parameters,
-        )
-        .await;
+    record.finish(
+        context,
+        TaskState::Cached,
+        Some(note.clone()),
+        &hit.parameters,
+    );
     TaskResult {
         state: TaskState::Cached,
         error: Some(note),

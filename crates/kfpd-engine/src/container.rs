@@ -59,7 +59,9 @@ pub(crate) async fn run_executor(
         Some(ExecutorKind::Importer(_)) => TaskKind::Importer,
         _ => TaskKind::Runtime,
     };
-    let mut record = match TaskRecord::start(
+    // A container's row is written when its process is about to start, an
+    // importer's only when it ends.
+    let mut record = TaskRecord::begin(
         &context,
         &call.parent_id,
         &call.path,
@@ -68,13 +70,8 @@ pub(crate) async fn run_executor(
         &call.display_name,
         -1,
         &call.parameters,
-    )
-    .await
-    {
-        Ok(record) => record,
-        Err(error) => return TaskResult::failed(error),
-    };
-    // Written now, but only a SUCCEEDED row with a fingerprint is a cache entry.
+    );
+    // Written with the row, but only a SUCCEEDED row with a fingerprint is a cache entry.
     if let Some(key) = &cache_key {
         record.task.fingerprint = key.fingerprint.clone();
         record.task.cache_scope = key.scope.clone();
@@ -96,14 +93,12 @@ pub(crate) async fn run_executor(
     };
     match result {
         Ok(result) => {
-            record
-                .finish(
-                    &context,
-                    result.state,
-                    result.error.clone(),
-                    &result.parameters,
-                )
-                .await;
+            record.finish(
+                &context,
+                result.state,
+                result.error.clone(),
+                &result.parameters,
+            );
             if let (TaskState::Failed, Some(error)) = (result.state, &result.error) {
                 context.record_failure(error);
             }
@@ -112,14 +107,12 @@ pub(crate) async fn run_executor(
         Err(error) => {
             let message = format!("task {:?}: {error}", call.display_name);
             context.record_failure(&message);
-            record
-                .finish(
-                    &context,
-                    TaskState::Failed,
-                    Some(message.clone()),
-                    &Map::new(),
-                )
-                .await;
+            record.finish(
+                &context,
+                TaskState::Failed,
+                Some(message.clone()),
+                &Map::new(),
+            );
             TaskResult::failed(message)
         }
     }
@@ -221,17 +214,21 @@ async fn run_container(
     let work = context.work_dir(&task_id);
     let inputs_dir = work.join("inputs");
     let outputs_dir = work.join("outputs");
-    let workspace = engine
-        .options
-        .work_dir
-        .join(&context.run.id)
-        .join("workspace");
-    for dir in [&inputs_dir, &outputs_dir, &workspace, &work.join("tmp")] {
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+    let workspace = context.workspace_dir();
+    let outputs = &call.component.output_definitions;
+    let parameter_dir = outputs_dir.join("parameters");
+    let artifact_dir = outputs_dir.join("artifacts");
+    // Only what this task uses: most tasks need their directory and `tmp/` alone
+    // (downloads make their own directories, the SDK makes `outputs/` when it
+    // writes its output file).
+    let mut dirs = vec![work.join("tmp")];
+    if !outputs.parameters.is_empty() {
+        dirs.push(parameter_dir.clone());
     }
-
+    if !outputs.artifacts.is_empty() {
+        dirs.push(artifact_dir.clone());
+    }
+    make_dirs(dirs).await?;
     // Inputs: every artifact downloaded to a local path, which is the URI the task sees.
     let mut input = ExecutorInput {
         parameters: call.parameters.clone(),
@@ -244,11 +241,6 @@ async fn run_container(
                 .join(name)
                 .join(index.to_string())
                 .join(local_name(&artifact.uri));
-            if let Some(parent) = local.parent() {
-                tokio::fs::create_dir_all(parent)
-                    .await
-                    .map_err(|error| format!("cannot create {}: {error}", parent.display()))?;
-            }
             download(&engine.artifacts, &artifact.uri, &local).await?;
             seen.push(RuntimeArtifact {
                 name: artifact.name.clone(),
@@ -271,24 +263,15 @@ async fn run_container(
     }
 
     // Outputs: files for parameters, local paths for artifacts, their final URIs.
-    let parameter_dir = outputs_dir.join("parameters");
-    tokio::fs::create_dir_all(&parameter_dir)
-        .await
-        .map_err(|error| format!("cannot create {}: {error}", parameter_dir.display()))?;
-    for name in call.component.output_definitions.parameters.keys() {
+    for name in outputs.parameters.keys() {
         let file = parameter_dir.join(name);
         input
             .output_parameters
             .insert(name.clone(), file.display().to_string());
     }
     let mut destinations: BTreeMap<String, String> = BTreeMap::new();
-    for (name, spec) in &call.component.output_definitions.artifacts {
-        let local = outputs_dir.join("artifacts").join(name);
-        if let Some(parent) = local.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(|error| format!("cannot create {}: {error}", parent.display()))?;
-        }
+    for (name, spec) in &outputs.artifacts {
+        let local = artifact_dir.join(name);
         let uri = ArtifactStore::output_uri(
             &context.pipeline_root,
             &context.pipeline_name,
@@ -320,10 +303,12 @@ async fn run_container(
     resolve_self_references(&mut input.parameters, &job)?;
     let mut items = container.command.clone();
     items.extend(container.args.iter().cloned());
-    let argv = resolve_command(&items, &input, &job)?;
+    let mut argv = resolve_command(&items, &input, &job)?;
     if argv.is_empty() {
         return Err("the container has no command".to_string());
     }
+    let installed_kfp = replace_kfp_pin(&mut argv, engine.options.kfp_package.as_deref());
+    let image = environment_key(&container.image, installed_kfp.as_deref());
     let whole = input.to_json().to_string();
     let mut env = Vec::with_capacity(container.env.len() + 2);
     for variable in &container.env {
@@ -346,7 +331,9 @@ async fn run_container(
     let plan = RetryPlan::of(call.task.retry_policy.as_ref());
     let max_attempts = plan.max_retries + 1;
     let first_start = Instant::now();
+    let log_uri = log_object_uri(&engine.artifacts, &context.run.id, &task_id);
     let mut attempts: Vec<Value> = Vec::new();
+    let mut last_upload: Option<tokio::sync::oneshot::Receiver<()>> = None;
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
@@ -361,12 +348,21 @@ async fn run_container(
                 state: TaskState::Running,
             });
         }
+        let started_at = now();
+        let log_offset = log_size(&log_path).unwrap_or(0);
         record.task.attempts += 1;
         record.set_detail("attempt", json!(attempt));
-        record.save(context).await;
-        let started_at = now();
+        attempts.push(json!({
+            "attempt": attempt,
+            "state": "RUNNING",
+            "started_at": started_at,
+            "log_offset": log_offset,
+        }));
+        record.set_detail("attempts", Value::Array(attempts.clone()));
+        // The one write waited for: the row says RUNNING before the process runs.
+        record.write(context).await?;
         let spec = ProcessSpec {
-            image: environment_key(container),
+            image: image.clone(),
             argv: argv.clone(),
             env: env.clone(),
             cwd: work.clone(),
@@ -383,30 +379,34 @@ async fn run_container(
             &log_path,
         )
         .await;
+        if let Some(log_end) = log_size(&log_path) {
+            if let Some(entry) = attempts.last_mut() {
+                entry["log_length"] = json!(log_end.saturating_sub(log_offset));
+            }
+            last_upload = Some(upload_log(context, &log_path, &log_uri, last_upload.take()));
+            record.set_detail("log_uri", json!(log_uri));
+        }
+        let (state, error) = match &outcome {
+            Attempt::Canceled => ("CANCELED", None),
+            Attempt::Succeeded(_) => ("SUCCEEDED", None),
+            Attempt::Failed { reason, .. } => ("FAILED", Some(reason.clone())),
+        };
+        if let Some(Value::Object(entry)) = attempts.last_mut() {
+            entry.insert("finished_at".into(), json!(now()));
+            entry.insert("state".into(), json!(state));
+            if let Some(error) = error {
+                entry.insert("error".into(), json!(error));
+            }
+        }
+        record.set_detail("attempts", Value::Array(attempts.clone()));
         let failure = match outcome {
             Attempt::Canceled => return Ok(TaskResult::canceled()),
-            Attempt::Succeeded(result) => {
-                if plan.max_retries > 0 {
-                    attempts.push(json!({"attempt": attempt, "started_at": started_at, "finished_at": now(), "state": "SUCCEEDED"}));
-                    record.set_detail("attempts", Value::Array(attempts));
-                }
-                return Ok(result);
-            }
+            Attempt::Succeeded(result) => return Ok(result),
             Attempt::Failed { reason, exit_code } => {
                 record.set_detail("exit_code", json!(exit_code));
                 reason
             }
         };
-        attempts.push(json!({
-            "attempt": attempt,
-            "started_at": started_at,
-            "finished_at": now(),
-            "state": "FAILED",
-            "error": failure,
-        }));
-        if plan.max_retries > 0 {
-            record.set_detail("attempts", Value::Array(attempts.clone()));
-        }
         let Some(wait) = plan.wait_before_retry(attempt, first_start.elapsed()) else {
             let tried = if attempt > 1 {
                 format!(" (attempt {attempt} of {max_attempts})")
@@ -424,7 +424,7 @@ async fn run_container(
             time: now(),
             state: TaskState::Failed,
         });
-        record.save(context).await;
+        record.save(context);
         if !wait.is_zero() {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {},
@@ -432,6 +432,59 @@ async fn run_container(
             }
         }
     }
+}
+
+/// Where a task's log is kept once its process ended: beside the artifacts, in
+/// the spirit of upstream's archived pod logs (`<bucket>/artifacts/<workflow>/<pod>/main.log`).
+fn log_object_uri(store: &ArtifactStore, run_id: &str, task_id: &str) -> String {
+    format!(
+        "{}/logs/{run_id}/{task_id}/main.log",
+        store.default_root().trim_end_matches('/')
+    )
+}
+
+/// Copies the log as it is now to `uri` beside the run (the run ends after it),
+/// after the previous upload of the same log; returns what the next one waits for.
+fn upload_log(
+    context: &RunContext,
+    log_path: &Path,
+    uri: &str,
+    after: Option<tokio::sync::oneshot::Receiver<()>>,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let (done, finished) = tokio::sync::oneshot::channel();
+    let store = context.engine.artifacts.clone();
+    let run_id = context.run.id.clone();
+    let log_path = log_path.to_path_buf();
+    let uri = uri.to_string();
+    context.upload_log(async move {
+        if let Some(after) = after {
+            let _ = after.await;
+        }
+        if let Err(error) = store.upload(&log_path, &uri).await {
+            tracing::warn!(run = %run_id, %uri, %error, "cannot store a task log");
+        }
+        let _ = done.send(());
+    });
+    finished
+}
+
+/// The log's size in bytes, `None` when there is none. A single `stat` of a local
+/// file, not worth a trip to the blocking pool.
+fn log_size(path: &Path) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|meta| meta.len())
+}
+
+/// Creates directories in one trip to the blocking pool.
+async fn make_dirs(dirs: Vec<PathBuf>) -> Result<(), String> {
+    let made = tokio::task::spawn_blocking(move || {
+        for dir in &dirs {
+            std::fs::create_dir_all(dir)
+                .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+        }
+        Ok(())
+    })
+    .await;
+    made.unwrap_or_else(|error| Err(format!("cannot create task directories: {error}")))
 }
 
 /// How one attempt of a container task ended.
@@ -651,7 +704,10 @@ async fn reset_outputs(outputs_dir: &Path, input: &ExecutorInput) -> Result<(), 
             return Err(format!("cannot clear {}: {error}", outputs_dir.display()));
         }
     }
-    let mut dirs = vec![outputs_dir.join("parameters")];
+    let mut dirs = Vec::new();
+    if !input.output_parameters.is_empty() {
+        dirs.push(outputs_dir.join("parameters"));
+    }
     for artifact in input.output_artifacts.values() {
         if let Some(parent) = Path::new(&artifact.uri).parent() {
             dirs.push(parent.to_path_buf());
@@ -757,24 +813,41 @@ fn content_path(provisioned: &str, reported: Option<&crate::outputs::ReportedArt
     }
 }
 
-/// The environment a container runs in: its image, and the kfp version its
-/// command installs, so components pinning different kfp versions never share
-/// (and overwrite) one environment.
-fn environment_key(container: &PipelineContainerSpec) -> String {
-    let pinned = container
-        .command
-        .iter()
-        .chain(container.args.iter())
-        .find_map(|item| {
-            let start = item.find("'kfp==")?;
-            let rest = &item[start + 6..];
-            let end = rest.find('\'')?;
-            Some(rest[..end].to_string())
-        });
-    match pinned {
-        Some(version) => format!("{}+kfp=={version}", container.image),
-        None => container.image.clone(),
+/// The environment a container runs in: its image, and the kfp its command
+/// installs, so components pinning different kfp versions never share (and
+/// overwrite) one environment.
+fn environment_key(image: &str, installed_kfp: Option<&str>) -> String {
+    match installed_kfp {
+        Some(requirement) => format!("{image}+{requirement}"),
+        None => image.to_string(),
     }
+}
+
+/// The SDK's pin in a lightweight component's pip preamble, always single-quoted:
+/// `'kfp==2.14.3'`.
+const KFP_PIN: &str = "'kfp==";
+
+/// Finds the `kfp==X` requirement the command installs and, with `replacement`,
+/// puts that requirement in its place. Returns what gets installed.
+fn replace_kfp_pin(argv: &mut [String], replacement: Option<&str>) -> Option<String> {
+    for item in argv.iter_mut() {
+        let Some(start) = item.find(KFP_PIN) else {
+            continue;
+        };
+        let rest = &item[start + 1..];
+        let Some(length) = rest.find('\'') else {
+            continue;
+        };
+        let pinned = rest[..length].to_string();
+        let Some(replacement) = replacement else {
+            return Some(pinned);
+        };
+        // Quoted as the SDK quotes it; the option was checked to hold no quote.
+        let quoted = format!("'{replacement}'");
+        item.replace_range(start..start + length + 2, &quoted);
+        return Some(replacement.to_string());
+    }
+    None
 }
 
 async fn download(store: &ArtifactStore, uri: &str, local: &Path) -> Result<(), String> {
@@ -857,6 +930,33 @@ async fn run_importer(
         .next()
         .cloned()
         .unwrap_or_else(|| "artifact".to_string());
+    let schema_title = importer
+        .type_schema
+        .schema_title
+        .clone()
+        .unwrap_or_else(|| "system.Artifact".into());
+    if !importer.reimport {
+        if let Some(existing) = find_imported(context, &uri, &schema_title, &metadata).await? {
+            let link = ArtifactLink {
+                task_id: record.task.id.clone(),
+                artifact_id: existing.id,
+                direction: Direction::Output,
+                key: output_key.clone(),
+            };
+            context
+                .engine
+                .store
+                .link_artifact(&context.run.id, &link)
+                .await
+                .map_err(|error| format!("cannot record the imported artifact: {error}"))?;
+            return Ok(TaskResult {
+                state: TaskState::Succeeded,
+                error: None,
+                parameters: Map::new(),
+                artifacts: BTreeMap::from([(output_key, vec![artifact_ref(&existing)])]),
+            });
+        }
+    }
     let artifact = Artifact {
         id: new_artifact_id(),
         run_id: context.run.id.clone(),
@@ -864,11 +964,7 @@ async fn run_importer(
         output_key: output_key.clone(),
         name: output_key.clone(),
         uri,
-        schema_title: importer
-            .type_schema
-            .schema_title
-            .clone()
-            .unwrap_or_else(|| "system.Artifact".into()),
+        schema_title,
         schema_version: importer.type_schema.schema_version.clone(),
         metadata: Value::Object(metadata).to_string(),
         created_at: now(),
@@ -887,10 +983,62 @@ async fn run_importer(
     })
 }
 
+/// Artifacts with the same URI looked at for reuse; more than this many imports
+/// of one URI with different metadata are not expected.
+const REIMPORT_CANDIDATES: i64 = 100;
+
+/// An artifact recorded earlier with this URI, type and metadata, which an
+/// importer without `reimport` gives out again (as upstream's driver does).
+async fn find_imported(
+    context: &RunContext,
+    uri: &str,
+    schema_title: &str,
+    metadata: &Map<String, Value>,
+) -> Result<Option<Artifact>, String> {
+    let candidates = context
+        .engine
+        .store
+        .find_artifacts_by_uri(uri, schema_title, REIMPORT_CANDIDATES)
+        .await
+        .map_err(|error| format!("cannot look up artifacts imported before: {error}"))?;
+    Ok(candidates.into_iter().find(|candidate| {
+        serde_json::from_str::<Map<String, Value>>(&candidate.metadata)
+            .is_ok_and(|recorded| &recorded == metadata)
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn kfp_pin_is_found_and_replaced_in_place() {
+        let preamble = "python3 -m pip install --quiet 'kfp==2.14.3' '--no-deps' && \"$0\" \"$@\"";
+        let mut argv = vec!["sh".to_string(), "-c".to_string(), preamble.to_string()];
+        assert_eq!(
+            replace_kfp_pin(&mut argv.clone(), None).as_deref(),
+            Some("kfp==2.14.3")
+        );
+        let installed = replace_kfp_pin(&mut argv, Some("kfp==2.15.0"));
+        assert_eq!(installed.as_deref(), Some("kfp==2.15.0"));
+        assert_eq!(
+            argv[2],
+            "python3 -m pip install --quiet 'kfp==2.15.0' '--no-deps' && \"$0\" \"$@\""
+        );
+        assert_eq!(
+            environment_key("python:3.11", installed.as_deref()),
+            "python:3.11+kfp==2.15.0"
+        );
+        let mut plain = vec![
+            "sh".to_string(),
+            "-c".to_string(),
+            "echo kfp==1".to_string(),
+        ];
+        assert_eq!(replace_kfp_pin(&mut plain, Some("kfp==2.15.0")), None);
+        assert_eq!(plain[2], "echo kfp==1");
+        assert_eq!(environment_key("alpine", None), "alpine");
+    }
 
     fn plan(policy: Value) -> RetryPlan {
         let policy: RetryPolicy = serde_json::from_value(policy).unwrap();

@@ -625,7 +625,7 @@ async fn run_task(
     }
     match component.implementation() {
         Some(Implementation::Dag(_)) => {
-            let mut record = match TaskRecord::start(
+            let mut record = TaskRecord::start(
                 &context,
                 &parent_id,
                 &path,
@@ -634,12 +634,7 @@ async fn run_task(
                 &display_name,
                 -1,
                 &parameters,
-            )
-            .await
-            {
-                Ok(record) => record,
-                Err(error) => return TaskResult::failed(error),
-            };
+            );
             let scope = Scope {
                 parameters,
                 artifacts: inputs.artifacts,
@@ -654,14 +649,12 @@ async fn run_task(
                 retry,
             )
             .await;
-            record
-                .finish(
-                    &context,
-                    result.state,
-                    result.error.clone(),
-                    &result.parameters,
-                )
-                .await;
+            record.finish(
+                &context,
+                result.state,
+                result.error.clone(),
+                &result.parameters,
+            );
             result
         }
         Some(Implementation::Executor(label)) => {

@@ -10,11 +10,13 @@ use kfpd_runtime::Runtime;
 use kfpd_store::{MetadataStore, Run, RunState, Task, TaskKind, TaskState};
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::dag::{self, Scope};
 use crate::records::TaskRecord;
 use crate::values::coerce;
+use crate::writer::TaskWriter;
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -24,6 +26,9 @@ pub struct Options {
     pub max_parallel_tasks: usize,
     /// Whether tasks may reuse earlier results, and how old those may be.
     pub cache: crate::cache::CacheOptions,
+    /// Installed instead of the `kfp==X` a lightweight component's pip preamble
+    /// pins (`kfp==2.15.0`, a wheel's path); `None` honours the pin.
+    pub kfp_package: Option<String>,
 }
 
 /// Shared by every run the executor starts.
@@ -33,6 +38,7 @@ pub struct Engine {
     pub(crate) artifacts: ArtifactStore,
     pub(crate) options: Options,
     pub(crate) slots: Arc<Semaphore>,
+    pub(crate) writer: Arc<TaskWriter>,
 }
 
 /// How a run ended.
@@ -57,6 +63,8 @@ pub(crate) struct RunContext {
     pub previous: HashMap<String, Task>,
     /// The first failure, which becomes the run's error.
     pub first_error: Mutex<Option<String>>,
+    /// Task logs on their way to the artifact store; the run ends after them.
+    pub log_uploads: Mutex<JoinSet<()>>,
 }
 
 impl RunContext {
@@ -68,12 +76,32 @@ impl RunContext {
         }
     }
 
+    /// Runs `upload` beside the run's tasks; [`Engine::execute`] waits for it.
+    pub fn upload_log(&self, upload: impl std::future::Future<Output = ()> + Send + 'static) {
+        match self.log_uploads.lock() {
+            Ok(mut uploads) => {
+                uploads.spawn(upload);
+            }
+            Err(_) => {
+                tokio::spawn(upload);
+            }
+        }
+    }
+
     pub fn work_dir(&self, task_id: &str) -> PathBuf {
         self.engine
             .options
             .work_dir
             .join(&self.run.id)
             .join(task_id)
+    }
+
+    pub fn workspace_dir(&self) -> PathBuf {
+        self.engine
+            .options
+            .work_dir
+            .join(&self.run.id)
+            .join("workspace")
     }
 }
 
@@ -85,12 +113,14 @@ impl Engine {
         options: Options,
     ) -> Engine {
         let slots = Arc::new(Semaphore::new(options.max_parallel_tasks.max(1)));
+        let writer = TaskWriter::new(Arc::clone(&store));
         Engine {
             store,
             runtime,
             artifacts,
             options,
             slots,
+            writer,
         }
     }
 
@@ -109,13 +139,19 @@ impl Engine {
     /// Executes a run that is already RUNNING (claimed by the caller) to its end.
     /// Tasks that succeeded in an earlier attempt of the same run are kept.
     pub async fn execute(self: &Arc<Engine>, run: Run, cancel: CancellationToken) -> Outcome {
-        match self.try_execute(run, cancel).await {
+        let run_id = run.id.clone();
+        let outcome = match self.try_execute(run, cancel).await {
             Ok(outcome) => outcome,
             Err(message) => Outcome {
                 state: RunState::Failed,
                 error: Some(message),
             },
+        };
+        // Every task row is stored before the caller records the run's end.
+        if let Err(error) = self.writer.flush().await {
+            tracing::warn!(run = %run_id, %error, "cannot record the run's last tasks");
         }
+        outcome
     }
 
     async fn try_execute(
@@ -156,8 +192,14 @@ impl Engine {
             cancel: cancel.clone(),
             previous,
             first_error: Mutex::new(None),
+            log_uploads: Mutex::new(JoinSet::new()),
             run,
         });
+        // Shared by the run's tasks (`{{$.workspace_path}}`); made once, here.
+        let workspace = context.workspace_dir();
+        tokio::fs::create_dir_all(&workspace)
+            .await
+            .map_err(|error| format!("cannot create {}: {error}", workspace.display()))?;
 
         let display_name = if spec.pipeline_info.display_name.is_empty() {
             pipeline_name.clone()
@@ -173,8 +215,7 @@ impl Engine {
             &display_name,
             -1,
             &root_parameters,
-        )
-        .await?;
+        );
         let scope = Scope {
             parameters: root_parameters,
             artifacts: Default::default(),
@@ -192,8 +233,13 @@ impl Engine {
             result.state,
             result.error.clone(),
             &result.parameters,
-        )
-        .await;
+        );
+        let uploads = context
+            .log_uploads
+            .lock()
+            .map(|mut uploads| std::mem::take(&mut *uploads))
+            .unwrap_or_default();
+        uploads.join_all().await;
 
         let canceled = cancel.is_cancelled();
         let state = match result.state {

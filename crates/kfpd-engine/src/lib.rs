@@ -20,6 +20,7 @@ pub mod outputs;
 mod records;
 pub mod values;
 mod warm;
+mod writer;
 
 pub use cache::{parse_iso8601_duration, CacheOptions, STALENESS_ANNOTATION};
 pub use engine::{Engine, Options, Outcome};

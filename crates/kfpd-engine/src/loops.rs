@@ -54,7 +54,7 @@ struct Body {
 }
 
 pub(crate) async fn run_loop(context: Arc<RunContext>, call: LoopCall) -> TaskResult {
-    let mut record = match TaskRecord::start(
+    let mut record = TaskRecord::start(
         &context,
         &call.parent_id,
         &call.path,
@@ -63,30 +63,23 @@ pub(crate) async fn run_loop(context: Arc<RunContext>, call: LoopCall) -> TaskRe
         &call.display_name,
         -1,
         &call.parameters,
-    )
-    .await
-    {
-        Ok(record) => record,
-        Err(error) => return TaskResult::failed(error),
-    };
+    );
     let (items, item_input, scope) = match loop_items(&call) {
         Ok(found) => found,
         Err(error) => {
             let message = format!("task {:?}: {error}", call.display_name);
             context.record_failure(&message);
-            record
-                .finish(
-                    &context,
-                    TaskState::Failed,
-                    Some(message.clone()),
-                    &Map::new(),
-                )
-                .await;
+            record.finish(
+                &context,
+                TaskState::Failed,
+                Some(message.clone()),
+                &Map::new(),
+            );
             return TaskResult::failed(message);
         }
     };
     record.set_detail("iteration_count", json!(items.len()));
-    record.save(&context).await;
+    record.save(&context);
 
     let limit = call
         .task
@@ -165,14 +158,12 @@ pub(crate) async fn run_loop(context: Arc<RunContext>, call: LoopCall) -> TaskRe
             artifacts,
         }
     };
-    record
-        .finish(
-            &context,
-            result.state,
-            result.error.clone(),
-            &result.parameters,
-        )
-        .await;
+    record.finish(
+        &context,
+        result.state,
+        result.error.clone(),
+        &result.parameters,
+    );
     result
 }
 
@@ -273,7 +264,7 @@ async fn run_iteration(
     if let Some(value) = scope.parameters.get(&body.item_input) {
         item_only.insert(body.item_input.clone(), value.clone());
     }
-    let mut record = match TaskRecord::start(
+    let mut record = TaskRecord::start(
         context,
         &body.loop_id,
         &path,
@@ -282,12 +273,7 @@ async fn run_iteration(
         &display_name,
         iteration_index,
         &item_only,
-    )
-    .await
-    {
-        Ok(record) => record,
-        Err(error) => return TaskResult::failed(error),
-    };
+    );
     let result = run_dag_with(
         Arc::clone(context),
         body.component.clone(),
@@ -297,14 +283,12 @@ async fn run_iteration(
         body.task.retry_policy.clone(),
     )
     .await;
-    record
-        .finish(
-            context,
-            result.state,
-            result.error.clone(),
-            &result.parameters,
-        )
-        .await;
+    record.finish(
+        context,
+        result.state,
+        result.error.clone(),
+        &result.parameters,
+    );
     result
 }
 

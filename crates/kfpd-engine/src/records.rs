@@ -1,4 +1,6 @@
-//! Task rows: created when a task starts, updated when it ends.
+//! Task rows: created when a task starts, updated when it ends. A row is written
+//! once per change of state. Only a container's start is waited for (its row is
+//! RUNNING before its process is); everything else goes through the writer's queue.
 
 use kfpd_store::{Task, TaskKind, TaskState, TaskStateChange};
 use serde_json::{Map, Value};
@@ -12,12 +14,15 @@ pub(crate) fn now() -> i64 {
 /// A task row this attempt owns.
 pub(crate) struct TaskRecord {
     pub task: Task,
+    /// The row's `details`, encoded into it only when the row is written.
+    details: Map<String, Value>,
 }
 
 impl TaskRecord {
-    /// Creates (or, on a retry, takes over) the row at `path` in state RUNNING.
+    /// Creates (or, on a retry, takes over) the row at `path` in state RUNNING and
+    /// queues it: a DAG's row goes with the first write of a task inside it.
     #[allow(clippy::too_many_arguments)]
-    pub async fn start(
+    pub fn start(
         context: &RunContext,
         parent_id: &str,
         path: &str,
@@ -26,7 +31,34 @@ impl TaskRecord {
         display_name: &str,
         iteration_index: i64,
         inputs: &Map<String, Value>,
-    ) -> Result<TaskRecord, String> {
+    ) -> TaskRecord {
+        let record = TaskRecord::begin(
+            context,
+            parent_id,
+            path,
+            kind,
+            name,
+            display_name,
+            iteration_index,
+            inputs,
+        );
+        record.save(context);
+        record
+    }
+
+    /// [`TaskRecord::start`] without queueing: for a task whose row is written once
+    /// it knows more (its command and log), or only when it ends.
+    #[allow(clippy::too_many_arguments)]
+    pub fn begin(
+        context: &RunContext,
+        parent_id: &str,
+        path: &str,
+        kind: TaskKind,
+        name: &str,
+        display_name: &str,
+        iteration_index: i64,
+        inputs: &Map<String, Value>,
+    ) -> TaskRecord {
         let at = now();
         let previous = context.previous.get(path);
         let mut history = previous
@@ -61,13 +93,20 @@ impl TaskRecord {
             cached_from: String::new(),
             cache_scope: String::new(),
         };
+        TaskRecord {
+            task,
+            details: Map::new(),
+        }
+    }
+
+    /// Writes the row now, with whatever rows are queued.
+    pub async fn write(&self, context: &RunContext) -> Result<(), String> {
         context
             .engine
-            .store
-            .save_task(&task)
+            .writer
+            .write(self.row())
             .await
-            .map_err(|error| format!("cannot record task {name:?}: {error}"))?;
-        Ok(TaskRecord { task })
+            .map_err(|error| format!("cannot record task {:?}: {error}", self.task.name))
     }
 
     /// Records a task that never ran (skipped, or not started after a failure).
@@ -110,25 +149,26 @@ impl TaskRecord {
             cached_from: String::new(),
             cache_scope: String::new(),
         };
-        if let Err(error) = context.engine.store.save_task(&task).await {
-            tracing::warn!(run = %context.run.id, task = name, %error, "cannot record skipped task");
-        }
+        context.engine.writer.defer(task);
     }
 
     pub fn set_detail(&mut self, key: &str, value: Value) {
-        let mut details: Map<String, Value> =
-            serde_json::from_str(&self.task.details).unwrap_or_default();
-        details.insert(key.to_string(), value);
-        self.task.details = Value::Object(details).to_string();
+        self.details.insert(key.to_string(), value);
     }
 
-    pub async fn save(&self, context: &RunContext) {
-        if let Err(error) = context.engine.store.save_task(&self.task).await {
-            tracing::warn!(run = %context.run.id, task = %self.task.name, %error, "cannot record task");
-        }
+    /// The row as it is now, details included.
+    fn row(&self) -> Task {
+        let mut task = self.task.clone();
+        task.details = Value::Object(self.details.clone()).to_string();
+        task
     }
 
-    pub async fn finish(
+    /// Queues the row as it is now; it is stored with the next write.
+    pub fn save(&self, context: &RunContext) {
+        context.engine.writer.defer(self.row());
+    }
+
+    pub fn finish(
         &mut self,
         context: &RunContext,
         state: TaskState,
@@ -143,6 +183,6 @@ impl TaskRecord {
         self.task
             .state_history
             .push(TaskStateChange { time: at, state });
-        self.save(context).await;
+        self.save(context);
     }
 }

@@ -7,6 +7,7 @@
 //! captured line by line into a log file, and cancellation takes down the whole group.
 
 mod env;
+mod limits;
 mod process;
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub use env::Environment;
+pub use limits::raise_open_files_limit;
 
 /// How the runtime finds and keeps its Python environments.
 #[derive(Debug, Clone)]

@@ -86,6 +86,17 @@ pub(crate) async fn run(
         return Ok(Exit::canceled_before_start());
     }
 
+    // One pipe for stdout and stderr, as `2>&1` would do: the log keeps the order in
+    // which the task wrote, so its last line is the last thing it said (with two
+    // pipes, whichever was read last came last).
+    let spawn_error = |source: io::Error| Error::Spawn {
+        image: spec.image.clone(),
+        command: command.clone(),
+        source,
+    };
+    let (output, output_writer) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|errno| spawn_error(errno.into()))?;
+    let error_writer = output_writer.try_clone().map_err(spawn_error)?;
     let mut cmd = tokio::process::Command::new(&program);
     cmd.arg0(&command)
         .args(&spec.argv[1..])
@@ -94,19 +105,22 @@ pub(crate) async fn run(
         .env_remove("PYTHONHOME")
         .env("PATH", &path)
         .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+        // Python buffers stdout in blocks when it is a pipe and would write it after
+        // an error message that went to stderr; a component can still set it to "".
+        .env("PYTHONUNBUFFERED", "1")
         .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("VIRTUAL_ENV", &environment.root)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::from(output_writer))
+        .stderr(Stdio::from(error_writer))
         // Its own group, so the task's whole tree can be signalled at once.
         .process_group(0);
     let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|source| Error::Spawn {
-        image: spec.image.clone(),
-        command: command.clone(),
-        source,
-    })?;
+    let spawned = cmd.spawn();
+    // Our copies of the pipe's write end go now, so the pipe ends with the task's.
+    drop(cmd);
+    let mut child = spawned.map_err(spawn_error)?;
+    let output = tokio::net::unix::pipe::Receiver::from_owned_fd(output).map_err(spawn_error)?;
     let pgid = child
         .id()
         .and_then(|pid| i32::try_from(pid).ok())
@@ -117,14 +131,7 @@ pub(crate) async fn run(
 
     let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
     let writer = tokio::task::spawn_blocking(move || write_log(log, rx));
-    let mut pumps = Vec::with_capacity(2);
-    if let Some(stdout) = child.stdout.take() {
-        pumps.push(tokio::spawn(pump(stdout, tx.clone())));
-    }
-    if let Some(stderr) = child.stderr.take() {
-        pumps.push(tokio::spawn(pump(stderr, tx.clone())));
-    }
-    drop(tx);
+    let pumps = vec![tokio::spawn(pump(output, tx))];
 
     let (status, canceled) = tokio::select! {
         biased;

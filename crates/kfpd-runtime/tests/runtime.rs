@@ -379,9 +379,27 @@ async fn output_is_logged_interleaved_line_by_line_while_running() {
     assert!(exit.success());
     assert_eq!(
         read(&log),
-        "earlier\nout1\nerr1\nout2\nout3\nerr2 no newline\n",
-        "an unterminated line is completed when its stream ends"
+        "earlier\nout1\nerr1\nout2\nerr2 no newlineout3\n",
+        "one stream for both, as `2>&1`: a line without its newline runs on"
     );
+}
+
+#[tokio::test]
+async fn stdout_and_stderr_keep_the_order_they_were_written_in() {
+    let fx = Fixture::new();
+    let (exit, log) = fx
+        .sh(
+            "order",
+            "i=0; while [ $i -lt 300 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done; echo last >&2",
+        )
+        .await;
+    assert!(exit.success());
+    let mut expected = String::new();
+    for i in 0..300 {
+        expected.push_str(&format!("out{i}\nerr{i}\n"));
+    }
+    expected.push_str("last\n");
+    assert_eq!(log, expected);
 }
 
 #[tokio::test]

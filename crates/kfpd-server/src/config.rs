@@ -118,6 +118,11 @@ pub struct ServeArgs {
     /// bound. Upstream: MAXIMUM_CACHE_STALENESS.
     #[arg(long, env = "KFPD_MAXIMUM_CACHE_STALENESS")]
     pub maximum_cache_staleness: Option<String>,
+    /// Requirement pip installs instead of the `kfp==X` a lightweight component's
+    /// install preamble pins (`kfp==2.15.0`, or a wheel's path). Unset: the pin is
+    /// honoured, as upstream.
+    #[arg(long, env = "KFPD_KFP_PACKAGE")]
+    pub kfp_package: Option<String>,
 }
 
 /// The same settings as they may appear in the config file.
@@ -148,6 +153,7 @@ struct FileSettings {
     cache_enabled: Option<bool>,
     default_cache_staleness: Option<String>,
     maximum_cache_staleness: Option<String>,
+    kfp_package: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,6 +196,8 @@ pub struct Config {
     pub local_executor: bool,
     /// Task caching: on or off for the whole server, and staleness limits.
     pub cache: kfpd_engine::CacheOptions,
+    /// Replaces the kfp pin of lightweight components' pip preambles.
+    pub kfp_package: Option<String>,
 }
 
 /// Task processes running at once unless configured.
@@ -328,6 +336,13 @@ impl Config {
         };
 
         let cache = resolve_cache(args, &file, &env_nonempty)?;
+        let kfp_package = args
+            .kfp_package
+            .clone()
+            .or(file.kfp_package.clone())
+            .map(|text| parse_kfp_package(&text))
+            .transpose()?
+            .flatten();
 
         let scheduler_text = args
             .scheduler
@@ -346,6 +361,7 @@ impl Config {
         };
 
         Ok(Config {
+            kfp_package,
             max_parallel_tasks,
             scheduler,
             local_executor,
@@ -609,6 +625,27 @@ fn encode(text: &str) -> String {
     out
 }
 
+/// A pip requirement to put in a shell-quoted preamble: no quotes or control
+/// characters, which could end the quoting. Empty means unset.
+fn parse_kfp_package(text: &str) -> Result<Option<String>, Error> {
+    let requirement = text.trim();
+    if requirement.is_empty() {
+        return Ok(None);
+    }
+    if requirement
+        .chars()
+        .any(|ch| ch == '\'' || ch == '"' || ch == '\\' || ch.is_control())
+    {
+        return Err(Error::Invalid {
+            key: "kfp_package",
+            message: format!(
+                "{requirement:?} must be a pip requirement without quotes, backslashes or control characters"
+            ),
+        });
+    }
+    Ok(Some(requirement.to_string()))
+}
+
 fn parse_bool(text: &str) -> Result<bool, String> {
     match text.trim().to_lowercase().as_str() {
         "true" | "1" | "yes" => Ok(true),
@@ -845,6 +882,35 @@ mod tests {
         };
         let error = Config::resolve(&args, &|_| None).unwrap_err();
         assert!(error.to_string().contains("scheduler"), "{error}");
+    }
+
+    #[test]
+    fn kfp_package_is_unset_by_default_and_checked() {
+        assert_eq!(resolve(ServeArgs::default(), &[]).kfp_package, None);
+        let with = |value: &str| ServeArgs {
+            kfp_package: Some(value.into()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(
+            resolve(with(" kfp==2.15.0 "), &[]).kfp_package.as_deref(),
+            Some("kfp==2.15.0")
+        );
+        assert_eq!(resolve(with(""), &[]).kfp_package, None);
+        for bad in ["kfp==2.15.0' && rm -rf x '", "kfp\nx", "kfp\\"] {
+            let error = Config::resolve(&with(bad), &|_| None).unwrap_err();
+            assert!(error.to_string().contains("kfp_package"), "{error}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kfpd.toml");
+        std::fs::write(&path, "kfp_package = \"kfp==2.15.0\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        };
+        assert_eq!(
+            resolve(args, &[]).kfp_package.as_deref(),
+            Some("kfp==2.15.0")
+        );
     }
 
     #[test]

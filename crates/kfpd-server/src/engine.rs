@@ -59,6 +59,7 @@ pub async fn build(
         data_dir,
         max_parallel_tasks,
         CacheOptions::default(),
+        None,
     )
 }
 
@@ -68,6 +69,7 @@ pub fn build_with(
     data_dir: &Path,
     max_parallel_tasks: usize,
     cache: CacheOptions,
+    kfp_package: Option<String>,
 ) -> Result<Arc<Engine>, String> {
     let envs_dir = std::env::var_os("KFPD_ENVS_DIR")
         .filter(|value| !value.is_empty())
@@ -78,6 +80,7 @@ pub fn build_with(
         work_dir: absolute(&data_dir.join("work")),
         max_parallel_tasks,
         cache,
+        kfp_package,
     };
     Ok(Arc::new(Engine::new(store, runtime, artifacts, options)))
 }

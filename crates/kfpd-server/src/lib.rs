@@ -140,6 +140,7 @@ pub async fn serve(
         &config.data_dir,
         config.max_parallel_tasks,
         config.cache.clone(),
+        config.kfp_package.clone(),
     )
     .map_err(StartError::Startup)?;
     let mut api = Api::new(store, settings, service::system_clock());

@@ -51,6 +51,12 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Every subcommand may run tasks or serve many clients; each task holds a few
+    // descriptors, more than the usual soft limit of 1024 allows for hundreds.
+    match kfpd_runtime::raise_open_files_limit() {
+        Ok(limit) => tracing::debug!(limit, "open files limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open files limit"),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -56,6 +56,16 @@ fn expected_state(relative: &str) -> String {
 /// Creates a run of a corpus file with upstream's generated values for required
 /// parameters (plus `overrides`) and waits for it to end.
 async fn run_corpus(relative: &str, overrides: Value, limit: Duration) -> Value {
+    run_corpus_on(server(), relative, overrides, limit).await
+}
+
+/// [`run_corpus`] on another server.
+async fn run_corpus_on(
+    server: &Server,
+    relative: &str,
+    overrides: Value,
+    limit: Duration,
+) -> Value {
     let bytes = std::fs::read(corpus_dir().join(relative)).expect("corpus file");
     let package = kfpd_ir::read_package(relative, &bytes).expect("package");
     let mut parameters = kfpd_ir::generate_test_parameters(&package, 7);
@@ -67,7 +77,6 @@ async fn run_corpus(relative: &str, overrides: Value, limit: Duration) -> Value 
         "pipeline_spec": package.api_pipeline_spec(),
         "runtime_config": {"parameters": parameters},
     });
-    let server = server();
     let client = client();
     let response = client
         .post(server.url("/runs"))
@@ -78,14 +87,23 @@ async fn run_corpus(relative: &str, overrides: Value, limit: Duration) -> Value 
     let (status, run) = common::read(response).await;
     assert_eq!(status, 200, "{relative}: {run}");
     let run_id = run["run_id"].as_str().expect("run_id").to_string();
-    wait_for_end(&client, &run_id, limit).await
+    wait_for_end_on(server, &client, &run_id, limit).await
 }
 
 async fn wait_for_end(client: &reqwest::Client, run_id: &str, limit: Duration) -> Value {
+    wait_for_end_on(server(), client, run_id, limit).await
+}
+
+async fn wait_for_end_on(
+    server: &Server,
+    client: &reqwest::Client,
+    run_id: &str,
+    limit: Duration,
+) -> Value {
     let started = Instant::now();
     loop {
         let response = client
-            .get(server().url(&format!("/runs/{run_id}")))
+            .get(server.url(&format!("/runs/{run_id}")))
             .send()
             .await
             .expect("get run");
@@ -97,7 +115,7 @@ async fn wait_for_end(client: &reqwest::Client, run_id: &str, limit: Duration) -
         if started.elapsed() > limit {
             panic!(
                 "run {run_id} still {state} after {limit:?}; server stderr:\n{}",
-                server().stderr()
+                server.stderr()
             );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -259,9 +277,49 @@ async fn check_sdk_too_old(relative: &str, missing: &str) {
     );
 }
 
+/// A server that installs kfp 2.15.0 whatever kfp a component pins.
+fn newer_kfp_server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let server = Server::start_with(&["--executor", "local", "--kfp-package", "kfp==2.15.0"]);
+        stop_after_this_process(server.pid());
+        server
+    })
+}
+
+/// The same two files on a server started with `--kfp-package kfp==2.15.0`.
+async fn run_with_newer_kfp(relative: &str) -> Value {
+    let server = newer_kfp_server();
+    let run = run_corpus_on(
+        server,
+        relative,
+        json!({}),
+        Duration::from_secs(15 * MINUTES),
+    )
+    .await;
+    assert_eq!(
+        run["state"],
+        "SUCCEEDED",
+        "{relative}: error {:?}; tasks {:?}\n{}",
+        run["error"],
+        task_states(&run),
+        server.stderr()
+    );
+    run
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_artifact_needs_a_newer_kfp_than_it_installs() {
     check_sdk_too_old("essential/embedded_artifact.yaml", "EmbeddedInput").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_artifact_runs_with_the_kfp_package_option() {
+    let run = run_with_newer_kfp("essential/embedded_artifact.yaml").await;
+    for name in ["read-embedded-artifact-dir", "read-embedded-artifact-file"] {
+        let task = task_named(&run, name);
+        assert_eq!(task["state"], "SUCCEEDED", "{task}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,6 +329,26 @@ async fn artifact_custom_path_needs_a_newer_kfp_than_it_installs() {
         "set_path",
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn artifact_custom_path_runs_with_the_kfp_package_option() {
+    let server = newer_kfp_server();
+    let run = run_with_newer_kfp("critical/pipeline_with_artifact_custom_path.yaml").await;
+    let run_id = run["run_id"].as_str().unwrap_or_default();
+    let producer = task_named(&run, "component-output-artifact");
+    let task_id = producer["task_id"].as_str().unwrap_or_default();
+    let (status, read) = server
+        .get(&format!(
+            "/runs/{run_id}/nodes/{task_id}/artifacts/out_dataset:read"
+        ))
+        .await;
+    assert_eq!(status, 200, "{read}");
+    let data = read["data"].as_str().unwrap_or_default();
+    // base64 of "Hello, World!", what the component wrote at its set_path location.
+    assert_eq!(data, "SGVsbG8sIFdvcmxkIQ==");
+    let validate = task_named(&run, "validate-input-artifact");
+    assert_eq!(validate["state"], "SUCCEEDED", "{validate}");
 }
 
 // ---------------------------------------------------------------------------

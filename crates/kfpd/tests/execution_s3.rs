@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::{corpus_dir, Server};
+use kfpd_store::sql::{Options, SqlStore};
+use kfpd_store::ExecutionStore;
 use serde_json::{json, Value};
 
 async fn wait_for_end(server: &Server, run_id: &str) -> Value {
@@ -92,4 +94,42 @@ async fn artifacts_go_to_the_s3_store() {
         .join("artifacts")
         .join("containerized-two-step-pipeline")
         .exists());
+
+    // Every task's log went to the bucket too, and is served from there once the
+    // task's work dir is gone.
+    let url = format!("sqlite://{}", server.dir.path().join("kfpd.db").display());
+    let store = SqlStore::connect(&Options::new(url)).await.unwrap();
+    let tasks = store.list_tasks(&run_id).await.unwrap();
+    let containers: Vec<_> = tasks
+        .iter()
+        .filter(|task| task.kind == kfpd_store::TaskKind::Runtime)
+        .collect();
+    assert!(!containers.is_empty());
+    let mut logged = String::new();
+    for task in containers {
+        let details: Value = serde_json::from_str(&task.details).unwrap();
+        let expected = format!(
+            "minio://{bucket}/v2/artifacts/logs/{run_id}/{}/main.log",
+            task.id
+        );
+        assert_eq!(details["log_uri"], json!(expected), "{details}");
+        let log_url = format!(
+            "{}/apis/v1alpha1/runs/{run_id}/nodes/{}/log",
+            server.base, task.id
+        );
+        let before = server.client.get(&log_url).send().await.unwrap();
+        assert_eq!(before.status(), 200);
+        let before = before.text().await.unwrap();
+        logged.push_str(&before);
+        let work = server.dir.path().join("work").join(&run_id).join(&task.id);
+        std::fs::remove_dir_all(&work).unwrap();
+        let after = server.client.get(&log_url).send().await.unwrap();
+        assert_eq!(after.status(), 200);
+        assert_eq!(
+            after.text().await.unwrap(),
+            before,
+            "served from the bucket"
+        );
+    }
+    assert!(!logged.is_empty(), "component2 cats its input into its log");
 }
