@@ -461,10 +461,13 @@ pub async fn create_runs(
     Ok(throughput)
 }
 
-/// The two statements ListRuns runs, timed apart: the page and its COUNT(*).
+/// The statements behind one ListRuns, timed apart: the page, the `total_size` from
+/// the run counts (what list_runs runs) and, for comparison, a `COUNT(*)` over runs.
 pub struct Breakdown {
     pub variant: String,
     pub page: Samples,
+    /// `None` when list_runs itself would fall back to `COUNT(*)`.
+    pub counted: Option<Samples>,
     pub count: Samples,
     pub total: i64,
     /// EXPLAIN output of the page and the count statement.
@@ -493,6 +496,11 @@ pub async fn breakdown(
     scope.push_conditions(dialect, &query.conditions, None);
     let mut count = Sql::new("SELECT COUNT(*)");
     count.append(&scope);
+    let experiment_id = match variant {
+        Variant::Experiment(id) => Some(id.as_str()),
+        _ => None,
+    };
+    let counted_total = store.run_total_statement(None, experiment_id, &query.conditions);
     let mut page = Sql::new("SELECT ");
     page.push(RUN_COLUMNS)
         .push(", ")
@@ -504,6 +512,7 @@ pub async fn breakdown(
     let pool = store.pool();
     let mut page_samples = Samples::default();
     let mut count_samples = Samples::default();
+    let mut counted_samples = counted_total.as_ref().map(|_| Samples::default());
     let mut total = 0i64;
     for index in 0..samples + 3 {
         let (text, args) = page.build(dialect);
@@ -522,6 +531,22 @@ pub async fn breakdown(
             page_samples.push(took);
             count_samples.push(count_took);
         }
+        if let (Some(statement), Some(samples)) = (&counted_total, counted_samples.as_mut()) {
+            let (text, args) = statement.build(dialect);
+            let started = Instant::now();
+            let row = sqlx::query_with(&text, args).fetch_one(pool).await?;
+            let counted_took = started.elapsed();
+            let counted = sqlx::Row::try_get::<i64, _>(&row, 0)?;
+            if counted != total {
+                bail!(
+                    "run counts say {counted}, COUNT(*) says {total} ({})",
+                    variant.label()
+                );
+            }
+            if index >= 3 {
+                samples.push(counted_took);
+            }
+        }
     }
     let plans = (
         explain(store, &page, analyze).await?,
@@ -530,6 +555,7 @@ pub async fn breakdown(
     Ok(Breakdown {
         variant: variant.label().to_string(),
         page: page_samples,
+        counted: counted_samples,
         count: count_samples,
         total,
         plans,

@@ -202,8 +202,10 @@ pub async fn seed(store: &SqlStore, plan: &Plan) -> Result<Seeded> {
         }
         Dialect::Mysql => {}
     }
-    let time_finish = finish_started.elapsed();
     drop(pool_conn);
+    // The run counts that list totals come from, as the store would have kept them.
+    store.rebuild_run_counts().await?;
+    let time_finish = finish_started.elapsed();
 
     let mut experiments: Vec<(String, usize)> =
         experiment_ids.into_iter().zip(experiment_runs).collect();

@@ -121,6 +121,8 @@ conformance!(
     tasks_and_artifacts,
     task_batches_upsert_in_order,
     artifacts_found_by_uri,
+    run_totals_follow_every_change,
+    concurrent_creates_fail_alone,
 );
 
 fn query(resource: Resource, size: i32, sort: &str, filter: Option<Vec<Predicate>>) -> ListQuery {
@@ -1056,7 +1058,10 @@ async fn task_batches_upsert_in_order(store: Arc<SqlStore>) {
         .save_tasks(&[first.clone(), second.clone()])
         .await
         .unwrap();
-    assert_eq!(store.list_tasks(&run.id).await.unwrap(), [first.clone(), second.clone()]);
+    assert_eq!(
+        store.list_tasks(&run.id).await.unwrap(),
+        [first.clone(), second.clone()]
+    );
 
     // The end of one task and the start of the next in one batch: the existing
     // row is overwritten in place, the new one inserted.
@@ -1528,4 +1533,208 @@ async fn concurrent_claims_fire_each_tick_once(store: Arc<SqlStore>) {
     assert_eq!(runs.total_size, TICKS);
     let row = store.get_recurring_run(&recurring.id).await.unwrap();
     assert_eq!((row.last_fired_at, row.fired_count), (Some(TICKS), TICKS));
+}
+
+/// `total_size` of run lists filtered on counted columns comes from `run_counts`;
+/// after every kind of change it must equal the rows the list really returns.
+async fn run_totals_follow_every_change(store: Arc<SqlStore>) {
+    let first = store
+        .create_experiment(new_experiment("totals-a", 1))
+        .await
+        .unwrap();
+    let second = store
+        .create_experiment(new_experiment("totals-b", 1))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for index in 0..24 {
+        let experiment = if index % 3 == 0 { &second } else { &first };
+        let mut run = new_run(&experiment.id, &format!("t{index}"), 10 + index);
+        if index % 4 == 0 {
+            run.namespace = "team-a".into();
+        }
+        ids.push(store.create_run(run).await.unwrap().id);
+    }
+    // Concurrent creates and transitions in one experiment must neither deadlock
+    // nor lose an update.
+    let mut writers = Vec::new();
+    for writer in 0..6 {
+        let store = Arc::clone(&store);
+        let experiment_id = first.id.clone();
+        writers.push(tokio::spawn(async move {
+            for index in 0..5 {
+                let run = store
+                    .create_run(new_run(&experiment_id, &format!("w{writer}-{index}"), 100))
+                    .await
+                    .unwrap();
+                store
+                    .transition_run(&run.id, &[RunState::Pending], RunState::Running, None, 101)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    for (index, id) in ids.iter().enumerate() {
+        let state = match index % 4 {
+            0 => RunState::Running,
+            1 => RunState::Succeeded,
+            2 => RunState::Failed,
+            _ => continue,
+        };
+        store
+            .transition_run(id, &[RunState::Pending], state, None, 200)
+            .await
+            .unwrap();
+    }
+    store
+        .set_run_storage_state(&ids[1], StorageState::Archived, 300)
+        .await
+        .unwrap();
+    store
+        .set_run_storage_state(&ids[2], StorageState::Archived, 300)
+        .await
+        .unwrap();
+    store
+        .set_run_storage_state(&ids[2], StorageState::Available, 301)
+        .await
+        .unwrap();
+    store.delete_run(&ids[5]).await.unwrap();
+    store
+        .set_experiment_storage_state(&second.id, StorageState::Archived, 400)
+        .await
+        .unwrap();
+
+    let s = |text: &str| Value::Str(text.to_string());
+    let scopes = [
+        Scope::default(),
+        Scope {
+            experiment_id: Some(first.id.clone()),
+            ..Scope::default()
+        },
+        Scope {
+            experiment_id: Some(second.id.clone()),
+            ..Scope::default()
+        },
+        Scope {
+            namespace: Some("team-a".into()),
+            ..Scope::default()
+        },
+    ];
+    let filters: Vec<Option<Vec<Predicate>>> = vec![
+        None,
+        Some(vec![pred("state", Op::Eq, s("RUNNING"))]),
+        Some(vec![pred("state", Op::Ne, s("PENDING"))]),
+        Some(vec![pred(
+            "state",
+            Op::In,
+            Value::Strs(vec!["FAILED".into(), "SUCCEEDED".into()]),
+        )]),
+        Some(vec![pred("storage_state", Op::Eq, s("ARCHIVED"))]),
+        Some(vec![
+            pred("storage_state", Op::Ne, s("ARCHIVED")),
+            pred("state", Op::Eq, s("PENDING")),
+        ]),
+        Some(vec![pred("state", Op::Substring, s("ED"))]),
+        // Not a counted column: counted the slow way, must agree all the same.
+        Some(vec![pred("name", Op::Substring, s("w1"))]),
+    ];
+    let check = |label: &'static str| {
+        let store = Arc::clone(&store);
+        let scopes = scopes.clone();
+        let filters = filters.clone();
+        async move {
+            for scope in &scopes {
+                for filter in &filters {
+                    let page = store
+                        .list_runs(
+                            scope,
+                            &query(Resource::Run, 200, "created_at", filter.clone()),
+                        )
+                        .await
+                        .unwrap();
+                    assert_eq!(
+                        page.total_size,
+                        page.items.len() as i64,
+                        "{label}: scope {scope:?}, filter {filter:?}"
+                    );
+                }
+            }
+        }
+    };
+    check("maintained counts").await;
+    let everything = store
+        .list_runs(
+            &Scope::default(),
+            &query(Resource::Run, 200, "created_at", None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(everything.total_size, 24 + 30 - 1);
+    store.rebuild_run_counts().await.unwrap();
+    check("rebuilt counts").await;
+}
+
+/// Concurrent creates share transactions; a run the database refuses (a name longer
+/// than the column on PostgreSQL and MySQL) must fail alone, never the runs that
+/// shared its batch.
+async fn concurrent_creates_fail_alone(store: Arc<SqlStore>) {
+    let experiment = store
+        .create_experiment(new_experiment("batched-creates", 1))
+        .await
+        .unwrap();
+    let mut creates = Vec::new();
+    for index in 0..40 {
+        let store = Arc::clone(&store);
+        let experiment_id = experiment.id.clone();
+        creates.push(tokio::spawn(async move {
+            let name = if index == 17 {
+                "x".repeat(300)
+            } else {
+                format!("batched-{index}")
+            };
+            let created = store
+                .create_run(new_run(&experiment_id, &name, 100 + index))
+                .await;
+            (name, created)
+        }));
+    }
+    let mut stored = 0;
+    for create in creates {
+        let (name, created) = create.await.unwrap();
+        if name.len() == 300 {
+            if let Ok(run) = created {
+                // SQLite does not enforce VARCHAR lengths.
+                assert_eq!(store.get_run(&run.id).await.unwrap().display_name, name);
+                stored += 1;
+            }
+            continue;
+        }
+        let run = created.unwrap_or_else(|error| panic!("{name} failed: {error}"));
+        let read = store.get_run(&run.id).await.unwrap();
+        assert_eq!(read.display_name, name);
+        assert_eq!(read.pipeline_spec, run.pipeline_spec);
+        assert_eq!(read, run);
+        stored += 1;
+    }
+    let scope = Scope {
+        experiment_id: Some(experiment.id.clone()),
+        ..Scope::default()
+    };
+    let page = store
+        .list_runs(&scope, &query(Resource::Run, 100, "created_at", None))
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), stored);
+    assert_eq!(page.total_size, stored as i64);
+    assert_eq!(
+        store
+            .get_experiment(&experiment.id)
+            .await
+            .unwrap()
+            .last_run_created_at,
+        139
+    );
 }

@@ -111,6 +111,7 @@ impl SqlStore {
             pool,
             dialect,
             write_lock: is_sqlite.then(|| Arc::new(Mutex::new(()))),
+            run_batches: Arc::default(),
         };
         migrate::run(&store).await?;
         Ok(store)

@@ -110,11 +110,12 @@ impl ExperimentStore for SqlStore {
             return Err(Error::not_found("experiment", id));
         }
         if state == StorageState::Archived {
-            let mut runs = Sql::new("UPDATE runs SET storage_state = ");
-            runs.bind(StorageState::Archived.as_str())
-                .push(" WHERE experiment_uuid = ")
-                .bind(id);
-            tx.execute(&runs).await?;
+            super::run_counts::archive_experiment_runs(
+                &mut tx,
+                id,
+                StorageState::Archived.as_str(),
+            )
+            .await?;
             let mut jobs = Sql::new("UPDATE recurring_runs SET enabled = 0, updated_at = ");
             jobs.bind(now)
                 .push(" WHERE experiment_uuid = ")

@@ -51,10 +51,17 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../migrations/postgres/0005_artifact_uri.sql"),
         mysql: include_str!("../../migrations/mysql/0005_artifact_uri.sql"),
     },
+    Migration {
+        version: 6,
+        name: "run_counts",
+        sqlite: include_str!("../../migrations/sqlite/0006_run_counts.sql"),
+        postgres: include_str!("../../migrations/postgres/0006_run_counts.sql"),
+        mysql: include_str!("../../migrations/mysql/0006_run_counts.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST_VERSION: i64 = 5;
+pub const LATEST_VERSION: i64 = 6;
 
 const LOCK_NAME: &str = "kfpd_migrations";
 

@@ -11,6 +11,8 @@ mod pipelines;
 mod query;
 mod recurring_runs;
 mod rows;
+mod run_batch;
+mod run_counts;
 mod runs;
 mod schedules;
 mod tasks;
@@ -35,6 +37,8 @@ pub struct SqlStore {
     /// SQLite allows one writer at a time; taking this lock before a write
     /// transaction turns "database is locked" failures into a short wait.
     write_lock: Option<Arc<Mutex<()>>>,
+    /// Concurrent CreateRun calls share transactions (group commit).
+    run_batches: Arc<run_batch::RunBatches>,
 }
 
 /// A write transaction, holding the SQLite writer lock while it lives.
@@ -90,6 +94,20 @@ impl SqlStore {
     ) -> Result<Page<T>, Error> {
         let mut count = Sql::new("SELECT COUNT(*)");
         count.append(scope);
+        self.list_page_counted(columns, scope, &count, query, map)
+            .await
+    }
+
+    /// `list_page` with the statement that gives `total_size` (one row, one integer)
+    /// chosen by the caller, for tables that keep their counts elsewhere.
+    pub(crate) async fn list_page_counted<T>(
+        &self,
+        columns: &str,
+        scope: &Sql,
+        count: &Sql,
+        query: &ListQuery,
+        map: impl Fn(&AnyRow) -> Result<T, Error>,
+    ) -> Result<Page<T>, Error> {
         let mut page = Sql::new("SELECT ");
         page.push(columns)
             .push(", ")
@@ -142,6 +160,11 @@ impl Tx<'_> {
         Ok(sqlx::query_with(&text, args)
             .fetch_optional(self.conn())
             .await?)
+    }
+
+    pub(crate) async fn fetch_all(&mut self, sql: &Sql) -> Result<Vec<AnyRow>, Error> {
+        let (text, args) = sql.build(self.dialect);
+        Ok(sqlx::query_with(&text, args).fetch_all(self.conn()).await?)
     }
 
     /// ` FOR UPDATE` where the engine has row locks; SQLite's single writer already

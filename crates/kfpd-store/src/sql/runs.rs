@@ -5,6 +5,7 @@ use sqlx::any::AnyRow;
 
 use super::pipelines::push_values;
 use super::rows::{int, opt_text, text};
+use super::run_counts::{self, CountKey};
 use super::{Arg, Sql, SqlStore, Tx};
 use crate::list::{ListQuery, Page};
 use crate::{new_id, Error, NewRun, Run, RunState, RunStore, Scope, StateChange, StorageState};
@@ -41,6 +42,17 @@ fn run(row: &AnyRow) -> Result<Run, Error> {
     })
 }
 
+/// The `run_counts` row a run is counted in.
+fn count_key(run: &Run) -> CountKey {
+    CountKey::of_run(
+        &run.id,
+        &run.namespace,
+        &run.experiment_id,
+        run.storage_state.as_str(),
+        run.state.as_str(),
+    )
+}
+
 fn history_json(history: &[StateChange]) -> Result<String, Error> {
     serde_json::to_string(history)
         .map_err(|error| Error::Internal(format!("encoding run state history: {error}")))
@@ -58,88 +70,158 @@ async fn locked_run(tx: &mut Tx<'_>, id: &str) -> Result<Run, Error> {
     run(&row)
 }
 
+/// Bind parameters per `runs` row, and rows per multi-row `INSERT` (well under every
+/// backend's parameter limit).
+const RUN_VALUES: usize = 21;
+const RUNS_PER_STATEMENT: usize = 50;
+/// Pipeline specs per `INSERT` stop growing past this many bytes, so one statement
+/// stays far below MySQL's `max_allowed_packet`.
+const SPEC_BYTES_PER_STATEMENT: usize = 4 << 20;
+
 /// Inserts a PENDING run with its spec and bumps its experiment's
 /// `last_run_created_at`, inside the caller's transaction.
 pub(super) async fn insert_run(tx: &mut Tx<'_>, id: String, new: NewRun) -> Result<Run, Error> {
-    let state = RunState::Pending;
-    let history = vec![StateChange {
-        time: new.created_at,
-        state,
-        error: None,
-    }];
-    let created = Run {
-        id,
-        experiment_id: new.experiment_id.clone(),
-        namespace: new.namespace.clone(),
-        display_name: new.display_name.clone(),
-        description: new.description.clone(),
-        storage_state: StorageState::Available,
-        service_account: new.service_account.clone(),
-        created_at: new.created_at,
-        scheduled_at: new.scheduled_at,
-        finished_at: 0,
-        state,
-        error: None,
-        pipeline_id: new.pipeline_id.clone(),
-        pipeline_version_id: new.pipeline_version_id.clone(),
-        recurring_run_id: new.recurring_run_id.clone(),
-        runtime_config: new.runtime_config.clone(),
-        state_history: history,
-        pipeline_spec: new.inline_spec.then(|| new.pipeline_spec.clone()),
-    };
-    let mut sql = Sql::new("INSERT INTO runs (");
-    sql.push(COLUMNS)
-        .push(", archived_at, conditions, runtime_details) VALUES (");
-    let values: [Arg; 21] = [
-        (&created.id).into(),
-        (&created.experiment_id).into(),
-        (&created.namespace).into(),
-        (&created.display_name).into(),
-        (&created.description).into(),
-        created.storage_state.as_str().into(),
-        (&created.service_account).into(),
-        created.created_at.into(),
-        created.scheduled_at.into(),
-        0.into(),
-        state.as_str().into(),
-        Arg::NullStr,
-        (&created.pipeline_id).into(),
-        (&created.pipeline_version_id).into(),
-        (&created.recurring_run_id).into(),
-        (&created.runtime_config).into(),
-        history_json(&created.state_history)?.into(),
-        new.inline_spec.into(),
-        0.into(),
-        state.condition().into(),
-        "".into(),
-    ];
-    push_values(&mut sql, values);
-    let mut spec = Sql::new("INSERT INTO run_specs (run_uuid, pipeline_spec) VALUES (");
-    spec.bind(&created.id)
-        .push(", ")
-        .bind(&new.pipeline_spec)
-        .push(")");
-    let mut experiment = Sql::new("UPDATE experiments SET last_run_created_at = ");
-    experiment
-        .bind(created.created_at)
-        .push(" WHERE uuid = ")
-        .bind(&created.experiment_id)
-        .push(" AND last_run_created_at < ")
-        .bind(created.created_at);
+    let mut created = insert_runs(tx, &[(id, new)]).await?;
+    created
+        .pop()
+        .ok_or_else(|| Error::Internal("run insert returned nothing".into()))
+}
 
-    tx.execute(&sql).await?;
-    tx.execute(&spec).await?;
-    tx.execute(&experiment).await?;
+/// [`insert_run`] for many runs at once: multi-row inserts, one experiment update per
+/// experiment and one count change per counted row. Returns the runs in order.
+pub(super) async fn insert_runs(
+    tx: &mut Tx<'_>,
+    runs: &[(String, NewRun)],
+) -> Result<Vec<Run>, Error> {
+    let mut created = Vec::with_capacity(runs.len());
+    for (id, new) in runs {
+        let state = RunState::Pending;
+        let history = vec![StateChange {
+            time: new.created_at,
+            state,
+            error: None,
+        }];
+        created.push(Run {
+            id: id.clone(),
+            experiment_id: new.experiment_id.clone(),
+            namespace: new.namespace.clone(),
+            display_name: new.display_name.clone(),
+            description: new.description.clone(),
+            storage_state: StorageState::Available,
+            service_account: new.service_account.clone(),
+            created_at: new.created_at,
+            scheduled_at: new.scheduled_at,
+            finished_at: 0,
+            state,
+            error: None,
+            pipeline_id: new.pipeline_id.clone(),
+            pipeline_version_id: new.pipeline_version_id.clone(),
+            recurring_run_id: new.recurring_run_id.clone(),
+            runtime_config: new.runtime_config.clone(),
+            state_history: history,
+            pipeline_spec: new.inline_spec.then(|| new.pipeline_spec.clone()),
+        });
+    }
+
+    for (chunk, requests) in created
+        .chunks(RUNS_PER_STATEMENT)
+        .zip(runs.chunks(RUNS_PER_STATEMENT))
+    {
+        let mut sql = Sql::new("INSERT INTO runs (");
+        sql.push(COLUMNS)
+            .push(", archived_at, conditions, runtime_details) VALUES ");
+        for (index, (run, (_, new))) in chunk.iter().zip(requests).enumerate() {
+            if index > 0 {
+                sql.push(", ");
+            }
+            sql.push("(");
+            let values: [Arg; RUN_VALUES] = [
+                (&run.id).into(),
+                (&run.experiment_id).into(),
+                (&run.namespace).into(),
+                (&run.display_name).into(),
+                (&run.description).into(),
+                run.storage_state.as_str().into(),
+                (&run.service_account).into(),
+                run.created_at.into(),
+                run.scheduled_at.into(),
+                0.into(),
+                run.state.as_str().into(),
+                Arg::NullStr,
+                (&run.pipeline_id).into(),
+                (&run.pipeline_version_id).into(),
+                (&run.recurring_run_id).into(),
+                (&run.runtime_config).into(),
+                history_json(&run.state_history)?.into(),
+                new.inline_spec.into(),
+                0.into(),
+                run.state.condition().into(),
+                "".into(),
+            ];
+            push_values(&mut sql, values);
+        }
+        tx.execute(&sql).await?;
+    }
+
+    let mut pending_specs = Vec::new();
+    let mut pending_bytes = 0;
+    for (id, new) in runs {
+        pending_bytes += new.pipeline_spec.len();
+        pending_specs.push((id, &new.pipeline_spec));
+        if pending_specs.len() == RUNS_PER_STATEMENT || pending_bytes >= SPEC_BYTES_PER_STATEMENT {
+            insert_specs(tx, &pending_specs).await?;
+            pending_specs.clear();
+            pending_bytes = 0;
+        }
+    }
+    insert_specs(tx, &pending_specs).await?;
+
+    let mut newest: Vec<(&str, i64)> = Vec::new();
+    for run in &created {
+        match newest
+            .iter_mut()
+            .find(|(experiment, _)| *experiment == run.experiment_id)
+        {
+            Some((_, at)) => *at = (*at).max(run.created_at),
+            None => newest.push((&run.experiment_id, run.created_at)),
+        }
+    }
+    newest.sort();
+    for (experiment_id, at) in newest {
+        let mut experiment = Sql::new("UPDATE experiments SET last_run_created_at = ");
+        experiment
+            .bind(at)
+            .push(" WHERE uuid = ")
+            .bind(experiment_id)
+            .push(" AND last_run_created_at < ")
+            .bind(at);
+        tx.execute(&experiment).await?;
+    }
+
+    let counts = created.iter().map(|run| (count_key(run), 1)).collect();
+    run_counts::adjust(tx, counts).await?;
     Ok(created)
+}
+
+async fn insert_specs(tx: &mut Tx<'_>, specs: &[(&String, &String)]) -> Result<(), Error> {
+    if specs.is_empty() {
+        return Ok(());
+    }
+    let mut sql = Sql::new("INSERT INTO run_specs (run_uuid, pipeline_spec) VALUES ");
+    for (index, (id, spec)) in specs.iter().enumerate() {
+        if index > 0 {
+            sql.push(", ");
+        }
+        sql.push("(").bind(*id).push(", ").bind(*spec).push(")");
+    }
+    tx.execute(&sql).await?;
+    Ok(())
 }
 
 #[async_trait]
 impl RunStore for SqlStore {
     async fn create_run(&self, new: NewRun) -> Result<Run, Error> {
-        let mut tx = self.begin().await?;
-        let created = insert_run(&mut tx, new_id(), new).await?;
-        tx.commit().await?;
-        Ok(created)
+        self.run_batches.create(self, new_id(), new).await
     }
 
     async fn get_run(&self, id: &str) -> Result<Run, Error> {
@@ -167,7 +249,17 @@ impl RunStore for SqlStore {
             from.push(" AND experiment_uuid = ").bind(experiment_id);
         }
         from.push_conditions(self.dialect, &query.conditions, None);
-        self.list_page(COLUMNS, &from, query, run).await
+        let counted = run_counts::total_statement(
+            self.dialect,
+            scope.namespace.as_deref(),
+            scope.experiment_id.as_deref(),
+            &query.conditions,
+        );
+        let Some(count) = counted else {
+            return self.list_page(COLUMNS, &from, query, run).await;
+        };
+        self.list_page_counted(COLUMNS, &from, &count, query, run)
+            .await
     }
 
     async fn set_run_storage_state(
@@ -204,11 +296,17 @@ impl RunStore for SqlStore {
             .push(" WHERE uuid = ")
             .bind(id);
         tx.execute(&sql).await?;
+        let after = Run {
+            storage_state: state,
+            ..current.clone()
+        };
+        run_counts::moved(&mut tx, count_key(&current), count_key(&after)).await?;
         tx.commit().await
     }
 
     async fn delete_run(&self, id: &str) -> Result<(), Error> {
         let mut tx = self.begin().await?;
+        let current = locked_run(&mut tx, id).await?;
         for statement in [
             "DELETE FROM artifact_links WHERE run_uuid = ",
             "DELETE FROM artifacts WHERE run_uuid = ",
@@ -224,6 +322,7 @@ impl RunStore for SqlStore {
         if tx.execute(&sql).await? == 0 {
             return Err(Error::not_found("run", id));
         }
+        run_counts::adjust(&mut tx, vec![(count_key(&current), -1)]).await?;
         tx.commit().await
     }
 
@@ -265,8 +364,10 @@ impl RunStore for SqlStore {
             .push(" WHERE uuid = ")
             .bind(id);
         tx.execute(&sql).await?;
-        tx.commit().await?;
+        let before = count_key(&current);
         current.state = state;
+        run_counts::moved(&mut tx, before, count_key(&current)).await?;
+        tx.commit().await?;
         current.finished_at = finished_at;
         current.error = error;
         Ok(current)
