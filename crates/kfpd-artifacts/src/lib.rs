@@ -103,6 +103,14 @@ impl Error {
     }
 }
 
+/// One object of a directory artifact.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectoryEntry {
+    /// Relative to the directory, `/`-separated.
+    pub path: String,
+    pub size: u64,
+}
+
 /// Where artifacts are stored.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Options {
@@ -365,6 +373,16 @@ impl ArtifactStore {
         match &self.backend {
             Backend::Local(l) => l.read(uri, max_bytes).await,
             Backend::S3(s) => s.read(uri, max_bytes).await,
+        }
+    }
+
+    /// Every object under `uri/` (a directory artifact), sorted by path, so a caller can
+    /// size and read a directory object by object. Nothing under `uri/` (also when `uri`
+    /// is a single object) is [`Error::NotFound`].
+    pub async fn list_directory(&self, uri: &str) -> Result<Vec<DirectoryEntry>, Error> {
+        match &self.backend {
+            Backend::Local(l) => l.list_directory(uri).await,
+            Backend::S3(s) => s.list_directory(uri).await,
         }
     }
 

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::{validate_key, validate_segment, Error};
+use crate::{validate_key, validate_segment, DirectoryEntry, Error};
 
 /// How [`crate::ArtifactStore::upload_with`] treats the local path.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -223,6 +223,34 @@ impl LocalStore {
                 });
             }
             Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
+    pub(crate) async fn list_directory(&self, uri: &str) -> Result<Vec<DirectoryEntry>, Error> {
+        let dir = self.path(uri)?;
+        let u = uri.to_string();
+        blocking(uri, &dir.clone(), move || {
+            match fs::metadata(&dir) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return Err(Error::NotFound { uri: u }),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(Error::NotFound { uri: u })
+                }
+                Err(e) => return Err(Error::io(&dir, &u, e)),
+            }
+            let mut entries = Vec::new();
+            for (abs, rel) in walk_files(&dir, true, &u)? {
+                let meta = fs::metadata(&abs).map_err(|e| Error::io(&abs, &u, e))?;
+                entries.push(DirectoryEntry {
+                    path: rel,
+                    size: meta.len(),
+                });
+            }
+            if entries.is_empty() {
+                return Err(Error::NotFound { uri: u });
+            }
+            Ok(entries)
         })
         .await
     }

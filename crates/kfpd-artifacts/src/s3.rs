@@ -22,7 +22,7 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, Re
 use tokio::io::AsyncWriteExt;
 
 use crate::local::{walk_files, UploadMode};
-use crate::{validate_key, validate_segment, Error};
+use crate::{validate_key, validate_segment, DirectoryEntry, Error};
 
 /// Concurrent object transfers for directory uploads and downloads.
 const CONCURRENCY: usize = 4;
@@ -462,6 +462,41 @@ impl S3Store {
             buf.extend_from_slice(&chunk);
         }
         Ok(buf.freeze())
+    }
+
+    pub(crate) async fn list_directory(&self, uri: &str) -> Result<Vec<DirectoryEntry>, Error> {
+        let path = self.path(uri)?;
+        let objects: Vec<object_store::ObjectMeta> = self
+            .inner
+            .store
+            .list(Some(&path))
+            .try_collect()
+            .await
+            .map_err(|e| Self::store_err(uri, e))?;
+        let mut entries = Vec::with_capacity(objects.len());
+        for meta in objects {
+            let Some(parts) = meta.location.prefix_match(&path) else {
+                continue;
+            };
+            let mut segments = Vec::new();
+            for part in parts {
+                validate_segment(uri, part.as_ref())?;
+                segments.push(part.as_ref().to_string());
+            }
+            if !segments.is_empty() {
+                entries.push(DirectoryEntry {
+                    path: segments.join("/"),
+                    size: meta.size,
+                });
+            }
+        }
+        if entries.is_empty() {
+            return Err(Error::NotFound {
+                uri: uri.to_string(),
+            });
+        }
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(entries)
     }
 
     pub(crate) async fn exists(&self, uri: &str) -> Result<bool, Error> {

@@ -202,6 +202,60 @@ mod cases {
         );
     }
 
+    pub async fn list_directory(fx: Fixture) {
+        let uri = fx.uri("dataset");
+        let src = fx.path("out/dataset");
+        let expected = sample_tree(&src);
+        fx.store.upload(&src, &uri).await.expect("upload");
+        let listed = fx.store.list_directory(&uri).await.expect("list");
+        let sizes: BTreeMap<String, u64> = expected
+            .iter()
+            .map(|(path, data)| (path.clone(), data.len() as u64))
+            .collect();
+        assert_eq!(
+            listed
+                .iter()
+                .map(|entry| (entry.path.clone(), entry.size))
+                .collect::<Vec<_>>(),
+            sizes.into_iter().collect::<Vec<_>>(),
+            "every file, sorted by path, with its size"
+        );
+        // Each listed path reads back as its own object.
+        for entry in &listed {
+            let data = fx
+                .store
+                .read(&format!("{uri}/{}", entry.path), 1 << 20)
+                .await
+                .expect("read entry");
+            assert_eq!(data.to_vec(), expected[&entry.path], "{}", entry.path);
+        }
+        let sub = fx
+            .store
+            .list_directory(&format!("{uri}/sub/"))
+            .await
+            .expect("list sub");
+        assert_eq!(
+            sub.iter()
+                .map(|entry| entry.path.as_str())
+                .collect::<Vec<_>>(),
+            ["b.txt", "deeper/c.bin"]
+        );
+        // A single object and a missing uri have nothing under them.
+        for nothing in [
+            format!("{uri}/a.txt"),
+            fx.uri("missing"),
+            format!("{uri}/su"),
+        ] {
+            assert!(
+                matches!(
+                    fx.store.list_directory(&nothing).await,
+                    Err(Error::NotFound { .. })
+                ),
+                "{nothing}"
+            );
+        }
+    }
+
     pub async fn exists_object_and_prefix(fx: Fixture) {
         let uri = fx.uri("tree");
         assert!(!fx.store.exists(&uri).await.expect("exists"));
@@ -424,6 +478,7 @@ macro_rules! conformance {
             case!(file_roundtrip);
             case!(large_file_roundtrip);
             case!(directory_tree);
+            case!(list_directory);
             case!(exists_object_and_prefix);
             case!(read_with_limit);
             case!(delete);

@@ -15,8 +15,8 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::extract::{id_and_verb, Params};
-use crate::error::Result;
-use crate::service::{Api, ArtifactView, ListArtifactsResponse};
+use crate::error::{Error, Result};
+use crate::service::{Api, ArtifactView, ListArtifactsResponse, TaskLog};
 
 pub fn routes() -> Router<Api> {
     Router::new()
@@ -36,8 +36,9 @@ pub fn routes() -> Router<Api> {
         .route("/apis/v2beta1/artifacts/{artifact_id}", get(get_artifact))
 }
 
-/// `?follow=true` keeps the response open and sends new lines as the task writes
-/// them, until the task has finished.
+/// A task's log, or one attempt's part of it (node `<task_id>-attempt-<n>`).
+/// `?follow=true` keeps the response open and sends what the node writes, until it
+/// has ended; a node whose process has not started yet is waited for.
 async fn task_log(
     State(api): State<Api>,
     Path((run_id, node_id)): Path<(String, String)>,
@@ -47,72 +48,165 @@ async fn task_log(
     let follow = params.bool("follow")?;
     let log = api.task_log(&run_id, &node_id).await?;
     let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
-    let Some(path) = log.local_path else {
-        let uri = log.object_uri.unwrap_or_default();
-        let bytes = api.read_object(&uri).await?;
-        return Ok((text_plain, bytes).into_response());
-    };
+    if log.local_path.is_none() {
+        if let Some(uri) = &log.object_uri {
+            let whole = api.read_object(uri).await?;
+            return Ok((text_plain, log.slice(whole)).into_response());
+        }
+    }
     if !follow || log.finished {
-        let bytes = tokio::fs::read(&path)
-            .await
-            .map_err(|error| crate::error::Error::internal(format!("cannot read log: {error}")))?;
+        let bytes = match &log.local_path {
+            Some(path) => read_range(path, log.start, log.end)
+                .await
+                .map_err(|error| {
+                    Error::internal(format!("cannot read the log of node {node_id}: {error}"))
+                })?,
+            // Not started yet: nothing written so far.
+            None => bytes::Bytes::new(),
+        };
         return Ok((text_plain, bytes).into_response());
     }
-    let stream = follow_file(api, node_id, path);
+    let stream = follow_log(api, run_id, node_id, log);
     Ok((text_plain, Body::from_stream(stream)).into_response())
 }
 
-/// Yields the file's content, then whatever is appended, until the task ends.
-fn follow_file(
+/// How far a follower has come.
+struct Follower {
     api: Api,
+    run_id: String,
     node_id: String,
-    path: PathBuf,
+    log: TaskLog,
+    offset: u64,
+    done: bool,
+}
+
+/// Longest a follower waits for a node that does not end: a day of 200 ms polls.
+const MAX_POLLS: u32 = 24 * 3600 * 5;
+const POLL: Duration = Duration::from_millis(200);
+
+/// Yields the node's part of the log, then whatever is appended to it, until the
+/// node has ended. Until the log file exists there is nothing to read; every idle
+/// poll asks the store again where the log is and whether the node has ended.
+fn follow_log(
+    api: Api,
+    run_id: String,
+    node_id: String,
+    log: TaskLog,
 ) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> {
-    futures::stream::unfold((0_u64, false), move |(offset, done)| {
-        let api = api.clone();
-        let node_id = node_id.clone();
-        let path = path.clone();
-        async move {
-            if done {
-                return None;
-            }
-            // Bounded: a task that never finishes is still followed at most a day.
-            for _ in 0..(24 * 3600 * 5) {
-                let chunk = read_from(&path, offset).await;
-                match chunk {
-                    Ok(bytes) if !bytes.is_empty() => {
-                        let next = offset + bytes.len() as u64;
-                        return Some((Ok(bytes), (next, false)));
-                    }
-                    Ok(_) => {}
-                    Err(error) => return Some((Err(error), (offset, true))),
-                }
-                let finished = api.task_finished(&node_id).await.unwrap_or(true);
-                if finished {
-                    let rest = read_from(&path, offset).await.unwrap_or_default();
-                    if rest.is_empty() {
-                        return None;
-                    }
-                    let next = offset + rest.len() as u64;
-                    return Some((Ok(rest), (next, true)));
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            None
+    let offset = log.start;
+    let follower = Follower {
+        api,
+        run_id,
+        node_id,
+        log,
+        offset,
+        done: false,
+    };
+    futures::stream::unfold(follower, |mut follower| async move {
+        if follower.done {
+            return None;
         }
+        for _ in 0..MAX_POLLS {
+            match follower.read_next().await {
+                Ok(bytes) if !bytes.is_empty() => return Some((Ok(bytes), follower)),
+                Ok(_) => {}
+                Err(error) => {
+                    follower.done = true;
+                    return Some((Err(error), follower));
+                }
+            }
+            if follower.refresh().await {
+                // Ended: what is left up to the node's end is the last chunk.
+                follower.done = true;
+                let rest = follower.read_rest().await;
+                return (!rest.is_empty()).then_some((Ok(rest), follower));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        None
     })
 }
 
-async fn read_from(path: &PathBuf, offset: u64) -> std::io::Result<bytes::Bytes> {
-    let mut file = tokio::fs::File::open(path).await?;
-    file.seek(std::io::SeekFrom::Start(offset)).await?;
-    let mut buffer = vec![0u8; 64 * 1024];
-    let read = file.read(&mut buffer).await?;
-    buffer.truncate(read);
+impl Follower {
+    async fn read_next(&mut self) -> std::io::Result<bytes::Bytes> {
+        let Some(path) = &self.log.local_path else {
+            return Ok(bytes::Bytes::new());
+        };
+        let end = self
+            .log
+            .end
+            .map_or(self.offset + CHUNK, |end| end.min(self.offset + CHUNK));
+        let bytes = read_range(path, self.offset, Some(end)).await?;
+        self.offset += bytes.len() as u64;
+        Ok(bytes)
+    }
+
+    /// Asks where the log is now; true when the node has ended (or is gone).
+    async fn refresh(&mut self) -> bool {
+        let Ok(now) = self.api.task_log(&self.run_id, &self.node_id).await else {
+            return true;
+        };
+        if self.log.local_path.is_none() && now.local_path.is_some() {
+            self.offset = self.offset.max(now.start);
+        }
+        let finished = now.finished;
+        self.log = now;
+        finished
+    }
+
+    async fn read_rest(&mut self) -> bytes::Bytes {
+        if self.log.local_path.is_none() {
+            // The log moved to the artifact store when the task ended.
+            let Some(uri) = self.log.object_uri.clone() else {
+                return bytes::Bytes::new();
+            };
+            let Ok(whole) = self.api.read_object(&uri).await else {
+                return bytes::Bytes::new();
+            };
+            self.log.start = self.log.start.max(self.offset);
+            return self.log.slice(whole);
+        }
+        let mut rest = bytes::BytesMut::new();
+        loop {
+            match self.read_next().await {
+                Ok(bytes) if !bytes.is_empty() => rest.extend_from_slice(&bytes),
+                _ => break,
+            }
+        }
+        rest.freeze()
+    }
+}
+
+/// Bytes a follower reads at a time.
+const CHUNK: u64 = 64 * 1024;
+
+/// The bytes of the file from `start` to `end` (None: its end).
+async fn read_range(path: &PathBuf, start: u64, end: Option<u64>) -> std::io::Result<bytes::Bytes> {
+    let file = match tokio::fs::File::open(path).await {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(bytes::Bytes::new())
+        }
+        Err(error) => return Err(error),
+    };
+    let mut file = file;
+    file.seek(std::io::SeekFrom::Start(start)).await?;
+    let mut buffer = Vec::new();
+    match end {
+        Some(end) => {
+            file.take(end.saturating_sub(start))
+                .read_to_end(&mut buffer)
+                .await?;
+        }
+        None => {
+            file.read_to_end(&mut buffer).await?;
+        }
+    }
     Ok(bytes::Bytes::from(buffer))
 }
 
-/// `GET …/artifacts/{name}:read` → `{"data": "<base64>"}`, as upstream.
+/// `GET …/artifacts/{name}:read` → `{"data": "<base64>"}`, as upstream; a directory
+/// artifact's data is a gzip'd tar of its files.
 async fn read_artifact(
     State(api): State<Api>,
     Path((run_id, node_id, segment)): Path<(String, String, String)>,

@@ -1,15 +1,19 @@
 //! What the engine recorded about runs: task details for GetRun, task logs, the
 //! artifact read endpoint and the artifact API.
 
+mod archive;
+mod attempts;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use kfpd_api::google_rpc::Status;
 use kfpd_api::v2beta1 as api;
-use kfpd_store::{Artifact, ArtifactLink, Direction, Task, TaskState};
+use kfpd_store::{Artifact, ArtifactLink, Direction, Task, TaskKind, TaskState};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
+use self::attempts::Attempts;
 use super::Api;
 use crate::convert::{runtime_state_of_task, timestamp};
 use crate::error::{Code, Error, Result};
@@ -17,12 +21,46 @@ use crate::error::{Code, Error, Result};
 /// Largest artifact the `:read` endpoint returns inline (it is base64 in JSON).
 const MAX_READ_BYTES: usize = 32 << 20;
 
-/// Where a task's log is and whether more may still come.
+/// Where a node's log is, which part of it is the node's, and whether more may come.
+/// A node is a task, or one attempt of a task (`<task_id>-attempt-<n>`).
 pub struct TaskLog {
+    /// The log file; None while the task's process has not started yet.
     pub local_path: Option<PathBuf>,
     /// The log object in the artifact store, once the task finished.
     pub object_uri: Option<String>,
+    /// The node's bytes of the log: from `start` to `end` (None: the end of the log).
+    pub start: u64,
+    pub end: Option<u64>,
+    /// Nothing more will be written for this node: its task or attempt ended.
     pub finished: bool,
+}
+
+impl TaskLog {
+    /// The node's part of a whole log's bytes.
+    pub fn slice(&self, log: bytes::Bytes) -> bytes::Bytes {
+        let length = log.len() as u64;
+        let start = self.start.min(length) as usize;
+        let end = self.end.unwrap_or(length).clamp(start as u64, length) as usize;
+        log.slice(start..end)
+    }
+}
+
+/// Whether a task's row says it has ended for good. Between two attempts of a retry
+/// policy the row is FAILED for a while but has no end time yet.
+fn task_ended(task: &Task) -> bool {
+    task.state.is_final() && task.finished_at > 0
+}
+
+fn details_of(task: &Task) -> Map<String, Value> {
+    serde_json::from_str(&task.details).unwrap_or_default()
+}
+
+fn status(message: &str) -> Status {
+    Status {
+        code: 2,
+        message: message.to_string(),
+        details: Vec::new(),
+    }
 }
 
 /// The artifact API's view of an artifact, with its lineage.
@@ -164,56 +202,57 @@ pub(crate) fn run_details(
         };
     let details = tasks
         .iter()
-        .map(|task| api::PipelineTaskDetail {
-            run_id: run_id.to_string(),
-            task_id: task.id.clone(),
-            display_name: task.display_name.clone(),
-            create_time: timestamp(task.created_at),
-            start_time: (task.started_at > 0)
-                .then(|| timestamp(task.started_at))
-                .flatten(),
-            end_time: (task.finished_at > 0)
-                .then(|| timestamp(task.finished_at))
-                .flatten(),
-            executor_detail: None,
-            state: runtime_state_of_task(task.state) as i32,
-            execution_id: 0,
-            error: task
-                .error
-                .as_ref()
-                .filter(|_| task.state != TaskState::Succeeded)
-                .map(|message| Status {
-                    code: 2,
-                    message: message.clone(),
-                    details: Vec::new(),
-                }),
-            inputs: artifact_lists(inputs.get(task.id.as_str())),
-            outputs: artifact_lists(outputs.get(task.id.as_str())),
-            parent_task_id: task.parent_id.clone(),
-            state_history: task
-                .state_history
-                .iter()
-                .map(|change| api::RuntimeStatus {
-                    update_time: timestamp(change.time),
-                    state: runtime_state_of_task(change.state) as i32,
-                    error: None,
-                })
-                .collect(),
-            pod_name: String::new(),
-            child_tasks: children
-                .get(task.id.as_str())
-                .map(|ids| {
-                    ids.iter()
-                        .map(|id| api::pipeline_task_detail::ChildTask {
-                            child_task: Some(
-                                api::pipeline_task_detail::child_task::ChildTask::TaskId(
-                                    (*id).to_string(),
+        .map(|task| {
+            let attempts = Attempts::of(&details_of(task));
+            let history_errors = attempts.history_errors(&task.state_history);
+            api::PipelineTaskDetail {
+                run_id: run_id.to_string(),
+                task_id: task.id.clone(),
+                display_name: task.display_name.clone(),
+                create_time: timestamp(task.created_at),
+                start_time: (task.started_at > 0)
+                    .then(|| timestamp(task.started_at))
+                    .flatten(),
+                end_time: (task.finished_at > 0)
+                    .then(|| timestamp(task.finished_at))
+                    .flatten(),
+                executor_detail: attempts.executor_detail(&task.id),
+                state: runtime_state_of_task(task.state) as i32,
+                execution_id: 0,
+                error: task
+                    .error
+                    .as_deref()
+                    .filter(|_| task.state != TaskState::Succeeded)
+                    .map(status),
+                inputs: artifact_lists(inputs.get(task.id.as_str())),
+                outputs: artifact_lists(outputs.get(task.id.as_str())),
+                parent_task_id: task.parent_id.clone(),
+                state_history: task
+                    .state_history
+                    .iter()
+                    .enumerate()
+                    .map(|(index, change)| api::RuntimeStatus {
+                        update_time: timestamp(change.time),
+                        state: runtime_state_of_task(change.state) as i32,
+                        error: history_errors.get(&index).map(|message| status(message)),
+                    })
+                    .collect(),
+                pod_name: String::new(),
+                child_tasks: children
+                    .get(task.id.as_str())
+                    .map(|ids| {
+                        ids.iter()
+                            .map(|id| api::pipeline_task_detail::ChildTask {
+                                child_task: Some(
+                                    api::pipeline_task_detail::child_task::ChildTask::TaskId(
+                                        (*id).to_string(),
+                                    ),
                                 ),
-                            ),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }
         })
         .collect();
     Some(api::RunDetails {
@@ -224,16 +263,14 @@ pub(crate) fn run_details(
 }
 
 impl Api {
-    /// Where the log of task `node_id` of run `run_id` is.
+    /// Where the log of node `node_id` of run `run_id` is: a task, or one attempt of
+    /// a task. Unknown nodes, and tasks that ended without a log (or never have one,
+    /// as DAGs), are not found; a container task that has not started its process
+    /// yet has a log to come.
     pub async fn task_log(&self, run_id: &str, node_id: &str) -> Result<TaskLog> {
-        let task = self.store.get_task(node_id).await?;
-        if task.run_id != run_id {
-            return Err(Error::not_found(format!(
-                "run {run_id} has no task {node_id}"
-            )));
-        }
-        let details: serde_json::Map<String, Value> =
-            serde_json::from_str(&task.details).unwrap_or_default();
+        let (task, attempt) = self.log_node(run_id, node_id).await?;
+        let details = details_of(&task);
+        let attempts = Attempts::of(&details);
         let local_path = details
             .get("log")
             .and_then(Value::as_str)
@@ -243,21 +280,59 @@ impl Api {
             .get("log_uri")
             .and_then(Value::as_str)
             .map(str::to_string);
-        if local_path.is_none() && object_uri.is_none() {
+        let task_finished = task_ended(&task);
+        let no_log = local_path.is_none() && object_uri.is_none();
+        if no_log && (task_finished || task.kind != TaskKind::Runtime) {
             return Err(Error::not_found(format!(
-                "task {node_id} of run {run_id} has no log"
+                "task {} of run {run_id} has no log",
+                task.id
             )));
         }
+        let Some(number) = attempt else {
+            return Ok(TaskLog {
+                local_path,
+                object_uri,
+                start: 0,
+                end: None,
+                finished: task_finished,
+            });
+        };
+        if !attempts.exists(number) {
+            return Err(Error::not_found(format!(
+                "task {} of run {run_id} has no attempt {number}",
+                task.id
+            )));
+        }
+        let (start, end) = attempts.log_range(number);
         Ok(TaskLog {
             local_path,
             object_uri,
-            finished: task.state.is_final(),
+            start,
+            end,
+            finished: task_finished || attempts.ended(number),
         })
     }
 
-    /// Whether a task has finished (for log followers).
-    pub async fn task_finished(&self, node_id: &str) -> Result<bool> {
-        Ok(self.store.get_task(node_id).await?.state.is_final())
+    /// The task of a log node and, for an attempt's node, the attempt's number.
+    async fn log_node(&self, run_id: &str, node_id: &str) -> Result<(Task, Option<u32>)> {
+        let not_found =
+            || Error::not_found(format!("run {run_id} has no task or attempt {node_id}"));
+        let (task, attempt) = match self.store.get_task(node_id).await {
+            Ok(task) => (task, None),
+            Err(kfpd_store::Error::NotFound(_)) => {
+                let (task_id, number) = attempts::parse_node_id(node_id).ok_or_else(not_found)?;
+                match self.store.get_task(task_id).await {
+                    Ok(task) => (task, Some(number)),
+                    Err(kfpd_store::Error::NotFound(_)) => return Err(not_found()),
+                    Err(error) => return Err(error.into()),
+                }
+            }
+            Err(error) => return Err(error.into()),
+        };
+        if task.run_id != run_id {
+            return Err(not_found());
+        }
+        Ok((task, attempt))
     }
 
     /// Reads a log object from the artifact store.
@@ -304,15 +379,17 @@ impl Api {
                 ),
             ));
         }
-        store
-            .read(&artifact.uri, MAX_READ_BYTES)
-            .await
-            .map_err(|error| {
-                Error::new(
-                    Code::FailedPrecondition,
-                    format!("cannot read artifact {}: {error}", artifact.uri),
-                )
-            })
+        match store.read(&artifact.uri, MAX_READ_BYTES).await {
+            Ok(content) => Ok(content),
+            Err(kfpd_artifacts::Error::IsDirectory { .. }) => {
+                let mtime = u64::try_from(artifact.created_at).unwrap_or(0);
+                archive::directory_archive(store, &artifact.uri, MAX_READ_BYTES, mtime).await
+            }
+            Err(error) => Err(Error::new(
+                Code::FailedPrecondition,
+                format!("cannot read artifact {}: {error}", artifact.uri),
+            )),
+        }
     }
 
     /// `GET /apis/v2beta1/artifacts?run_id=…`: every artifact of a run with lineage.
