@@ -132,9 +132,6 @@ def two_held(sink: str):
     held(name="two", sink=sink).set_display_name("two")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kfpd answers 404 'has no log' for a RUNNING task whose process has not started "
-    "yet (waiting for a task slot, or for its Python environment), instead of following it"))
 def test_follow_a_task_that_waits_for_a_slot(kfpd_bin, sink):
     extra = (*SERVER_ARGS, "--max-parallel-tasks", "1")
     with support.running_server(kfpd_bin, executor="local", extra_args=extra) as srv:
@@ -325,6 +322,29 @@ def test_task_retry_policy(client, sink):
     run = wait_for_final(client, submit(client, retried_by_policy, {"sink": str(sink)}))
     assert_succeeded(run)
     assert len(lines_of(sink / "policy.attempts")) == 3
+
+
+def test_every_retry_attempt_is_a_node_of_the_run(client, base_url, sink):
+    """Upstream names a pod per attempt in `executor_detail`; kfpd names the attempts
+    `<task_id>-attempt-<n>`, and each one's log is served under that name."""
+    run = wait_for_final(client, submit(client, retried_by_policy, {"sink": str(sink)}))
+    assert_succeeded(run)
+    task = task_named(run, "fail-with-retries")
+    attempt = [f"{task.task_id}-attempt-{n}" for n in (1, 2, 3)]
+    assert task.executor_detail.main_job == attempt[2], describe_run(run)
+    assert task.executor_detail.failed_main_jobs == attempt[:2], describe_run(run)
+    failed = [change for change in task.state_history if change.state == "FAILED"]
+    assert len(failed) == 2, task.state_history
+    for n, change in enumerate(failed, start=1):
+        assert f"attempt {n} fails" in change.error.message, task.state_history
+    whole = task_log(base_url, run.run_id, task.task_id)
+    for n, node in enumerate(attempt, start=1):
+        text = task_log(base_url, run.run_id, node)
+        assert text in whole
+        if n < 3:
+            assert f"attempt {n} fails" in text, text
+    assert requests.get(log_url(base_url, run.run_id, f"{task.task_id}-attempt-4"),
+                        timeout=support.HTTP_TIMEOUT).status_code == 404
 
 
 # --------------------------------------------------------------------------- restart
