@@ -721,6 +721,9 @@ async fn reset_outputs(outputs_dir: &Path, input: &ExecutorInput) -> Result<(), 
     Ok(())
 }
 
+/// Appends to the log and returns once the bytes are in the file (a tokio file
+/// would still be writing them when `write_all` returns), so the next attempt's
+/// output and its recorded offset come after them.
 async fn append_log(path: &Path, text: &str) {
     use tokio::io::AsyncWriteExt;
     let file = tokio::fs::OpenOptions::new()
@@ -729,7 +732,9 @@ async fn append_log(path: &Path, text: &str) {
         .open(path)
         .await;
     if let Ok(mut file) = file {
-        let _ = file.write_all(text.as_bytes()).await;
+        if file.write_all(text.as_bytes()).await.is_ok() {
+            let _ = file.flush().await;
+        }
     }
 }
 

@@ -36,6 +36,30 @@ fn stop_after_this_process(server_pid: u32) {
         .spawn();
 }
 
+/// A client per call: the shared server outlives each test's runtime, and a pooled
+/// connection must not either.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+async fn get(path: &str) -> (u16, Value) {
+    let response = client().get(server().url(path)).send().await.expect("GET");
+    common::read(response).await
+}
+
+async fn post(path: &str, body: &Value) -> (u16, Value) {
+    let response = client()
+        .post(server().url(path))
+        .json(body)
+        .send()
+        .await
+        .expect("POST");
+    common::read(response).await
+}
+
 fn unique(prefix: &str) -> String {
     format!(
         "{prefix}-{}",
@@ -50,12 +74,12 @@ async fn run_inline(yaml: &str, parameters: Value) -> Value {
         "pipeline_spec": package.api_pipeline_spec(),
         "runtime_config": {"parameters": parameters},
     });
-    let (status, run) = server().post("/runs", &body).await;
+    let (status, run) = post("/runs", &body).await;
     assert_eq!(status, 200, "{run}");
     let run_id = run["run_id"].as_str().expect("run_id").to_string();
     let started = Instant::now();
     loop {
-        let (_, run) = server().get(&format!("/runs/{run_id}")).await;
+        let (_, run) = get(&format!("/runs/{run_id}")).await;
         let state = run["state"].as_str().unwrap_or_default();
         if matches!(state, "SUCCEEDED" | "FAILED" | "CANCELED") {
             return run;
@@ -97,7 +121,7 @@ async fn log_of(run_id: &str, task_id: &str) -> (u16, String) {
         "{}/apis/v1alpha1/runs/{run_id}/nodes/{task_id}/log",
         server().base
     );
-    let response = server().client.get(url).send().await.expect("log");
+    let response = client().get(url).send().await.expect("log");
     let status = response.status().as_u16();
     (status, response.text().await.unwrap_or_default())
 }
@@ -127,7 +151,7 @@ deploymentSpec:
     exec-step:
       container:
         image: alpine
-        command: [sh, -c, '{script}', step, "{{{{$.inputs.parameters['marker']}}}}", "{{{{$.inputs.parameters['counter']}}}}"]
+        command: [sh, -c, '{script}', "{{{{$.inputs.parameters['marker']}}}}", "{{{{$.inputs.parameters['counter']}}}}"]
 root:
   inputDefinitions:
     parameters:
@@ -364,7 +388,7 @@ async fn an_importer_without_reimport_reuses_the_artifact_of_its_uri() {
         .as_str()
         .map(str::to_string)
         .unwrap_or(ids[0].to_string());
-    let (status, artifact) = server().get(&format!("/artifacts/{id}")).await;
+    let (status, artifact) = get(&format!("/artifacts/{id}")).await;
     assert_eq!(status, 200, "{artifact}");
     assert_eq!(artifact["uri"], json!(uri));
     assert_eq!(
