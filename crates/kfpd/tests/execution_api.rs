@@ -287,6 +287,73 @@ async fn every_retry_attempt_is_a_node_with_its_own_log() {
     }
 }
 
+/// The first attempt says so, waits for `release` (at most 60 s) and fails; after a
+/// 2 s pause the second one succeeds.
+const RETRY_AFTER_A_PAUSE: &str = r#"
+components:
+  comp-paused:
+    executorLabel: exec-paused
+    inputDefinitions:
+      parameters:
+        dir: {parameterType: STRING}
+deploymentSpec:
+  executors:
+    exec-paused:
+      container:
+        image: alpine
+        command: [sh, -c]
+        args:
+          - 'echo x >> "$0/tries"; n=$(wc -l < "$0/tries" | tr -d " "); echo "try $n"; if [ "$n" -lt 2 ]; then touch "$0/first"; i=0; while [ ! -e "$0/release" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; exit 1; fi'
+          - "{{$.inputs.parameters['dir']}}"
+pipelineInfo: {name: retry-after-a-pause}
+root:
+  dag:
+    tasks:
+      paused:
+        componentRef: {name: comp-paused}
+        inputs:
+          parameters:
+            dir: {componentInputParameter: dir}
+        retryPolicy: {backoffDuration: 2s, backoffFactor: 1.0, backoffMaxDuration: 3600s, maxRetryCount: 1}
+        taskInfo: {name: paused}
+  inputDefinitions:
+    parameters:
+      dir: {parameterType: STRING}
+schemaVersion: 2.1.0
+sdkVersion: kfp-2.15.0
+"#;
+
+/// Between two attempts the task's row is FAILED for the backoff; a follower of the
+/// task stays on until the last attempt has ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_a_task_spans_the_pause_between_attempts() {
+    let server = executing_server(&[]);
+    let dir = scratch(&server, "paused");
+    let run_id = submit(
+        &server,
+        RETRY_AFTER_A_PAUSE,
+        json!({"dir": dir.display().to_string()}),
+    )
+    .await;
+    let first = dir.join("first");
+    let task_id = wait_for(&server, &run_id, "the first attempt running", |run| {
+        let task = task_named(run, "paused")?;
+        first
+            .exists()
+            .then(|| task["task_id"].as_str().map(str::to_string))?
+    })
+    .await;
+    let followed = follow(&server, &run_id, &task_id).await;
+    std::fs::write(dir.join("release"), b"").expect("release");
+    let received = read_to_end(followed).await;
+    assert!(received.contains("try 1"), "{received:?}");
+    assert!(received.contains("try 2"), "{received:?}");
+    let run = wait_for_end(&server, &run_id).await;
+    assert_eq!(run["state"], "SUCCEEDED", "{run}");
+    let (_, whole) = log_of(&server, &run_id, &task_id).await;
+    assert_eq!(received, whole);
+}
+
 // --------------------------------------------------------------------------- waiting tasks
 
 /// Two tasks in parallel; each says hello and waits for `release` (at most 60 s).
