@@ -132,6 +132,26 @@ async fn read_to_end(mut response: reqwest::Response) -> String {
     String::from_utf8_lossy(&received).into_owned()
 }
 
+/// Every file called `name` under `dir`.
+fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|file| file == name) {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
 // --------------------------------------------------------------------------- attempts
 
 /// Fails its first two attempts; the third says it started, waits for `release` (at
@@ -273,6 +293,22 @@ async fn every_retry_attempt_is_a_node_with_its_own_log() {
         assert!(
             !followed.contains("try 1 starts"),
             "the follower of attempt 3 got attempt 1's lines: {followed}"
+        );
+    }
+    // Once the local log is gone the copy in the artifact store is served, cut the
+    // same way.
+    let local_logs = files_named(&server.dir.path().join("work").join(&run_id), "main.log");
+    assert_eq!(local_logs.len(), 1, "{local_logs:?}");
+    std::fs::remove_file(&local_logs[0]).expect("remove the local log");
+    assert_eq!(
+        log_of(&server, &run_id, &task_id).await,
+        (200, whole.clone())
+    );
+    for (index, part) in parts.iter().enumerate() {
+        let n = index as u32 + 1;
+        assert_eq!(
+            log_of(&server, &run_id, &attempt(n)).await,
+            (200, part.clone())
         );
     }
     // An attempt that never ran, and attempt ids of another run, are not found.
