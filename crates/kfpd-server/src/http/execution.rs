@@ -182,14 +182,13 @@ const CHUNK: u64 = 64 * 1024;
 
 /// The bytes of the file from `start` to `end` (None: its end).
 async fn read_range(path: &PathBuf, start: u64, end: Option<u64>) -> std::io::Result<bytes::Bytes> {
-    let file = match tokio::fs::File::open(path).await {
+    let mut file = match tokio::fs::File::open(path).await {
         Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             return Ok(bytes::Bytes::new())
         }
         Err(error) => return Err(error),
     };
-    let mut file = file;
     file.seek(std::io::SeekFrom::Start(start)).await?;
     let mut buffer = Vec::new();
     match end {
