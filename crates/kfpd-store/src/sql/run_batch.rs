@@ -1,8 +1,9 @@
 //! Group commit for CreateRun: runs created at the same moment share one transaction.
 //!
-//! Each caller queues its run, then waits for the batch lock. Whoever holds it takes
-//! everything queued (up to [`MAX_BATCH`]) and writes it in one transaction; callers
-//! whose run was already written just collect their answer. One commit per batch
+//! Each caller queues its run, then waits for its answer or the batch lock, whichever
+//! comes first. Whoever holds the lock takes everything queued (up to [`MAX_BATCH`])
+//! and writes it in one transaction; callers whose run was written meanwhile collect
+//! their answer without taking a turn. One commit per batch
 //! instead of one per run is what lets SQLite's single writer (and the WAL or redo
 //! log of the servers) keep up with many concurrent clients. A failed batch is
 //! retried run by run, so one bad run cannot fail the runs it happened to share a
@@ -35,10 +36,22 @@ pub(crate) struct RunBatches {
 impl RunBatches {
     /// Creates run `id` in the next batch and waits until it is committed (or failed).
     pub async fn create(&self, store: &SqlStore, id: String, run: NewRun) -> Result<Run, Error> {
-        let (reply, answer) = oneshot::channel();
+        let (reply, mut answer) = oneshot::channel();
         self.lock_queue().push(Queued { id, run, reply });
-        {
-            let _writer = self.writer.lock().await;
+        loop {
+            // A caller whose run another caller's batch already wrote leaves the line
+            // for the lock at once; only callers with queued work take a turn.
+            let writer = tokio::select! {
+                biased;
+                answered = &mut answer => {
+                    return answered.unwrap_or_else(|_| {
+                        Err(Error::Internal(
+                            "the run batch writer stopped before answering".into(),
+                        ))
+                    });
+                }
+                writer = self.writer.lock() => writer,
+            };
             let batch = {
                 let mut queue = self.lock_queue();
                 let take = queue.len().min(MAX_BATCH);
@@ -53,12 +66,8 @@ impl RunBatches {
                     tracing::error!(%error, "run batch writer stopped");
                 }
             }
+            drop(writer);
         }
-        answer.await.unwrap_or_else(|_| {
-            Err(Error::Internal(
-                "the run batch writer stopped before answering".into(),
-            ))
-        })
     }
 
     fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<Queued>> {
