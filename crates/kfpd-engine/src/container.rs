@@ -218,10 +218,11 @@ async fn run_container(
     let outputs = &call.component.output_definitions;
     let parameter_dir = outputs_dir.join("parameters");
     let artifact_dir = outputs_dir.join("artifacts");
-    // Only what this task uses: most tasks need their directory and `tmp/` alone
-    // (downloads make their own directories, the SDK makes `outputs/` when it
-    // writes its output file).
-    let mut dirs = vec![work.join("tmp")];
+    // Only what this task uses: most tasks need their directory alone (downloads
+    // make their own directories, the SDK makes `outputs/` when it writes its
+    // output file, `TMPDIR` is the run's). Every inode costs: on a filesystem that
+    // has seen many files come and go, finding a free one dominates a task's cost.
+    let mut dirs = vec![work.clone()];
     if !outputs.parameters.is_empty() {
         dirs.push(parameter_dir.clone());
     }
@@ -317,7 +318,10 @@ async fn run_container(
             substitute(&variable.value, &input, &job, &whole)?,
         ));
     }
-    env.push(("TMPDIR".to_string(), work.join("tmp").display().to_string()));
+    env.push((
+        "TMPDIR".to_string(),
+        context.temp_dir().display().to_string(),
+    ));
     env.push((
         "HOME".to_string(),
         std::env::var("HOME").unwrap_or_else(|_| work.display().to_string()),

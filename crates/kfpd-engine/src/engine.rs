@@ -96,6 +96,12 @@ impl RunContext {
             .join(task_id)
     }
 
+    /// The `TMPDIR` of the run's tasks (names made by `mktemp` and `tempfile`
+    /// never collide, so one per run will do).
+    pub fn temp_dir(&self) -> PathBuf {
+        self.engine.options.work_dir.join(&self.run.id).join("tmp")
+    }
+
     pub fn workspace_dir(&self) -> PathBuf {
         self.engine
             .options
@@ -195,11 +201,12 @@ impl Engine {
             log_uploads: Mutex::new(JoinSet::new()),
             run,
         });
-        // Shared by the run's tasks (`{{$.workspace_path}}`); made once, here.
-        let workspace = context.workspace_dir();
-        tokio::fs::create_dir_all(&workspace)
-            .await
-            .map_err(|error| format!("cannot create {}: {error}", workspace.display()))?;
+        // Shared by the run's tasks (`{{$.workspace_path}}`, `TMPDIR`); made once, here.
+        for dir in [context.workspace_dir(), context.temp_dir()] {
+            tokio::fs::create_dir_all(&dir)
+                .await
+                .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+        }
 
         let display_name = if spec.pipeline_info.display_name.is_empty() {
             pipeline_name.clone()
