@@ -627,7 +627,7 @@ fn encode(text: &str) -> String {
 
 /// A pip requirement to put in a shell-quoted preamble: no quotes or control
 /// characters, which could end the quoting. Empty means unset.
-fn parse_kfp_package(text: &str) -> Result<Option<String>, Error> {
+pub(crate) fn parse_kfp_package(text: &str) -> Result<Option<String>, Error> {
     let requirement = text.trim();
     if requirement.is_empty() {
         return Ok(None);

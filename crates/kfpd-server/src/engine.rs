@@ -51,6 +51,7 @@ pub async fn build(
     store: Arc<dyn MetadataStore>,
     data_dir: &Path,
     max_parallel_tasks: usize,
+    kfp_package: Option<String>,
 ) -> Result<Arc<Engine>, String> {
     let artifacts = open_artifacts(data_dir).await?;
     build_with(
@@ -59,7 +60,7 @@ pub async fn build(
         data_dir,
         max_parallel_tasks,
         CacheOptions::default(),
-        None,
+        kfp_package,
     )
 }
 

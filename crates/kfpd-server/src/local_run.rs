@@ -26,6 +26,9 @@ pub struct RunArgs {
     /// Keeps the database, artifacts and logs here (a temp dir when `None`).
     pub data_dir: Option<PathBuf>,
     pub max_parallel_tasks: usize,
+    /// Replaces the `kfp==<version>` of lightweight components' install preamble
+    /// (as `kfpd serve --kfp-package`).
+    pub kfp_package: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,9 +70,19 @@ pub async fn run(args: RunArgs) -> Result<(RunState, Option<String>), Error> {
             .await
             .map_err(|error| Error::Setup(error.to_string()))?,
     );
-    let engine = crate::engine::build(store.clone(), data_dir, args.max_parallel_tasks)
-        .await
-        .map_err(Error::Setup)?;
+    let kfp_package = match args.kfp_package.as_deref() {
+        Some(text) => crate::config::parse_kfp_package(text)
+            .map_err(|error| Error::Input(error.to_string()))?,
+        None => None,
+    };
+    let engine = crate::engine::build(
+        store.clone(),
+        data_dir,
+        args.max_parallel_tasks,
+        kfp_package,
+    )
+    .await
+    .map_err(Error::Setup)?;
     let settings = service::Settings {
         multi_user: false,
         pod_namespace: "kubeflow".into(),

@@ -195,6 +195,8 @@ pub trait ExecutionStore: Send + Sync {
         schema_title: &str,
         limit: i64,
     ) -> Result<Vec<Artifact>, Error>;
+    /// Artifacts a run recorded, and those its tasks are linked to although another
+    /// run recorded them (an importer reusing an artifact, a cache hit).
     async fn list_artifacts(&self, run_id: &str) -> Result<Vec<Artifact>, Error>;
     /// Links of one run (for task inputs/outputs) or of one artifact (for lineage).
     async fn run_artifact_links(&self, run_id: &str) -> Result<Vec<ArtifactLink>, Error>;

@@ -1029,6 +1029,29 @@ async fn tasks_and_artifacts(store: Arc<SqlStore>) {
     );
     assert_eq!(store.run_artifact_links(&run.id).await.unwrap().len(), 2);
 
+    // A task of another run linked to the artifact (an importer reusing it) lists it
+    // among that run's artifacts too, recorded by the first run all the same.
+    let other = store
+        .create_run(new_run(&experiment.id, "reuser", 30))
+        .await
+        .unwrap();
+    assert!(store.list_artifacts(&other.id).await.unwrap().is_empty());
+    let reuser = new_task(&other.id, "root/importer", 31);
+    store.save_task(&reuser).await.unwrap();
+    let reused = ArtifactLink {
+        task_id: reuser.id.clone(),
+        artifact_id: artifact.id,
+        direction: Direction::Output,
+        key: "artifact".into(),
+    };
+    store.link_artifact(&other.id, &reused).await.unwrap();
+    assert_eq!(
+        store.list_artifacts(&other.id).await.unwrap(),
+        std::slice::from_ref(&artifact)
+    );
+    assert_eq!(store.list_artifacts(&run.id).await.unwrap().len(), 1);
+    store.delete_run(&other.id).await.unwrap();
+
     store.delete_run(&run.id).await.unwrap();
     assert!(store.list_tasks(&run.id).await.unwrap().is_empty());
     assert!(store.list_artifacts(&run.id).await.unwrap().is_empty());

@@ -40,6 +40,10 @@ struct RunCommand {
     /// How many task processes may run at once.
     #[arg(long, default_value_t = 64)]
     max_parallel_tasks: usize,
+    /// Install this pip requirement instead of the `kfp==<version>` a lightweight
+    /// component pins, e.g. `kfp==2.15.0` (see `kfpd serve --help`).
+    #[arg(long, env = "KFPD_KFP_PACKAGE", value_name = "REQUIREMENT")]
+    kfp_package: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,6 +83,7 @@ async fn run(command: RunCommand) -> anyhow::Result<bool> {
         params: command.params,
         data_dir: command.data_dir,
         max_parallel_tasks: command.max_parallel_tasks,
+        kfp_package: command.kfp_package,
     };
     let (state, error) = kfpd_server::local_run::run(args).await?;
     match &error {

@@ -322,6 +322,35 @@ async fn embedded_artifact_runs_with_the_kfp_package_option() {
     }
 }
 
+/// `kfpd run` takes the same option: the file that fails with its pinned kfp
+/// succeeds, and a requirement that could break the preamble's quoting is refused.
+#[test]
+fn kfpd_run_takes_the_kfp_package_option() {
+    let pipeline = corpus_dir().join("essential/embedded_artifact.yaml");
+    let data = tempfile::tempdir().expect("temp dir");
+    let run = |package: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kfpd"))
+            .arg("run")
+            .arg(&pipeline)
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("--kfp-package")
+            .arg(package)
+            .env_remove("KFPD_KFP_PACKAGE")
+            .output()
+            .expect("kfpd run")
+    };
+    let done = run("kfp==2.15.0");
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{stderr}");
+    assert!(stderr.contains("run SUCCEEDED"), "{stderr}");
+
+    let refused = run("kfp==2.15.0' && rm -rf x '");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("kfp_package"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn artifact_custom_path_needs_a_newer_kfp_than_it_installs() {
     check_sdk_too_old(

@@ -395,6 +395,28 @@ async fn an_importer_without_reimport_reuses_the_artifact_of_its_uri() {
         artifact["run_id"], first["run_id"],
         "recorded by the first run"
     );
+    let second_id = second["run_id"].as_str().unwrap_or_default();
+    let (status, listed) = get(&format!("/artifacts?run_id={second_id}")).await;
+    assert_eq!(status, 200, "{listed}");
+    let listed_ids: Vec<String> = listed["artifacts"]
+        .as_array()
+        .map(|artifacts| {
+            artifacts
+                .iter()
+                .map(|artifact| {
+                    artifact["artifact_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        listed_ids,
+        std::slice::from_ref(&id),
+        "the reusing run lists the artifact: {listed}"
+    );
 
     let again = importer_pipeline(&unique("import-again"), true);
     let third = run_inline(&again, json!({"uri": uri})).await;

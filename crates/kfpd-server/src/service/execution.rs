@@ -359,10 +359,23 @@ impl Api {
         artifact_name: &str,
     ) -> Result<bytes::Bytes> {
         let artifacts = self.store.list_artifacts(run_id).await?;
+        // The task's output link names it also when another run recorded it (an
+        // importer that reused an artifact).
+        let links = self.store.run_artifact_links(run_id).await?;
+        let linked = links
+            .iter()
+            .find(|link| {
+                link.direction == Direction::Output
+                    && link.task_id == node_id
+                    && link.key == artifact_name
+            })
+            .map(|link| link.artifact_id);
         let artifact = artifacts
             .iter()
             .find(|artifact| {
-                artifact.producer_task_id == node_id && artifact.output_key == artifact_name
+                Some(artifact.id) == linked
+                    || (artifact.producer_task_id == node_id
+                        && artifact.output_key == artifact_name)
             })
             .ok_or_else(|| {
                 Error::not_found(format!(

@@ -297,7 +297,9 @@ impl ExecutionStore for SqlStore {
         sql.push(ARTIFACT_COLUMNS)
             .push(" FROM artifacts WHERE run_uuid = ")
             .bind(run_id)
-            .push(" ORDER BY created_at, id");
+            .push(" OR id IN (SELECT artifact_id FROM artifact_links WHERE run_uuid = ")
+            .bind(run_id)
+            .push(") ORDER BY created_at, id");
         self.fetch_all(&sql).await?.iter().map(artifact).collect()
     }
 
