@@ -6,7 +6,7 @@ mod common;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{corpus_dir, Server};
+use common::{corpus_dir, stop_after_this_process, Server};
 use serde_json::{json, Value};
 
 /// One server for the whole file: runs of different tests execute side by side.
@@ -17,24 +17,6 @@ fn server() -> &'static Server {
         stop_after_this_process(server.pid());
         server
     })
-}
-
-/// A static is never dropped, so the shared server would outlive the test binary:
-/// a small watcher process stops it (SIGTERM) once this process has exited.
-fn stop_after_this_process(server_pid: u32) {
-    let script = format!(
-        "while kill -0 {} 2>/dev/null; do sleep 1; done; kill -TERM {server_pid}",
-        std::process::id()
-    );
-    let spawned = std::process::Command::new("sh")
-        .args(["-c", &script])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
-    if let Err(error) = spawned {
-        eprintln!("cannot start the watcher that stops the test server: {error}");
-    }
 }
 
 fn client() -> reqwest::Client {

@@ -648,19 +648,7 @@ async fn a_directory_artifact_in_s3_reads_as_a_tar_gz() {
     let Some(moto) = moto::moto() else {
         return;
     };
-    let endpoint = moto.endpoint.trim_start_matches("http://").to_string();
-    let (host, port) = endpoint.rsplit_once(':').expect("host:port");
     let bucket = moto::unique_bucket("dirread");
-    let server = Server::start_with_env(
-        &["--executor", "local"],
-        &[
-            ("OBJECTSTORECONFIG_HOST", host),
-            ("OBJECTSTORECONFIG_PORT", port),
-            ("OBJECTSTORECONFIG_SECURE", "false"),
-            ("OBJECTSTORECONFIG_BUCKETNAME", &bucket),
-            ("OBJECTSTORECONFIG_ACCESSKEY", "kfpd-test"),
-            ("OBJECTSTORECONFIG_SECRETACCESSKEY", "kfpd-test-secret"),
-        ],
-    );
+    let server = common::start_on_s3(&moto.endpoint, &bucket);
     check_directory_read(&server).await;
 }

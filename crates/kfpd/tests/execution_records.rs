@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{stop_after_this_process, Server};
 use kfpd_store::sql::{Options, SqlStore};
 use kfpd_store::ExecutionStore;
 use serde_json::{json, Map, Value};
@@ -20,20 +20,6 @@ fn server() -> &'static Server {
         stop_after_this_process(server.pid());
         server
     })
-}
-
-/// The shared server outlives the test binary otherwise (a static is never dropped).
-fn stop_after_this_process(server_pid: u32) {
-    let script = format!(
-        "while kill -0 {} 2>/dev/null; do sleep 1; done; kill -TERM {server_pid}",
-        std::process::id()
-    );
-    let _ = std::process::Command::new("sh")
-        .args(["-c", &script])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
 }
 
 /// A client per call: the shared server outlives each test's runtime, and a pooled

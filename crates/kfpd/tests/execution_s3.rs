@@ -35,20 +35,8 @@ async fn artifacts_go_to_the_s3_store() {
     let Some(moto) = moto::moto() else {
         return;
     };
-    let endpoint = moto.endpoint.trim_start_matches("http://").to_string();
-    let (host, port) = endpoint.rsplit_once(':').expect("host:port");
     let bucket = moto::unique_bucket("serve");
-    let server = Server::start_with_env(
-        &["--executor", "local"],
-        &[
-            ("OBJECTSTORECONFIG_HOST", host),
-            ("OBJECTSTORECONFIG_PORT", port),
-            ("OBJECTSTORECONFIG_SECURE", "false"),
-            ("OBJECTSTORECONFIG_BUCKETNAME", &bucket),
-            ("OBJECTSTORECONFIG_ACCESSKEY", "kfpd-test"),
-            ("OBJECTSTORECONFIG_SECRETACCESSKEY", "kfpd-test-secret"),
-        ],
-    );
+    let server = common::start_on_s3(&moto.endpoint, &bucket);
     let text =
         std::fs::read_to_string(corpus_dir().join("critical/two_step_pipeline_containerized.yaml"))
             .unwrap();

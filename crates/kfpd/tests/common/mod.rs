@@ -301,3 +301,39 @@ pub async fn database_url(kind: &str) -> Option<String> {
     );
     Some(format!("{server}/{name}"))
 }
+
+/// A static is never dropped, so a server shared by a whole test binary would
+/// outlive it: a small watcher process stops it (SIGTERM) once this process exited.
+pub fn stop_after_this_process(server_pid: u32) {
+    let script = format!(
+        "while kill -0 {} 2>/dev/null; do sleep 1; done; kill -TERM {server_pid}",
+        std::process::id()
+    );
+    let spawned = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    if let Err(error) = spawned {
+        eprintln!("cannot start the watcher that stops the test server: {error}");
+    }
+}
+
+/// `kfpd serve --executor local` with its artifacts in `bucket` of the S3 server at
+/// `endpoint` (`http://host:port`), configured through upstream's variables.
+pub fn start_on_s3(endpoint: &str, bucket: &str) -> Server {
+    let address = endpoint.trim_start_matches("http://");
+    let (host, port) = address.rsplit_once(':').expect("host:port");
+    Server::start_with_env(
+        &["--executor", "local"],
+        &[
+            ("OBJECTSTORECONFIG_HOST", host),
+            ("OBJECTSTORECONFIG_PORT", port),
+            ("OBJECTSTORECONFIG_SECURE", "false"),
+            ("OBJECTSTORECONFIG_BUCKETNAME", bucket),
+            ("OBJECTSTORECONFIG_ACCESSKEY", "kfpd-test"),
+            ("OBJECTSTORECONFIG_SECRETACCESSKEY", "kfpd-test-secret"),
+        ],
+    )
+}
