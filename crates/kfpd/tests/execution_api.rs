@@ -652,3 +652,55 @@ async fn a_directory_artifact_in_s3_reads_as_a_tar_gz() {
     let server = common::start_on_s3(&moto.endpoint, &bucket);
     check_directory_read(&server).await;
 }
+
+// --------------------------------------------------------------------------- big logs
+
+/// Writes 34 MB of output, more than the 32 MiB the log endpoint sends from an object.
+const LOUD: &str = r#"
+components:
+  comp-loud:
+    executorLabel: exec-loud
+deploymentSpec:
+  executors:
+    exec-loud:
+      container:
+        image: alpine
+        command: [sh, -c, 'head -c 34000000 /dev/zero | tr "\0" x; echo; echo loud done']
+pipelineInfo: {name: loud-pipeline}
+root:
+  dag:
+    tasks:
+      loud:
+        componentRef: {name: comp-loud}
+        taskInfo: {name: loud}
+schemaVersion: 2.1.0
+sdkVersion: kfp-2.15.0
+"#;
+
+/// Once the local log is gone, a copy too big to send whole is a clear refusal that
+/// names the copy, never a server error; the local log itself is still served whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_copy_too_big_to_send_is_refused_clearly() {
+    let server = executing_server(&[]);
+    let run_id = submit(&server, LOUD, json!({})).await;
+    let run = wait_for_end(&server, &run_id).await;
+    assert_eq!(run["state"], "SUCCEEDED", "{run}");
+    let task_id = task_named(&run, "loud")
+        .and_then(|task| task["task_id"].as_str())
+        .expect("loud task")
+        .to_string();
+    let (status, body) = log_of(&server, &run_id, &task_id).await;
+    assert_eq!(status, 200, "{}", &body[..body.len().min(300)]);
+    assert!(body.len() > 34_000_000 && body.ends_with("loud done\n"));
+
+    let work = server.dir.path().join("work");
+    for log in files_named(&work, "main.log") {
+        std::fs::remove_file(&log).expect("remove local log");
+    }
+    let (status, body) = log_of(&server, &run_id, &task_id).await;
+    assert_eq!(status, 400, "{}", &body[..body.len().min(300)]);
+    assert!(
+        body.contains("more than the") && body.contains("main.log"),
+        "{body}"
+    );
+}

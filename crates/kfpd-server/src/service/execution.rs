@@ -341,7 +341,16 @@ impl Api {
         artifacts
             .read(uri, MAX_READ_BYTES)
             .await
-            .map_err(|error| Error::internal(format!("cannot read {uri}: {error}")))
+            .map_err(|error| match error {
+                // Not a server fault: the copy is there, only too big to send whole.
+                kfpd_artifacts::Error::TooLarge { size, limit, .. } => Error::new(
+                    Code::FailedPrecondition,
+                    format!(
+                        "the log copy {uri} is {size} bytes, more than the {limit} this endpoint sends; read it from the artifact store"
+                    ),
+                ),
+                other => Error::internal(format!("cannot read {uri}: {other}")),
+            })
     }
 
     fn artifact_store(&self) -> Result<&kfpd_artifacts::ArtifactStore> {
