@@ -5,6 +5,8 @@
 //! Every statement that inserts or deletes a run, or changes one of those columns,
 //! adjusts the counts in the same transaction. Only sums over `shard` mean anything.
 
+use std::collections::BTreeMap;
+
 use super::rows::text;
 use super::{Dialect, Sql, SqlStore, Tx};
 use crate::list::Condition;
@@ -104,7 +106,7 @@ pub(super) async fn adjust(tx: &mut Tx<'_>, changes: Vec<(CountKey, i64)>) -> Re
     Ok(())
 }
 
-/// Moves one run from `before` to `after` (both `None`-free): a no-op when the
+/// Moves one run from `before` to `after`: a no-op when the
 /// counted columns did not change.
 pub(super) async fn moved(tx: &mut Tx<'_>, before: CountKey, after: CountKey) -> Result<(), Error> {
     if before == after {
@@ -162,7 +164,9 @@ pub(super) async fn archive_experiment_runs(
         .bind(archived)
         .push(lock);
     let rows = tx.fetch_all(&select).await?;
-    let mut changes = Vec::with_capacity(rows.len() * 2);
+    // Summed per counted row here, so a large experiment costs a few rows, not two
+    // changes per run.
+    let mut changes: BTreeMap<CountKey, i64> = BTreeMap::new();
     let mut ids = Vec::with_capacity(rows.len());
     for row in &rows {
         let id = text(row, "uuid")?;
@@ -176,8 +180,8 @@ pub(super) async fn archive_experiment_runs(
             &state,
         );
         let after = CountKey::of_run(&id, &namespace, experiment_uuid, archived, &state);
-        changes.push((before, -1));
-        changes.push((after, 1));
+        *changes.entry(before).or_default() -= 1;
+        *changes.entry(after).or_default() += 1;
         ids.push(id);
     }
     for chunk in ids.chunks(UUIDS_PER_STATEMENT) {
@@ -192,7 +196,7 @@ pub(super) async fn archive_experiment_runs(
         update.push(")");
         tx.execute(&update).await?;
     }
-    adjust(tx, changes).await
+    adjust(tx, changes.into_iter().collect()).await
 }
 
 impl SqlStore {
