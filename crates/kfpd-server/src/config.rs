@@ -123,6 +123,11 @@ pub struct ServeArgs {
     /// honoured, as upstream.
     #[arg(long, env = "KFPD_KFP_PACKAGE")]
     pub kfp_package: Option<String>,
+    /// Log lines as `text` (coloured only when stderr is a terminal and NO_COLOR is
+    /// unset) or `json` (one object a line with timestamp, level, target, message and
+    /// fields, for log collectors). [default: text]
+    #[arg(long, env = "KFPD_LOG_FORMAT", value_name = "text|json")]
+    pub log_format: Option<String>,
 }
 
 /// The same settings as they may appear in the config file.
@@ -154,6 +159,7 @@ struct FileSettings {
     default_cache_staleness: Option<String>,
     maximum_cache_staleness: Option<String>,
     kfp_package: Option<String>,
+    log_format: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,6 +204,7 @@ pub struct Config {
     pub cache: kfpd_engine::CacheOptions,
     /// Replaces the kfp pin of lightweight components' pip preambles.
     pub kfp_package: Option<String>,
+    pub log_format: crate::logging::LogFormat,
 }
 
 /// Task processes running at once unless configured.
@@ -360,8 +367,17 @@ impl Config {
             }
         };
 
+        let log_format = match args.log_format.clone().or(file.log_format.clone()) {
+            None => crate::logging::LogFormat::default(),
+            Some(text) => text.parse().map_err(|message| Error::Invalid {
+                key: "log_format",
+                message,
+            })?,
+        };
+
         Ok(Config {
             kfp_package,
+            log_format,
             max_parallel_tasks,
             scheduler,
             local_executor,
@@ -932,5 +948,32 @@ mod tests {
         std::fs::write(&path, "htp_addr = \"x\"\n").unwrap();
         let error = Config::resolve(&args, &|_| None).unwrap_err();
         assert!(error.to_string().contains("htp_addr"), "{error}");
+    }
+
+    #[test]
+    fn log_format_from_flag_or_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kfpd.toml");
+        std::fs::write(&path, "log_format = \"json\"\n").unwrap();
+        let from_file = ServeArgs {
+            config: Some(path.clone()),
+            ..ServeArgs::default()
+        };
+        let config = resolve(from_file.clone(), &[]);
+        assert_eq!(config.log_format, crate::logging::LogFormat::Json);
+        let flags = ServeArgs {
+            log_format: Some("text".into()),
+            ..from_file
+        };
+        let config = resolve(flags, &[]);
+        assert_eq!(config.log_format, crate::logging::LogFormat::Text);
+        let default = resolve(ServeArgs::default(), &[]);
+        assert_eq!(default.log_format, crate::logging::LogFormat::Text);
+        let bad = ServeArgs {
+            log_format: Some("yaml".into()),
+            ..ServeArgs::default()
+        };
+        let error = Config::resolve(&bad, &|_| None).unwrap_err();
+        assert!(error.to_string().contains("log_format"), "{error}");
     }
 }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod local_run;
+pub mod logging;
 pub mod scheduler;
 pub mod service;
 

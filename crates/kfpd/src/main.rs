@@ -1,6 +1,7 @@
 //! The `kfpd` binary: subcommands and nothing else.
 
 use clap::{Parser, Subcommand};
+use kfpd_server::logging::LogFormat;
 
 #[derive(Parser)]
 #[command(
@@ -44,17 +45,44 @@ struct RunCommand {
     /// component pins, e.g. `kfp==2.15.0` (see `kfpd serve --help`).
     #[arg(long, env = "KFPD_KFP_PACKAGE", value_name = "REQUIREMENT")]
     kfp_package: Option<String>,
+    /// Log lines as `text` (coloured only on a terminal, never with NO_COLOR set)
+    /// or `json` (one object a line). [default: text]
+    #[arg(long, env = "KFPD_LOG_FORMAT", value_name = "text|json")]
+    log_format: Option<String>,
+}
+
+/// A subcommand with its settings resolved.
+enum Loaded {
+    Serve(kfpd_server::Config),
+    Scheduler(kfpd_server::Config),
+    Run(RunCommand),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("KFPD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Settings are read before logging starts: they choose the log format.
+    let (command, log_format) = match cli.command {
+        Command::Serve(args) => {
+            let config = kfpd_server::Config::load(&args)?;
+            let format = config.log_format;
+            (Loaded::Serve(config), format)
+        }
+        Command::Scheduler(args) => {
+            let config = kfpd_server::Config::load(&args)?;
+            let format = config.log_format;
+            (Loaded::Scheduler(config), format)
+        }
+        Command::Run(command) => {
+            let format = match &command.log_format {
+                Some(text) => text
+                    .parse()
+                    .map_err(|message| anyhow::anyhow!("invalid setting log_format: {message}"))?,
+                None => LogFormat::default(),
+            };
+            (Loaded::Run(command), format)
+        }
+    };
+    kfpd_server::logging::init(log_format);
     // Every subcommand may run tasks or serve many clients; each task holds a few
     // descriptors, more than the usual soft limit of 1024 allows for hundreds.
     match kfpd_runtime::raise_open_files_limit() {
@@ -64,10 +92,10 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
-        Command::Scheduler(args) => runtime.block_on(scheduler(args)),
-        Command::Run(command) => {
+    match command {
+        Loaded::Serve(config) => runtime.block_on(serve(config)),
+        Loaded::Scheduler(config) => runtime.block_on(scheduler(config)),
+        Loaded::Run(command) => {
             let succeeded = runtime.block_on(run(command))?;
             if !succeeded {
                 std::process::exit(1);
@@ -93,42 +121,36 @@ async fn run(command: RunCommand) -> anyhow::Result<bool> {
     Ok(state == kfpd_server::RunState::Succeeded)
 }
 
-async fn serve(args: kfpd_server::ServeArgs) -> anyhow::Result<()> {
-    let config = kfpd_server::Config::load(&args)?;
+async fn serve(config: kfpd_server::Config) -> anyhow::Result<()> {
     kfpd_server::serve(config, shutdown_signal()).await?;
     Ok(())
 }
 
-async fn scheduler(args: kfpd_server::ServeArgs) -> anyhow::Result<()> {
-    let config = kfpd_server::Config::load(&args)?;
+async fn scheduler(config: kfpd_server::Config) -> anyhow::Result<()> {
     kfpd_server::scheduler::run_alone(config, shutdown_signal()).await?;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
+/// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is called, not
+/// when the future is first polled, so a signal sent as soon as the `listening` line
+/// appears still shuts down cleanly instead of killing the process.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{signal, SignalKind};
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        let (mut interrupt, mut terminate) = match (interrupt, terminate) {
+            (Ok(interrupt), Ok(terminate)) => (interrupt, terminate),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::error!(%error, "cannot listen for SIGTERM or ctrl-c");
                 std::future::pending::<()>().await;
+                return;
             }
+        };
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }
