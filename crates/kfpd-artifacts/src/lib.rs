@@ -8,9 +8,13 @@
 //! * local: `file://<absolute root>/<key>` — the path is literal, not percent-encoded;
 //! * S3: `minio://<bucket>/<key>` (`s3://<bucket>/<key>` is accepted on input).
 //!
+//! A store opened with [`ArtifactStore::open`] serves its default root only;
+//! [`ArtifactStore::with_roots`] widens that to any local path and any bucket of the same S3
+//! endpoint, or to a list of roots ([`Roots`]), and routes each URI to the right place.
+//!
 //! A key is a relative path of `/`-separated segments; empty, `.` and `..` segments (also
 //! percent-encoded ones), backslashes and control characters are refused, so no URI can reach
-//! outside the store. One trailing `/` is ignored.
+//! outside the roots a store serves. One trailing `/` is ignored.
 //!
 //! Tasks only ever see local paths: the executor downloads inputs before a task and uploads
 //! outputs after it ([`ArtifactStore::download`], [`ArtifactStore::upload`]);
@@ -21,13 +25,19 @@
 //! stored (object stores have none), on either backend.
 
 mod local;
+mod roots;
 mod s3;
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
 pub use local::UploadMode;
+pub use roots::Roots;
+
+use roots::Location;
 
 /// The default bucket name, as upstream.
 pub const DEFAULT_BUCKET: &str = "mlpipeline";
@@ -43,8 +53,10 @@ pub enum Error {
     Config(String),
     #[error("invalid artifact uri {uri:?}: {reason}")]
     InvalidUri { uri: String, reason: String },
-    #[error("artifact uri {uri:?} is not served by the store at {store}")]
-    Unsupported { uri: String, store: String },
+    #[error("artifact uri {uri:?} is not served here: {reason}")]
+    Unsupported { uri: String, reason: String },
+    #[error("pipeline root {root:?} {reason}")]
+    RootRefused { root: String, reason: String },
     #[error("object store bucket not found: bucket {bucket} at endpoint {endpoint}")]
     BucketNotFound { bucket: String, endpoint: String },
     #[error(
@@ -256,23 +268,50 @@ enum Backend {
     S3(s3::S3Store),
 }
 
+impl Backend {
+    fn handles(&self, uri: &str) -> bool {
+        match self {
+            Backend::Local(l) => l.handles(uri),
+            Backend::S3(s) => s.handles(uri),
+        }
+    }
+}
+
 /// An open artifact store. Cheap to clone.
 #[derive(Clone)]
 pub struct ArtifactStore {
     backend: Backend,
+    elsewhere: Arc<Elsewhere>,
+}
+
+/// What a store needs to serve roots other than its default one.
+struct Elsewhere {
+    roots: Roots,
+    /// `roots` parsed (empty unless [`Roots::Listed`]).
+    listed: Vec<Location>,
+    /// The default root, which is always served.
+    default: Location,
+    /// Every local path, for `file://` URIs outside the default root.
+    files: local::LocalStore,
+    /// Stores for other buckets of the S3 endpoint, made when first needed.
+    buckets: Mutex<HashMap<String, s3::S3Store>>,
+    /// Buckets seen to exist, so that a pipeline root in one is checked once.
+    checked_buckets: Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for ArtifactStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ArtifactStore")
             .field("root", &self.default_root())
+            .field("roots", &self.elsewhere.roots)
             .finish()
     }
 }
 
 impl ArtifactStore {
-    /// Opens the store. For S3, checks that the bucket exists and creates it when it does not
-    /// and `create_bucket` is set; otherwise fails with
+    /// Opens the store, serving its default root only (see [`ArtifactStore::with_roots`]).
+    /// For S3, checks that the bucket exists and creates it when it does not and
+    /// `create_bucket` is set; otherwise fails with
     /// "object store bucket not found: bucket X at endpoint Y".
     pub async fn open(options: Options) -> Result<ArtifactStore, Error> {
         let backend = match options {
@@ -296,7 +335,61 @@ impl ArtifactStore {
                 .await?,
             ),
         };
-        Ok(ArtifactStore { backend })
+        let default = match &backend {
+            Backend::Local(l) => Location::Path(l.root_path()),
+            Backend::S3(s) => Location::Bucket {
+                bucket: s.bucket().to_string(),
+                key: DEFAULT_ROOT_PREFIX.to_string(),
+            },
+        };
+        Ok(ArtifactStore {
+            backend,
+            elsewhere: Arc::new(Elsewhere {
+                roots: Roots::DefaultOnly,
+                listed: Vec::new(),
+                default,
+                files: local::LocalStore::filesystem(),
+                buckets: Mutex::new(HashMap::new()),
+                checked_buckets: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
+
+    /// The same store serving `roots` as well as its default root. Listed roots must be
+    /// absolute paths, `file:///` URIs, or buckets (`s3://`, `minio://`) of the configured
+    /// endpoint; a bucket without an S3 endpoint is a configuration error.
+    pub fn with_roots(self, roots: Roots) -> Result<ArtifactStore, Error> {
+        let mut listed = Vec::new();
+        if let Roots::Listed(texts) = &roots {
+            for text in texts {
+                let location = Location::parse(text).map_err(|refusal| {
+                    Error::Config(format!(
+                        "allowed pipeline root {text:?}: {}",
+                        refusal.reason()
+                    ))
+                })?;
+                if matches!(location, Location::Bucket { .. })
+                    && matches!(self.backend, Backend::Local(_))
+                {
+                    return Err(Error::Config(format!(
+                        "allowed pipeline root {text:?} is a bucket, but no object store is configured (OBJECTSTORECONFIG_HOST)"
+                    )));
+                }
+                listed.push(location);
+            }
+        }
+        let elsewhere = Elsewhere {
+            roots,
+            listed,
+            default: self.elsewhere.default.clone(),
+            files: local::LocalStore::filesystem(),
+            buckets: Mutex::new(HashMap::new()),
+            checked_buckets: Mutex::new(HashSet::new()),
+        };
+        Ok(ArtifactStore {
+            backend: self.backend,
+            elsewhere: Arc::new(elsewhere),
+        })
     }
 
     /// The default pipeline root: `file://<root>` or `minio://<bucket>/v2/artifacts`.
@@ -323,20 +416,180 @@ impl ArtifactStore {
         )
     }
 
-    /// Whether this store can serve the URI (scheme and bucket/root match). The key itself is
-    /// checked by the operations.
+    /// Whether this store can serve the URI (scheme, place and the allowed roots). The key
+    /// itself is checked by the operations.
     pub fn handles(&self, uri: &str) -> bool {
-        match &self.backend {
-            Backend::Local(l) => l.handles(uri),
-            Backend::S3(s) => s.handles(uri),
+        self.backend.handles(uri)
+            || (self.elsewhere.roots != Roots::DefaultOnly && self.route(uri).is_ok())
+    }
+
+    /// The pipeline root a run asked for as a URI (`/dir` becomes `file:///dir`; no
+    /// trailing `/`), or the default root when it asked for none. Checks what can be
+    /// checked without I/O: the kind of root and the allowed roots.
+    pub fn pipeline_root(&self, requested: &str) -> Result<String, Error> {
+        let requested = requested.trim();
+        if requested.is_empty() {
+            return Ok(self.default_root());
         }
+        let refused = |reason: String| Error::RootRefused {
+            root: requested.to_string(),
+            reason,
+        };
+        let trimmed = requested.trim_end_matches('/');
+        let root = if requested.starts_with('/') {
+            format!("file://{trimmed}")
+        } else {
+            trimmed.to_string()
+        };
+        if self.backend.handles(&root) {
+            return Ok(root);
+        }
+        if self.elsewhere.roots == Roots::DefaultOnly {
+            return Err(refused(format!(
+                "is not served by this store, which keeps artifacts under {} only",
+                self.default_root()
+            )));
+        }
+        let location = Location::parse(&root).map_err(|refusal| refused(refusal.reason()))?;
+        self.allow(&location).map_err(refused)?;
+        self.backend_for(&location).map_err(refused)?;
+        Ok(root)
+    }
+
+    /// [`ArtifactStore::pipeline_root`], and also that the root can be used now: a local
+    /// directory is created when missing and must be writable, a bucket must exist.
+    pub async fn check_root(&self, requested: &str) -> Result<String, Error> {
+        let root = self.pipeline_root(requested)?;
+        if self.backend.handles(&root) {
+            // The default store was checked when it was opened.
+            return Ok(root);
+        }
+        let refused = |reason: String| Error::RootRefused {
+            root: requested.trim().to_string(),
+            reason,
+        };
+        let location = Location::parse(&root).map_err(|refusal| refused(refusal.reason()))?;
+        match location {
+            Location::Path(path) => {
+                let dir = PathBuf::from(if path.is_empty() { "/" } else { &path });
+                let probe = dir.clone();
+                let written = tokio::task::spawn_blocking(move || probe_writable(&probe))
+                    .await
+                    .map_err(|error| Error::io(&dir, &root, std::io::Error::other(error)))?;
+                written.map_err(|error| {
+                    refused(format!(
+                        "cannot be written by this server ({}): {error}",
+                        dir.display()
+                    ))
+                })?;
+            }
+            Location::Bucket { bucket, .. } => {
+                let known = self
+                    .elsewhere
+                    .checked_buckets
+                    .lock()
+                    .is_ok_and(|checked| checked.contains(&bucket));
+                if !known {
+                    let store = self.bucket_store(&bucket).map_err(refused)?;
+                    match store.check_bucket().await {
+                        Ok(()) => {}
+                        Err(Error::BucketNotFound { bucket, endpoint }) => {
+                            return Err(refused(format!(
+                                "names bucket {bucket}, which does not exist at {endpoint}"
+                            )))
+                        }
+                        Err(other) => return Err(other),
+                    }
+                    if let Ok(mut checked) = self.elsewhere.checked_buckets.lock() {
+                        checked.insert(bucket);
+                    }
+                }
+            }
+        }
+        Ok(root)
+    }
+
+    /// Whether the allowed roots hold `location`.
+    fn allow(&self, location: &Location) -> Result<(), String> {
+        let listed = match &self.elsewhere.roots {
+            Roots::DefaultOnly => {
+                return Err(format!(
+                    "is outside this store, which serves {} only",
+                    self.default_root()
+                ))
+            }
+            Roots::Any => return Ok(()),
+            Roots::Listed(listed) => listed,
+        };
+        let inside = self.elsewhere.default.contains(location)
+            || self
+                .elsewhere
+                .listed
+                .iter()
+                .any(|root| root.contains(location));
+        if inside {
+            return Ok(());
+        }
+        Err(format!(
+            "is not allowed on this server: roots must lie under {} or the default root {}",
+            listed.join(", "),
+            self.default_root()
+        ))
+    }
+
+    /// The backend that stores `location`.
+    fn backend_for(&self, location: &Location) -> Result<Backend, String> {
+        match location {
+            Location::Path(_) => Ok(Backend::Local(self.elsewhere.files.clone())),
+            Location::Bucket { bucket, .. } => self.bucket_store(bucket).map(Backend::S3),
+        }
+    }
+
+    /// The store of `bucket` on the configured endpoint.
+    fn bucket_store(&self, bucket: &str) -> Result<s3::S3Store, String> {
+        let Backend::S3(default) = &self.backend else {
+            return Err(format!(
+                "is in bucket {bucket}, but no object store is configured (OBJECTSTORECONFIG_HOST)"
+            ));
+        };
+        if default.bucket() == bucket {
+            return Ok(default.clone());
+        }
+        let mut buckets = self
+            .elsewhere
+            .buckets
+            .lock()
+            .map_err(|_| "the bucket table is unusable after a panic".to_string())?;
+        if let Some(store) = buckets.get(bucket) {
+            return Ok(store.clone());
+        }
+        let store = default
+            .with_bucket(bucket)
+            .map_err(|error| format!("cannot use bucket {bucket}: {error}"))?;
+        buckets.insert(bucket.to_string(), store.clone());
+        Ok(store)
+    }
+
+    /// The backend that serves `uri`, or why none does.
+    fn route(&self, uri: &str) -> Result<Backend, Error> {
+        if self.backend.handles(uri) || self.elsewhere.roots == Roots::DefaultOnly {
+            // The default backend refuses what it does not serve, naming its root.
+            return Ok(self.backend.clone());
+        }
+        let location = Location::parse(uri).map_err(|refusal| refusal.into_error(uri))?;
+        let refused = |reason: String| Error::Unsupported {
+            uri: uri.to_string(),
+            reason: format!("it {reason}"),
+        };
+        self.allow(&location).map_err(refused)?;
+        self.backend_for(&location).map_err(refused)
     }
 
     /// Copies the object at `uri` — a single object, or every object under `uri/` as a
     /// directory tree — to `local`. Parent directories of `local` are created. The task gets
     /// its own copy: nothing at `local` shares storage with the store that a write could alter.
     pub async fn download(&self, uri: &str, local: &Path) -> Result<(), Error> {
-        match &self.backend {
+        match self.route(uri)? {
             Backend::Local(l) => l.download(uri, local).await,
             Backend::S3(s) => s.download(uri, local).await,
         }
@@ -361,7 +614,7 @@ impl ArtifactStore {
         uri: &str,
         mode: UploadMode,
     ) -> Result<bool, Error> {
-        match &self.backend {
+        match self.route(uri)? {
             Backend::Local(l) => l.upload(local, uri, mode).await,
             Backend::S3(s) => s.upload(local, uri, mode).await,
         }
@@ -370,7 +623,7 @@ impl ArtifactStore {
     /// Reads one object fully (for the `:read` endpoint). Objects larger than `max_bytes` are
     /// refused with [`Error::TooLarge`] without reading them.
     pub async fn read(&self, uri: &str, max_bytes: usize) -> Result<Bytes, Error> {
-        match &self.backend {
+        match self.route(uri)? {
             Backend::Local(l) => l.read(uri, max_bytes).await,
             Backend::S3(s) => s.read(uri, max_bytes).await,
         }
@@ -380,7 +633,7 @@ impl ArtifactStore {
     /// size and read a directory object by object. Nothing under `uri/` (also when `uri`
     /// is a single object) is [`Error::NotFound`].
     pub async fn list_directory(&self, uri: &str) -> Result<Vec<DirectoryEntry>, Error> {
-        match &self.backend {
+        match self.route(uri)? {
             Backend::Local(l) => l.list_directory(uri).await,
             Backend::S3(s) => s.list_directory(uri).await,
         }
@@ -388,7 +641,7 @@ impl ArtifactStore {
 
     /// Whether anything exists at `uri` (an object, or objects under `uri/`).
     pub async fn exists(&self, uri: &str) -> Result<bool, Error> {
-        match &self.backend {
+        match self.route(uri)? {
             Backend::Local(l) => l.exists(uri).await,
             Backend::S3(s) => s.exists(uri).await,
         }
@@ -397,11 +650,25 @@ impl ArtifactStore {
     /// Deletes the object at `uri` and every object under `uri/`. Deleting nothing is not an
     /// error.
     pub async fn delete(&self, uri: &str) -> Result<(), Error> {
-        match &self.backend {
+        match self.route(uri)? {
             Backend::Local(l) => l.delete(uri).await,
             Backend::S3(s) => s.delete(uri).await,
         }
     }
+}
+
+/// Creates `dir` when missing and writes (then removes) a file in it.
+fn probe_writable(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(format!(
+        ".kfpd-write-check-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)?;
+    std::fs::remove_file(&probe)
 }
 
 /// Upstream's `LocalPathForURI` under `base` instead of the filesystem root:

@@ -74,6 +74,23 @@ impl LocalStore {
         .await
     }
 
+    /// The whole filesystem: `file:///<absolute path>` for any path, for pipeline roots
+    /// outside the default one.
+    pub(crate) fn filesystem() -> LocalStore {
+        LocalStore {
+            root: PathBuf::from("/"),
+            prefix: "file:///".to_string(),
+        }
+    }
+
+    /// The root as an absolute path without a trailing `/` (empty for `/`).
+    pub(crate) fn root_path(&self) -> String {
+        self.prefix
+            .trim_start_matches("file://")
+            .trim_end_matches('/')
+            .to_string()
+    }
+
     pub(crate) fn root_uri(&self) -> String {
         let p = self.prefix.trim_end_matches('/');
         if p == "file://" {
@@ -91,7 +108,7 @@ impl LocalStore {
         let Some(rest) = uri.strip_prefix(&self.prefix) else {
             return Err(Error::Unsupported {
                 uri: uri.to_string(),
-                store: self.root_uri(),
+                reason: format!("this store keeps artifacts under {} only", self.root_uri()),
             });
         };
         validate_key(uri, rest)

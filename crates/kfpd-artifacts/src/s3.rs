@@ -27,6 +27,7 @@ use crate::{validate_key, validate_segment, DirectoryEntry, Error};
 /// Concurrent object transfers for directory uploads and downloads.
 const CONCURRENCY: usize = 4;
 
+#[derive(Clone)]
 pub(crate) struct S3Config {
     pub endpoint: String,
     pub region: String,
@@ -42,6 +43,8 @@ pub(crate) struct S3Store {
 }
 
 struct Inner {
+    /// What the store was built from, to build stores for other buckets of the endpoint.
+    config: S3Config,
     store: Arc<AmazonS3>,
     bucket: String,
     endpoint: String,
@@ -61,6 +64,29 @@ const AWS_CREDENTIAL_VARS: &[&str] = &[
 
 impl S3Store {
     pub(crate) async fn open(cfg: S3Config) -> Result<S3Store, Error> {
+        let create_bucket = cfg.create_bucket;
+        let s = S3Store::build(cfg)?;
+        s.ensure_bucket(create_bucket).await?;
+        Ok(s)
+    }
+
+    /// A store for another bucket of the same endpoint, with the same credentials. The
+    /// bucket is not checked: see [`S3Store::check_bucket`].
+    pub(crate) fn with_bucket(&self, bucket: &str) -> Result<S3Store, Error> {
+        S3Store::build(S3Config {
+            bucket: bucket.to_string(),
+            create_bucket: false,
+            ..self.inner.config.clone()
+        })
+    }
+
+    /// Whether the bucket exists: [`Error::BucketNotFound`] when it does not.
+    pub(crate) async fn check_bucket(&self) -> Result<(), Error> {
+        self.ensure_bucket(false).await
+    }
+
+    fn build(cfg: S3Config) -> Result<S3Store, Error> {
+        let config = cfg.clone();
         let endpoint = cfg.endpoint.trim_end_matches('/').to_string();
         let url = reqwest::Url::parse(&endpoint).map_err(|e| {
             Error::Config(format!(
@@ -130,8 +156,9 @@ impl S3Store {
             .timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| Error::Config(format!("http client: {e}")))?;
-        let s = S3Store {
+        Ok(S3Store {
             inner: Arc::new(Inner {
+                config,
                 store: Arc::new(store),
                 bucket,
                 endpoint,
@@ -139,9 +166,7 @@ impl S3Store {
                 anonymous,
                 http,
             }),
-        };
-        s.ensure_bucket(cfg.create_bucket).await?;
-        Ok(s)
+        })
     }
 
     pub(crate) fn bucket(&self) -> &str {
@@ -251,7 +276,7 @@ impl S3Store {
         let Some(key) = self.split(uri) else {
             return Err(Error::Unsupported {
                 uri: uri.to_string(),
-                store: self.store_uri(),
+                reason: format!("this store keeps artifacts in {} only", self.store_uri()),
             });
         };
         let key = validate_key(uri, key)?;

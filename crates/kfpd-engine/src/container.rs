@@ -860,12 +860,6 @@ fn replace_kfp_pin(argv: &mut [String], replacement: Option<&str>) -> Option<Str
 }
 
 async fn download(store: &ArtifactStore, uri: &str, local: &Path) -> Result<(), String> {
-    if !store.handles(uri) {
-        return Err(format!(
-            "cannot fetch input artifact {uri}: kfpd's artifact store ({}) does not serve it",
-            store.default_root()
-        ));
-    }
     store
         .download(uri, local)
         .await

@@ -268,25 +268,13 @@ impl Engine {
         Ok(Outcome { state, error })
     }
 
-    /// The pipeline root of a run: the one it asked for, if the artifact store serves
-    /// it (a local path counts as `file://`), else the store's default root.
+    /// The pipeline root of a run: the one it asked for (a local path counts as
+    /// `file://`), else the store's default root. CreateRun checked it already; this
+    /// checks again in case the server's allowed roots changed since.
     fn pipeline_root(&self, requested: &str) -> Result<String, String> {
-        let requested = requested.trim().trim_end_matches('/');
-        if requested.is_empty() {
-            return Ok(self.artifacts.default_root());
-        }
-        let as_uri = if requested.starts_with('/') {
-            format!("file://{requested}")
-        } else {
-            requested.to_string()
-        };
-        if self.artifacts.handles(&as_uri) {
-            return Ok(as_uri);
-        }
-        Err(format!(
-            "pipeline_root {requested:?} is not served by kfpd's artifact store (default root {})",
-            self.artifacts.default_root()
-        ))
+        self.artifacts
+            .pipeline_root(requested)
+            .map_err(|error| error.to_string())
     }
 }
 

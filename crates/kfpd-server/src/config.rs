@@ -123,6 +123,17 @@ pub struct ServeArgs {
     /// honoured, as upstream.
     #[arg(long, env = "KFPD_KFP_PACKAGE")]
     pub kfp_package: Option<String>,
+    /// Pipeline roots runs may name, comma-separated (`/data/experiments`,
+    /// `file:///srv/kfp`, `s3://team-bucket/kfp`): a run's root must be one of them or
+    /// lie under one; the default root is always allowed. Unset: any absolute path this
+    /// server can write, and any existing bucket of its object store.
+    #[arg(
+        long,
+        env = "KFPD_ALLOWED_PIPELINE_ROOTS",
+        value_delimiter = ',',
+        value_name = "ROOTS"
+    )]
+    pub allowed_pipeline_roots: Option<Vec<String>>,
     /// Log lines as `text` (coloured only when stderr is a terminal and NO_COLOR is
     /// unset) or `json` (one object a line with timestamp, level, target, message and
     /// fields, for log collectors). [default: text]
@@ -159,6 +170,7 @@ struct FileSettings {
     default_cache_staleness: Option<String>,
     maximum_cache_staleness: Option<String>,
     kfp_package: Option<String>,
+    allowed_pipeline_roots: Option<Vec<String>>,
     log_format: Option<String>,
 }
 
@@ -204,6 +216,9 @@ pub struct Config {
     pub cache: kfpd_engine::CacheOptions,
     /// Replaces the kfp pin of lightweight components' pip preambles.
     pub kfp_package: Option<String>,
+    /// Pipeline roots runs may name (and what lies under them); empty: any root the
+    /// artifact store can serve.
+    pub allowed_pipeline_roots: Vec<String>,
     pub log_format: crate::logging::LogFormat,
 }
 
@@ -367,6 +382,15 @@ impl Config {
             }
         };
 
+        let allowed_pipeline_roots: Vec<String> = args
+            .allowed_pipeline_roots
+            .clone()
+            .or(file.allowed_pipeline_roots.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|root| root.trim().to_string())
+            .filter(|root| !root.is_empty())
+            .collect();
         let log_format = match args.log_format.clone().or(file.log_format.clone()) {
             None => crate::logging::LogFormat::default(),
             Some(text) => text.parse().map_err(|message| Error::Invalid {
@@ -377,6 +401,7 @@ impl Config {
 
         Ok(Config {
             kfp_package,
+            allowed_pipeline_roots,
             log_format,
             max_parallel_tasks,
             scheduler,
@@ -951,24 +976,32 @@ mod tests {
     }
 
     #[test]
-    fn log_format_from_flag_or_file() {
+    fn log_format_and_allowed_roots_from_flag_or_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kfpd.toml");
-        std::fs::write(&path, "log_format = \"json\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "log_format = \"json\"\nallowed_pipeline_roots = [\"/data\", \" s3://team/kfp \"]\n",
+        )
+        .unwrap();
         let from_file = ServeArgs {
             config: Some(path.clone()),
             ..ServeArgs::default()
         };
         let config = resolve(from_file.clone(), &[]);
         assert_eq!(config.log_format, crate::logging::LogFormat::Json);
+        assert_eq!(config.allowed_pipeline_roots, ["/data", "s3://team/kfp"]);
         let flags = ServeArgs {
             log_format: Some("text".into()),
+            allowed_pipeline_roots: Some(vec!["/srv".into(), "".into()]),
             ..from_file
         };
         let config = resolve(flags, &[]);
         assert_eq!(config.log_format, crate::logging::LogFormat::Text);
+        assert_eq!(config.allowed_pipeline_roots, ["/srv"]);
         let default = resolve(ServeArgs::default(), &[]);
         assert_eq!(default.log_format, crate::logging::LogFormat::Text);
+        assert!(default.allowed_pipeline_roots.is_empty());
         let bad = ServeArgs {
             log_format: Some("yaml".into()),
             ..ServeArgs::default()

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use kfpd_artifacts::{ArtifactStore, Options as ArtifactOptions};
+use kfpd_artifacts::{ArtifactStore, Options as ArtifactOptions, Roots};
 use kfpd_engine::{CacheOptions, Engine, Options as EngineOptions};
 use kfpd_runtime::{Options as RuntimeOptions, Runtime};
 use kfpd_store::MetadataStore;
@@ -23,8 +23,8 @@ pub fn default_envs_dir() -> PathBuf {
 }
 
 /// Opens the artifact store: S3 when OBJECTSTORECONFIG_HOST is set, else
-/// `<data_dir>/artifacts`.
-pub async fn open_artifacts(data_dir: &Path) -> Result<ArtifactStore, String> {
+/// `<data_dir>/artifacts`; it serves the pipeline roots `roots` allows.
+pub async fn open_artifacts(data_dir: &Path, roots: Roots) -> Result<ArtifactStore, String> {
     let from_env = ArtifactOptions::from_env(&|name| std::env::var(name).ok())
         .map_err(|error| format!("object store configuration: {error}"))?;
     let options = match from_env {
@@ -35,6 +35,7 @@ pub async fn open_artifacts(data_dir: &Path) -> Result<ArtifactStore, String> {
     };
     ArtifactStore::open(options)
         .await
+        .and_then(|store| store.with_roots(roots))
         .map_err(|error| error.to_string())
 }
 
@@ -53,7 +54,7 @@ pub async fn build(
     max_parallel_tasks: usize,
     kfp_package: Option<String>,
 ) -> Result<Arc<Engine>, String> {
-    let artifacts = open_artifacts(data_dir).await?;
+    let artifacts = open_artifacts(data_dir, Roots::Any).await?;
     build_with(
         store,
         artifacts,

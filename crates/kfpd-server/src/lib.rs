@@ -132,7 +132,12 @@ pub async fn serve(
         default_service_account: config.default_service_account.clone(),
     };
     let store: Arc<dyn kfpd_store::MetadataStore> = Arc::new(store);
-    let artifacts = engine::open_artifacts(&config.data_dir)
+    let roots = if config.allowed_pipeline_roots.is_empty() {
+        kfpd_artifacts::Roots::Any
+    } else {
+        kfpd_artifacts::Roots::Listed(config.allowed_pipeline_roots.clone())
+    };
+    let artifacts = engine::open_artifacts(&config.data_dir, roots)
         .await
         .map_err(StartError::Startup)?;
     let engine = engine::build_with(

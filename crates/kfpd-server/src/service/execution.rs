@@ -396,7 +396,7 @@ impl Api {
             return Err(Error::new(
                 Code::FailedPrecondition,
                 format!(
-                    "artifact {} is stored outside kfpd's artifact store",
+                    "artifact {} is stored outside the pipeline roots this server serves",
                     artifact.uri
                 ),
             ));

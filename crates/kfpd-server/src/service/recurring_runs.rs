@@ -89,6 +89,8 @@ impl Api {
             .resolve_requested(what, recurring.pipeline_source.as_ref().into(), false)
             .await?;
         check_parameters(what, &source.package, recurring.runtime_config.as_ref())?;
+        self.check_pipeline_root(what, recurring.runtime_config.as_ref(), false)
+            .await?;
         let experiment = self.experiment_for(&recurring.experiment_id, what).await?;
         let namespace = if self.settings.multi_user {
             experiment.namespace.clone()

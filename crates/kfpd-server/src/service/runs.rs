@@ -11,6 +11,41 @@ use crate::convert;
 use crate::error::{Code, Error, Result};
 
 impl Api {
+    /// Refuses, naming it, a pipeline root the artifact store does not serve, before
+    /// anything is stored. With `io` a local root is also created and must be writable,
+    /// and a bucket must exist; recurring runs skip that, as their roots may hold macros.
+    pub(super) async fn check_pipeline_root(
+        &self,
+        what: &str,
+        config: Option<&api::RuntimeConfig>,
+        io: bool,
+    ) -> Result<()> {
+        let Some(store) = &self.artifacts else {
+            return Ok(());
+        };
+        let Some(root) = config
+            .map(|config| config.pipeline_root.as_str())
+            .filter(|root| !root.trim().is_empty())
+        else {
+            return Ok(());
+        };
+        let checked = if io {
+            store.check_root(root).await
+        } else {
+            store.pipeline_root(root)
+        };
+        match checked {
+            Ok(_) => Ok(()),
+            Err(error @ kfpd_artifacts::Error::RootRefused { .. }) => {
+                Err(Error::invalid(format!("{what}: {error}")))
+            }
+            Err(error) => Err(Error::new(
+                Code::Unavailable,
+                format!("{what}: cannot check pipeline root {root:?}: {error}"),
+            )),
+        }
+    }
+
     // Deprecated request fields are still honoured for older clients.
     #[allow(deprecated)]
     pub async fn create_run(&self, request: api::CreateRunRequest) -> Result<api::Run> {
@@ -36,6 +71,8 @@ impl Api {
             .resolve_requested("create run", run.pipeline_source.as_ref().into(), true)
             .await?;
         check_parameters("create run", &source.package, run.runtime_config.as_ref())?;
+        self.check_pipeline_root("create run", run.runtime_config.as_ref(), true)
+            .await?;
         let service_account = if run.service_account.is_empty() {
             self.settings.default_service_account.clone()
         } else {

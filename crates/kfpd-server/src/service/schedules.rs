@@ -242,6 +242,8 @@ impl Api {
         };
         let config = runtime_config_with_macros(&row.runtime_config, &macros)?;
         check_parameters(what, &source.package, config.as_ref())?;
+        self.check_pipeline_root(what, config.as_ref(), true)
+            .await?;
         let experiment = self.experiment_for(&row.experiment_id, what).await?;
         let service_account = if row.service_account.is_empty() {
             self.settings.default_service_account.clone()
@@ -468,7 +470,9 @@ impl Api {
         }
         let source = self.stored_source(&merged).await?;
         let config = parse_runtime_config(&merged.runtime_config)?;
-        check_parameters("update recurring run", &source.package, config.as_ref())
+        check_parameters("update recurring run", &source.package, config.as_ref())?;
+        self.check_pipeline_root("update recurring run", config.as_ref(), false)
+            .await
     }
 }
 
