@@ -52,7 +52,8 @@ struct Args {
     #[arg(long)]
     kfpd_bin: Option<PathBuf>,
     /// Compiled pipeline (YAML) sent inline by CreateRun and stored with every seeded run
-    /// [default: ../shared/testdata/pipelines/hello_world.yaml next to the repository].
+    /// [default: hello_world.yaml of the upstream pipeline corpus, found as the tests
+    /// find it: $KFPD_CORPUS_DIR, else ../shared/testdata/pipelines beside the repository].
     #[arg(long)]
     spec: Option<PathBuf>,
     /// Measured requests per latency row (after the warm-up).
@@ -415,10 +416,17 @@ impl Quiet {
 
 /// The compiled pipeline as compact JSON, as kfpd stores an inline spec.
 fn load_spec(args: &Args) -> Result<String> {
-    let path = args.spec.clone().unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/testdata/pipelines/hello_world.yaml")
-    });
+    let path = match &args.spec {
+        Some(path) => path.clone(),
+        None => kfpd_testdata::Dir::Corpus
+            .find()
+            .map_err(|missing| {
+                anyhow::anyhow!(
+                    "the benchmark's default pipeline is the upstream corpus's hello_world.yaml: {missing}; or pass --spec"
+                )
+            })?
+            .join("hello_world.yaml"),
+    };
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("reading the pipeline spec {} (pass --spec)", path.display()))?;
     let value: serde_json::Value =

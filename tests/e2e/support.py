@@ -18,14 +18,14 @@ import uuid
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 import kfp_server_api
+import pytest
 import requests
 import yaml
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO_ROOT = HERE.parent.parent
-# The shared corpus of compiled pipelines lives beside the repository (read-only).
-CORPUS = (REPO_ROOT / ".." / "shared" / "testdata" / "pipelines").resolve()
-INVALID_CORPUS = CORPUS / "invalid"
+# Pipelines committed with the project (hand-written IR; always present).
+PIPELINES = REPO_ROOT / "tests" / "pipelines"
 
 # Seconds any single HTTP request may take before the test fails.
 HTTP_TIMEOUT = 30
@@ -33,9 +33,105 @@ HTTP_TIMEOUT = 30
 STARTUP_TIMEOUT = 30
 
 
+# --------------------------------------------------------------------------- test data
+#
+# The reference directory beside the repository (`../shared`, with the upstream
+# pipeline corpus) is not part of a clone. As in the Rust tests (crate kfpd-testdata):
+# KFPD_SHARED_DIR names it (default: `shared` beside the repository root) and
+# KFPD_CORPUS_DIR the corpus (default: $KFPD_SHARED_DIR/testdata/pipelines); relative
+# values are taken from the repository root. A test needing a missing corpus is skipped
+# with a message, except under CI=true, where it fails. A setting naming a missing
+# directory always fails.
+
+SHARED_DIR_VAR = "KFPD_SHARED_DIR"
+CORPUS_DIR_VAR = "KFPD_CORPUS_DIR"
+# Stands in for the corpus's file list when it is absent, so its tests skip (or fail under CI).
+NO_CORPUS = "(no corpus)"
+
+
+def under_ci() -> bool:
+    return os.environ.get("CI") == "true"
+
+
+def _setting(variable: str) -> Optional[pathlib.Path]:
+    value = os.environ.get(variable, "")
+    if not value:
+        return None
+    path = pathlib.Path(value)
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def _expected_shared() -> tuple[pathlib.Path, Optional[str]]:
+    named = _setting(SHARED_DIR_VAR)
+    if named is not None:
+        return named, SHARED_DIR_VAR
+    return (REPO_ROOT / ".." / "shared").resolve(), None
+
+
+def _expected_corpus() -> tuple[pathlib.Path, Optional[str]]:
+    named = _setting(CORPUS_DIR_VAR)
+    if named is not None:
+        return named, CORPUS_DIR_VAR
+    shared, shared_var = _expected_shared()
+    return shared / "testdata" / "pipelines", shared_var
+
+
+def _find(expected: tuple[pathlib.Path, Optional[str]], what: str) -> Optional[pathlib.Path]:
+    path, named_by = expected
+    if path.is_dir():
+        return path
+    if named_by is not None:
+        raise AssertionError(f"{named_by} is set, but {what} is not at {path}")
+    return None
+
+
+def shared_dir() -> Optional[pathlib.Path]:
+    """The reference directory, or None when absent."""
+    return _find(_expected_shared(), "the shared reference directory")
+
+
+def find_corpus() -> Optional[pathlib.Path]:
+    """The upstream pipeline corpus, or None when absent (no skip: for collection time)."""
+    return _find(_expected_corpus(), "the upstream pipeline corpus")
+
+
+def corpus_dir() -> pathlib.Path:
+    """The upstream pipeline corpus; skips the calling test when absent (fails under CI=true)."""
+    found = find_corpus()
+    if found is not None:
+        return found
+    path, _ = _expected_corpus()
+    message = (
+        f"the upstream pipeline corpus is not at {path}; set {CORPUS_DIR_VAR} to a copy of it "
+        f"(or {SHARED_DIR_VAR} to the reference directory holding testdata/pipelines)"
+    )
+    if under_ci():
+        pytest.fail(f"required under CI=true: {message}")
+    pytest.skip(message)
+
+
 def corpus_file(relative: str) -> pathlib.Path:
-    path = CORPUS / relative
+    """A file of the upstream corpus; skips the calling test when the corpus is absent."""
+    path = corpus_dir() / relative
     assert path.is_file(), f"corpus file missing: {path}"
+    return path
+
+
+def corpus_files(pattern: str, exclude: str = "invalid") -> list[str]:
+    """Corpus files matching `pattern` (relative paths, outside `exclude/`), for parametrize.
+
+    Without the corpus: [NO_CORPUS], whose test then skips (or fails under CI) in corpus_file."""
+    corpus = find_corpus()
+    if corpus is None:
+        return [NO_CORPUS]
+    excluded = corpus / exclude
+    return sorted(str(p.relative_to(corpus)) for p in corpus.rglob(pattern) if excluded not in p.parents)
+
+
+def pipeline_file(relative: str) -> pathlib.Path:
+    """A pipeline committed under tests/pipelines/ (always present)."""
+    path = PIPELINES / relative
+    assert path.is_file(), f"committed test pipeline missing: {path}"
     return path
 
 

@@ -25,7 +25,7 @@ from google.protobuf import json_format, struct_pb2
 from grpc_tools import protoc
 
 import support
-from support import corpus_file, eq_filter, load_yaml_spec, unique
+from support import eq_filter, load_yaml_spec, pipeline_file, unique
 
 PROTO_ROOT = support.REPO_ROOT / "proto"
 PACKAGE = "kubeflow.pipelines.backend.api.v2beta1"
@@ -256,7 +256,7 @@ def test_pipelines_create_get_list(api, pipelines, http):
 
 def test_pipeline_version_read_over_grpc_after_rest_upload(api, pipelines, http):
     """A version uploaded over REST reads back over gRPC with its whole spec."""
-    path = corpus_file("hello_world.yaml")
+    path = pipeline_file("hello.yaml")
     with open(path, "rb") as f:
         response = http.post(
             f"pipelines/upload?name={unique('grpc-py-upload')}",
@@ -305,7 +305,7 @@ def test_runs_create_get_list(api, experiments, runs, http):
         timeout=RPC_TIMEOUT,
     )
     pb = api.run_pb2
-    spec_dict = load_yaml_spec(corpus_file("hello_world.yaml"))
+    spec_dict = load_yaml_spec(pipeline_file("hello.yaml"))
     spec = struct_pb2.Struct()
     json_format.ParseDict(spec_dict, spec)
     created = runs.CreateRun(

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from support import corpus_file, page_through, unique
+from support import page_through, pipeline_file, unique
 
 COUNT = 7
 SORTS = ["", "created_at", "created_at desc", "name", "name desc", "display_name desc"]
@@ -18,11 +18,11 @@ def world(client):
     experiment = client.create_experiment(name=f"{prefix}-exp")
     for i in range(COUNT):
         client.create_experiment(name=f"{prefix}-e{(i * 3) % COUNT}")
-    pipeline = client.upload_pipeline(str(corpus_file("critical/add_numbers.yaml")), pipeline_name=f"{prefix}-p")
+    pipeline = client.upload_pipeline(str(pipeline_file("add.yaml")), pipeline_name=f"{prefix}-p")
     for i in range(COUNT):
-        client.upload_pipeline(str(corpus_file("identity.yaml")), pipeline_name=f"{prefix}-p{(i * 3) % COUNT}")
+        client.upload_pipeline(str(pipeline_file("identity.yaml")), pipeline_name=f"{prefix}-p{(i * 3) % COUNT}")
         client.upload_pipeline_version(
-            str(corpus_file("critical/add_numbers.yaml")),
+            str(pipeline_file("add.yaml")),
             pipeline_version_name=f"{prefix}-v{(i * 3) % COUNT}",
             pipeline_id=pipeline.pipeline_id,
         )

@@ -11,30 +11,44 @@ import yaml
 from kfp import dsl
 
 from support import (
-    CORPUS,
-    INVALID_CORPUS,
+    PIPELINES,
     api_error,
     assert_same_json,
     corpus_file,
+    corpus_files,
     eq_filter,
     error_text,
     load_yaml_spec,
     page_through,
+    pipeline_file,
     unique,
 )
 
-ADD_NUMBERS = "critical/add_numbers.yaml"
-HELLO_WORLD = "hello_world.yaml"
+# Committed pipelines (tests/pipelines/).
+ADD_NUMBERS = "add.yaml"
+HELLO_WORLD = "hello.yaml"
 IDENTITY = "identity.yaml"
 
-CORPUS_YAMLS = sorted(
-    str(p.relative_to(CORPUS)) for p in CORPUS.rglob("*.yaml") if INVALID_CORPUS not in p.parents
-)
-INVALID_FILES = sorted(p.name for p in INVALID_CORPUS.iterdir() if p.is_file())
+CORPUS_YAMLS = corpus_files("*.yaml")
+# Invalid packages: the committed ones always, the corpus's `invalid/` when present.
+INVALID_FILES = sorted(f"invalid/{p.name}" for p in (PIPELINES / "invalid").iterdir() if p.is_file()) + [
+    f"corpus:{relative}" for relative in corpus_files("invalid/*", exclude="-")
+]
+
+
+def invalid_file(name):
+    """A committed invalid package, or (`corpus:` prefix) one of the corpus's."""
+    if name.startswith("corpus:"):
+        return corpus_file(name[len("corpus:"):])
+    return pipeline_file(name)
 
 
 def upload(client, relative, name=None, description=None):
-    return client.upload_pipeline(str(corpus_file(relative)), pipeline_name=name or unique("pl"), description=description)
+    return client.upload_pipeline(str(pipeline_file(relative)), pipeline_name=name or unique("pl"), description=description)
+
+
+def upload_corpus(client, relative, name=None):
+    return client.upload_pipeline(str(corpus_file(relative)), pipeline_name=name or unique("pl"))
 
 
 def only_version(client, pipeline_id):
@@ -60,7 +74,7 @@ def substring_filter(key, value):
 def make_tarball(tmp_path, relative, member="pipeline.yaml"):
     target = tmp_path / "package.tar.gz"
     with tarfile.open(target, "w:gz") as tar:
-        tar.add(str(corpus_file(relative)), arcname=member)
+        tar.add(str(pipeline_file(relative)), arcname=member)
     return target
 
 
@@ -92,20 +106,20 @@ def test_upload_yaml_creates_pipeline_and_first_version(client):
 
     full = client.get_pipeline_version(pipeline.pipeline_id, version.pipeline_version_id)
     assert isinstance(full.pipeline_spec, dict)
-    assert_same_json(full.pipeline_spec, load_yaml_spec(corpus_file(ADD_NUMBERS)))
+    assert_same_json(full.pipeline_spec, load_yaml_spec(pipeline_file(ADD_NUMBERS)))
 
 
 def test_upload_without_name_uses_pipeline_info_name(client):
     # Without pipeline_name the SDK parses the file and sends pipelineInfo.name.
-    pipeline = client.upload_pipeline(str(corpus_file(HELLO_WORLD)))
-    assert pipeline.name == load_yaml_spec(corpus_file(HELLO_WORLD))["pipelineInfo"]["name"]
+    pipeline = client.upload_pipeline(str(pipeline_file(HELLO_WORLD)))
+    assert pipeline.name == load_yaml_spec(pipeline_file(HELLO_WORLD))["pipelineInfo"]["name"]
     assert pipeline.display_name == pipeline.name
 
 
 def test_upload_with_display_name_via_raw_api(client):
     name = unique("pl-display")
     pipeline = client.pipeline_uploads.upload_pipeline(
-        str(corpus_file(IDENTITY)), name=name, display_name="Identity Pipeline", description="raw upload"
+        str(pipeline_file(IDENTITY)), name=name, display_name="Identity Pipeline", description="raw upload"
     )
     assert pipeline.name == name
     assert pipeline.display_name == "Identity Pipeline"
@@ -139,7 +153,7 @@ def test_upload_tar_gz_package(client, tmp_path):
     assert pipeline.name == name
     version = only_version(client, pipeline.pipeline_id)
     full = client.get_pipeline_version(pipeline.pipeline_id, version.pipeline_version_id)
-    assert_same_json(full.pipeline_spec, load_yaml_spec(corpus_file(ADD_NUMBERS)))
+    assert_same_json(full.pipeline_spec, load_yaml_spec(pipeline_file(ADD_NUMBERS)))
 
 
 def test_upload_tar_gz_with_other_member_name(client, tmp_path):
@@ -148,12 +162,12 @@ def test_upload_tar_gz_with_other_member_name(client, tmp_path):
     pipeline = client.upload_pipeline(str(tarball), pipeline_name=unique("pl-targz2"))
     version = only_version(client, pipeline.pipeline_id)
     full = client.get_pipeline_version(pipeline.pipeline_id, version.pipeline_version_id)
-    assert_same_json(full.pipeline_spec, load_yaml_spec(corpus_file(IDENTITY)))
+    assert_same_json(full.pipeline_spec, load_yaml_spec(pipeline_file(IDENTITY)))
 
 
 @pytest.mark.parametrize("relative", CORPUS_YAMLS)
 def test_corpus_pipeline_spec_round_trips(client, relative):
-    pipeline = upload(client, relative, name=unique("pl-corpus"))
+    pipeline = upload_corpus(client, relative, name=unique("pl-corpus"))
     version = only_version(client, pipeline.pipeline_id)
     full = client.get_pipeline_version(pipeline.pipeline_id, version.pipeline_version_id)
     assert_same_json(full.pipeline_spec, expected_spec_of_yaml(corpus_file(relative)))
@@ -172,7 +186,7 @@ def test_duplicate_pipeline_upload_is_409(client):
 def test_invalid_package_is_rejected_and_not_listed(client, filename):
     name = unique("x-invalid")
     try:
-        client.upload_pipeline(str(INVALID_CORPUS / filename), pipeline_name=name)
+        client.upload_pipeline(str(invalid_file(filename)), pipeline_name=name)
     except kfp_server_api.ApiException as exc:
         assert 400 <= exc.status < 500, f"HTTP {exc.status}: {exc.body}"
     else:
@@ -187,7 +201,7 @@ def test_invalid_package_is_rejected_as_version(client, filename):
     pipeline = upload(client, IDENTITY, name=unique("pl-badver"))
     try:
         client.upload_pipeline_version(
-            str(INVALID_CORPUS / filename), pipeline_version_name=unique("x-invalid"), pipeline_id=pipeline.pipeline_id
+            str(invalid_file(filename)), pipeline_version_name=unique("x-invalid"), pipeline_id=pipeline.pipeline_id
         )
     except kfp_server_api.ApiException as exc:
         assert 400 <= exc.status < 500, f"HTTP {exc.status}: {exc.body}"
@@ -200,7 +214,7 @@ def test_upload_error_body_has_error_message(rest):
     response = rest.post(
         "pipelines/upload",
         params={"name": unique("x-err")},
-        files={"uploadfile": ("no_name.yaml", (INVALID_CORPUS / "no_name.yaml").read_bytes(), "application/octet-stream")},
+        files={"uploadfile": ("no_name.yaml", pipeline_file("invalid/no-name.yaml").read_bytes(), "application/octet-stream")},
     )
     assert response.status_code == 400, response.text
     body = response.json()
@@ -214,7 +228,7 @@ def test_upload_pipeline_version_by_pipeline_id(client):
     pipeline = upload(client, IDENTITY, name=unique("pl-ver"))
     version_name = unique("v2")
     version = client.upload_pipeline_version(
-        str(corpus_file(ADD_NUMBERS)),
+        str(pipeline_file(ADD_NUMBERS)),
         pipeline_version_name=version_name,
         pipeline_id=pipeline.pipeline_id,
         description="second version",
@@ -225,11 +239,11 @@ def test_upload_pipeline_version_by_pipeline_id(client):
     assert version.display_name == version_name
     assert version.description == "second version"
     assert isinstance(version.created_at, datetime.datetime)
-    assert_same_json(version.pipeline_spec, load_yaml_spec(corpus_file(ADD_NUMBERS)))
+    assert_same_json(version.pipeline_spec, load_yaml_spec(pipeline_file(ADD_NUMBERS)))
 
     fetched = client.get_pipeline_version(pipeline.pipeline_id, version.pipeline_version_id)
     assert fetched.name == version_name
-    assert_same_json(fetched.pipeline_spec, load_yaml_spec(corpus_file(ADD_NUMBERS)))
+    assert_same_json(fetched.pipeline_spec, load_yaml_spec(pipeline_file(ADD_NUMBERS)))
 
     versions = client.list_pipeline_versions(pipeline_id=pipeline.pipeline_id).pipeline_versions
     assert len(versions) == 2
@@ -240,28 +254,28 @@ def test_upload_pipeline_version_by_pipeline_name(client):
     name = unique("pl-vername")
     pipeline = upload(client, IDENTITY, name=name)
     version = client.upload_pipeline_version(
-        str(corpus_file(HELLO_WORLD)), pipeline_version_name=unique("v"), pipeline_name=name
+        str(pipeline_file(HELLO_WORLD)), pipeline_version_name=unique("v"), pipeline_name=name
     )
     assert version.pipeline_id == pipeline.pipeline_id
-    assert_same_json(version.pipeline_spec, load_yaml_spec(corpus_file(HELLO_WORLD)))
+    assert_same_json(version.pipeline_spec, load_yaml_spec(pipeline_file(HELLO_WORLD)))
 
 
 def test_upload_pipeline_version_duplicate_name_is_409(client):
     pipeline = upload(client, IDENTITY, name=unique("pl-verdup"))
     version_name = unique("v")
     client.upload_pipeline_version(
-        str(corpus_file(IDENTITY)), pipeline_version_name=version_name, pipeline_id=pipeline.pipeline_id
+        str(pipeline_file(IDENTITY)), pipeline_version_name=version_name, pipeline_id=pipeline.pipeline_id
     )
     with api_error(409):
         client.upload_pipeline_version(
-            str(corpus_file(IDENTITY)), pipeline_version_name=version_name, pipeline_id=pipeline.pipeline_id
+            str(pipeline_file(IDENTITY)), pipeline_version_name=version_name, pipeline_id=pipeline.pipeline_id
         )
 
 
 def test_upload_pipeline_version_to_unknown_pipeline_fails(client):
     with pytest.raises(kfp_server_api.ApiException) as info:
         client.upload_pipeline_version(
-            str(corpus_file(IDENTITY)),
+            str(pipeline_file(IDENTITY)),
             pipeline_version_name=unique("v"),
             pipeline_id="00000000-0000-0000-0000-00000000abcd",
         )
@@ -273,7 +287,7 @@ def test_list_pipeline_versions_paging_sort_and_filter(client):
     names = [f"ver-{i}" for i in range(5)]
     for version_name in names:
         client.upload_pipeline_version(
-            str(corpus_file(IDENTITY)), pipeline_version_name=version_name, pipeline_id=pipeline.pipeline_id
+            str(pipeline_file(IDENTITY)), pipeline_version_name=version_name, pipeline_id=pipeline.pipeline_id
         )
     all_names = sorted(names + [pipeline.name])
 
@@ -299,7 +313,7 @@ def test_list_pipeline_versions_sorted_by_created_at_desc(client):
     pipeline = upload(client, IDENTITY, name=unique("pl-vercreated"))
     for i in range(2):
         client.upload_pipeline_version(
-            str(corpus_file(IDENTITY)), pipeline_version_name=f"c-{i}", pipeline_id=pipeline.pipeline_id
+            str(pipeline_file(IDENTITY)), pipeline_version_name=f"c-{i}", pipeline_id=pipeline.pipeline_id
         )
     listed = client.list_pipeline_versions(pipeline_id=pipeline.pipeline_id, sort_by="created_at desc")
     stamps = [v.created_at for v in listed.pipeline_versions]
@@ -310,7 +324,7 @@ def test_list_pipeline_versions_sorted_by_created_at_desc(client):
 def test_delete_pipeline_version(client):
     pipeline = upload(client, IDENTITY, name=unique("pl-verdel"))
     version = client.upload_pipeline_version(
-        str(corpus_file(IDENTITY)), pipeline_version_name=unique("v"), pipeline_id=pipeline.pipeline_id
+        str(pipeline_file(IDENTITY)), pipeline_version_name=unique("v"), pipeline_id=pipeline.pipeline_id
     )
     client.delete_pipeline_version(pipeline.pipeline_id, version.pipeline_version_id)
     with api_error(404):
@@ -404,7 +418,7 @@ def test_list_pipelines_sorted_by_created_at_desc(client):
 def test_delete_pipeline_with_versions_is_400_until_versions_are_gone(client):
     pipeline = upload(client, IDENTITY, name=unique("pl-del"))
     client.upload_pipeline_version(
-        str(corpus_file(ADD_NUMBERS)), pipeline_version_name=unique("v"), pipeline_id=pipeline.pipeline_id
+        str(pipeline_file(ADD_NUMBERS)), pipeline_version_name=unique("v"), pipeline_id=pipeline.pipeline_id
     )
     with api_error(400):
         client.delete_pipeline(pipeline.pipeline_id)
@@ -491,7 +505,7 @@ def test_upload_with_tags_query_parameter(rest):
     response = rest.post(
         "pipelines/upload",
         params={"name": name, "tags": json.dumps({"team": "ml"})},
-        files={"uploadfile": ("identity.yaml", corpus_file(IDENTITY).read_bytes(), "application/octet-stream")},
+        files={"uploadfile": ("identity.yaml", pipeline_file(IDENTITY).read_bytes(), "application/octet-stream")},
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -504,7 +518,7 @@ def test_upload_with_bad_tags_json_is_400(rest):
     response = rest.post(
         "pipelines/upload",
         params={"name": unique("x-badtags"), "tags": "{not json"},
-        files={"uploadfile": ("identity.yaml", corpus_file(IDENTITY).read_bytes(), "application/octet-stream")},
+        files={"uploadfile": ("identity.yaml", pipeline_file(IDENTITY).read_bytes(), "application/octet-stream")},
     )
     assert response.status_code == 400, response.text
     assert error_text(response)
@@ -514,7 +528,7 @@ def test_version_named_like_its_pipeline_is_409(client):
     pipeline = upload(client, IDENTITY, name=unique("pl-samename"))
     with api_error(409):
         client.upload_pipeline_version(
-            str(corpus_file(IDENTITY)), pipeline_version_name=pipeline.name, pipeline_id=pipeline.pipeline_id
+            str(pipeline_file(IDENTITY)), pipeline_version_name=pipeline.name, pipeline_id=pipeline.pipeline_id
         )
 
 
@@ -530,7 +544,7 @@ def test_name_is_reusable_after_delete(client):
 
 def test_pipeline_name_must_be_valid_for_kfp(client, tmp_path):
     # For v2 specs pipelineInfo.name must match ^[a-z0-9][a-z0-9-]{0,127}$.
-    spec = load_yaml_spec(corpus_file(IDENTITY))
+    spec = load_yaml_spec(pipeline_file(IDENTITY))
     spec["pipelineInfo"]["name"] = "Not_A_Valid_Name"
     path = tmp_path / "bad-name.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -570,7 +584,7 @@ def test_upload_pipeline_from_pipeline_func(client):
 def test_upload_without_any_name_uses_file_name(rest):
     response = rest.post(
         "pipelines/upload",
-        files={"uploadfile": (f"{unique('file')}.yaml", corpus_file(IDENTITY).read_bytes(), "application/octet-stream")},
+        files={"uploadfile": (f"{unique('file')}.yaml", pipeline_file(IDENTITY).read_bytes(), "application/octet-stream")},
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -582,7 +596,7 @@ def test_delete_pipeline_with_cascade_removes_versions(client, rest):
     # The Client never sends cascade=true; the REST API has it.
     pipeline = upload(client, IDENTITY, name=unique("pl-cascade"))
     version = client.upload_pipeline_version(
-        str(corpus_file(IDENTITY)), pipeline_version_name=unique("v"), pipeline_id=pipeline.pipeline_id
+        str(pipeline_file(IDENTITY)), pipeline_version_name=unique("v"), pipeline_id=pipeline.pipeline_id
     )
     response = rest.delete(f"pipelines/{pipeline.pipeline_id}", params={"cascade": "true"})
     assert response.status_code == 200, response.text
@@ -599,19 +613,19 @@ def test_upload_tarball_under_either_suffix(client, tmp_path, filename):
     pipeline = client.upload_pipeline(str(renamed), pipeline_name=unique("pl-tgz"))
     version = only_version(client, pipeline.pipeline_id)
     full = client.get_pipeline_version(pipeline.pipeline_id, version.pipeline_version_id)
-    assert_same_json(full.pipeline_spec, load_yaml_spec(corpus_file(ADD_NUMBERS)))
+    assert_same_json(full.pipeline_spec, load_yaml_spec(pipeline_file(ADD_NUMBERS)))
 
 
 def test_upload_zip_prefers_pipeline_yaml_member(client, tmp_path):
     path = tmp_path / "several.zip"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("README.md", "not the pipeline")
-        archive.write(corpus_file(IDENTITY), "aaa-other.yaml")
-        archive.write(corpus_file(ADD_NUMBERS), "pipeline.yaml")
+        archive.write(pipeline_file(IDENTITY), "aaa-other.yaml")
+        archive.write(pipeline_file(ADD_NUMBERS), "pipeline.yaml")
     pipeline = client.upload_pipeline(str(path), pipeline_name=unique("pl-zip2"))
     version = only_version(client, pipeline.pipeline_id)
     full = client.get_pipeline_version(pipeline.pipeline_id, version.pipeline_version_id)
-    assert_same_json(full.pipeline_spec, load_yaml_spec(corpus_file(ADD_NUMBERS)))
+    assert_same_json(full.pipeline_spec, load_yaml_spec(pipeline_file(ADD_NUMBERS)))
 
 
 def test_upload_display_name_only_names_the_pipeline(rest):
@@ -619,7 +633,7 @@ def test_upload_display_name_only_names_the_pipeline(rest):
     response = rest.post(
         "pipelines/upload",
         params={"display_name": display},
-        files={"uploadfile": ("identity.yaml", corpus_file(IDENTITY).read_bytes(), "application/octet-stream")},
+        files={"uploadfile": ("identity.yaml", pipeline_file(IDENTITY).read_bytes(), "application/octet-stream")},
     )
     assert response.status_code == 200, response.text
     assert response.json()["name"] == display
@@ -631,7 +645,7 @@ def test_upload_version_code_source_url_is_echoed(client, rest):
     response = rest.post(
         "pipelines/upload_version",
         params={"pipelineid": pipeline.pipeline_id, "name": unique("v"), "code_source_url": "https://example.com/src"},
-        files={"uploadfile": ("identity.yaml", corpus_file(IDENTITY).read_bytes(), "application/octet-stream")},
+        files={"uploadfile": ("identity.yaml", pipeline_file(IDENTITY).read_bytes(), "application/octet-stream")},
     )
     assert response.status_code == 200, response.text
     body = response.json()

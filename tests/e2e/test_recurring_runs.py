@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from support import api_error, assert_same_json, corpus_file, eq_filter, load_yaml_spec, page_through, unique
+from support import api_error, assert_same_json, eq_filter, load_yaml_spec, page_through, pipeline_file, unique
 
-ADD_NUMBERS = "critical/add_numbers.yaml"
+ADD_NUMBERS = "add.yaml"
 MISSING_ID = "00000000-0000-0000-0000-000000000000"
 
 
@@ -21,7 +21,7 @@ def periodic(client, experiment_id, name=None, interval_second=3600, **kwargs):
     return client.create_recurring_run(
         experiment_id=experiment_id,
         job_name=name or unique("rr"),
-        pipeline_package_path=str(corpus_file(ADD_NUMBERS)),
+        pipeline_package_path=str(pipeline_file(ADD_NUMBERS)),
         interval_second=interval_second,
         **kwargs,
     )
@@ -32,7 +32,7 @@ def cron(client, experiment_id, expression, name=None, **kwargs):
     return client.create_recurring_run(
         experiment_id=experiment_id,
         job_name=name or unique("rr-cron"),
-        pipeline_package_path=str(corpus_file(ADD_NUMBERS)),
+        pipeline_package_path=str(pipeline_file(ADD_NUMBERS)),
         cron_expression=expression,
         **kwargs,
     )
@@ -64,7 +64,7 @@ def test_create_periodic_recurring_run(client, experiment):
     assert rr.created_at > before
     assert rr.updated_at is not None
     assert rr.runtime_config.parameters == {"a": 1, "b": 2}
-    assert_same_json(rr.pipeline_spec, load_yaml_spec(corpus_file(ADD_NUMBERS)))
+    assert_same_json(rr.pipeline_spec, load_yaml_spec(pipeline_file(ADD_NUMBERS)))
 
     fetched = client.get_recurring_run(rr.recurring_run_id)
     assert fetched.recurring_run_id == rr.recurring_run_id
@@ -116,7 +116,7 @@ def test_create_disabled_recurring_run(client, experiment):
 
 
 def test_create_recurring_run_from_stored_version(client, experiment):
-    pipeline = client.upload_pipeline(str(corpus_file(ADD_NUMBERS)), pipeline_name=unique("rr-src"))
+    pipeline = client.upload_pipeline(str(pipeline_file(ADD_NUMBERS)), pipeline_name=unique("rr-src"))
     version = client.list_pipeline_versions(pipeline_id=pipeline.pipeline_id).pipeline_versions[0]
     rr = client.create_recurring_run(
         experiment_id=experiment.experiment_id,
@@ -295,7 +295,7 @@ def test_archiving_experiment_disables_its_recurring_runs(client):
 
 
 def test_recurring_run_by_pipeline_id_only(client, rest, experiment):
-    pipeline = client.upload_pipeline(str(corpus_file(ADD_NUMBERS)), pipeline_name=unique("rr-latest"))
+    pipeline = client.upload_pipeline(str(pipeline_file(ADD_NUMBERS)), pipeline_name=unique("rr-latest"))
     response = rest.post(
         "recurringruns",
         json={

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from support import corpus_file, load_yaml_spec, unique
+from support import load_yaml_spec, pipeline_file, unique
 
 MiB = 1024 * 1024
 MISSING_ID = "00000000-0000-0000-0000-000000000000"
@@ -35,7 +35,7 @@ def pipeline_id(rest):
     response = rest.post(
         "pipelines/upload",
         params={"name": unique("errors")},
-        files={"uploadfile": ("identity.yaml", corpus_file("identity.yaml").read_bytes(), "application/octet-stream")},
+        files={"uploadfile": ("identity.yaml", pipeline_file("identity.yaml").read_bytes(), "application/octet-stream")},
     )
     assert response.status_code == 200, response.text
     return response.json()["pipeline_id"]
@@ -138,7 +138,7 @@ def test_upload_version_without_pipelineid_is_400(rest):
     response = rest.post(
         "pipelines/upload_version",
         params={"name": unique("x-noid")},
-        files={"uploadfile": ("identity.yaml", corpus_file("identity.yaml").read_bytes(), "application/octet-stream")},
+        files={"uploadfile": ("identity.yaml", pipeline_file("identity.yaml").read_bytes(), "application/octet-stream")},
     )
     assert response.status_code == 400, response.text
     assert response.json().get("error_message"), response.text
@@ -146,7 +146,7 @@ def test_upload_version_without_pipelineid_is_400(rest):
 
 def test_duplicate_upload_is_409_with_error_message(rest):
     name = unique("dup")
-    files = {"uploadfile": ("identity.yaml", corpus_file("identity.yaml").read_bytes(), "application/octet-stream")}
+    files = {"uploadfile": ("identity.yaml", pipeline_file("identity.yaml").read_bytes(), "application/octet-stream")}
     assert rest.post("pipelines/upload", params={"name": name}, files=files).status_code == 200
     response = rest.post("pipelines/upload", params={"name": name}, files=files)
     assert response.status_code == 409, response.text
@@ -288,7 +288,7 @@ def test_filter_with_string_values_in(rest):
 
 
 def test_recurring_run_int64_fields_are_strings_on_the_wire(rest, experiment_id):
-    spec = load_yaml_spec(corpus_file("identity.yaml"))
+    spec = load_yaml_spec(pipeline_file("identity.yaml"))
     response = rest.post(
         "recurringruns",
         json={

@@ -7,7 +7,7 @@ import tempfile
 import kfp
 import pytest
 
-from support import KfpdServer, corpus_file, eq_filter, unique
+from support import KfpdServer, eq_filter, pipeline_file, unique
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def test_everything_survives_restart(kfpd_bin, workdir):
     try:
         client = kfp.Client(host=first.start())
         experiment = client.create_experiment(name=unique("restart"))
-        pipeline = client.upload_pipeline(str(corpus_file("critical/add_numbers.yaml")), pipeline_name=unique("restart"))
+        pipeline = client.upload_pipeline(str(pipeline_file("add.yaml")), pipeline_name=unique("restart"))
         version = client.list_pipeline_versions(pipeline_id=pipeline.pipeline_id).pipeline_versions[0]
         run = client.run_pipeline(
             experiment_id=experiment.experiment_id,

@@ -13,18 +13,18 @@ from kfp import dsl
 from kfp.client import client as kfp_client_module
 
 from support import (
-    CORPUS,
-    INVALID_CORPUS,
     api_error,
     assert_same_json,
     corpus_file,
+    corpus_files,
     eq_filter,
     load_yaml_spec,
     page_through,
+    pipeline_file,
     unique,
 )
 
-ADD_NUMBERS = "critical/add_numbers.yaml"
+ADD_NUMBERS = "add.yaml"
 MISSING_ID = "00000000-0000-0000-0000-000000000000"
 # These modules run kfpd without an executor, so terminate/retry state changes are immediate; allow a bounded wait anyway.
 STATE_WAIT_SECONDS = 10
@@ -47,9 +47,9 @@ def sdk_pipeline(count_items: int, scale_factor: float = 1.5, greeting: str = "h
 
 
 def package_run(client, experiment_id, arguments=None, relative=ADD_NUMBERS, name=None):
-    """Create a run from a corpus package and return its run_id."""
+    """Create a run from a committed package (tests/pipelines/) and return its run_id."""
     result = client.create_run_from_pipeline_package(
-        str(corpus_file(relative)),
+        str(pipeline_file(relative)),
         arguments=arguments if arguments is not None else {"a": 1, "b": 2},
         run_name=name or unique("run"),
         experiment_id=experiment_id,
@@ -94,7 +94,7 @@ def test_create_run_from_package_with_arguments(client, experiment):
     name = unique("run-pkg")
     before = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5)
     result = client.create_run_from_pipeline_package(
-        str(corpus_file(ADD_NUMBERS)),
+        str(pipeline_file(ADD_NUMBERS)),
         arguments={"a": 3, "b": 4},
         run_name=name,
         experiment_name=experiment.display_name,
@@ -112,7 +112,7 @@ def test_create_run_from_package_with_arguments(client, experiment):
     assert run.created_at > before
     assert run.scheduled_at is not None
     assert run.runtime_config.parameters == {"a": 3, "b": 4}
-    assert_same_json(run.pipeline_spec, load_yaml_spec(corpus_file(ADD_NUMBERS)))
+    assert_same_json(run.pipeline_spec, load_yaml_spec(pipeline_file(ADD_NUMBERS)))
     assert run.state_history, "state_history must record PENDING"
     assert run.state_history[0].state == "PENDING"
     assert run.state_history[0].update_time is not None
@@ -120,7 +120,7 @@ def test_create_run_from_package_with_arguments(client, experiment):
 
 def test_create_run_without_experiment_uses_default(client):
     result = client.create_run_from_pipeline_package(
-        str(corpus_file(ADD_NUMBERS)), arguments={"a": 1, "b": 1}, run_name=unique("run-default")
+        str(pipeline_file(ADD_NUMBERS)), arguments={"a": 1, "b": 1}, run_name=unique("run-default")
     )
     default = client.get_experiment(experiment_name="Default")
     assert client.get_run(result.run_id).experiment_id == default.experiment_id
@@ -153,7 +153,7 @@ def test_create_run_from_pipeline_func_default_name(client, experiment):
 
 
 def test_run_pipeline_from_stored_version(client, experiment):
-    pipeline = client.upload_pipeline(str(corpus_file(ADD_NUMBERS)), pipeline_name=unique("run-src"))
+    pipeline = client.upload_pipeline(str(pipeline_file(ADD_NUMBERS)), pipeline_name=unique("run-src"))
     version = client.list_pipeline_versions(pipeline_id=pipeline.pipeline_id).pipeline_versions[0]
     name = unique("run-ver")
     created = client.run_pipeline(
@@ -177,7 +177,7 @@ def test_run_pipeline_with_package_path_and_service_account(client, experiment):
     created = client.run_pipeline(
         experiment_id=experiment.experiment_id,
         job_name=unique("run-sa"),
-        pipeline_package_path=str(corpus_file(ADD_NUMBERS)),
+        pipeline_package_path=str(pipeline_file(ADD_NUMBERS)),
         params={"a": 1, "b": 2},
         pipeline_root="/tmp/kfpd-e2e-root",
         service_account="custom-runner",
@@ -205,7 +205,7 @@ def test_missing_required_parameter_is_400_naming_it(client, experiment):
         client.run_pipeline(
             experiment_id=experiment.experiment_id,
             job_name=unique("run-missing"),
-            pipeline_package_path=str(corpus_file(ADD_NUMBERS)),
+            pipeline_package_path=str(pipeline_file(ADD_NUMBERS)),
             params={"a": 1},
         )
     assert names_parameter(err["body"], "b"), err["body"]
@@ -224,7 +224,7 @@ def test_wrong_parameter_type_is_400_naming_it(client, experiment):
         client.run_pipeline(
             experiment_id=experiment.experiment_id,
             job_name=unique("run-type"),
-            pipeline_package_path=str(corpus_file(ADD_NUMBERS)),
+            pipeline_package_path=str(pipeline_file(ADD_NUMBERS)),
             params={"a": "not-a-number", "b": 2},
         )
     assert names_parameter(err["body"], "a"), err["body"]
@@ -246,7 +246,7 @@ def test_wrong_parameter_type_of_compiled_pipeline_is_400(client, experiment, ar
 
 
 def test_missing_required_parameter_of_stored_version_is_400(client, experiment):
-    pipeline = client.upload_pipeline(str(corpus_file(ADD_NUMBERS)), pipeline_name=unique("run-srcmiss"))
+    pipeline = client.upload_pipeline(str(pipeline_file(ADD_NUMBERS)), pipeline_name=unique("run-srcmiss"))
     version = client.list_pipeline_versions(pipeline_id=pipeline.pipeline_id).pipeline_versions[0]
     with api_error(400) as err:
         client.run_pipeline(
@@ -264,7 +264,7 @@ def test_unknown_experiment_is_404(client):
         client.run_pipeline(
             experiment_id=MISSING_ID,
             job_name=unique("run-noexp"),
-            pipeline_package_path=str(corpus_file(ADD_NUMBERS)),
+            pipeline_package_path=str(pipeline_file(ADD_NUMBERS)),
             params={"a": 1, "b": 2},
         )
 
@@ -275,7 +275,7 @@ def test_no_runs_created_by_rejected_requests(client, experiment):
         client.run_pipeline(
             experiment_id=experiment.experiment_id,
             job_name=rejected,
-            pipeline_package_path=str(corpus_file(ADD_NUMBERS)),
+            pipeline_package_path=str(pipeline_file(ADD_NUMBERS)),
             params={},
         )
     assert not client.list_runs(filter=eq_filter("display_name", rejected)).runs
@@ -467,11 +467,11 @@ def test_archiving_experiment_archives_its_runs(client):
 
 
 def test_run_by_pipeline_id_only_uses_latest_version(client, rest, experiment):
-    pipeline = client.upload_pipeline(str(corpus_file(ADD_NUMBERS)), pipeline_name=unique("run-latest"))
+    pipeline = client.upload_pipeline(str(pipeline_file(ADD_NUMBERS)), pipeline_name=unique("run-latest"))
     # KFP orders versions by creation time in whole seconds; make "latest" unambiguous.
     time.sleep(1.1)
     latest = client.upload_pipeline_version(
-        str(corpus_file(ADD_NUMBERS)), pipeline_version_name=unique("latest"), pipeline_id=pipeline.pipeline_id
+        str(pipeline_file(ADD_NUMBERS)), pipeline_version_name=unique("latest"), pipeline_id=pipeline.pipeline_id
     )
     response = rest.post(
         "runs",
@@ -489,8 +489,8 @@ def test_run_by_pipeline_id_only_uses_latest_version(client, rest, experiment):
 
 
 def test_run_with_version_of_another_pipeline_is_400(client, experiment):
-    first = client.upload_pipeline(str(corpus_file(ADD_NUMBERS)), pipeline_name=unique("run-mixa"))
-    second = client.upload_pipeline(str(corpus_file(ADD_NUMBERS)), pipeline_name=unique("run-mixb"))
+    first = client.upload_pipeline(str(pipeline_file(ADD_NUMBERS)), pipeline_name=unique("run-mixa"))
+    second = client.upload_pipeline(str(pipeline_file(ADD_NUMBERS)), pipeline_name=unique("run-mixb"))
     second_version = client.list_pipeline_versions(pipeline_id=second.pipeline_id).pipeline_versions[0]
     with api_error(400):
         client.run_pipeline(
@@ -556,9 +556,7 @@ def test_wait_for_run_completion_times_out_on_pending_run(client, experiment):
     assert time.monotonic() - started < 10
 
 
-CORPUS_YAMLS = sorted(
-    str(p.relative_to(CORPUS)) for p in CORPUS.rglob("*.yaml") if INVALID_CORPUS not in p.parents
-)
+CORPUS_YAMLS = corpus_files("*.yaml")
 
 SAMPLE_VALUES = {
     "STRING": "text",

@@ -15,6 +15,10 @@
 //! the first ticks far in the future; once the scheduler is up, one UPDATE moves
 //! them to a few seconds from now, so seeding time does not count.
 //!
+//! Needs the upstream pipeline corpus (its `critical/add_numbers.yaml` is stored with
+//! every recurring run): `KFPD_CORPUS_DIR`, else `../shared/testdata/pipelines` beside
+//! the repository, as for the tests.
+//!
 //! `cargo run --release -p kfpd-bench --bin scheduler -- --help`
 
 use std::collections::BTreeMap;
@@ -143,9 +147,14 @@ fn now_millis() -> i64 {
         .unwrap_or_default()
 }
 
+/// The upstream corpus's add_numbers pipeline, stored with every recurring run.
 fn adder_spec() -> Result<String> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata/pipelines/critical/add_numbers.yaml");
+    let corpus = kfpd_testdata::Dir::Corpus.find().map_err(|missing| {
+        anyhow::anyhow!(
+            "the benchmark stores the upstream corpus's critical/add_numbers.yaml: {missing}"
+        )
+    })?;
+    let path = corpus.join("critical/add_numbers.yaml");
     let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
     let spec: serde_json::Value = serde_yaml::from_str(&text)?;
     Ok(serde_json::to_string(&spec)?)

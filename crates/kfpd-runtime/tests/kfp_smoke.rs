@@ -1,23 +1,17 @@
-//! End to end: a lightweight Python component from the shared corpus, run as compiled.
+//! End to end: a lightweight Python component (the committed `tests/pipelines/add.yaml`),
+//! run as compiled.
 //! Ignored by default because its first step downloads `kfp` from PyPI; run with
 //! `cargo test -p kfpd-runtime --test kfp_smoke -- --ignored --nocapture`.
 
-use std::path::Path;
 use std::time::Instant;
 
 use kfpd_runtime::{Options, ProcessSpec, Runtime};
 use tokio_util::sync::CancellationToken;
 
-fn corpus(file: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/testdata/pipelines")
-        .join(file)
-}
-
 #[tokio::test]
 #[ignore = "downloads kfp from PyPI"]
 async fn add_numbers_component_runs_and_writes_its_output() {
-    let text = std::fs::read_to_string(corpus("critical/add_numbers.yaml")).expect("corpus file");
+    let text = std::fs::read_to_string(kfpd_testdata::pipeline("add.yaml")).expect("pipeline file");
     let ir: serde_yaml::Value = serde_yaml::from_str(&text).expect("yaml");
     let container = &ir["deploymentSpec"]["executors"]["exec-add-numbers"]["container"];
     let image = container["image"].as_str().expect("image");

@@ -2,7 +2,6 @@
 //! `Scheduler::step(now)` at a time the test picks, so hours of schedule take
 //! no time at all.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -151,14 +150,9 @@ impl Fixture {
     }
 }
 
-fn corpus(relative: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/testdata/pipelines")
-        .join(relative)
-}
-
+/// A committed pipeline (`tests/pipelines/`) as an API `pipeline_spec`.
 fn spec_json(relative: &str) -> Value {
-    let bytes = std::fs::read(corpus(relative)).expect("corpus file");
+    let bytes = std::fs::read(kfpd_testdata::pipeline(relative)).expect("pipeline file");
     kfpd_ir::read_package(relative, &bytes)
         .expect("package")
         .api_pipeline_spec()
@@ -174,7 +168,7 @@ fn rfc3339(seconds: i64) -> String {
 fn adder(name: &str, trigger: Value) -> Value {
     json!({
         "display_name": name,
-        "pipeline_spec": spec_json("critical/add_numbers.yaml"),
+        "pipeline_spec": spec_json("add.yaml"),
         "runtime_config": {"parameters": {"a": 1, "b": 2}},
         "max_concurrency": 10,
         "mode": "ENABLE",
@@ -471,7 +465,7 @@ fn version(pipeline_id: &str, name: &str, at: i64) -> NewPipelineVersion {
         created_at: at,
         code_source_url: String::new(),
         package_url: String::new(),
-        pipeline_spec: spec_json("critical/add_numbers.yaml").to_string(),
+        pipeline_spec: spec_json("add.yaml").to_string(),
         tags: Default::default(),
     }
 }
@@ -507,12 +501,9 @@ async fn runs_that_cannot_be_made_are_retried_later() {
 
     // Pointing it at a pipeline that exists makes the kept tick due at once.
     f.set_now(T0 + 70);
-    f.patch(
-        &id,
-        json!({"pipeline_spec": spec_json("critical/add_numbers.yaml")}),
-    )
-    .await
-    .unwrap();
+    f.patch(&id, json!({"pipeline_spec": spec_json("add.yaml")}))
+        .await
+        .unwrap();
     assert_eq!(f.step(T0 + 70).await.fired, 1);
     assert_eq!(f.ticks_of(&id).await, [60]);
 }

@@ -1,5 +1,7 @@
 //! Every pipeline of the shared corpus uploads through the REST API; every file in
 //! `invalid/` is rejected with a 4xx that names the problem, and nothing is stored.
+//! The corpus is not part of a clone: each test skips without it (`KFPD_CORPUS_DIR`),
+//! except under `CI=true`.
 
 mod common;
 
@@ -28,6 +30,7 @@ async fn pipeline_count(server: &Server) -> i64 {
 
 #[tokio::test]
 async fn every_corpus_file_uploads_and_invalid_ones_are_rejected() {
+    kfpd_testdata::require_or_skip!(Corpus);
     let server = Server::start();
     let entries = manifest();
     assert!(entries.len() > 100, "manifest has {} rows", entries.len());
@@ -74,6 +77,7 @@ async fn every_corpus_file_uploads_and_invalid_ones_are_rejected() {
 
 #[tokio::test]
 async fn invalid_files_name_their_problem() {
+    kfpd_testdata::require_or_skip!(Corpus);
     let server = Server::start();
     let cases = [
         ("invalid/invalid_yaml.yaml", "components_1"),
@@ -96,6 +100,7 @@ async fn invalid_files_name_their_problem() {
 
 #[tokio::test]
 async fn zip_upload_then_version_upload() {
+    kfpd_testdata::require_or_skip!(Corpus);
     let server = Server::start();
     let zip = std::fs::read(corpus_dir().join("arguments_parameters.zip")).expect("zip");
     let (status, pipeline) = server

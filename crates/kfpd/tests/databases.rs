@@ -15,13 +15,11 @@ async fn full_flow(kind: &str) {
     assert_eq!(status, 200, "{listed} {}", server.stderr());
     assert_eq!(listed["experiments"][0]["display_name"], "Default");
 
-    let pipeline = server
-        .upload_corpus("critical/add_numbers.yaml", "adder")
-        .await;
+    let pipeline = server.upload_pipeline("add.yaml", "adder").await;
     let pipeline_id = pipeline["pipeline_id"].as_str().unwrap();
     let (status, body) = server.upload("?name=adder", "a.yaml", b"x".to_vec()).await;
     assert_eq!(status, 400, "{body}");
-    let yaml = std::fs::read(common::corpus_dir().join("hello_world.yaml")).unwrap();
+    let yaml = std::fs::read(common::pipeline("hello.yaml")).unwrap();
     let (status, _) = server.upload("?name=adder", "hello.yaml", yaml).await;
     assert_eq!(status, 409, "duplicate names are refused by the database");
 

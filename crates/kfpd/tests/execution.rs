@@ -1,5 +1,6 @@
 //! Corpus pipelines executed by `kfpd serve`'s local executor through the REST
-//! API, each reaching the state MANIFEST.tsv expects.
+//! API, each reaching the state MANIFEST.tsv expects. Tests of corpus files skip
+//! without the corpus (`KFPD_CORPUS_DIR`), except under `CI=true`.
 
 mod common;
 
@@ -161,6 +162,7 @@ macro_rules! corpus_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
+                kfpd_testdata::require_or_skip!(Corpus);
                 #[allow(unused_mut, unused_assignments)]
                 let mut overrides = json!({});
                 $(overrides = $overrides;)?
@@ -292,11 +294,13 @@ async fn run_with_newer_kfp(relative: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_artifact_needs_a_newer_kfp_than_it_installs() {
+    kfpd_testdata::require_or_skip!(Corpus);
     check_sdk_too_old("essential/embedded_artifact.yaml", "EmbeddedInput").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_artifact_runs_with_the_kfp_package_option() {
+    kfpd_testdata::require_or_skip!(Corpus);
     let run = run_with_newer_kfp("essential/embedded_artifact.yaml").await;
     for name in ["read-embedded-artifact-dir", "read-embedded-artifact-file"] {
         let task = task_named(&run, name);
@@ -308,6 +312,7 @@ async fn embedded_artifact_runs_with_the_kfp_package_option() {
 /// succeeds, and a requirement that could break the preamble's quoting is refused.
 #[test]
 fn kfpd_run_takes_the_kfp_package_option() {
+    kfpd_testdata::require_or_skip!(Corpus);
     let pipeline = corpus_dir().join("essential/embedded_artifact.yaml");
     let data = tempfile::tempdir().expect("temp dir");
     let run = |package: &str| {
@@ -335,6 +340,7 @@ fn kfpd_run_takes_the_kfp_package_option() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn artifact_custom_path_needs_a_newer_kfp_than_it_installs() {
+    kfpd_testdata::require_or_skip!(Corpus);
     check_sdk_too_old(
         "critical/pipeline_with_artifact_custom_path.yaml",
         "set_path",
@@ -344,6 +350,7 @@ async fn artifact_custom_path_needs_a_newer_kfp_than_it_installs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn artifact_custom_path_runs_with_the_kfp_package_option() {
+    kfpd_testdata::require_or_skip!(Corpus);
     let server = newer_kfp_server();
     let run = run_with_newer_kfp("critical/pipeline_with_artifact_custom_path.yaml").await;
     let run_id = run["run_id"].as_str().unwrap_or_default();
@@ -428,6 +435,7 @@ async fn run_inline(yaml: &str, parameters: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_handler_runs_after_a_failed_body_and_the_run_fails() {
+    kfpd_testdata::require_or_skip!(Corpus);
     let relative = "failing/pipeline_with_exit_handler.yaml";
     let run = run_corpus(relative, json!({}), Duration::from_secs(15 * MINUTES)).await;
     assert_eq!(
@@ -456,6 +464,7 @@ async fn exit_handler_runs_after_a_failed_body_and_the_run_fails() {
 /// exit task itself runs and sees the FAILED final status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipeline_as_exit_task_sees_the_failure_and_the_run_fails() {
+    kfpd_testdata::require_or_skip!(Corpus);
     let run = run_corpus(
         "pipeline_as_exit_task.yaml",
         json!({}),
@@ -487,6 +496,7 @@ async fn pipeline_as_exit_task_sees_the_failure_and_the_run_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ignore_upstream_failure_runs_the_task_and_the_run_fails() {
+    kfpd_testdata::require_or_skip!(Corpus);
     let relative = "local_execution/local_execution_pipeline_with_ignore_upstream_failure.yaml";
     let marker = scratch_path("marker");
     let run = run_corpus(
@@ -512,6 +522,7 @@ async fn ignore_upstream_failure_runs_the_task_and_the_run_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ignore_upstream_failure_falls_back_to_the_input_default() {
+    kfpd_testdata::require_or_skip!(Corpus);
     let relative = "pipeline_with_task_using_ignore_upstream_failure.yaml";
     let run = run_corpus(relative, json!({}), Duration::from_secs(15 * MINUTES)).await;
     assert_eq!(
@@ -536,6 +547,7 @@ async fn ignore_upstream_failure_falls_back_to_the_input_default() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_runs_a_flaky_task_again_and_keeps_every_attempt() {
+    kfpd_testdata::require_or_skip!(Corpus);
     let relative = "local_execution/local_execution_pipeline_with_retry.yaml";
     let counter = scratch_path("counter");
     let run = run_corpus(
@@ -585,6 +597,7 @@ async fn retry_runs_a_flaky_task_again_and_keeps_every_attempt() {
 /// name and `skip` in the manifest); kfpd runs it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_for_over_artifacts() {
+    kfpd_testdata::require_or_skip!(Corpus);
     let run = run_corpus(
         "pipeline_with_parallelfor_list_artifacts_GH-12033.yaml",
         json!({}),

@@ -9,7 +9,7 @@ mod moto;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{corpus_dir, Server};
+use common::Server;
 use kfpd_store::sql::{Options, SqlStore};
 use kfpd_store::ExecutionStore;
 use serde_json::{json, Value};
@@ -37,10 +37,7 @@ async fn artifacts_go_to_the_s3_store() {
     };
     let bucket = moto::unique_bucket("serve");
     let server = common::start_on_s3(&moto.endpoint, &bucket);
-    let text =
-        std::fs::read_to_string(corpus_dir().join("critical/two_step_pipeline_containerized.yaml"))
-            .unwrap();
-    let spec: Value = serde_yaml::from_str(text.split("\n---\n").next().unwrap()).unwrap();
+    let spec = common::pipeline_spec("two-step-artifact.yaml");
     let (status, run) = server
         .post(
             "/runs",
@@ -80,7 +77,7 @@ async fn artifacts_go_to_the_s3_store() {
         .dir
         .path()
         .join("artifacts")
-        .join("containerized-two-step-pipeline")
+        .join("two-step-artifact")
         .exists());
 
     // Every task's log went to the bucket too, and is served from there once the

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{corpus_dir, Server};
+use common::Server;
 use kfpd_api::v2beta1 as api;
 use kfpd_api::v2beta1::experiment_service_client::ExperimentServiceClient;
 use kfpd_api::v2beta1::pipeline_service_client::PipelineServiceClient;
@@ -70,21 +70,19 @@ fn json_of(message: &impl serde::Serialize) -> Value {
     serde_json::to_value(message).expect("message serializes")
 }
 
-/// The first YAML document of a corpus file as JSON.
+/// A committed pipeline's spec as JSON.
 fn spec_of(relative: &str) -> Value {
-    let text = std::fs::read_to_string(corpus_dir().join(relative)).expect("corpus file");
-    let first = text.split("\n---\n").next().unwrap_or_default();
-    serde_yaml::from_str(first).expect("yaml")
+    common::pipeline_spec(relative)
 }
 
 fn to_struct(value: &Value) -> wkt::Struct {
     serde_json::from_value(value.clone()).expect("a JSON object is a Struct")
 }
 
-/// hello_world with its container arguments padded to about `bytes` bytes:
+/// hello.yaml with its container arguments padded to about `bytes` bytes:
 /// a valid spec whose size the server keeps.
 fn padded_spec(bytes: usize) -> Value {
-    let mut spec = spec_of("hello_world.yaml");
+    let mut spec = spec_of("hello.yaml");
     let chunk = "x".repeat(1024);
     let args: Vec<Value> = (0..bytes / 1024)
         .map(|_| Value::String(chunk.clone()))
@@ -126,7 +124,7 @@ fn cron_recurring_run(experiment_id: &str) -> api::RecurringRun {
             })),
         }),
         pipeline_source: Some(api::recurring_run::PipelineSource::PipelineSpec(to_struct(
-            &spec_of("hello_world.yaml"),
+            &spec_of("hello.yaml"),
         ))),
         ..Default::default()
     }
@@ -224,7 +222,7 @@ fn clear_tags<T>(message: T) -> tonic::Request<T> {
 async fn pipeline_service_every_method() {
     let server = Server::start();
     let mut grpc = connect(&server).await;
-    let hello = std::fs::read(corpus_dir().join("hello_world.yaml")).expect("corpus file");
+    let hello = std::fs::read(common::pipeline("hello.yaml")).expect("pipeline file");
     let files = FileServer::start(vec![("/hello_world.yaml", hello)]).await;
     let pipelines = &mut grpc.pipelines;
     let name = unique("grpc-pipeline");
@@ -617,7 +615,7 @@ async fn run_service_every_method() {
         .into_inner();
     let runs = &mut grpc.runs;
 
-    let spec = spec_of("hello_world.yaml");
+    let spec = spec_of("hello.yaml");
     let created = runs
         .create_run(api::CreateRunRequest {
             run: Some(inline_run(&experiment.experiment_id, &spec)),
@@ -849,7 +847,7 @@ async fn pipelines_are_the_same_over_rest_and_grpc() {
     let server = Server::start();
     let mut grpc = connect(&server).await;
     let uploaded = server
-        .upload_corpus("hello_world.yaml", &unique("rest-upload"))
+        .upload_pipeline("hello.yaml", &unique("rest-upload"))
         .await;
     let id = uploaded["pipeline_id"].as_str().expect("pipeline_id");
 
@@ -964,7 +962,7 @@ async fn experiments_are_the_same_over_rest_and_grpc() {
 async fn runs_are_the_same_over_rest_and_grpc() {
     let server = Server::start();
     let grpc = connect(&server).await;
-    let spec = spec_of("hello_world.yaml");
+    let spec = spec_of("hello.yaml");
     let (status, rest_created) = server
         .post(
             "/runs",
@@ -1036,7 +1034,7 @@ async fn recurring_runs_are_the_same_over_rest_and_grpc() {
         "max_concurrency": "2",
         "mode": "ENABLE",
         "trigger": {"periodic_schedule": {"interval_second": "3600"}},
-        "pipeline_spec": spec_of("hello_world.yaml"),
+        "pipeline_spec": spec_of("hello.yaml"),
     });
     let (status, rest_created) = server.post("/recurringruns", &body).await;
     assert_eq!(status, 200, "{rest_created}");

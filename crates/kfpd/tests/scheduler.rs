@@ -52,8 +52,8 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 }
 
 fn adder_spec() -> Value {
-    let path = common::corpus_dir().join("critical/add_numbers.yaml");
-    let bytes = std::fs::read(&path).expect("corpus file");
+    let path = common::pipeline("add.yaml");
+    let bytes = std::fs::read(&path).expect("pipeline file");
     kfpd_ir::read_package("add_numbers.yaml", &bytes)
         .expect("package")
         .api_pipeline_spec()

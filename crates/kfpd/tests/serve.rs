@@ -4,13 +4,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{corpus_dir, run_to_exit, Server};
+use common::{run_to_exit, Server};
 use serde_json::{json, Value};
 
 fn spec_of(relative: &str) -> Value {
-    let text = std::fs::read_to_string(corpus_dir().join(relative)).expect("corpus file");
-    let first = text.split("\n---\n").next().unwrap_or_default();
-    serde_yaml::from_str(first).expect("yaml")
+    common::pipeline_spec(relative)
 }
 
 #[tokio::test]
@@ -252,7 +250,7 @@ fn url_encode(text: &str) -> String {
 #[tokio::test]
 async fn runs_validate_parameters_and_keep_state_honest() {
     let server = Server::start();
-    let spec = spec_of("critical/add_numbers.yaml");
+    let spec = spec_of("add.yaml");
     let required: Vec<String> = spec["root"]["inputDefinitions"]["parameters"]
         .as_object()
         .unwrap()
@@ -365,7 +363,7 @@ async fn runs_validate_parameters_and_keep_state_honest() {
 #[tokio::test]
 async fn runs_from_versions_and_lists() {
     let server = Server::start();
-    let pipeline = server.upload_corpus("hello_world.yaml", "hello").await;
+    let pipeline = server.upload_pipeline("hello.yaml", "hello").await;
     let pipeline_id = pipeline["pipeline_id"].as_str().unwrap();
     let (_, versions) = server
         .get(&format!("/pipelines/{pipeline_id}/versions"))
@@ -430,7 +428,7 @@ async fn runs_from_versions_and_lists() {
 #[tokio::test]
 async fn recurring_runs_validate_like_upstream() {
     let server = Server::start();
-    let spec = spec_of("hello_world.yaml");
+    let spec = spec_of("hello.yaml");
     let base = |trigger: Value, concurrency: i64| {
         json!({
             "display_name": "nightly",
@@ -504,7 +502,7 @@ async fn pipelines_tags_update_and_delete() {
         .upload(
             "?name=tagged&tags=%7B%22team%22%3A%22ml%22%7D",
             "p.yaml",
-            std::fs::read(corpus_dir().join("hello_world.yaml")).unwrap(),
+            std::fs::read(common::pipeline("hello.yaml")).unwrap(),
         )
         .await;
     assert_eq!(status, 200, "{pipeline}");
@@ -514,7 +512,7 @@ async fn pipelines_tags_update_and_delete() {
         .upload(
             "?name=bad-tags&tags=%7Bnope",
             "p.yaml",
-            std::fs::read(corpus_dir().join("hello_world.yaml")).unwrap(),
+            std::fs::read(common::pipeline("hello.yaml")).unwrap(),
         )
         .await;
     assert_eq!(status, 400, "{body}");
@@ -561,7 +559,7 @@ async fn pipelines_tags_update_and_delete() {
 #[tokio::test]
 async fn concurrent_duplicate_uploads_give_one_pipeline() {
     let server = std::sync::Arc::new(Server::start());
-    let yaml = std::fs::read(corpus_dir().join("hello_world.yaml")).unwrap();
+    let yaml = std::fs::read(common::pipeline("hello.yaml")).unwrap();
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let server = server.clone();

@@ -20,8 +20,29 @@ pub struct Server {
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
+/// The upstream pipeline corpus; a test reading it starts with
+/// `kfpd_testdata::require_or_skip!(Corpus)`, which skips it when the corpus is absent.
 pub fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/pipelines")
+    kfpd_testdata::corpus_dir()
+        .expect("the upstream corpus is absent: start the test with require_or_skip!(Corpus)")
+}
+
+/// A pipeline committed under `tests/pipelines/` (always present).
+pub fn pipeline(relative: &str) -> PathBuf {
+    kfpd_testdata::pipeline(relative)
+}
+
+/// The first YAML document of a committed pipeline, as JSON (a `pipeline_spec`).
+pub fn pipeline_spec(relative: &str) -> Value {
+    spec_of_file(&pipeline(relative))
+}
+
+/// The first YAML document of a pipeline file, as JSON.
+pub fn spec_of_file(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|error| panic!("read {}: {error}", path.display()));
+    let first = text.split("\n---\n").next().unwrap_or_default();
+    serde_yaml::from_str(first).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
 
 impl Server {
@@ -172,15 +193,24 @@ impl Server {
         read(response).await
     }
 
-    /// Uploads a corpus file under a unique name and returns the pipeline JSON.
-    pub async fn upload_corpus(&self, relative: &str, name: &str) -> Value {
-        let path = corpus_dir().join(relative);
-        let bytes = std::fs::read(&path).expect("corpus file");
-        let file_name = path.file_name().unwrap().to_string_lossy().to_string();
+    /// Uploads a committed pipeline (`tests/pipelines/`) under this name and
+    /// returns the pipeline JSON.
+    pub async fn upload_pipeline(&self, relative: &str, name: &str) -> Value {
+        self.upload_file(&pipeline(relative), name).await
+    }
+
+    /// Uploads a pipeline file under this name and returns the pipeline JSON.
+    pub async fn upload_file(&self, path: &Path, name: &str) -> Value {
+        let bytes =
+            std::fs::read(path).unwrap_or_else(|error| panic!("read {}: {error}", path.display()));
+        let file_name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().to_string())
+            .unwrap_or_else(|| "pipeline.yaml".to_string());
         let (status, body) = self
             .upload(&format!("?name={name}"), &file_name, bytes)
             .await;
-        assert_eq!(status, 200, "upload {relative}: {body}");
+        assert_eq!(status, 200, "upload {}: {body}", path.display());
         body
     }
 
