@@ -11,14 +11,11 @@ mod moto;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use common::{corpus_dir, Server};
+use common::Server;
 use serde_json::{json, Value};
 
 fn two_step_spec() -> Value {
-    let text =
-        std::fs::read_to_string(corpus_dir().join("critical/two_step_pipeline_containerized.yaml"))
-            .expect("corpus pipeline");
-    serde_yaml::from_str(text.split("\n---\n").next().unwrap_or_default()).expect("yaml")
+    common::pipeline_spec("two-step-artifact.yaml")
 }
 
 fn run_body(name: &str, root: &str) -> Value {
