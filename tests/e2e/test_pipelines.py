@@ -135,6 +135,27 @@ def test_upload_json_package(client):
         assert_same_json(full.pipeline_spec, json.load(f))
 
 
+def test_upload_committed_json_package(client):
+    path = pipeline_file("add.json")
+    pipeline = client.upload_pipeline(str(path), pipeline_name=unique("pl-json"))
+    version = only_version(client, pipeline.pipeline_id)
+    full = client.get_pipeline_version(pipeline.pipeline_id, version.pipeline_version_id)
+    with open(path, "r", encoding="utf-8") as f:
+        assert_same_json(full.pipeline_spec, json.load(f))
+    assert_same_json(full.pipeline_spec, load_yaml_spec(pipeline_file(ADD_NUMBERS)))
+
+
+@pytest.mark.parametrize("member", ["pipeline.yaml", "adder.yaml"])
+def test_upload_committed_zip_package(client, tmp_path, member):
+    path = tmp_path / "add.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.write(pipeline_file(ADD_NUMBERS), member)
+    pipeline = client.upload_pipeline(str(path), pipeline_name=unique("pl-zip"))
+    version = only_version(client, pipeline.pipeline_id)
+    full = client.get_pipeline_version(pipeline.pipeline_id, version.pipeline_version_id)
+    assert_same_json(full.pipeline_spec, load_yaml_spec(pipeline_file(ADD_NUMBERS)))
+
+
 def test_upload_zip_package(client):
     path = corpus_file("arguments_parameters.zip")
     pipeline = client.upload_pipeline(str(path), pipeline_name=unique("pl-zip"))
@@ -163,6 +184,17 @@ def test_upload_tar_gz_with_other_member_name(client, tmp_path):
     version = only_version(client, pipeline.pipeline_id)
     full = client.get_pipeline_version(pipeline.pipeline_id, version.pipeline_version_id)
     assert_same_json(full.pipeline_spec, load_yaml_spec(pipeline_file(IDENTITY)))
+
+
+COMMITTED_YAMLS = sorted(p.name for p in PIPELINES.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("relative", COMMITTED_YAMLS)
+def test_committed_pipeline_spec_round_trips(client, relative):
+    pipeline = upload(client, relative, name=unique("pl-committed"))
+    version = only_version(client, pipeline.pipeline_id)
+    full = client.get_pipeline_version(pipeline.pipeline_id, version.pipeline_version_id)
+    assert_same_json(full.pipeline_spec, expected_spec_of_yaml(pipeline_file(relative)))
 
 
 @pytest.mark.parametrize("relative", CORPUS_YAMLS)

@@ -13,6 +13,7 @@ from kfp import dsl
 from kfp.client import client as kfp_client_module
 
 from support import (
+    PIPELINES,
     api_error,
     assert_same_json,
     corpus_file,
@@ -576,6 +577,20 @@ def required_arguments(spec):
         for name, definition in parameters.items()
         if "defaultValue" not in definition and not definition.get("isOptional")
     }
+
+
+@pytest.mark.parametrize("relative", sorted(p.name for p in PIPELINES.glob("*.yaml")))
+def test_every_committed_pipeline_can_be_submitted(client, experiment, relative):
+    path = pipeline_file(relative)
+    arguments = required_arguments(load_yaml_spec(path))
+    result = client.create_run_from_pipeline_package(
+        str(path), arguments=arguments, run_name=unique("committed"), experiment_id=experiment.experiment_id
+    )
+    run = client.get_run(result.run_id)
+    assert run.state == "PENDING"
+    if arguments:
+        assert run.runtime_config.parameters == arguments
+    assert_same_json(run.pipeline_spec, kfp_client_module._extract_pipeline_yaml(str(path)).to_dict())
 
 
 @pytest.mark.parametrize("relative", CORPUS_YAMLS)

@@ -146,3 +146,35 @@ async fn every_invalid_package_is_refused_naming_its_problem() {
         .await;
     assert_eq!(versions["total_size"], 1, "no refused version was stored");
 }
+
+#[tokio::test]
+async fn a_version_uploaded_without_a_name_is_named_after_its_file() {
+    let server = Server::start();
+    let zip = kfpd_testdata::zip_package(&pipeline("add.yaml"), "pipeline.yaml");
+    let (status, created) = server.upload("?name=zipped", "add.zip", zip).await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["display_name"], "zipped");
+    let id = created["pipeline_id"].as_str().expect("id");
+
+    let part =
+        reqwest::multipart::Part::bytes(std::fs::read(pipeline("hello.yaml")).expect("hello"))
+            .file_name("hello.yaml")
+            .mime_str("application/octet-stream")
+            .expect("mime");
+    let form = reqwest::multipart::Form::new().part("uploadfile", part);
+    let response = server
+        .client
+        .post(server.url(&format!("/pipelines/upload_version?pipelineid={id}")))
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload_version");
+    let (status, version) = common::read(response).await;
+    assert_eq!(status, 200, "{version}");
+    assert_eq!(version["name"], "hello.yaml");
+    assert_eq!(version["pipeline_id"], id);
+    assert_eq!(version["pipeline_spec"]["pipelineInfo"]["name"], "echo");
+    let (status, versions) = server.get(&format!("/pipelines/{id}/versions")).await;
+    assert_eq!(status, 200);
+    assert_eq!(versions["total_size"], 2);
+}
