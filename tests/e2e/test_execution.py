@@ -14,6 +14,7 @@ import pathlib
 import subprocess
 from typing import NamedTuple, Optional
 
+import kfp_server_api
 import pytest
 from kfp import compiler, dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
@@ -31,6 +32,7 @@ from execution_support import (
     run_to_end,
     task_log,
     task_named,
+    wait_for_final,
 )
 from support import unique
 
@@ -363,6 +365,46 @@ def test_pythonic_artifacts(client, rest):
     assert read_artifact(rest, run.run_id, producer.task_id, "Output") == text.encode()
     (artifact,) = list_artifacts(rest, run.run_id)
     assert artifact["metadata"] == {"length": len(text)}
+
+
+def test_artifacts_under_a_pipeline_root_of_ones_own(client, rest, sink, tmp_path):
+    """A `pipeline_root` outside kfpd's data dir, as `kfp.local` allows: the artifacts
+    are written there, listed with those URIs and read back from there."""
+    root = tmp_path / "experiments"
+    result = client.create_run_from_pipeline_func(
+        artifact_flow,
+        arguments={"rows": 3, "sink": str(sink)},
+        run_name=unique("own-root"),
+        enable_caching=False,
+        pipeline_root=str(root),
+    )
+    run = wait_for_final(client, result.run_id)
+    assert_succeeded(run)
+    assert read_json(sink / "consumer.json")["rows"] == 3
+    artifacts = list_artifacts(rest, run.run_id)
+    assert artifacts
+    for artifact in artifacts:
+        assert artifact["uri"].startswith(f"file://{root}/"), artifact["uri"]
+    producer = task_named(run, "make-artifacts")
+    (data,) = [a for a in artifacts if a["producer"]["key"] == "data"]
+    on_disk = pathlib.Path(data["uri"].removeprefix("file://")).read_bytes()
+    assert on_disk == b"row 0\nrow 1\nrow 2\n"
+    assert read_artifact(rest, run.run_id, producer.task_id, "data") == on_disk
+
+
+def test_a_pipeline_root_kfpd_cannot_use_is_refused_by_name(client, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for root in ["relative/dir", "gs://bucket/root", f"{blocker}/sub"]:
+        with pytest.raises(kfp_server_api.ApiException) as refused:
+            client.create_run_from_pipeline_func(
+                artifact_flow,
+                arguments={"rows": 1, "sink": str(tmp_path)},
+                run_name=unique("bad-root"),
+                pipeline_root=root,
+            )
+        assert refused.value.status == 400, refused.value
+        assert root in refused.value.body, refused.value.body
 
 
 # --------------------------------------------------------------------------- container components

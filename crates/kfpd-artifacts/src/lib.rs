@@ -437,7 +437,11 @@ impl ArtifactStore {
         };
         let trimmed = requested.trim_end_matches('/');
         let root = if requested.starts_with('/') {
-            format!("file://{trimmed}")
+            // `/` itself keeps its slash: `file:///`.
+            format!("file://{}", if trimmed.is_empty() { "/" } else { trimmed })
+        } else if trimmed.ends_with(':') {
+            // `file:///` (or a scheme and nothing else, refused below).
+            requested.to_string()
         } else {
             trimmed.to_string()
         };

@@ -42,6 +42,10 @@ async fn any_local_path_is_served_when_allowed() {
         0,
         "the write check leaves nothing behind"
     );
+    // The filesystem's root is a root too, in either spelling.
+    for whole in ["/", "file:///"] {
+        assert_eq!(store.pipeline_root(whole).expect("root"), "file:///");
+    }
     let uri = ArtifactStore::output_uri(&root, "p", "r", "t", "i", "o");
     assert!(store.handles(&uri));
     let src = tmp.path().join("o");
