@@ -7,6 +7,7 @@ use std::io::IsTerminal;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
+use tracing_log::NormalizeEvent;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -75,7 +76,10 @@ where
     ) -> std::fmt::Result {
         let mut fields = FieldsVisitor::default();
         event.record(&mut fields);
-        let metadata = event.metadata();
+        // Records of the `log` crate arrive as events of one shared callsite; their own
+        // level and target are in the record.
+        let normalized = event.normalized_metadata();
+        let metadata = normalized.as_ref().unwrap_or_else(|| event.metadata());
         let mut line = Map::new();
         line.insert(
             "timestamp".into(),
@@ -99,6 +103,10 @@ struct FieldsVisitor {
 
 impl FieldsVisitor {
     fn put(&mut self, field: &Field, value: Value) {
+        // Where a `log` record came from, already in the normalized metadata.
+        if field.name().starts_with("log.") {
+            return;
+        }
         if field.name() == "message" {
             self.message = Some(match value {
                 Value::String(text) => text,
