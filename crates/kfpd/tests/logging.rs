@@ -1,6 +1,6 @@
 //! Log lines of the real binary when stderr is a pipe, as under a log collector or
 //! `kfpd serve 2> kfpd.log`: no colour codes, and one JSON object a line with
-//! `--log-format json`.
+//! `--log-format json`; on a terminal, colour unless `NO_COLOR` is set.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
@@ -67,6 +67,52 @@ fn text_logs_to_a_pipe_have_no_colour_codes() {
     assert!(
         !text.contains('\u{1b}'),
         "escape codes in piped logs:\n{text:?}"
+    );
+}
+
+/// What `kfpd serve` writes to a terminal (a pseudo-terminal made by Python's `pty`)
+/// before it stops because its port is taken.
+fn on_a_terminal(no_color: Option<&str>) -> String {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut command = Command::new("python3");
+    command
+        .args(["-c", "import pty, sys; pty.spawn(sys.argv[1:])"])
+        .arg(env!("CARGO_BIN_EXE_kfpd"))
+        .args(["serve", "--http-addr", &addr, "--grpc-addr", "off"])
+        .args(["--executor", "none", "--scheduler", "off"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("KFPD_LOG", "info")
+        .env_remove("NO_COLOR")
+        .env_remove("KFPD_LOG_FORMAT")
+        .stdin(Stdio::null());
+    if let Some(value) = no_color {
+        command.env("NO_COLOR", value);
+    }
+    let output = command.output().expect("run kfpd under a pty");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn text_logs_on_a_terminal_are_coloured_unless_no_color_is_set() {
+    let coloured = on_a_terminal(None);
+    assert!(
+        coloured.contains("applying schema migration"),
+        "{coloured:?}"
+    );
+    assert!(
+        coloured.contains('\u{1b}'),
+        "no colour on a terminal: {coloured:?}"
+    );
+    // An empty NO_COLOR counts as unset.
+    assert!(on_a_terminal(Some("")).contains('\u{1b}'));
+    let plain = on_a_terminal(Some("1"));
+    assert!(plain.contains("applying schema migration"), "{plain:?}");
+    assert!(
+        !plain.contains('\u{1b}'),
+        "colour despite NO_COLOR: {plain:?}"
     );
 }
 
