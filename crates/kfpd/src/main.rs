@@ -25,6 +25,25 @@ enum Command {
     /// Run one compiled pipeline here, without a server, showing task progress;
     /// exits non-zero when the run does not succeed.
     Run(RunCommand),
+    /// Print the workflow the server would submit for a run of a pipeline with its
+    /// default parameters (`--target argo`: an Argo Workflow, see docs/argo.md).
+    Compile(CompileCommand),
+}
+
+#[derive(clap::Args)]
+struct CompileCommand {
+    /// Compiled pipeline: YAML, JSON, zip or tar.gz.
+    pipeline: std::path::PathBuf,
+    /// What to compile for; `argo` is the only target.
+    #[arg(long, value_parser = ["argo"])]
+    target: String,
+    /// The Argo Workflows version the Workflow is for: 3.7 or 4.0 (the output is
+    /// valid for both).
+    #[arg(long, default_value = "3.7", value_parser = ["3.7", "4.0"])]
+    argo_version: String,
+    /// Write the Workflow to this file instead of standard output.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -62,6 +81,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Settings are read before logging starts: they choose the log format.
     let (command, log_format) = match cli.command {
+        // Pure: no runtime, no logging set-up, only errors on stderr.
+        Command::Compile(command) => return compile(&command),
         Command::Serve(args) => {
             let config = kfpd_server::Config::load(&args)?;
             let format = config.log_format;
@@ -103,6 +124,35 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn compile(command: &CompileCommand) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let bytes = std::fs::read(&command.pipeline)
+        .with_context(|| format!("cannot read {}", command.pipeline.display()))?;
+    let file_name = command
+        .pipeline
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let package = kfpd_ir::read_package(&file_name, &bytes).with_context(|| {
+        format!(
+            "{} is not a pipeline kfpd can run",
+            command.pipeline.display()
+        )
+    })?;
+    let options = kfpd_argo::Options {
+        argo_version: command.argo_version.parse()?,
+        ..kfpd_argo::Options::default()
+    };
+    let yaml = kfpd_argo::compile_yaml(&package, &options)
+        .with_context(|| format!("cannot compile {}", command.pipeline.display()))?;
+    match &command.output {
+        Some(path) => std::fs::write(path, yaml)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => print!("{yaml}"),
+    }
+    Ok(())
 }
 
 async fn run(command: RunCommand) -> anyhow::Result<bool> {

@@ -1,0 +1,142 @@
+//! Every pipeline of the shared corpus that uploads compiles, and every compiled
+//! Workflow passes the full Workflow CRD schemas of Argo v3.7.8 and v4.0.5 with
+//! unknown fields refused, the v4.0 CRD's CEL rules, and the lint of Argo's
+//! validator checks.
+
+mod support;
+
+use kfpd_argo::{compile, lint::lint, to_yaml, Options};
+use serde_json::{json, Value};
+use support::schema::Crd;
+
+fn crds(shared: &std::path::Path) -> Vec<Crd> {
+    ["v3.7.8", "v4.0.5"]
+        .iter()
+        .map(|v| {
+            Crd::load(
+                &shared.join(format!("argo-schemas/crd-workflows-full-{v}.yaml")),
+                v,
+            )
+        })
+        .collect()
+}
+
+/// Compiles a package and reads its YAML back, as the cluster would see it.
+fn compiled(package: &kfpd_ir::Package) -> Result<Value, String> {
+    let workflow = compile(package, &Options::default()).map_err(|e| e.to_string())?;
+    let yaml = to_yaml(&workflow).map_err(|e| e.to_string())?;
+    Ok(support::yaml_to_json(&yaml))
+}
+
+#[test]
+fn every_corpus_pipeline_compiles_and_passes_the_schemas_rules_and_lint() {
+    let Some(shared) = support::shared_dir() else {
+        return;
+    };
+    let crds = crds(&shared);
+    assert_eq!(crds[0].rule_count(), 0, "v3.7.8 has no CEL rules");
+    assert!(
+        crds[1].rule_count() >= 30,
+        "v4.0.5 CEL rules: {}",
+        crds[1].rule_count()
+    );
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for row in support::manifest(&shared) {
+        let Some(package) = support::package(&shared, &row) else {
+            continue;
+        };
+        let workflow = match compiled(&package) {
+            Ok(w) => w,
+            Err(e) => {
+                failures.push(format!("{}: does not compile: {e}", row.path));
+                continue;
+            }
+        };
+        for crd in &crds {
+            for error in crd.validate(&workflow) {
+                failures.push(format!("{} ({}): {error}", row.path, crd.version));
+            }
+        }
+        for problem in lint(&workflow) {
+            failures.push(format!("{} (lint): {problem}", row.path));
+        }
+        checked += 1;
+    }
+    assert!(checked > 120, "only {checked} pipelines checked");
+    assert!(
+        failures.is_empty(),
+        "{} problems:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// The checks can fail: each kind of fault planted in a good Workflow is found.
+#[test]
+fn planted_faults_are_found() {
+    let Some(shared) = support::shared_dir() else {
+        return;
+    };
+    let crds = crds(&shared);
+    let row = support::manifest(&shared)
+        .into_iter()
+        .find(|r| r.path == "hello_world.yaml")
+        .expect("hello_world row");
+    let good = compiled(&support::package(&shared, &row).unwrap()).unwrap();
+    for crd in &crds {
+        assert_eq!(crd.validate(&good), Vec::<String>::new(), "{}", crd.version);
+    }
+
+    let mut unknown = good.clone();
+    unknown["spec"]["templates"][0]["bogus"] = json!(1);
+    let mut wrong_type = good.clone();
+    wrong_type["spec"]["templates"][0]["dag"]["tasks"] = json!("not a list");
+    let mut nested_unknown = good.clone();
+    let pod = pod_template(&nested_unknown);
+    nested_unknown["spec"]["templates"][pod]["container"]["volumeMounts"][0]["readonly"] =
+        json!(true);
+    for (what, workflow) in [
+        ("unknown", &unknown),
+        ("wrong type", &wrong_type),
+        ("nested unknown", &nested_unknown),
+    ] {
+        for crd in &crds {
+            assert!(
+                !crd.validate(workflow).is_empty(),
+                "{what} passes {}",
+                crd.version
+            );
+        }
+    }
+
+    // A CEL rule of v4.0 only: activeDeadlineSeconds is for leaf templates.
+    let mut dag_deadline = good.clone();
+    dag_deadline["spec"]["templates"][0]["activeDeadlineSeconds"] = json!(5);
+    assert_eq!(crds[0].validate(&dag_deadline), Vec::<String>::new());
+    let errors = crds[1].validate(&dag_deadline).join("\n");
+    assert!(
+        errors.contains("activeDeadlineSeconds is only valid for leaf templates"),
+        "{errors}"
+    );
+    let mut both = good.clone();
+    both["spec"]["templates"][0]["dag"]["tasks"][1]["dependencies"] = json!(["echo-driver"]);
+    let errors = crds[1].validate(&both).join("\n");
+    assert!(
+        errors.contains("cannot use both 'depends' and 'dependencies'"),
+        "{errors}"
+    );
+
+    let mut dangling = good.clone();
+    dangling["spec"]["templates"][0]["dag"]["tasks"][1]["depends"] = json!("nobody.Succeeded");
+    assert!(lint(&dangling).join("\n").contains("depends on \"nobody\""));
+}
+
+fn pod_template(workflow: &Value) -> usize {
+    workflow["spec"]["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|t| t.get("container").is_some())
+        .expect("a pod template")
+}
