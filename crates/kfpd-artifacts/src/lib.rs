@@ -299,6 +299,19 @@ struct Elsewhere {
     checked_buckets: Mutex<HashSet<String>>,
 }
 
+impl Elsewhere {
+    fn new(roots: Roots, listed: Vec<Location>, default: Location) -> Elsewhere {
+        Elsewhere {
+            roots,
+            listed,
+            default,
+            files: local::LocalStore::filesystem(),
+            buckets: Mutex::new(HashMap::new()),
+            checked_buckets: Mutex::new(HashSet::new()),
+        }
+    }
+}
+
 impl std::fmt::Debug for ArtifactStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ArtifactStore")
@@ -344,14 +357,7 @@ impl ArtifactStore {
         };
         Ok(ArtifactStore {
             backend,
-            elsewhere: Arc::new(Elsewhere {
-                roots: Roots::DefaultOnly,
-                listed: Vec::new(),
-                default,
-                files: local::LocalStore::filesystem(),
-                buckets: Mutex::new(HashMap::new()),
-                checked_buckets: Mutex::new(HashSet::new()),
-            }),
+            elsewhere: Arc::new(Elsewhere::new(Roots::DefaultOnly, Vec::new(), default)),
         })
     }
 
@@ -378,17 +384,10 @@ impl ArtifactStore {
                 listed.push(location);
             }
         }
-        let elsewhere = Elsewhere {
-            roots,
-            listed,
-            default: self.elsewhere.default.clone(),
-            files: local::LocalStore::filesystem(),
-            buckets: Mutex::new(HashMap::new()),
-            checked_buckets: Mutex::new(HashSet::new()),
-        };
+        let default = self.elsewhere.default.clone();
         Ok(ArtifactStore {
             backend: self.backend,
-            elsewhere: Arc::new(elsewhere),
+            elsewhere: Arc::new(Elsewhere::new(roots, listed, default)),
         })
     }
 
@@ -456,7 +455,7 @@ impl ArtifactStore {
         }
         let location = Location::parse(&root).map_err(|refusal| refused(refusal.reason()))?;
         self.allow(&location).map_err(refused)?;
-        self.backend_for(&location).map_err(refused)?;
+        self.backend_for(&location, false).map_err(refused)?;
         Ok(root)
     }
 
@@ -494,7 +493,7 @@ impl ArtifactStore {
                     .lock()
                     .is_ok_and(|checked| checked.contains(&bucket));
                 if !known {
-                    let store = self.bucket_store(&bucket).map_err(refused)?;
+                    let store = self.bucket_store(&bucket, false).map_err(refused)?;
                     match store.check_bucket().await {
                         Ok(()) => {}
                         Err(Error::BucketNotFound { bucket, endpoint }) => {
@@ -541,16 +540,18 @@ impl ArtifactStore {
         ))
     }
 
-    /// The backend that stores `location`.
-    fn backend_for(&self, location: &Location) -> Result<Backend, String> {
+    /// The backend that stores `location`; `remember` as in [`ArtifactStore::bucket_store`].
+    fn backend_for(&self, location: &Location, remember: bool) -> Result<Backend, String> {
         match location {
             Location::Path(_) => Ok(Backend::Local(self.elsewhere.files.clone())),
-            Location::Bucket { bucket, .. } => self.bucket_store(bucket).map(Backend::S3),
+            Location::Bucket { bucket, .. } => self.bucket_store(bucket, remember).map(Backend::S3),
         }
     }
 
-    /// The store of `bucket` on the configured endpoint.
-    fn bucket_store(&self, bucket: &str) -> Result<s3::S3Store, String> {
+    /// The store of `bucket` on the configured endpoint. Only stores used for artifacts
+    /// are kept (`remember`), so that roots naming many buckets that do not exist do not
+    /// fill the table.
+    fn bucket_store(&self, bucket: &str, remember: bool) -> Result<s3::S3Store, String> {
         let Backend::S3(default) = &self.backend else {
             return Err(format!(
                 "is in bucket {bucket}, but no object store is configured (OBJECTSTORECONFIG_HOST)"
@@ -570,7 +571,9 @@ impl ArtifactStore {
         let store = default
             .with_bucket(bucket)
             .map_err(|error| format!("cannot use bucket {bucket}: {error}"))?;
-        buckets.insert(bucket.to_string(), store.clone());
+        if remember {
+            buckets.insert(bucket.to_string(), store.clone());
+        }
         Ok(store)
     }
 
@@ -586,7 +589,7 @@ impl ArtifactStore {
             reason: format!("it {reason}"),
         };
         self.allow(&location).map_err(refused)?;
-        self.backend_for(&location).map_err(refused)
+        self.backend_for(&location, true).map_err(refused)
     }
 
     /// Copies the object at `uri` — a single object, or every object under `uri/` as a
