@@ -4,39 +4,23 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kfpd_artifacts::ArtifactStore;
-use kfpd_ir::spec::{
-    ComponentSpec, ExecutorKind, ExecutorSpec, ImporterSpec, PipelineContainerSpec,
-    PipelineTaskSpec, RetryPolicy,
-};
+use kfpd_core::attempts::{exit_reason, last_line, task_failure, RetryPlan};
+use kfpd_core::executor_input::{resolve_self_references, ExecutorInput, Layout};
+use kfpd_core::outputs::{content_path, read_outputs};
+use kfpd_core::{executor_input, ArtifactRef, TaskResult};
+use kfpd_ir::spec::{ExecutorKind, ExecutorSpec, PipelineContainerSpec};
 use kfpd_runtime::ProcessSpec;
 use kfpd_store::{Artifact, ArtifactLink, Direction, TaskKind, TaskState, TaskStateChange};
-use rand::Rng;
 use serde_json::{json, Map, Value};
 
 use crate::cache;
-use crate::dag::{job_resource_name, ArtifactRef, TaskResult};
-use crate::engine::RunContext;
-use crate::executor_input::{
-    resolve_command, resolve_self_references, substitute, ExecutorInput, JobInfo, RuntimeArtifact,
-};
-use crate::outputs::read_outputs;
+use crate::context::{RunContext, TaskCall};
+use crate::importer::{self, new_artifact_id};
 use crate::records::{now, TaskRecord};
 use crate::warm;
-
-/// A task ready to run, with its inputs resolved.
-pub(crate) struct TaskCall {
-    pub name: String,
-    pub display_name: String,
-    pub path: String,
-    pub parent_id: String,
-    pub task: PipelineTaskSpec,
-    pub component: ComponentSpec,
-    pub parameters: Map<String, Value>,
-    pub artifacts: BTreeMap<String, Vec<ArtifactRef>>,
-}
 
 pub(crate) async fn run_executor(
     context: Arc<RunContext>,
@@ -81,7 +65,7 @@ pub(crate) async fn run_executor(
             run_container(&context, &call, container, &mut record).await
         }
         Some(ExecutorKind::Importer(importer)) => {
-            run_importer(&context, &call, importer, &record).await
+            importer::run(&context, &call, importer, &record).await
         }
         Some(ExecutorKind::Resolver(_)) => {
             Err("resolver executors are not supported by kfpd".to_string())
@@ -146,7 +130,7 @@ async fn reuse_previous(context: &RunContext, call: &TaskCall) -> Option<TaskRes
         artifacts
             .entry(link.key.clone())
             .or_default()
-            .push(artifact_ref(&artifact));
+            .push(ArtifactRef::from(&artifact));
     }
     Some(TaskResult {
         state: previous.state,
@@ -154,53 +138,6 @@ async fn reuse_previous(context: &RunContext, call: &TaskCall) -> Option<TaskRes
         parameters,
         artifacts,
     })
-}
-
-pub(crate) fn artifact_ref(artifact: &Artifact) -> ArtifactRef {
-    ArtifactRef {
-        id: artifact.id,
-        name: artifact.name.clone(),
-        uri: artifact.uri.clone(),
-        schema_title: artifact.schema_title.clone(),
-        schema_version: artifact.schema_version.clone(),
-        metadata: serde_json::from_str(&artifact.metadata).unwrap_or_default(),
-    }
-}
-
-fn new_artifact_id() -> i64 {
-    // JS-safe positive integers: the API's artifact ids are int64 and UIs parse them as numbers.
-    rand::thread_rng().gen_range(1..(1_i64 << 53))
-}
-
-fn job_info(context: &RunContext, call: &TaskCall, task_id: &str, workspace: &Path) -> JobInfo {
-    let run = &context.run;
-    let created = chrono::DateTime::from_timestamp(run.created_at, 0)
-        .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_default();
-    JobInfo {
-        job_name: run.display_name.clone(),
-        job_resource_name: job_resource_name(context),
-        job_uuid: run.id.clone(),
-        task_name: call.name.clone(),
-        task_uuid: task_id.to_string(),
-        create_time: created.clone(),
-        schedule_time: created,
-        pipeline_root: context.pipeline_root.clone(),
-        workspace_path: workspace.display().to_string(),
-    }
-}
-
-fn local_name(uri: &str) -> String {
-    let last = uri
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or("artifact");
-    if last.is_empty() || last == ".." || last == "." {
-        "artifact".to_string()
-    } else {
-        last.to_string()
-    }
 }
 
 async fn run_container(
@@ -231,93 +168,52 @@ async fn run_container(
     }
     make_dirs(dirs).await?;
     // Inputs: every artifact downloaded to a local path, which is the URI the task sees.
-    let mut input = ExecutorInput {
-        parameters: call.parameters.clone(),
-        ..ExecutorInput::default()
+    let layout = Layout {
+        inputs_dir,
+        parameter_dir,
+        artifact_dir,
+        output_file: outputs_dir.join("output_metadata.json"),
     };
-    for (name, list) in &call.artifacts {
-        let mut seen = Vec::with_capacity(list.len());
-        for (index, artifact) in list.iter().enumerate() {
-            let local = inputs_dir
-                .join(name)
-                .join(index.to_string())
-                .join(local_name(&artifact.uri));
-            download(&engine.artifacts, &artifact.uri, &local).await?;
-            seen.push(RuntimeArtifact {
-                name: artifact.name.clone(),
-                uri: local.display().to_string(),
-                schema_title: artifact.schema_title.clone(),
-                schema_version: artifact.schema_version.clone(),
-                metadata: artifact.metadata.clone(),
-            });
-            let link = ArtifactLink {
-                task_id: task_id.clone(),
-                artifact_id: artifact.id,
-                direction: Direction::Input,
-                key: name.clone(),
-            };
-            if let Err(error) = engine.store.link_artifact(&context.run.id, &link).await {
-                tracing::warn!(%error, "cannot record artifact input");
-            }
+    let prepared = executor_input::prepare(
+        &call.parameters,
+        &call.artifacts,
+        outputs,
+        &layout,
+        |name| {
+            ArtifactStore::output_uri(
+                &context.facts.pipeline_root,
+                &context.facts.pipeline_name,
+                &context.run.id,
+                &call.name,
+                &task_id,
+                name,
+            )
+        },
+    );
+    for download in &prepared.downloads {
+        fetch(&engine.artifacts, &download.uri, &download.local).await?;
+        let link = ArtifactLink {
+            task_id: task_id.clone(),
+            artifact_id: download.artifact_id,
+            direction: Direction::Input,
+            key: download.input.clone(),
+        };
+        if let Err(error) = engine.store.link_artifact(&context.run.id, &link).await {
+            tracing::warn!(%error, "cannot record artifact input");
         }
-        input.artifacts.insert(name.clone(), seen);
     }
+    let mut input = prepared.input;
+    let destinations = prepared.destinations;
+    let output_file = layout.output_file;
 
-    // Outputs: files for parameters, local paths for artifacts, their final URIs.
-    for name in outputs.parameters.keys() {
-        let file = parameter_dir.join(name);
-        input
-            .output_parameters
-            .insert(name.clone(), file.display().to_string());
-    }
-    let mut destinations: BTreeMap<String, String> = BTreeMap::new();
-    for (name, spec) in &outputs.artifacts {
-        let local = artifact_dir.join(name);
-        let uri = ArtifactStore::output_uri(
-            &context.pipeline_root,
-            &context.pipeline_name,
-            &context.run.id,
-            &call.name,
-            &task_id,
-            name,
-        );
-        destinations.insert(name.clone(), uri);
-        input.output_artifacts.insert(
-            name.clone(),
-            RuntimeArtifact {
-                name: name.clone(),
-                uri: local.display().to_string(),
-                schema_title: spec
-                    .artifact_type
-                    .schema_title
-                    .clone()
-                    .unwrap_or_else(|| "system.Artifact".into()),
-                schema_version: spec.artifact_type.schema_version.clone(),
-                metadata: spec.metadata.clone().unwrap_or_default(),
-            },
-        );
-    }
-    let output_file = outputs_dir.join("output_metadata.json");
-    input.output_file = output_file.display().to_string();
-
-    let job = job_info(context, call, &task_id, &workspace);
+    let job = context
+        .facts
+        .job_info(&call.name, &task_id, &workspace.display().to_string());
     resolve_self_references(&mut input.parameters, &job)?;
-    let mut items = container.command.clone();
-    items.extend(container.args.iter().cloned());
-    let mut argv = resolve_command(&items, &input, &job)?;
-    if argv.is_empty() {
-        return Err("the container has no command".to_string());
-    }
+    let command = executor_input::resolve_container(container, &input, &job)?;
+    let (mut argv, mut env) = (command.argv, command.env);
     let installed_kfp = replace_kfp_pin(&mut argv, engine.options.kfp_package.as_deref());
     let image = environment_key(&container.image, installed_kfp.as_deref());
-    let whole = input.to_json().to_string();
-    let mut env = Vec::with_capacity(container.env.len() + 2);
-    for variable in &container.env {
-        env.push((
-            variable.name.clone(),
-            substitute(&variable.value, &input, &job, &whole)?,
-        ));
-    }
     env.push((
         "TMPDIR".to_string(),
         context.temp_dir().display().to_string(),
@@ -412,14 +308,11 @@ async fn run_container(
             }
         };
         let Some(wait) = plan.wait_before_retry(attempt, first_start.elapsed()) else {
-            let tried = if attempt > 1 {
-                format!(" (attempt {attempt} of {max_attempts})")
-            } else {
-                String::new()
-            };
-            return Ok(TaskResult::failed(format!(
-                "task {:?}{tried}: {failure}",
-                call.display_name
+            return Ok(TaskResult::failed(task_failure(
+                &call.display_name,
+                attempt,
+                max_attempts,
+                &failure,
             )));
         };
         tracing::info!(run = %context.run.id, task = %call.name, attempt, wait_secs = wait.as_secs_f64(), "task failed, retrying");
@@ -538,15 +431,9 @@ async fn run_attempt(
         return Attempt::Canceled;
     }
     if !exit.success() {
-        let reason = match (exit.code, exit.signal) {
-            (Some(code), _) => format!("exit code {code}"),
-            (None, Some(signal)) => format!("signal {signal}"),
-            _ => "unknown exit".to_string(),
-        };
-        let reason = match last_log_line(log_path).await {
-            Some(line) => format!("failed with {reason}: {line}"),
-            None => format!("failed with {reason}"),
-        };
+        let log = tokio::fs::read_to_string(log_path).await.ok();
+        let final_line = log.as_deref().and_then(last_line);
+        let reason = exit_reason(exit.code, exit.signal, final_line.as_deref());
         return Attempt::Failed {
             reason,
             exit_code: exit.code,
@@ -652,8 +539,9 @@ async fn collect_outputs(
     let engine = &context.engine;
     let outputs = read_outputs(
         &call.component.output_definitions,
-        output_file,
+        &output_file.display().to_string(),
         &input.output_parameters,
+        |path| std::fs::read_to_string(path).ok(),
     )?;
     let mut artifacts = BTreeMap::new();
     for (name, destination) in destinations {
@@ -691,7 +579,7 @@ async fn collect_outputs(
             .create_artifact(&artifact)
             .await
             .map_err(|error| format!("cannot record output artifact {name:?}: {error}"))?;
-        artifacts.insert(name.clone(), vec![artifact_ref(&artifact)]);
+        artifacts.insert(name.clone(), vec![ArtifactRef::from(&artifact)]);
     }
     Ok(TaskResult {
         state: TaskState::Succeeded,
@@ -742,86 +630,6 @@ async fn append_log(path: &Path, text: &str) {
     }
 }
 
-/// A task's retry policy with upstream's defaults, applied as Argo's
-/// `retryStrategy` does: before retry `n` wait `backoff * factor^(n-1)`, and retry
-/// only while the wait ends within `max duration` of the first attempt's start.
-#[derive(Clone, Debug, PartialEq)]
-struct RetryPlan {
-    max_retries: u32,
-    backoff: Duration,
-    factor: f64,
-    max_duration: Duration,
-}
-
-impl RetryPlan {
-    /// Backoff factor when the policy sets none (the IR's documented default).
-    const DEFAULT_FACTOR: f64 = 2.0;
-    /// Limit when the policy sets none (the IR's documented default, 1 h).
-    const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(3600);
-
-    fn of(policy: Option<&RetryPolicy>) -> RetryPlan {
-        let Some(policy) = policy else {
-            return RetryPlan {
-                max_retries: 0,
-                backoff: Duration::ZERO,
-                factor: Self::DEFAULT_FACTOR,
-                max_duration: Self::DEFAULT_MAX_DURATION,
-            };
-        };
-        let seconds = |text: &Option<String>| {
-            text.as_deref()
-                .and_then(kfpd_ir::spec::parse_duration_secs)
-                .filter(|secs| *secs >= 0.0)
-                .map(Duration::from_secs_f64)
-        };
-        RetryPlan {
-            max_retries: u32::try_from(policy.max_retry_count).unwrap_or(0),
-            backoff: seconds(&policy.backoff_duration).unwrap_or(Duration::ZERO),
-            factor: policy
-                .backoff_factor
-                .filter(|factor| *factor > 0.0)
-                .unwrap_or(Self::DEFAULT_FACTOR),
-            max_duration: seconds(&policy.backoff_max_duration)
-                .filter(|limit| !limit.is_zero())
-                .unwrap_or(Self::DEFAULT_MAX_DURATION),
-        }
-    }
-
-    /// How long to wait before retrying after failed attempt `attempt` (1-based),
-    /// `elapsed` after the first attempt started; `None` when there is no retry left.
-    fn wait_before_retry(&self, attempt: u32, elapsed: Duration) -> Option<Duration> {
-        if attempt > self.max_retries {
-            return None;
-        }
-        let exponent = i32::try_from(attempt - 1).unwrap_or(i32::MAX);
-        let wait = self.backoff.as_secs_f64() * self.factor.powi(exponent);
-        let wait = Duration::try_from_secs_f64(wait).unwrap_or(Duration::MAX);
-        let deadline_passed = elapsed
-            .checked_add(wait)
-            .is_none_or(|end| end > self.max_duration);
-        if deadline_passed {
-            return None;
-        }
-        Some(wait)
-    }
-}
-
-/// Where a task left an output artifact's content: its `set_path` location, the
-/// local path it reported (pythonic artifacts), or the path it was given.
-fn content_path(provisioned: &str, reported: Option<&crate::outputs::ReportedArtifact>) -> PathBuf {
-    let Some(reported) = reported else {
-        return PathBuf::from(provisioned);
-    };
-    if let Some(custom) = &reported.custom_path {
-        return PathBuf::from(custom);
-    }
-    match reported.uri.as_deref() {
-        Some(uri) if uri.starts_with('/') => PathBuf::from(uri),
-        Some(uri) if uri.starts_with("file://") => PathBuf::from(uri.trim_start_matches("file://")),
-        _ => PathBuf::from(provisioned),
-    }
-}
-
 /// The environment a container runs in: its image, and the kfp its command
 /// installs, so components pinning different kfp versions never share (and
 /// overwrite) one environment.
@@ -859,161 +667,16 @@ fn replace_kfp_pin(argv: &mut [String], replacement: Option<&str>) -> Option<Str
     None
 }
 
-async fn download(store: &ArtifactStore, uri: &str, local: &Path) -> Result<(), String> {
+async fn fetch(store: &ArtifactStore, uri: &str, local: &Path) -> Result<(), String> {
     store
         .download(uri, local)
         .await
         .map_err(|error| format!("cannot fetch input artifact {uri}: {error}"))
 }
 
-async fn last_log_line(path: &Path) -> Option<String> {
-    let text = tokio::fs::read_to_string(path).await.ok()?;
-    text.lines()
-        .rev()
-        .map(str::trim)
-        .find(|line| !line.is_empty())
-        .map(|line| line.chars().take(500).collect())
-}
-
-/// An importer records an existing object as an artifact; nothing is copied.
-async fn run_importer(
-    context: &Arc<RunContext>,
-    call: &TaskCall,
-    importer: &ImporterSpec,
-    record: &TaskRecord,
-) -> Result<TaskResult, String> {
-    let uri = match importer.artifact_uri.constant_json() {
-        Some(Value::String(uri)) => uri,
-        Some(other) => other.to_string(),
-        None => {
-            let name = importer
-                .artifact_uri
-                .runtime_parameter
-                .as_deref()
-                .ok_or_else(|| "the importer has no artifact_uri".to_string())?;
-            match call.parameters.get(name) {
-                Some(Value::String(uri)) => uri.clone(),
-                Some(other) => other.to_string(),
-                None => return Err(format!("importer input {name:?} has no value")),
-            }
-        }
-    };
-    let input = ExecutorInput {
-        parameters: call.parameters.clone(),
-        ..ExecutorInput::default()
-    };
-    let job = JobInfo::default();
-    let mut metadata = Map::new();
-    for (key, value) in importer.metadata.clone().unwrap_or_default() {
-        let resolved_key = substitute(&key, &input, &job, "")?;
-        let resolved = match value {
-            Value::String(text) => {
-                let whole_placeholder = text.starts_with("{{$.inputs.parameters[")
-                    && text.ends_with("]}}")
-                    && text.matches("{{").count() == 1;
-                match (
-                    whole_placeholder,
-                    call.parameters
-                        .iter()
-                        .find(|(name, _)| text.contains(name.as_str())),
-                ) {
-                    (true, Some((_, typed))) => typed.clone(),
-                    _ => Value::String(substitute(&text, &input, &job, "")?),
-                }
-            }
-            other => other,
-        };
-        metadata.insert(resolved_key, resolved);
-    }
-    let output_key = call
-        .component
-        .output_definitions
-        .artifacts
-        .keys()
-        .next()
-        .cloned()
-        .unwrap_or_else(|| "artifact".to_string());
-    let schema_title = importer
-        .type_schema
-        .schema_title
-        .clone()
-        .unwrap_or_else(|| "system.Artifact".into());
-    if !importer.reimport {
-        if let Some(existing) = find_imported(context, &uri, &schema_title, &metadata).await? {
-            let link = ArtifactLink {
-                task_id: record.task.id.clone(),
-                artifact_id: existing.id,
-                direction: Direction::Output,
-                key: output_key.clone(),
-            };
-            context
-                .engine
-                .store
-                .link_artifact(&context.run.id, &link)
-                .await
-                .map_err(|error| format!("cannot record the imported artifact: {error}"))?;
-            return Ok(TaskResult {
-                state: TaskState::Succeeded,
-                error: None,
-                parameters: Map::new(),
-                artifacts: BTreeMap::from([(output_key, vec![artifact_ref(&existing)])]),
-            });
-        }
-    }
-    let artifact = Artifact {
-        id: new_artifact_id(),
-        run_id: context.run.id.clone(),
-        producer_task_id: record.task.id.clone(),
-        output_key: output_key.clone(),
-        name: output_key.clone(),
-        uri,
-        schema_title,
-        schema_version: importer.type_schema.schema_version.clone(),
-        metadata: Value::Object(metadata).to_string(),
-        created_at: now(),
-    };
-    context
-        .engine
-        .store
-        .create_artifact(&artifact)
-        .await
-        .map_err(|error| format!("cannot record the imported artifact: {error}"))?;
-    Ok(TaskResult {
-        state: TaskState::Succeeded,
-        error: None,
-        parameters: Map::new(),
-        artifacts: BTreeMap::from([(output_key, vec![artifact_ref(&artifact)])]),
-    })
-}
-
-/// Artifacts with the same URI looked at for reuse; more than this many imports
-/// of one URI with different metadata are not expected.
-const REIMPORT_CANDIDATES: i64 = 100;
-
-/// An artifact recorded earlier with this URI, type and metadata, which an
-/// importer without `reimport` gives out again (as upstream's driver does).
-async fn find_imported(
-    context: &RunContext,
-    uri: &str,
-    schema_title: &str,
-    metadata: &Map<String, Value>,
-) -> Result<Option<Artifact>, String> {
-    let candidates = context
-        .engine
-        .store
-        .find_artifacts_by_uri(uri, schema_title, REIMPORT_CANDIDATES)
-        .await
-        .map_err(|error| format!("cannot look up artifacts imported before: {error}"))?;
-    Ok(candidates.into_iter().find(|candidate| {
-        serde_json::from_str::<Map<String, Value>>(&candidate.metadata)
-            .is_ok_and(|recorded| &recorded == metadata)
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn kfp_pin_is_found_and_replaced_in_place() {
@@ -1041,63 +704,5 @@ mod tests {
         assert_eq!(replace_kfp_pin(&mut plain, Some("kfp==2.15.0")), None);
         assert_eq!(plain[2], "echo kfp==1");
         assert_eq!(environment_key("alpine", None), "alpine");
-    }
-
-    fn plan(policy: Value) -> RetryPlan {
-        let policy: RetryPolicy = serde_json::from_value(policy).unwrap();
-        RetryPlan::of(Some(&policy))
-    }
-
-    #[test]
-    fn no_policy_means_one_attempt() {
-        assert_eq!(
-            RetryPlan::of(None).wait_before_retry(1, Duration::ZERO),
-            None
-        );
-    }
-
-    #[test]
-    fn backoff_grows_by_the_factor() {
-        let plan = plan(json!({"maxRetryCount": 3, "backoffDuration": "1s", "backoffFactor": 2.0}));
-        let waits: Vec<Option<Duration>> = (1..=4)
-            .map(|attempt| plan.wait_before_retry(attempt, Duration::ZERO))
-            .collect();
-        assert_eq!(
-            waits,
-            [
-                Some(Duration::from_secs(1)),
-                Some(Duration::from_secs(2)),
-                Some(Duration::from_secs(4)),
-                None
-            ]
-        );
-    }
-
-    #[test]
-    fn max_duration_bounds_the_whole_retry_window() {
-        let plan = plan(json!({
-            "maxRetryCount": 5, "backoffDuration": "10s", "backoffFactor": 1.0, "backoffMaxDuration": "30s"
-        }));
-        assert_eq!(
-            plan.wait_before_retry(1, Duration::from_secs(5)),
-            Some(Duration::from_secs(10))
-        );
-        assert_eq!(
-            plan.wait_before_retry(2, Duration::from_secs(25)),
-            None,
-            "the wait would end after 30 s"
-        );
-    }
-
-    #[test]
-    fn defaults_as_upstream() {
-        let plan = plan(json!({"maxRetryCount": 2}));
-        assert_eq!(plan.backoff, Duration::ZERO);
-        assert_eq!(plan.factor, 2.0);
-        assert_eq!(plan.max_duration, Duration::from_secs(3600));
-        assert_eq!(
-            plan.wait_before_retry(2, Duration::ZERO),
-            Some(Duration::ZERO)
-        );
     }
 }

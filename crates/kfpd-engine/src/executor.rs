@@ -5,12 +5,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kfpd_core::run::Outcome;
 use kfpd_store::list::{Op, Predicate, Resource, Value as FilterValue};
 use kfpd_store::{ListQuery, Run, RunState, Scope};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{Engine, Outcome};
+use crate::engine::Engine;
 use crate::records::now;
 
 /// How often the executor looks for work when nobody woke it.

@@ -1,26 +1,28 @@
 //! kfpd's local execution engine: runs a pipeline's IR with tasks as local
-//! processes, as upstream's driver and launcher do inside Argo pods.
+//! processes, as upstream's driver and launcher do inside Argo pods. Every
+//! decision (inputs, conditions, loop items, cache keys, outcomes) is
+//! `kfpd_core`'s; this crate is the I/O around them.
 //!
-//! - [`executor_input`], [`values`], [`outputs`]: pure helpers (ExecutorInput,
-//!   placeholders, typed values, reading outputs back);
-//! - `dag`, `loops`, `container`: orchestration of one run, task by task, with
-//!   conditions (`cel`), loops, exit handlers, retries and caching (`cache`);
-//! - [`Engine`]: executes one claimed run; [`executor`]: the service that claims
+//! - `run`: one claimed run, its root DAG; `context`: what its tasks share;
+//! - `dag`, `loops`: scheduling a DAG's tasks and a loop's iterations;
+//! - `container`, `importer`, `cache`: executor tasks as processes, imports,
+//!   cache look-ups and reuse; `records`, `writer`: task rows;
+//! - [`Engine`]: shared by every run; [`executor`]: the service that claims
 //!   PENDING runs inside `kfpd serve`.
 
 mod cache;
-mod cel;
 mod container;
+mod context;
 mod dag;
 mod engine;
 pub mod executor;
-pub mod executor_input;
+mod importer;
 mod loops;
-pub mod outputs;
 mod records;
-pub mod values;
+mod run;
 mod warm;
 mod writer;
 
-pub use cache::{parse_iso8601_duration, CacheOptions, STALENESS_ANNOTATION};
-pub use engine::{Engine, Options, Outcome};
+pub use engine::{Engine, Options};
+pub use kfpd_core::cache::{parse_iso8601_duration, CacheOptions, STALENESS_ANNOTATION};
+pub use kfpd_core::run::Outcome;

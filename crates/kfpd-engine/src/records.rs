@@ -5,7 +5,7 @@
 use kfpd_store::{Task, TaskKind, TaskState, TaskStateChange};
 use serde_json::{Map, Value};
 
-use crate::engine::RunContext;
+use crate::context::RunContext;
 
 pub(crate) fn now() -> i64 {
     chrono::Utc::now().timestamp()

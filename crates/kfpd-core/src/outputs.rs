@@ -2,7 +2,7 @@
 //! parameter files, with upstream's precedence (ExecutorOutput wins).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 
 use kfpd_ir::spec::ComponentOutputsSpec;
 use serde_json::{Map, Value};
@@ -27,19 +27,19 @@ pub struct ReportedArtifact {
     pub custom_path: Option<String>,
 }
 
-/// Reads `output_file` (if the task wrote one) and each declared output parameter
-/// not given there from its own file. A declared parameter found nowhere is an error.
+/// Reads the ExecutorOutput at `output_file` (if the task wrote one) and each
+/// declared output parameter not given there from its own file. A declared parameter
+/// found nowhere is an error. `read` gives a file's text, `None` when there is none:
+/// the caller decides where files live (a local directory, a pod's volume).
 pub fn read_outputs(
     outputs: &ComponentOutputsSpec,
-    output_file: &Path,
+    output_file: &str,
     parameter_files: &BTreeMap<String, String>,
+    mut read: impl FnMut(&str) -> Option<String>,
 ) -> Result<TaskOutputs, String> {
-    let executor_output: Value = match std::fs::read_to_string(output_file) {
-        Ok(text) if !text.trim().is_empty() => serde_json::from_str(&text).map_err(|error| {
-            format!(
-                "the task's executor output {} is not JSON: {error}",
-                output_file.display()
-            )
+    let executor_output: Value = match read(output_file) {
+        Some(text) if !text.trim().is_empty() => serde_json::from_str(&text).map_err(|error| {
+            format!("the task's executor output {output_file} is not JSON: {error}")
         })?,
         _ => Value::Null,
     };
@@ -56,7 +56,7 @@ pub fn read_outputs(
         let Some(file) = parameter_files.get(name) else {
             continue;
         };
-        let text = std::fs::read_to_string(file).map_err(|_| {
+        let text = read(file).ok_or_else(|| {
             format!("the task did not write output parameter {name:?} (expected file {file})")
         })?;
         parameters.insert(
@@ -99,6 +99,22 @@ pub fn read_outputs(
     })
 }
 
+/// Where a task left an output artifact's content: its `set_path` location, the
+/// local path it reported (pythonic artifacts), or the path it was given.
+pub fn content_path(provisioned: &str, reported: Option<&ReportedArtifact>) -> PathBuf {
+    let Some(reported) = reported else {
+        return PathBuf::from(provisioned);
+    };
+    if let Some(custom) = &reported.custom_path {
+        return PathBuf::from(custom);
+    }
+    match reported.uri.as_deref() {
+        Some(uri) if uri.starts_with('/') => PathBuf::from(uri),
+        Some(uri) if uri.starts_with("file://") => PathBuf::from(uri.trim_start_matches("file://")),
+        _ => PathBuf::from(provisioned),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,37 +130,79 @@ mod tests {
         .unwrap()
     }
 
+    fn files(entries: &[(&str, &str)]) -> impl FnMut(&str) -> Option<String> {
+        let files: BTreeMap<String, String> = entries
+            .iter()
+            .map(|(path, text)| (path.to_string(), text.to_string()))
+            .collect();
+        move |path: &str| files.get(path).cloned()
+    }
+
     #[test]
     fn executor_output_wins_over_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let output_file = dir.path().join("output_metadata.json");
-        std::fs::write(
-            &output_file,
-            r#"{"parameterValues": {"Output": 5.0}, "artifacts": {"m": {"artifacts": [{"metadata": {"acc": 0.9}}]}}}"#,
+        let parameter_files = BTreeMap::from([
+            ("Output".to_string(), "/o/Output".to_string()),
+            ("text".to_string(), "/o/text".to_string()),
+        ]);
+        let read = files(&[
+            (
+                "/o/output_metadata.json",
+                r#"{"parameterValues": {"Output": 5.0}, "artifacts": {"m": {"artifacts": [{"metadata": {"acc": 0.9}, "customPath": "/elsewhere"}]}}}"#,
+            ),
+            ("/o/Output", "4"),
+            ("/o/text", "hi"),
+        ]);
+        let read = read_outputs(
+            &outputs(),
+            "/o/output_metadata.json",
+            &parameter_files,
+            read,
         )
         .unwrap();
-        let output_path = dir.path().join("Output");
-        std::fs::write(&output_path, "4").unwrap();
-        let text_path = dir.path().join("text");
-        std::fs::write(&text_path, "hi").unwrap();
-        let files = BTreeMap::from([
-            ("Output".to_string(), output_path.display().to_string()),
-            ("text".to_string(), text_path.display().to_string()),
-        ]);
-        let read = read_outputs(&outputs(), &output_file, &files).unwrap();
         assert_eq!(read.parameters["Output"], json!(5));
         assert_eq!(read.parameters["text"], json!("hi"));
         assert_eq!(read.artifacts["m"].metadata["acc"], json!(0.9));
+        assert_eq!(
+            content_path("/o/m", read.artifacts.get("m")),
+            PathBuf::from("/elsewhere")
+        );
+        assert_eq!(content_path("/o/n", None), PathBuf::from("/o/n"));
     }
 
     #[test]
     fn a_missing_parameter_file_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let files = BTreeMap::from([(
-            "Output".to_string(),
-            dir.path().join("Output").display().to_string(),
-        )]);
-        let error = read_outputs(&outputs(), &dir.path().join("none.json"), &files).unwrap_err();
+        let parameter_files = BTreeMap::from([("Output".to_string(), "/o/Output".to_string())]);
+        let error =
+            read_outputs(&outputs(), "/o/none.json", &parameter_files, files(&[])).unwrap_err();
         assert!(error.contains("Output"), "{error}");
+    }
+
+    #[test]
+    fn an_executor_output_that_is_not_json_is_named() {
+        let error = read_outputs(
+            &outputs(),
+            "/o/output_metadata.json",
+            &BTreeMap::new(),
+            files(&[("/o/output_metadata.json", "{")]),
+        )
+        .unwrap_err();
+        assert!(error.contains("/o/output_metadata.json"), "{error}");
+    }
+
+    #[test]
+    fn pythonic_artifacts_report_their_own_path() {
+        let reported = ReportedArtifact {
+            uri: Some("file:///tmp/model".into()),
+            ..ReportedArtifact::default()
+        };
+        assert_eq!(
+            content_path("/o/m", Some(&reported)),
+            PathBuf::from("/tmp/model")
+        );
+        let remote = ReportedArtifact {
+            uri: Some("minio://bucket/model".into()),
+            ..ReportedArtifact::default()
+        };
+        assert_eq!(content_path("/o/m", Some(&remote)), PathBuf::from("/o/m"));
     }
 }

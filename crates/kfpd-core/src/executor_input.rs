@@ -3,9 +3,13 @@
 //! `Concat` and `IfPresent`, which upstream's Go backend lacks.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use kfpd_ir::spec::{ComponentOutputsSpec, PipelineContainerSpec};
 
 use serde_json::{json, Map, Value};
 
+use crate::results::ArtifactRef;
 use crate::values::format_for_command;
 
 /// An artifact as a task sees it: `uri` is a local path (the SDK uses a URI without
@@ -387,6 +391,156 @@ pub fn resolve_self_references(
     Ok(())
 }
 
+/// Where a task's files are on the machine that runs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layout {
+    /// Input artifacts are downloaded under it (`<name>/<index>/<last URI segment>`).
+    pub inputs_dir: PathBuf,
+    /// One file per output parameter.
+    pub parameter_dir: PathBuf,
+    /// One path per output artifact.
+    pub artifact_dir: PathBuf,
+    /// Where the task may write its ExecutorOutput.
+    pub output_file: PathBuf,
+}
+
+/// An input artifact to fetch before the task starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Download {
+    /// The task input it is for.
+    pub input: String,
+    pub artifact_id: i64,
+    pub uri: String,
+    pub local: PathBuf,
+}
+
+/// A task's ExecutorInput with local paths, what to fetch before it runs, and
+/// where each output artifact goes once it ran.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prepared {
+    pub input: ExecutorInput,
+    /// In input order; every one must be fetched.
+    pub downloads: Vec<Download>,
+    /// Output artifact name → store URI (from `output_uri(name)`).
+    pub destinations: BTreeMap<String, String>,
+}
+
+/// Builds the ExecutorInput of a task with resolved inputs: artifacts as local
+/// paths under `layout` (the URI the task sees is the path), output parameters as
+/// files, output artifacts as local paths with their declared type and metadata.
+pub fn prepare(
+    parameters: &Map<String, Value>,
+    artifacts: &BTreeMap<String, Vec<ArtifactRef>>,
+    outputs: &ComponentOutputsSpec,
+    layout: &Layout,
+    output_uri: impl Fn(&str) -> String,
+) -> Prepared {
+    let mut input = ExecutorInput {
+        parameters: parameters.clone(),
+        ..ExecutorInput::default()
+    };
+    let mut downloads = Vec::new();
+    for (name, list) in artifacts {
+        let mut seen = Vec::with_capacity(list.len());
+        for (index, artifact) in list.iter().enumerate() {
+            let local = layout
+                .inputs_dir
+                .join(name)
+                .join(index.to_string())
+                .join(local_name(&artifact.uri));
+            seen.push(RuntimeArtifact {
+                name: artifact.name.clone(),
+                uri: local.display().to_string(),
+                schema_title: artifact.schema_title.clone(),
+                schema_version: artifact.schema_version.clone(),
+                metadata: artifact.metadata.clone(),
+            });
+            downloads.push(Download {
+                input: name.clone(),
+                artifact_id: artifact.id,
+                uri: artifact.uri.clone(),
+                local,
+            });
+        }
+        input.artifacts.insert(name.clone(), seen);
+    }
+    for name in outputs.parameters.keys() {
+        let file = layout.parameter_dir.join(name);
+        input
+            .output_parameters
+            .insert(name.clone(), file.display().to_string());
+    }
+    let mut destinations = BTreeMap::new();
+    for (name, spec) in &outputs.artifacts {
+        let local = layout.artifact_dir.join(name);
+        destinations.insert(name.clone(), output_uri(name));
+        input.output_artifacts.insert(
+            name.clone(),
+            RuntimeArtifact {
+                name: name.clone(),
+                uri: local.display().to_string(),
+                schema_title: spec
+                    .artifact_type
+                    .schema_title
+                    .clone()
+                    .unwrap_or_else(|| "system.Artifact".into()),
+                schema_version: spec.artifact_type.schema_version.clone(),
+                metadata: spec.metadata.clone().unwrap_or_default(),
+            },
+        );
+    }
+    input.output_file = layout.output_file.display().to_string();
+    Prepared {
+        input,
+        downloads,
+        destinations,
+    }
+}
+
+/// The file name an input artifact is downloaded as: its URI's last segment.
+fn local_name(uri: &str) -> String {
+    let last = uri
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or("artifact");
+    if last.is_empty() || last == ".." || last == "." {
+        "artifact".to_string()
+    } else {
+        last.to_string()
+    }
+}
+
+/// A container's command line and its own environment variables, resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Command {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// Resolves a container's command, args and environment against its ExecutorInput.
+pub fn resolve_container(
+    container: &PipelineContainerSpec,
+    input: &ExecutorInput,
+    job: &JobInfo,
+) -> Result<Command, String> {
+    let mut items = container.command.clone();
+    items.extend(container.args.iter().cloned());
+    let argv = resolve_command(&items, input, job)?;
+    if argv.is_empty() {
+        return Err("the container has no command".to_string());
+    }
+    let whole = input.to_json().to_string();
+    let mut env = Vec::with_capacity(container.env.len() + 2);
+    for variable in &container.env {
+        env.push((
+            variable.name.clone(),
+            substitute(&variable.value, input, job, &whole)?,
+        ));
+    }
+    Ok(Command { argv, env })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,5 +672,72 @@ mod tests {
         );
         resolve_self_references(&mut parameters, &job()).unwrap();
         assert_eq!(parameters["greeting"], "hello world!");
+    }
+
+    #[test]
+    fn prepare_gives_local_paths_and_downloads() {
+        let data = ArtifactRef {
+            id: 7,
+            name: "data".into(),
+            uri: "minio://b/run/make/1/data/".into(),
+            schema_title: "system.Dataset".into(),
+            schema_version: String::new(),
+            metadata: Map::new(),
+        };
+        let artifacts = BTreeMap::from([("data".to_string(), vec![data])]);
+        let outputs: ComponentOutputsSpec = serde_json::from_value(json!({
+            "parameters": {"Output": {"parameterType": "STRING"}},
+            "artifacts": {"model": {"artifactType": {"schemaTitle": "system.Model"}}}
+        }))
+        .unwrap();
+        let layout = Layout {
+            inputs_dir: "/w/inputs".into(),
+            parameter_dir: "/w/outputs/parameters".into(),
+            artifact_dir: "/w/outputs/artifacts".into(),
+            output_file: "/w/outputs/output_metadata.json".into(),
+        };
+        let prepared = prepare(&Map::new(), &artifacts, &outputs, &layout, |name| {
+            format!("minio://b/out/{name}")
+        });
+        assert_eq!(
+            prepared.downloads,
+            vec![Download {
+                input: "data".into(),
+                artifact_id: 7,
+                uri: "minio://b/run/make/1/data/".into(),
+                local: "/w/inputs/data/0/data".into(),
+            }]
+        );
+        assert_eq!(
+            prepared.input.artifacts["data"][0].uri,
+            "/w/inputs/data/0/data"
+        );
+        assert_eq!(
+            prepared.input.output_parameters["Output"],
+            "/w/outputs/parameters/Output"
+        );
+        assert_eq!(
+            prepared.input.output_artifacts["model"].uri,
+            "/w/outputs/artifacts/model"
+        );
+        assert_eq!(prepared.destinations["model"], "minio://b/out/model");
+        assert_eq!(local_name("s3://b/.."), "artifact");
+    }
+
+    #[test]
+    fn containers_resolve_argv_and_env() {
+        let container: PipelineContainerSpec = serde_json::from_value(json!({
+            "image": "alpine",
+            "command": ["echo"],
+            "args": ["{{$.inputs.parameters['text1']}}"],
+            "env": [{"name": "GREETING", "value": "{{$.inputs.parameters['text1']}}"}]
+        }))
+        .unwrap();
+        let command = resolve_container(&container, &input(), &job()).unwrap();
+        assert_eq!(command.argv, ["echo", "hello"]);
+        assert_eq!(command.env, [("GREETING".to_string(), "hello".to_string())]);
+        let empty = PipelineContainerSpec::default();
+        let error = resolve_container(&empty, &input(), &job()).unwrap_err();
+        assert_eq!(error, "the container has no command");
     }
 }

@@ -1,0 +1,93 @@
+//! Importer tasks: the object an importer names is recorded as an artifact (or an
+//! artifact recorded before is given out again); nothing is copied. What it imports
+//! is `kfpd_core::importer`'s.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use kfpd_core::importer::{self as rules, Import};
+use kfpd_core::{ArtifactRef, TaskResult};
+use kfpd_ir::spec::ImporterSpec;
+use kfpd_store::{Artifact, ArtifactLink, Direction};
+use rand::Rng;
+use serde_json::{Map, Value};
+
+use crate::context::{RunContext, TaskCall};
+use crate::records::{now, TaskRecord};
+
+/// A new artifact id: a JS-safe positive integer, since the API's artifact ids are
+/// int64 and UIs parse them as numbers.
+pub(crate) fn new_artifact_id() -> i64 {
+    rand::thread_rng().gen_range(1..(1_i64 << 53))
+}
+
+/// Runs an importer task whose row is `record`.
+pub(crate) async fn run(
+    context: &Arc<RunContext>,
+    call: &TaskCall,
+    importer: &ImporterSpec,
+    record: &TaskRecord,
+) -> Result<TaskResult, String> {
+    let import = rules::plan(importer, &call.component, &call.parameters)?;
+    if !import.reimport {
+        if let Some(existing) = find_imported(context, &import).await? {
+            let link = ArtifactLink {
+                task_id: record.task.id.clone(),
+                artifact_id: existing.id,
+                direction: Direction::Output,
+                key: import.output_key.clone(),
+            };
+            context
+                .engine
+                .store
+                .link_artifact(&context.run.id, &link)
+                .await
+                .map_err(|error| format!("cannot record the imported artifact: {error}"))?;
+            return Ok(imported(import.output_key, &existing));
+        }
+    }
+    let artifact = Artifact {
+        id: new_artifact_id(),
+        run_id: context.run.id.clone(),
+        producer_task_id: record.task.id.clone(),
+        output_key: import.output_key.clone(),
+        name: import.output_key.clone(),
+        uri: import.uri,
+        schema_title: import.schema_title,
+        schema_version: import.schema_version,
+        metadata: Value::Object(import.metadata).to_string(),
+        created_at: now(),
+    };
+    context
+        .engine
+        .store
+        .create_artifact(&artifact)
+        .await
+        .map_err(|error| format!("cannot record the imported artifact: {error}"))?;
+    Ok(imported(import.output_key, &artifact))
+}
+
+fn imported(output_key: String, artifact: &Artifact) -> TaskResult {
+    TaskResult::succeeded(
+        Map::new(),
+        BTreeMap::from([(output_key, vec![ArtifactRef::from(artifact)])]),
+    )
+}
+
+/// Artifacts with the same URI looked at for reuse; more than this many imports
+/// of one URI with different metadata are not expected.
+const REIMPORT_CANDIDATES: i64 = 100;
+
+/// An artifact recorded earlier with this URI, type and metadata, which an
+/// importer without `reimport` gives out again (as upstream's driver does).
+async fn find_imported(context: &RunContext, import: &Import) -> Result<Option<Artifact>, String> {
+    let candidates = context
+        .engine
+        .store
+        .find_artifacts_by_uri(&import.uri, &import.schema_title, REIMPORT_CANDIDATES)
+        .await
+        .map_err(|error| format!("cannot look up artifacts imported before: {error}"))?;
+    Ok(candidates
+        .into_iter()
+        .find(|candidate| rules::same_metadata(&candidate.metadata, &import.metadata)))
+}
