@@ -19,6 +19,7 @@ const PROTOS: &[&str] = &[
     "kubeflow/pipelines/backend/api/v2beta1/report.proto",
     "kubeflow/pipelines/backend/api/v2beta1/run.proto",
     "kubeflow/pipelines/backend/api/v2beta1/runtime_config.proto",
+    "kfpd/v1/launcher.proto",
 ];
 
 /// Name of the serialized `FileDescriptorSet` written to `OUT_DIR`.

@@ -39,6 +39,12 @@ mod generated {
         }
     }
 
+    pub mod kfpd {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/kfpd.v1.rs"));
+        }
+    }
+
     pub mod kubeflow {
         pub mod pipelines {
             pub mod backend {
@@ -62,6 +68,9 @@ mod generated {
 /// Messages, enums and services of package
 /// `kubeflow.pipelines.backend.api.v2beta1`.
 pub use generated::kubeflow::pipelines::backend::api::v2beta1;
+
+/// Package `kfpd.v1`: kfpd's own launcher service (not upstream's API).
+pub use generated::kfpd::v1 as kfpd_v1;
 
 /// Package `google.rpc` (the `Status` error message).
 pub use generated::google::rpc as google_rpc;

@@ -22,6 +22,8 @@ pub struct RunFacts {
     pub pipeline_name: String,
     /// Where the run's output artifacts go.
     pub pipeline_root: String,
+    /// The Argo Workflow executing the run, whose name is then its resource name.
+    pub workflow: Option<String>,
 }
 
 impl RunFacts {
@@ -34,13 +36,16 @@ impl RunFacts {
             scheduled_at: run.scheduled_at,
             pipeline_name: pipeline_name.to_string(),
             pipeline_root: pipeline_root.to_string(),
+            workflow: None,
         }
     }
 
-    /// The run's resource name, shaped like upstream's Argo workflow name
-    /// (`<pipeline name>-<suffix>`), which is what components see as
-    /// `pipeline_job_resource_name`.
+    /// The run's resource name, which components see as `pipeline_job_resource_name`:
+    /// its Workflow's name on Argo, else shaped like one (`<pipeline name>-<suffix>`).
     pub fn resource_name(&self) -> String {
+        if let Some(workflow) = &self.workflow {
+            return workflow.clone();
+        }
         let base = self
             .pipeline_name
             .rsplit('/')
@@ -194,6 +199,7 @@ mod tests {
             scheduled_at: 0,
             pipeline_name: "ns/my-pipeline".into(),
             pipeline_root: "file:///artifacts".into(),
+            workflow: None,
         }
     }
 
@@ -222,6 +228,11 @@ mod tests {
             scheduled.runtime_constant(json!("{{$.pipeline_job_schedule_time_utc}}"), "t"),
             json!("2023-11-14T22:14:20Z")
         );
+        let on_argo = RunFacts {
+            workflow: Some("my-pipeline-x7k2p".into()),
+            ..facts()
+        };
+        assert_eq!(on_argo.resource_name(), "my-pipeline-x7k2p");
         let job = run.job_info("train", "t-1", "/ws");
         assert_eq!(job.job_resource_name, "my-pipeline-0b2c41de");
         assert_eq!(job.task_uuid, "t-1");

@@ -333,7 +333,7 @@ async fn run_container(
 
 /// Where a task's log is kept once its process ended: beside the artifacts, in
 /// the spirit of upstream's archived pod logs (`<bucket>/artifacts/<workflow>/<pod>/main.log`).
-fn log_object_uri(store: &ArtifactStore, run_id: &str, task_id: &str) -> String {
+pub(crate) fn log_object_uri(store: &ArtifactStore, run_id: &str, task_id: &str) -> String {
     format!(
         "{}/logs/{run_id}/{task_id}/main.log",
         store.default_root().trim_end_matches('/')

@@ -32,6 +32,8 @@ pub struct Engine {
     pub(crate) options: Options,
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) writer: Arc<TaskWriter>,
+    /// Held while a driver request is answered (see `drive`).
+    pub(crate) driving: tokio::sync::Mutex<()>,
 }
 
 impl Engine {
@@ -50,6 +52,7 @@ impl Engine {
             options,
             slots,
             writer,
+            driving: tokio::sync::Mutex::new(()),
         }
     }
 

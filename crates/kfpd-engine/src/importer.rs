@@ -3,7 +3,6 @@
 //! is `kfpd_core::importer`'s.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use kfpd_core::importer::{self as rules, Import};
 use kfpd_core::{ArtifactRef, TaskResult};
@@ -23,7 +22,7 @@ pub(crate) fn new_artifact_id() -> i64 {
 
 /// Runs an importer task whose row is `record`.
 pub(crate) async fn run(
-    context: &Arc<RunContext>,
+    context: &RunContext,
     call: &TaskCall,
     importer: &ImporterSpec,
     record: &TaskRecord,

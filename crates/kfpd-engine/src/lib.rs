@@ -7,6 +7,8 @@
 //! - `dag`, `loops`: scheduling a DAG's tasks and a loop's iterations;
 //! - `container`, `importer`, `cache`: executor tasks as processes, imports,
 //!   cache look-ups and reuse; `records`, `writer`: task rows;
+//! - `drive`, `launch`: one task of a run executed elsewhere (Argo's driver
+//!   request, and what `kfpd launcher` asks for and reports);
 //! - [`Engine`]: shared by every run; [`executor`]: the service that claims
 //!   PENDING runs inside `kfpd serve`.
 
@@ -14,15 +16,19 @@ mod cache;
 mod container;
 mod context;
 mod dag;
+mod drive;
 mod engine;
 pub mod executor;
 mod importer;
+mod launch;
 mod loops;
 mod records;
 mod run;
 mod warm;
 mod writer;
 
+pub use drive::{Decision, DriveError};
 pub use engine::{Engine, Options};
 pub use kfpd_core::cache::{parse_iso8601_duration, CacheOptions, STALENESS_ANNOTATION};
 pub use kfpd_core::run::Outcome;
+pub use launch::{AttemptReport, Launch, Produced};

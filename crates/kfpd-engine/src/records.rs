@@ -99,6 +99,17 @@ impl TaskRecord {
         }
     }
 
+    /// Takes over a stored row as it is, details included (a launcher reporting on
+    /// a task the driver request started).
+    pub fn resume(task: Task) -> TaskRecord {
+        let details = serde_json::from_str(&task.details).unwrap_or_default();
+        TaskRecord { task, details }
+    }
+
+    pub fn detail(&self, key: &str) -> Option<&Value> {
+        self.details.get(key)
+    }
+
     /// Writes the row now, with whatever rows are queued.
     pub async fn write(&self, context: &RunContext) -> Result<(), String> {
         context

@@ -92,7 +92,8 @@ pub struct ServeArgs {
     #[arg(long, env = "KFPD_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
     /// What executes runs: `local` (tasks as processes on this machine) or `none`
-    /// (an API-only server; runs stay PENDING until something else executes them).
+    /// (an API-only server; runs stay PENDING until something else executes them,
+    /// such as Argo pods, whose driver requests and `kfpd launcher` calls it answers).
     /// [default: local]
     #[arg(long, env = "KFPD_EXECUTOR")]
     pub executor: Option<String>,

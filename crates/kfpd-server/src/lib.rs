@@ -3,10 +3,12 @@
 
 pub mod config;
 mod convert;
+pub mod driver;
 pub mod engine;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod launcher;
 pub mod local_run;
 pub mod logging;
 pub mod scheduler;
@@ -150,6 +152,9 @@ pub async fn serve(
     )
     .map_err(StartError::Startup)?;
     let mut api = Api::new(store, settings, service::system_clock());
+    if !config.local_executor {
+        api = api.with_driver(Arc::clone(&engine));
+    }
     let executor = config
         .local_executor
         .then(|| kfpd_engine::executor::spawn(engine));

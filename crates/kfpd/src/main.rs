@@ -28,6 +28,12 @@ enum Command {
     /// Print the workflow the server would submit for a run of a pipeline with its
     /// default parameters (`--target argo`: an Argo Workflow, see docs/argo.md).
     Compile(CompileCommand),
+    /// Ask the API server to decide one task of a run executed on Argo (the driver
+    /// request of docs/argo.md) and print its JSON answer; exits 1 when refused.
+    Driver(kfpd_server::driver::DriverArgs),
+    /// Run one container task of a run executed on Argo, as its pod's main process
+    /// (docs/argo.md); exits with the task's status.
+    Launcher(kfpd_server::launcher::LauncherArgs),
 }
 
 #[derive(clap::Args)]
@@ -83,6 +89,8 @@ fn main() -> anyhow::Result<()> {
     let (command, log_format) = match cli.command {
         // Pure: no runtime, no logging set-up, only errors on stderr.
         Command::Compile(command) => return compile(&command),
+        Command::Driver(args) => return driver(&args),
+        Command::Launcher(args) => return launcher(&args),
         Command::Serve(args) => {
             let config = kfpd_server::Config::load(&args)?;
             let format = config.log_format;
@@ -153,6 +161,38 @@ fn compile(command: &CompileCommand) -> anyhow::Result<()> {
         None => print!("{yaml}"),
     }
     Ok(())
+}
+
+/// Prints the server's answer on stdout, or its refusal on stderr with exit status 1.
+fn driver(args: &kfpd_server::driver::DriverArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match runtime.block_on(kfpd_server::driver::drive(args)) {
+        Ok(answer) => {
+            print!("{answer}");
+            Ok(())
+        }
+        Err(error) => {
+            eprintln!("kfpd driver: {error}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Runs the task; exits with its status, or 1 with the reason on stderr.
+fn launcher(args: &kfpd_server::launcher::LauncherArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match runtime.block_on(kfpd_server::launcher::launch(args)) {
+        Ok(0) => Ok(()),
+        Ok(status) => std::process::exit(status),
+        Err(error) => {
+            eprintln!("kfpd launcher: {error}");
+            std::process::exit(1);
+        }
+    }
 }
 
 async fn run(command: RunCommand) -> anyhow::Result<bool> {

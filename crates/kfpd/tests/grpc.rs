@@ -25,12 +25,13 @@ use tonic::Code;
 /// What the test clients accept and send; the server's default limit.
 const LIMIT: usize = 64 << 20;
 
-const SERVICES: [&str; 5] = [
+const SERVICES: [&str; 6] = [
     "kubeflow.pipelines.backend.api.v2beta1.PipelineService",
     "kubeflow.pipelines.backend.api.v2beta1.ExperimentService",
     "kubeflow.pipelines.backend.api.v2beta1.RunService",
     "kubeflow.pipelines.backend.api.v2beta1.RecurringRunService",
     "kubeflow.pipelines.backend.api.v2beta1.ReportService",
+    "kfpd.v1.LauncherService",
 ];
 
 struct Grpc {

@@ -1,7 +1,8 @@
 //! The gRPC transport: upstream's v2beta1 services (package
 //! `kubeflow.pipelines.backend.api.v2beta1`, same service, method and message
 //! names and field numbers) over the service layer the REST routes call, plus
-//! the standard health checking and server reflection services.
+//! the standard health checking and server reflection services, and kfpd's own
+//! `kfpd.v1.LauncherService` for `kfpd launcher` inside Argo task pods.
 //!
 //! Handlers only unwrap the request message, call the matching [`Api`] method
 //! and turn its error into a status with [`status`]. No API behaviour lives
@@ -10,6 +11,7 @@
 //! JSON types.
 
 mod experiments;
+mod launcher;
 mod pipelines;
 mod recurring_runs;
 mod report;
@@ -17,6 +19,7 @@ mod runs;
 
 use std::future::Future;
 
+use kfpd_api::kfpd_v1::launcher_service_server::LauncherServiceServer;
 use kfpd_api::v2beta1::experiment_service_server::ExperimentServiceServer;
 use kfpd_api::v2beta1::pipeline_service_server::PipelineServiceServer;
 use kfpd_api::v2beta1::recurring_run_service_server::RecurringRunServiceServer;
@@ -36,12 +39,13 @@ use crate::service::Api;
 pub use clear_tags::CLEAR_TAGS_HEADER;
 
 /// Full names of the API services served, as health checking reports them.
-pub const SERVICES: [&str; 5] = [
+pub const SERVICES: [&str; 6] = [
     "kubeflow.pipelines.backend.api.v2beta1.PipelineService",
     "kubeflow.pipelines.backend.api.v2beta1.ExperimentService",
     "kubeflow.pipelines.backend.api.v2beta1.RunService",
     "kubeflow.pipelines.backend.api.v2beta1.RecurringRunService",
     "kubeflow.pipelines.backend.api.v2beta1.ReportService",
+    "kfpd.v1.LauncherService",
 ];
 
 const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
@@ -185,6 +189,9 @@ pub async fn serve(
     let runs = RunServiceServer::new(runs::Runs(api.clone()))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
+    let launcher = LauncherServiceServer::new(launcher::Launcher(api.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
     let recurring_runs = RecurringRunServiceServer::new(recurring_runs::RecurringRuns(api))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
@@ -203,6 +210,7 @@ pub async fn serve(
         .add_service(runs)
         .add_service(recurring_runs)
         .add_service(report)
+        .add_service(launcher)
         .serve_with_incoming_shutdown(incoming, draining)
         .await?;
     Ok(())

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde_json::json;
@@ -32,6 +32,7 @@ pub fn routes() -> Router<Api> {
             "/apis/v1beta1/runs/{run_id}/nodes/{node_id}/artifacts/{artifact}",
             get(read_artifact),
         )
+        .route("/apis/v2beta1/runs/{run_id}/drive", post(drive))
         .route("/apis/v2beta1/artifacts", get(list_artifacts))
         .route("/apis/v2beta1/artifacts/{artifact_id}", get(get_artifact))
 }
@@ -229,4 +230,38 @@ async fn get_artifact(
     Path(artifact_id): Path<String>,
 ) -> Result<Json<ArtifactView>> {
     Ok(Json(api.get_artifact(&artifact_id).await?))
+}
+
+#[derive(serde::Deserialize)]
+struct DriveRequest {
+    #[serde(default)]
+    task_path: String,
+    /// The Workflow's name: the run's `{{$.pipeline_job_resource_name}}`.
+    #[serde(default)]
+    workflow: String,
+    /// Whether the task's pod template takes a `pod_spec_patch`.
+    #[serde(default)]
+    pod_spec_patch: bool,
+}
+
+/// The driver request of the Argo pod interface: decides the task at `task_path`.
+async fn drive(
+    State(api): State<Api>,
+    Path(run_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>> {
+    let request: DriveRequest = serde_json::from_slice(&body).map_err(|error| {
+        Error::invalid(format!(
+            "the body must be a JSON object like {{\"task_path\": \"root/train\"}}: {error}"
+        ))
+    })?;
+    Ok(Json(
+        api.drive(
+            &run_id,
+            &request.task_path,
+            &request.workflow,
+            request.pod_spec_patch,
+        )
+        .await?,
+    ))
 }

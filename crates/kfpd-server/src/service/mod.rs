@@ -1,6 +1,7 @@
 //! The KFP services, one implementation that every transport calls. Methods take
 //! the API's request messages and return its response messages.
 
+mod drive;
 mod execution;
 mod experiments;
 mod list;
@@ -50,6 +51,8 @@ pub struct Api {
     executor: Option<kfpd_engine::executor::Handle>,
     /// The scheduler of this process, woken when a recurring run changes.
     scheduler: Option<Arc<tokio::sync::Notify>>,
+    /// Answers driver requests for runs executed on Argo (`--executor none`).
+    driver: Option<Arc<kfpd_engine::Engine>>,
 }
 
 impl Api {
@@ -62,6 +65,7 @@ impl Api {
             artifacts: None,
             executor: None,
             scheduler: None,
+            driver: None,
         }
     }
 

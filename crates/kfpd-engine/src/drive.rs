@@ -1,0 +1,752 @@
+//! Driving one task of a run executed elsewhere (Argo): the server's side of the
+//! pod interface's driver request. Given a task path, the task's inputs are
+//! resolved from the rows its siblings left, its condition, loop items and cache
+//! entry decided by `kfpd_core`, its row recorded, and the answer says whether a
+//! pod must run. Driving a path again answers the same.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use kfpd_core::inputs::{self, Siblings};
+use kfpd_core::run::{self as run_rules, RunFacts};
+use kfpd_core::{dag as dag_rules, loops as loop_rules, ArtifactRef, Artifacts, Scope, TaskResult};
+use kfpd_ir::spec::{ComponentSpec, ExecutorKind, Implementation, PipelineTaskSpec};
+use kfpd_store::{Artifact, ArtifactLink, Direction, Task, TaskKind, TaskState};
+use serde_json::{json, Map, Value};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache;
+use crate::context::{RunContext, TaskCall};
+use crate::engine::Engine;
+use crate::importer;
+use crate::records::TaskRecord;
+
+/// What the executor does with a driven task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Go on with the task (run its pod, enter its DAG, expand its loop); `false`
+    /// when it ended without one (cached, skipped, an importer).
+    pub execute: bool,
+    /// A loop's number of items; 0 for other tasks.
+    pub iteration_count: usize,
+}
+
+/// Why a task cannot be driven.
+#[derive(Debug, thiserror::Error)]
+pub enum DriveError {
+    /// The run or the task path does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The task cannot run as asked: bad inputs, a condition that cannot be
+    /// evaluated, an upstream output missing. The task is recorded FAILED.
+    #[error("{0}")]
+    Invalid(String),
+    /// Driven too early: an upstream task or the enclosing DAG is not there yet.
+    #[error("{0}")]
+    NotReady(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Where a task path leads in the spec.
+pub(crate) struct Located {
+    /// The task at the path; `None` for the root and for a loop iteration.
+    pub task: Option<(String, PipelineTaskSpec)>,
+    /// The component the node runs (a loop's or an iteration's: the loop body).
+    pub component: ComponentSpec,
+}
+
+impl Engine {
+    /// Drives the task at `task_path` of run `run_id` (see the module's doc);
+    /// `workflow`, when not empty, is the run's resource name.
+    pub async fn drive(
+        self: &Arc<Engine>,
+        run_id: &str,
+        task_path: &str,
+        workflow: &str,
+    ) -> Result<Decision, DriveError> {
+        // One request at a time: the first request of a run makes its root row, the
+        // first of an iteration its row, and two at once must not make two.
+        let _one_at_a_time = self.driving.lock().await;
+        let mut driver = Driver::open(self, run_id).await?;
+        if !workflow.is_empty() {
+            driver.context.facts.workflow = Some(workflow.to_string());
+        }
+        let decision = driver.drive(task_path).await;
+        if let Err(error) = self.writer.flush().await {
+            return Err(DriveError::Internal(format!(
+                "cannot record the tasks of run {run_id}: {error}"
+            )));
+        }
+        decision
+    }
+}
+
+/// One driver request: the run, its rows and artifacts as they are now.
+pub(crate) struct Driver {
+    pub(crate) context: RunContext,
+    /// Artifact links by task id.
+    links: HashMap<String, Vec<ArtifactLink>>,
+    /// Artifacts by id, recorded by this run or linked from others.
+    artifacts: HashMap<i64, Artifact>,
+}
+
+impl Driver {
+    pub(crate) async fn open(engine: &Arc<Engine>, run_id: &str) -> Result<Driver, DriveError> {
+        let store = &engine.store;
+        let internal = |what: &str, error: kfpd_store::Error| {
+            DriveError::Internal(format!("cannot read {what} of run {run_id}: {error}"))
+        };
+        let run = store.get_run(run_id).await.map_err(|error| match error {
+            kfpd_store::Error::NotFound(_) => {
+                DriveError::NotFound(format!("run {run_id:?} not found"))
+            }
+            other => internal("the run", other),
+        })?;
+        let spec_json = store
+            .run_spec(run_id)
+            .await
+            .map_err(|error| internal("the pipeline spec", error))?;
+        let spec_value: Value = serde_json::from_str(&spec_json).map_err(|error| {
+            DriveError::Internal(format!(
+                "the pipeline spec of run {run_id} is not JSON: {error}"
+            ))
+        })?;
+        let package = kfpd_ir::parse_spec_value(&spec_value)
+            .map_err(|error| DriveError::Internal(error.to_string()))?;
+        let (_, requested_root) =
+            run_rules::runtime_config(&run.runtime_config).map_err(DriveError::Invalid)?;
+        let pipeline_root = engine
+            .artifacts
+            .pipeline_root(&requested_root)
+            .map_err(|error| DriveError::Invalid(error.to_string()))?;
+        let previous: HashMap<String, Task> = store
+            .list_tasks(run_id)
+            .await
+            .map_err(|error| internal("the tasks", error))?
+            .into_iter()
+            .map(|task| (task.path.clone(), task))
+            .collect();
+        let mut links: HashMap<String, Vec<ArtifactLink>> = HashMap::new();
+        for link in store
+            .run_artifact_links(run_id)
+            .await
+            .map_err(|error| internal("the artifact links", error))?
+        {
+            links.entry(link.task_id.clone()).or_default().push(link);
+        }
+        let mut artifacts: HashMap<i64, Artifact> = store
+            .list_artifacts(run_id)
+            .await
+            .map_err(|error| internal("the artifacts", error))?
+            .into_iter()
+            .map(|artifact| (artifact.id, artifact))
+            .collect();
+        let foreign: Vec<i64> = links
+            .values()
+            .flatten()
+            .map(|link| link.artifact_id)
+            .filter(|id| !artifacts.contains_key(id))
+            .collect();
+        for id in foreign {
+            let artifact = store
+                .get_artifact(id)
+                .await
+                .map_err(|error| internal("a linked artifact", error))?;
+            artifacts.insert(id, artifact);
+        }
+        let context = RunContext {
+            engine: Arc::clone(engine),
+            facts: RunFacts::new(&run, package.pipeline_name(), &pipeline_root),
+            spec: package.spec().clone(),
+            platform: package.platform().cloned(),
+            cancel: CancellationToken::new(),
+            previous,
+            first_error: Mutex::new(None),
+            log_uploads: Mutex::new(JoinSet::new()),
+            run,
+        };
+        Ok(Driver {
+            context,
+            links,
+            artifacts,
+        })
+    }
+
+    async fn drive(&self, path: &str) -> Result<Decision, DriveError> {
+        let Some((parent_path, _)) = path.rsplit_once('/') else {
+            self.root().await?;
+            return Ok(Decision {
+                execute: true,
+                iteration_count: 0,
+            });
+        };
+        let located = self.locate(path)?;
+        let Some((name, task)) = located.task else {
+            return Err(DriveError::Invalid(format!(
+                "{path:?} is a loop iteration, not a task: drive the tasks inside it"
+            )));
+        };
+        if let Some(row) = self.context.previous.get(path) {
+            // A task refused before it ran is refused again, with the same reason.
+            if row.state == TaskState::Failed && row.attempts == 0 {
+                return Err(DriveError::Invalid(row.error.clone().unwrap_or_default()));
+            }
+            return Ok(decision_of(row));
+        }
+        let parent = self.dag_instance(parent_path).await?;
+        let parent_component = self.locate(parent_path)?.component;
+        let dag = parent_component
+            .dag
+            .as_ref()
+            .ok_or_else(|| DriveError::Internal(format!("{parent_path:?} is not a DAG")))?;
+        let mut results: HashMap<String, TaskResult> = HashMap::new();
+        for sibling in dag.tasks.keys() {
+            if let Some(result) = self.result_of(&format!("{parent_path}/{sibling}"))? {
+                results.insert(sibling.clone(), result);
+            }
+        }
+        let upstream = dag_rules::upstream(dag);
+        let upstream = upstream.get(name.as_str()).cloned().unwrap_or_default();
+        if let Some(waiting) = upstream
+            .iter()
+            .find(|dependency| !results.contains_key(**dependency))
+        {
+            return Err(DriveError::NotReady(format!(
+                "task {path:?} cannot be driven yet: upstream task {waiting:?} has not ended"
+            )));
+        }
+        let runs_on_completion = dag_rules::runs_on_completion(&task);
+        let dag_failed = results
+            .values()
+            .any(|result| result.state == TaskState::Failed);
+        let display_name = dag_rules::display_name(&name, &task);
+        let kind = dag_rules::task_kind(&self.context.spec, &task);
+        let (parent_id, task_name, shown) =
+            (parent.id.as_str(), name.as_str(), display_name.as_str());
+        let not_run = move |state: TaskState, reason: String| async move {
+            TaskRecord::not_run(
+                &self.context,
+                parent_id,
+                path,
+                kind,
+                task_name,
+                shown,
+                state,
+                &reason,
+            )
+            .await;
+        };
+        if let Some((state, reason)) =
+            dag_rules::not_started(false, dag_failed, runs_on_completion, &upstream, &results)
+        {
+            not_run(state, reason).await;
+            return Ok(NOT_EXECUTED);
+        }
+        let siblings = Siblings {
+            spec: &self.context.spec,
+            run: &self.context.facts,
+            scope: &parent.scope,
+            results: &results,
+        };
+        let resolved = match inputs::resolve(&siblings, &task, &name, runs_on_completion) {
+            Ok(resolved) => resolved,
+            Err(error) => {
+                let message = format!("task {display_name:?}: {error}");
+                not_run(TaskState::Failed, message.clone()).await;
+                return Err(DriveError::Invalid(message));
+            }
+        };
+        match dag_rules::skipped_by_condition(&task, &resolved) {
+            Ok(None) => {}
+            Ok(Some(reason)) => {
+                not_run(TaskState::Skipped, reason).await;
+                return Ok(NOT_EXECUTED);
+            }
+            Err(error) => {
+                let message = format!("task {display_name:?}: {error}");
+                not_run(TaskState::Failed, message.clone()).await;
+                return Err(DriveError::Invalid(message));
+            }
+        }
+        let component = self
+            .context
+            .spec
+            .component(&task.component_ref.name)
+            .cloned()
+            .ok_or_else(|| DriveError::Internal(format!("{path:?} has no component")))?;
+        let mut parameters = resolved.parameters;
+        inputs::apply_defaults(&component, &mut parameters);
+        if let Some(error) = inputs::unfilled_required(
+            &component,
+            &parameters,
+            &resolved.artifacts,
+            &resolved.missing,
+        ) {
+            let message = format!("task {display_name:?}: {error}");
+            not_run(TaskState::Failed, message.clone()).await;
+            return Err(DriveError::Invalid(message));
+        }
+        let call = TaskCall {
+            name: name.clone(),
+            display_name: display_name.clone(),
+            path: path.to_string(),
+            parent_id: parent.id.clone(),
+            task,
+            component,
+            parameters,
+            artifacts: resolved.artifacts,
+        };
+        self.start(call, kind).await
+    }
+
+    /// Records a task that passed its checks and says what runs next.
+    async fn start(&self, call: TaskCall, kind: TaskKind) -> Result<Decision, DriveError> {
+        let context = &self.context;
+        if kind == TaskKind::Loop {
+            let items = match loop_rules::items(&call.task, &call.parameters, &call.artifacts) {
+                Ok(items) => items,
+                Err(error) => {
+                    let message = format!("task {:?}: {error}", call.display_name);
+                    self.fail(&call, kind, &message).await;
+                    return Err(DriveError::Invalid(message));
+                }
+            };
+            let mut record = self.begin(&call, kind);
+            record.set_detail("iteration_count", json!(items.items.len()));
+            self.write(&record, &call.artifacts).await?;
+            // Every iteration's row, with its item, made now.
+            for (index, item) in items.items.iter().enumerate() {
+                let path = format!("{}/{index}", call.path);
+                if context.previous.contains_key(&path) {
+                    continue;
+                }
+                let scope = loop_rules::iteration_scope(
+                    &call.component,
+                    &items.scope,
+                    &items.item_input,
+                    item.clone(),
+                );
+                let iteration = TaskRecord::begin(
+                    context,
+                    &record.task.id,
+                    &path,
+                    TaskKind::LoopIteration,
+                    &call.name,
+                    &format!("{}-iteration-{index}", call.display_name),
+                    i64::try_from(index).unwrap_or(i64::MAX),
+                    &loop_rules::iteration_inputs(&scope, &items.item_input),
+                );
+                iteration.save(context);
+            }
+            return Ok(Decision {
+                execute: true,
+                iteration_count: items.items.len(),
+            });
+        }
+        match call.component.implementation() {
+            Some(Implementation::Dag(_)) => {
+                let record = self.begin(&call, kind);
+                self.write(&record, &call.artifacts).await?;
+                Ok(EXECUTED)
+            }
+            Some(Implementation::Executor(label)) => {
+                let executor =
+                    context.spec.executor(label).cloned().ok_or_else(|| {
+                        DriveError::Internal(format!("unknown executor {label:?}"))
+                    })?;
+                match executor.kind() {
+                    Some(ExecutorKind::Container(container)) => {
+                        let key = cache::key_for(context, &call, container);
+                        if let Some(key) = &key {
+                            if let Some(hit) = cache::find(context, key, &call.display_name).await {
+                                cache::reuse(context, &call, key, hit).await;
+                                return Ok(NOT_EXECUTED);
+                            }
+                        }
+                        let mut record = self.begin(&call, kind);
+                        if let Some(key) = &key {
+                            record.task.fingerprint = key.fingerprint.clone();
+                            record.task.cache_scope = key.scope.clone();
+                        }
+                        record.set_detail("image", json!(container.image));
+                        self.write(&record, &call.artifacts).await?;
+                        Ok(EXECUTED)
+                    }
+                    Some(ExecutorKind::Importer(spec)) => {
+                        let mut record = self.begin(&call, kind);
+                        match importer::run(context, &call, spec, &record).await {
+                            Ok(result) => {
+                                record.finish(context, result.state, None, &result.parameters);
+                                Ok(NOT_EXECUTED)
+                            }
+                            Err(error) => {
+                                let message = format!("task {:?}: {error}", call.display_name);
+                                record.finish(
+                                    context,
+                                    TaskState::Failed,
+                                    Some(message.clone()),
+                                    &Map::new(),
+                                );
+                                Err(DriveError::Invalid(message))
+                            }
+                        }
+                    }
+                    _ => {
+                        let message = format!(
+                            "task {:?}: only container and importer executors run on Argo",
+                            call.display_name
+                        );
+                        self.fail(&call, kind, &message).await;
+                        Err(DriveError::Invalid(message))
+                    }
+                }
+            }
+            None => {
+                let message = format!(
+                    "task {:?}: its component has no implementation",
+                    call.display_name
+                );
+                self.fail(&call, kind, &message).await;
+                Err(DriveError::Invalid(message))
+            }
+        }
+    }
+
+    fn begin(&self, call: &TaskCall, kind: TaskKind) -> TaskRecord {
+        TaskRecord::begin(
+            &self.context,
+            &call.parent_id,
+            &call.path,
+            kind,
+            &call.name,
+            &call.display_name,
+            -1,
+            &call.parameters,
+        )
+    }
+
+    async fn fail(&self, call: &TaskCall, kind: TaskKind, message: &str) {
+        TaskRecord::not_run(
+            &self.context,
+            &call.parent_id,
+            &call.path,
+            kind,
+            &call.name,
+            &call.display_name,
+            TaskState::Failed,
+            message,
+        )
+        .await;
+    }
+
+    /// Stores the row and links its input artifacts, which is where the
+    /// launcher and the tasks inside a DAG find them.
+    async fn write(&self, record: &TaskRecord, artifacts: &Artifacts) -> Result<(), DriveError> {
+        record
+            .write(&self.context)
+            .await
+            .map_err(DriveError::Internal)?;
+        for (name, list) in artifacts {
+            for artifact in list {
+                let link = ArtifactLink {
+                    task_id: record.task.id.clone(),
+                    artifact_id: artifact.id,
+                    direction: Direction::Input,
+                    key: name.clone(),
+                };
+                self.context
+                    .engine
+                    .store
+                    .link_artifact(&self.context.run.id, &link)
+                    .await
+                    .map_err(|error| {
+                        DriveError::Internal(format!(
+                            "cannot record artifact input {name:?}: {error}"
+                        ))
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The root's row, made on the first request of a run from its runtime config.
+    async fn root(&self) -> Result<Task, DriveError> {
+        if let Some(row) = self.context.previous.get("root") {
+            return Ok(row.clone());
+        }
+        let context = &self.context;
+        let (parameters, _) =
+            run_rules::runtime_config(&context.run.runtime_config).map_err(DriveError::Invalid)?;
+        let parameters =
+            run_rules::root_inputs(&context.spec, parameters).map_err(DriveError::Invalid)?;
+        let display_name = if context.spec.pipeline_info.display_name.is_empty() {
+            context.facts.pipeline_name.clone()
+        } else {
+            context.spec.pipeline_info.display_name.clone()
+        };
+        let record = TaskRecord::begin(
+            context,
+            "",
+            "root",
+            TaskKind::Root,
+            &context.facts.pipeline_name,
+            &display_name,
+            -1,
+            &parameters,
+        );
+        record.write(context).await.map_err(DriveError::Internal)?;
+        Ok(record.task)
+    }
+
+    /// Follows a task path through the spec.
+    pub(crate) fn locate(&self, path: &str) -> Result<Located, DriveError> {
+        let unknown =
+            || DriveError::NotFound(format!("task path {path:?} is not in the run's pipeline"));
+        let mut segments = path.split('/');
+        if segments.next() != Some("root") {
+            return Err(DriveError::NotFound(format!(
+                "task path {path:?} does not start at \"root\""
+            )));
+        }
+        let spec = &self.context.spec;
+        let mut located = Located {
+            task: None,
+            component: spec.root.clone(),
+        };
+        let mut in_loop = false;
+        // Tasks without a retry policy take the one of the DAG task around them.
+        let mut inherited_retry = None;
+        for segment in segments {
+            if in_loop {
+                segment.parse::<usize>().map_err(|_| unknown())?;
+                located.task = None;
+                in_loop = false;
+                continue;
+            }
+            let dag = located.component.dag.as_ref().ok_or_else(unknown)?;
+            let mut task = dag.tasks.get(segment).ok_or_else(unknown)?.clone();
+            if task.retry_policy.is_none() {
+                task.retry_policy = inherited_retry.clone();
+            }
+            inherited_retry = task.retry_policy.clone();
+            let component = spec
+                .component(&task.component_ref.name)
+                .cloned()
+                .ok_or_else(unknown)?;
+            in_loop = task.parameter_iterator.is_some() || task.artifact_iterator.is_some();
+            located = Located {
+                task: Some((segment.to_string(), task)),
+                component,
+            };
+        }
+        Ok(located)
+    }
+
+    /// A DAG instance (the root, a DAG task, a loop iteration): its row and scope.
+    async fn dag_instance(&self, path: &str) -> Result<Instance, DriveError> {
+        if path == "root" {
+            let row = self.root().await?;
+            let parameters = object(&row.inputs);
+            return Ok(Instance {
+                id: row.id,
+                scope: Scope {
+                    parameters,
+                    artifacts: BTreeMap::new(),
+                },
+            });
+        }
+        let not_driven = || {
+            DriveError::NotReady(format!(
+                "{path:?} has not been driven yet: drive it before its tasks"
+            ))
+        };
+        if let Some(row) = self
+            .context
+            .previous
+            .get(path)
+            .filter(|row| row.kind != TaskKind::LoopIteration)
+        {
+            return Ok(Instance {
+                id: row.id.clone(),
+                scope: Scope {
+                    parameters: object(&row.inputs),
+                    artifacts: self.linked(&row.id, Direction::Input),
+                },
+            });
+        }
+        // A loop iteration: the loop's scope with its item.
+        let (loop_path, index) = path.rsplit_once('/').ok_or_else(not_driven)?;
+        let index: usize = index.parse().map_err(|_| not_driven())?;
+        let loop_row = self
+            .context
+            .previous
+            .get(loop_path)
+            .ok_or_else(not_driven)?;
+        let located = self.locate(loop_path)?;
+        let Some((_, loop_task)) = located.task else {
+            return Err(not_driven());
+        };
+        let items = loop_rules::items(
+            &loop_task,
+            &object(&loop_row.inputs),
+            &self.linked(&loop_row.id, Direction::Input),
+        )
+        .map_err(DriveError::Invalid)?;
+        let item = items.items.get(index).cloned().ok_or_else(|| {
+            DriveError::NotFound(format!(
+                "loop {loop_path:?} has {} items, not an item {index}",
+                items.items.len()
+            ))
+        })?;
+        let scope =
+            loop_rules::iteration_scope(&located.component, &items.scope, &items.item_input, item);
+        let row = match self.context.previous.get(path) {
+            Some(row) => row.clone(),
+            None => {
+                let record = TaskRecord::begin(
+                    &self.context,
+                    &loop_row.id,
+                    path,
+                    TaskKind::LoopIteration,
+                    &loop_row.name,
+                    &format!("{}-iteration-{index}", loop_row.display_name),
+                    i64::try_from(index).unwrap_or(i64::MAX),
+                    &loop_rules::iteration_inputs(&scope, &items.item_input),
+                );
+                record
+                    .write(&self.context)
+                    .await
+                    .map_err(DriveError::Internal)?;
+                record.task
+            }
+        };
+        Ok(Instance { id: row.id, scope })
+    }
+
+    /// The artifacts linked to task `id` in `direction`, by key.
+    pub(crate) fn linked(&self, id: &str, direction: Direction) -> Artifacts {
+        let mut found: Artifacts = BTreeMap::new();
+        for link in self.links.get(id).into_iter().flatten() {
+            if link.direction != direction {
+                continue;
+            }
+            if let Some(artifact) = self.artifacts.get(&link.artifact_id) {
+                found
+                    .entry(link.key.clone())
+                    .or_default()
+                    .push(ArtifactRef::from(artifact));
+            }
+        }
+        found
+    }
+
+    /// How the node at `path` ended, from the rows: a task's own row, a DAG's or a
+    /// loop's from its children. `None` while it has not ended (or never started).
+    fn result_of(&self, path: &str) -> Result<Option<TaskResult>, DriveError> {
+        let Some(row) = self.context.previous.get(path) else {
+            return Ok(None);
+        };
+        if row.state.is_final() {
+            return Ok(Some(TaskResult {
+                state: row.state,
+                error: row.error.clone(),
+                parameters: object(&row.outputs),
+                artifacts: self.linked(&row.id, Direction::Output),
+            }));
+        }
+        let located = self.locate(path)?;
+        match row.kind {
+            TaskKind::Loop => {
+                let Some((_, task)) = &located.task else {
+                    return Ok(None);
+                };
+                let count = serde_json::from_str::<Value>(&row.details)
+                    .ok()
+                    .and_then(|details| details.get("iteration_count").and_then(Value::as_u64))
+                    .unwrap_or(0);
+                let mut iterations = Vec::new();
+                for index in 0..count {
+                    match self.dag_result(&format!("{path}/{index}"), &located.component)? {
+                        Some(result) => iterations.push(Some(result)),
+                        None => return Ok(None),
+                    }
+                }
+                let display_name = dag_rules::display_name(&row.name, task);
+                Ok(Some(loop_rules::result(
+                    &located.component,
+                    &display_name,
+                    &iterations,
+                    false,
+                )))
+            }
+            TaskKind::Dag
+            | TaskKind::Condition
+            | TaskKind::ConditionBranch
+            | TaskKind::ExitHandler => self.dag_result(path, &located.component),
+            _ => Ok(None),
+        }
+    }
+
+    /// A DAG instance's result from its tasks' rows, once every one ended.
+    fn dag_result(
+        &self,
+        path: &str,
+        component: &ComponentSpec,
+    ) -> Result<Option<TaskResult>, DriveError> {
+        let Some(dag) = &component.dag else {
+            return Ok(None);
+        };
+        let mut results = HashMap::new();
+        for name in dag.tasks.keys() {
+            match self.result_of(&format!("{path}/{name}"))? {
+                Some(result) => {
+                    results.insert(name.clone(), result);
+                }
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(dag_rules::result(dag, &results)))
+    }
+}
+
+/// A DAG instance being driven into.
+struct Instance {
+    id: String,
+    scope: Scope,
+}
+
+const EXECUTED: Decision = Decision {
+    execute: true,
+    iteration_count: 0,
+};
+
+const NOT_EXECUTED: Decision = Decision {
+    execute: false,
+    iteration_count: 0,
+};
+
+/// The answer for a task driven before.
+fn decision_of(row: &Task) -> Decision {
+    let execute = match row.kind {
+        TaskKind::Importer => false,
+        _ => !matches!(
+            row.state,
+            TaskState::Cached | TaskState::Skipped | TaskState::Failed | TaskState::Canceled
+        ),
+    };
+    let iteration_count = serde_json::from_str::<Value>(&row.details)
+        .ok()
+        .and_then(|details| details.get("iteration_count").and_then(Value::as_u64))
+        .and_then(|count| usize::try_from(count).ok())
+        .unwrap_or(0);
+    Decision {
+        execute,
+        iteration_count,
+    }
+}
+
+pub(crate) fn object(json: &str) -> Map<String, Value> {
+    serde_json::from_str(json).unwrap_or_default()
+}

@@ -1,0 +1,396 @@
+//! `kfpd launcher`: the main process of an Argo task pod (docs/argo.md, "Pod
+//! interface"). It asks the API server for the task the driver request started,
+//! fetches its input artifacts, runs the user's command, uploads the outputs and the
+//! log, and reports the attempt. The command line, ExecutorInput and outputs are
+//! resolved and read by `kfpd_core`, as the local engine does.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use kfpd_api::kfpd_v1::launcher_service_client::LauncherServiceClient;
+use kfpd_api::kfpd_v1::{FinishAttemptRequest, GetTaskRequest, OutputArtifact, TaskExecution};
+use kfpd_artifacts::{ArtifactStore, Options as ArtifactOptions};
+use kfpd_core::attempts::{exit_reason, last_line};
+use kfpd_core::executor_input::{self, resolve_self_references, JobInfo, Layout};
+use kfpd_core::outputs::{content_path, read_outputs};
+use kfpd_core::{ArtifactRef, Artifacts};
+use kfpd_ir::spec::{ComponentOutputsSpec, PipelineContainerSpec};
+use serde_json::{Map, Value};
+
+/// Settings of `kfpd launcher`, as the compiled Workflow passes them.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LauncherArgs {
+    /// Copy this `kfpd` executable to PATH and exit (the pod's init container).
+    #[arg(long, value_name = "PATH")]
+    pub copy: Option<PathBuf>,
+    /// The API server's gRPC address, `host:port`.
+    #[arg(long, required_unless_present = "copy")]
+    pub server: Option<String>,
+    /// The KFP run id.
+    #[arg(long, required_unless_present = "copy")]
+    pub run_id: Option<String>,
+    /// The task to run: `root/<task>`, `root/for-loop-2/3/<task>` …
+    #[arg(long, required_unless_present = "copy")]
+    pub task_path: Option<String>,
+    /// Where the task's inputs, outputs and log are kept while it runs.
+    #[arg(long, env = "KFPD_WORK_DIR", default_value = "/tmp/kfpd")]
+    pub work_dir: PathBuf,
+}
+
+/// Why the launcher could not run the task or report it; the message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot copy the kfpd executable to {path}: {source}")]
+    Copy {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot reach the API server's gRPC at {address}: {source} (is the server running, and is --server its gRPC host:port?)")]
+    Unreachable {
+        address: String,
+        source: tonic::transport::Error,
+    },
+    #[error("the API server refused to {what} ({code:?}): {message}")]
+    Refused {
+        what: String,
+        code: tonic::Code,
+        message: String,
+    },
+    #[error("the artifact store refused: {0}")]
+    ObjectStore(String),
+    #[error("{0}")]
+    Task(String),
+}
+
+/// Runs the launcher; returns the exit status the pod should end with.
+pub async fn launch(args: &LauncherArgs) -> Result<i32, Error> {
+    if let Some(path) = &args.copy {
+        copy_self(path)?;
+        return Ok(0);
+    }
+    let (Some(server), Some(run_id), Some(task_path)) =
+        (&args.server, &args.run_id, &args.task_path)
+    else {
+        return Err(Error::Task(
+            "--server, --run-id and --task-path are required".to_string(),
+        ));
+    };
+    let address = if server.contains("://") {
+        server.clone()
+    } else {
+        format!("http://{server}")
+    };
+    let mut client = LauncherServiceClient::connect(address.clone())
+        .await
+        .map_err(|source| Error::Unreachable {
+            address: address.clone(),
+            source,
+        })?;
+    let task = client
+        .get_task(GetTaskRequest {
+            run_id: run_id.clone(),
+            task_path: task_path.clone(),
+        })
+        .await
+        .map_err(|status| refused(format!("give task {task_path:?} of run {run_id}"), status))?
+        .into_inner();
+    let store = open_store(&task.artifact_root).await?;
+    // Argo's `{{retries}}`: 0 for the first attempt.
+    let attempt = std::env::var("KFPD_RETRY_INDEX")
+        .ok()
+        .and_then(|text| text.trim().parse::<u32>().ok())
+        .unwrap_or(0)
+        + 1;
+    let work = args
+        .work_dir
+        .join(&task.task_id)
+        .join(format!("attempt-{attempt}"));
+    let started_at = now();
+    let ran = run_task(&task, run_id, &store, &work).await;
+    let log_path = work.join("main.log");
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    // The pod's own log shows the task's output too.
+    print!("{log}");
+    let log_uri = match store.upload(&log_path, &task.log_uri).await {
+        Ok(true) => task.log_uri.clone(),
+        Ok(false) => String::new(),
+        Err(error) => {
+            eprintln!(
+                "kfpd launcher: cannot store the task's log at {}: {error}",
+                task.log_uri
+            );
+            String::new()
+        }
+    };
+    let mut report = FinishAttemptRequest {
+        run_id: run_id.clone(),
+        task_path: task_path.clone(),
+        attempt,
+        started_at,
+        finished_at: now(),
+        log_uri,
+        log_length: log.len() as u64,
+        ..FinishAttemptRequest::default()
+    };
+    let exit = match ran {
+        Ok(done) => {
+            report.command = done.command;
+            report.exit_code = done.exit_code;
+            match done.outcome {
+                Ok((parameters, artifacts)) => {
+                    report.succeeded = true;
+                    report.parameters_json = Value::Object(parameters).to_string();
+                    report.artifacts = artifacts;
+                    0
+                }
+                Err(reason) => {
+                    report.error = reason;
+                    done.exit_code.filter(|code| *code != 0).unwrap_or(1)
+                }
+            }
+        }
+        Err(reason) => {
+            report.error = reason;
+            1
+        }
+    };
+    if !report.error.is_empty() {
+        eprintln!(
+            "kfpd launcher: task {:?}: {}",
+            task.display_name, report.error
+        );
+    }
+    client
+        .finish_attempt(report)
+        .await
+        .map_err(|status| refused(format!("record task {task_path:?} of run {run_id}"), status))?;
+    Ok(exit)
+}
+
+fn refused(what: String, status: tonic::Status) -> Error {
+    if status.code() == tonic::Code::Unavailable {
+        return Error::Refused {
+            what,
+            code: status.code(),
+            message: format!("{} (is the API server running?)", status.message()),
+        };
+    }
+    Error::Refused {
+        what,
+        code: status.code(),
+        message: status.message().to_string(),
+    }
+}
+
+/// The artifact store: S3 from the `OBJECTSTORECONFIG_*` variables, else the
+/// server's local directory, mounted in the pod at the same path.
+async fn open_store(server_root: &str) -> Result<ArtifactStore, Error> {
+    let from_env = ArtifactOptions::from_env(&|name| std::env::var(name).ok())
+        .map_err(|error| Error::ObjectStore(format!("object store configuration: {error}")))?;
+    let options = match from_env {
+        Some(options) => options,
+        None => match server_root.strip_prefix("file://") {
+            Some(path) => ArtifactOptions::Local {
+                root: PathBuf::from(path),
+            },
+            None => {
+                return Err(Error::ObjectStore(format!(
+                    "the server keeps artifacts at {server_root}; set OBJECTSTORECONFIG_HOST (and the other OBJECTSTORECONFIG_* variables) for the pod"
+                )))
+            }
+        },
+    };
+    ArtifactStore::open(options)
+        .await
+        .map_err(|error| Error::ObjectStore(error.to_string()))
+}
+
+fn copy_self(path: &Path) -> Result<(), Error> {
+    let failed = |source| Error::Copy {
+        path: path.display().to_string(),
+        source,
+    };
+    let exe = std::env::current_exe().map_err(failed)?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(failed)?;
+    }
+    std::fs::copy(&exe, path).map_err(failed)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(failed)?;
+    Ok(())
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// What one attempt did: the command it ran, its exit code, and its outputs or
+/// why it failed.
+struct Done {
+    command: Vec<String>,
+    exit_code: Option<i32>,
+    outcome: Result<(Map<String, Value>, Vec<OutputArtifact>), String>,
+}
+
+/// Prepares, runs and collects the task; `Err` when it could not even start.
+async fn run_task(
+    task: &TaskExecution,
+    run_id: &str,
+    store: &ArtifactStore,
+    work: &Path,
+) -> Result<Done, String> {
+    let bad = |field: &str, error: serde_json::Error| {
+        format!("the server's {field} is not valid: {error}")
+    };
+    let parameters: Map<String, Value> =
+        serde_json::from_str(&task.parameters_json).map_err(|error| bad("parameters", error))?;
+    let artifacts =
+        input_artifacts(&task.artifacts_json).map_err(|error| bad("artifacts", error))?;
+    let container: PipelineContainerSpec =
+        serde_json::from_str(&task.container_json).map_err(|error| bad("container", error))?;
+    let outputs: ComponentOutputsSpec =
+        serde_json::from_str(&task.outputs_json).map_err(|error| bad("outputs", error))?;
+    let layout = Layout {
+        inputs_dir: work.join("inputs"),
+        parameter_dir: work.join("outputs").join("parameters"),
+        artifact_dir: work.join("outputs").join("artifacts"),
+        output_file: work.join("outputs").join("output_metadata.json"),
+    };
+    for dir in [work, &layout.parameter_dir, &layout.artifact_dir] {
+        std::fs::create_dir_all(dir)
+            .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+    }
+    let uris: &BTreeMap<String, String> = &task.output_uris.clone().into_iter().collect();
+    let prepared = executor_input::prepare(&parameters, &artifacts, &outputs, &layout, |name| {
+        uris.get(name).cloned().unwrap_or_default()
+    });
+    for download in &prepared.downloads {
+        store
+            .download(&download.uri, &download.local)
+            .await
+            .map_err(|error| format!("cannot fetch input artifact {}: {error}", download.uri))?;
+    }
+    let mut input = prepared.input;
+    let workspace = work.join("workspace");
+    let job = JobInfo {
+        job_name: task.job_name.clone(),
+        job_resource_name: task.job_resource_name.clone(),
+        job_uuid: run_id.to_string(),
+        task_name: task.task_name.clone(),
+        task_uuid: task.task_id.clone(),
+        create_time: task.job_create_time.clone(),
+        schedule_time: task.job_create_time.clone(),
+        pipeline_root: task.pipeline_root.clone(),
+        workspace_path: workspace.display().to_string(),
+    };
+    resolve_self_references(&mut input.parameters, &job)?;
+    let command = executor_input::resolve_container(&container, &input, &job)?;
+    let log_path = work.join("main.log");
+    let log = std::fs::File::create(&log_path)
+        .map_err(|error| format!("cannot create {}: {error}", log_path.display()))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|error| format!("cannot open {}: {error}", log_path.display()))?;
+    let mut process = tokio::process::Command::new(&command.argv[0]);
+    process
+        .args(&command.argv[1..])
+        .env("PYTHONUNBUFFERED", "1")
+        .envs(command.env.iter().map(|(name, value)| (name, value)))
+        .current_dir(work)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_err));
+    let status = match process.status().await {
+        Ok(status) => status,
+        Err(error) => {
+            return Ok(Done {
+                command: command.argv.clone(),
+                exit_code: None,
+                outcome: Err(format!("cannot start {:?}: {error}", command.argv[0])),
+            })
+        }
+    };
+    use std::os::unix::process::ExitStatusExt;
+    if !status.success() {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let final_line = last_line(&text);
+        return Ok(Done {
+            command: command.argv,
+            exit_code: status.code(),
+            outcome: Err(exit_reason(
+                status.code(),
+                status.signal(),
+                final_line.as_deref(),
+            )),
+        });
+    }
+    let outcome = collect(&outputs, &input, &prepared.destinations, store).await;
+    Ok(Done {
+        command: command.argv,
+        exit_code: status.code(),
+        outcome,
+    })
+}
+
+/// Reads the outputs back and uploads the output artifacts.
+async fn collect(
+    outputs: &ComponentOutputsSpec,
+    input: &executor_input::ExecutorInput,
+    destinations: &BTreeMap<String, String>,
+    store: &ArtifactStore,
+) -> Result<(Map<String, Value>, Vec<OutputArtifact>), String> {
+    let read = read_outputs(
+        outputs,
+        &input.output_file,
+        &input.output_parameters,
+        |path| std::fs::read_to_string(path).ok(),
+    )?;
+    let mut artifacts = Vec::new();
+    for (name, destination) in destinations {
+        let Some(local) = input.output_artifacts.get(name) else {
+            continue;
+        };
+        let reported = read.artifacts.get(name);
+        let source = content_path(&local.uri, reported);
+        store
+            .upload(&source, destination)
+            .await
+            .map_err(|error| format!("cannot store output artifact {name:?}: {error}"))?;
+        let metadata = reported.map(|r| r.metadata.clone()).unwrap_or_default();
+        artifacts.push(OutputArtifact {
+            name: name.clone(),
+            uri: destination.clone(),
+            metadata_json: Value::Object(metadata).to_string(),
+        });
+    }
+    Ok((read.parameters, artifacts))
+}
+
+/// Input artifacts as the server lists them.
+fn input_artifacts(json: &str) -> Result<Artifacts, serde_json::Error> {
+    let by_name: BTreeMap<String, Vec<Value>> = serde_json::from_str(json)?;
+    Ok(by_name
+        .into_iter()
+        .map(|(name, list)| {
+            let refs = list
+                .iter()
+                .map(|item| ArtifactRef {
+                    id: item["id"].as_i64().unwrap_or_default(),
+                    name: item["name"].as_str().unwrap_or_default().to_string(),
+                    uri: item["uri"].as_str().unwrap_or_default().to_string(),
+                    schema_title: item["schema_title"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    schema_version: item["schema_version"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    metadata: item["metadata"].as_object().cloned().unwrap_or_default(),
+                })
+                .collect();
+            (name, refs)
+        })
+        .collect())
+}

@@ -1,0 +1,139 @@
+//! The Argo pod interface (docs/argo.md): the driver request, which the engine
+//! decides, and what `kfpd launcher` asks for and reports. This names the errors
+//! and shapes the answers.
+
+use std::sync::Arc;
+
+use kfpd_api::kfpd_v1 as launcher;
+use kfpd_engine::{AttemptReport, DriveError, Engine};
+use kfpd_store::TaskState;
+use serde_json::{json, Value};
+
+use super::Api;
+use crate::error::{Code, Error, Result};
+
+impl Api {
+    /// Lets the server answer driver requests for runs it does not execute itself.
+    /// Task outputs are then read from the engine's artifact store, where the
+    /// launchers put them.
+    pub fn with_driver(mut self, engine: Arc<Engine>) -> Api {
+        self.artifacts = Some(engine.artifacts().clone());
+        self.driver = Some(engine);
+        self
+    }
+
+    fn driver(&self) -> Result<&Arc<Engine>> {
+        self.driver.as_ref().ok_or_else(|| {
+            Error::new(
+                Code::FailedPrecondition,
+                "this server executes runs itself (--executor local); start it with --executor none to run them on Argo",
+            )
+        })
+    }
+
+    /// What `kfpd launcher` runs the container task at `task_path` with.
+    pub async fn launch(&self, run_id: &str, task_path: &str) -> Result<launcher::TaskExecution> {
+        let launch = self
+            .driver()?
+            .launch(run_id, task_path.trim())
+            .await
+            .map_err(drive_error)?;
+        let artifacts: serde_json::Map<String, Value> = launch
+            .artifacts
+            .iter()
+            .map(|(name, list)| {
+                let items: Vec<Value> = list
+                    .iter()
+                    .map(|artifact| {
+                        json!({
+                            "id": artifact.id,
+                            "name": artifact.name,
+                            "uri": artifact.uri,
+                            "schema_title": artifact.schema_title,
+                            "schema_version": artifact.schema_version,
+                            "metadata": artifact.metadata,
+                        })
+                    })
+                    .collect();
+                (name.clone(), Value::Array(items))
+            })
+            .collect();
+        let to_json = |value: serde_json::Result<String>| {
+            value.map_err(|error| Error::internal(format!("cannot encode the task: {error}")))
+        };
+        let job = launch.run.job_info(&launch.task_name, &launch.task_id, "");
+        Ok(launcher::TaskExecution {
+            task_id: launch.task_id,
+            task_name: launch.task_name,
+            display_name: launch.display_name,
+            parameters_json: Value::Object(launch.parameters).to_string(),
+            artifacts_json: Value::Object(artifacts).to_string(),
+            container_json: to_json(serde_json::to_string(&launch.container))?,
+            outputs_json: to_json(serde_json::to_string(&launch.outputs))?,
+            output_uris: launch.output_uris.into_iter().collect(),
+            log_uri: launch.log_uri,
+            artifact_root: launch.artifact_root,
+            job_name: job.job_name,
+            job_resource_name: job.job_resource_name,
+            job_create_time: job.create_time,
+            pipeline_root: job.pipeline_root,
+            max_attempts: launch.max_attempts,
+        })
+    }
+
+    /// Records how one attempt of a launched task ended.
+    pub async fn finish_attempt(
+        &self,
+        run_id: &str,
+        task_path: &str,
+        report: AttemptReport,
+    ) -> Result<TaskState> {
+        self.driver()?
+            .finish_attempt(run_id, task_path.trim(), report)
+            .await
+            .map_err(drive_error)
+    }
+
+    /// Drives the task at `task_path` of run `run_id`. The answer's values are all
+    /// strings, as Argo's expressions read them.
+    /// `workflow` names the run's resource (`{{$.pipeline_job_resource_name}}`) when
+    /// given. A `pod_spec_patch` is not made yet: a task pod whose settings depend on
+    /// upstream outputs is refused rather than run with wrong settings.
+    pub async fn drive(
+        &self,
+        run_id: &str,
+        task_path: &str,
+        workflow: &str,
+        pod_spec_patch: bool,
+    ) -> Result<Value> {
+        if pod_spec_patch {
+            return Err(Error::new(
+                Code::Unimplemented,
+                format!("task {task_path:?}: pod settings decided at run time (pod_spec_patch) are not supported yet; give them as constants or run parameters"),
+            ));
+        }
+        let engine = self.driver()?;
+        let task_path = task_path.trim();
+        if task_path.is_empty() {
+            return Err(Error::invalid("task_path is required"));
+        }
+        let decision = engine
+            .drive(run_id, task_path, workflow.trim())
+            .await
+            .map_err(drive_error)?;
+        Ok(json!({
+            "execute": decision.execute.to_string(),
+            "iteration_count": decision.iteration_count.to_string(),
+            "pod_spec_patch": "",
+        }))
+    }
+}
+
+fn drive_error(error: DriveError) -> Error {
+    match error {
+        DriveError::NotFound(message) => Error::not_found(message),
+        DriveError::Invalid(message) => Error::invalid(message),
+        DriveError::NotReady(message) => Error::new(Code::FailedPrecondition, message),
+        DriveError::Internal(message) => Error::internal(message),
+    }
+}
