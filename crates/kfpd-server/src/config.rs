@@ -77,6 +77,11 @@ pub struct ServeArgs {
     /// INITCONNECTIONTIMEOUT. [default: 6m]
     #[arg(long, env = "KFPD_DB_INIT_TIMEOUT")]
     pub db_init_timeout: Option<String>,
+    /// SQLite only: how long a write waits for other writers (of this or another
+    /// process) to release the database before the request fails with 503.
+    /// [default: 10s]
+    #[arg(long, env = "KFPD_DB_BUSY_TIMEOUT")]
+    pub db_busy_timeout: Option<String>,
     /// Namespace recurring runs report in single-user mode. Upstream: POD_NAMESPACE.
     /// [default: kubeflow]
     #[arg(long, env = "KFPD_NAMESPACE")]
@@ -160,6 +165,7 @@ struct FileSettings {
     db_params: Option<String>,
     db_conn_max_lifetime: Option<String>,
     db_init_timeout: Option<String>,
+    db_busy_timeout: Option<String>,
     namespace: Option<String>,
     multi_user: Option<bool>,
     default_service_account: Option<String>,
@@ -204,6 +210,8 @@ pub struct Config {
     pub database: Database,
     pub conn_max_lifetime: Duration,
     pub init_timeout: Duration,
+    /// SQLite's busy timeout: the longest a writer waits for the write lock.
+    pub busy_timeout: Duration,
     pub namespace: String,
     pub multi_user: bool,
     pub default_service_account: String,
@@ -306,6 +314,16 @@ impl Config {
         let init_timeout =
             parse_duration(&init_timeout_text).map_err(|message| Error::Invalid {
                 key: "db_init_timeout",
+                message,
+            })?;
+        let busy_timeout_text = args
+            .db_busy_timeout
+            .clone()
+            .or(file.db_busy_timeout.clone())
+            .unwrap_or_else(|| "10s".to_string());
+        let busy_timeout =
+            parse_duration(&busy_timeout_text).map_err(|message| Error::Invalid {
+                key: "db_busy_timeout",
                 message,
             })?;
 
@@ -415,6 +433,7 @@ impl Config {
             database,
             conn_max_lifetime,
             init_timeout,
+            busy_timeout,
             namespace,
             multi_user,
             default_service_account,

@@ -92,7 +92,9 @@ impl From<kfpd_store::Error> for Error {
             Store::InvalidArgument(_) => Code::InvalidArgument,
             Store::FailedPrecondition(_) => Code::FailedPrecondition,
             Store::Aborted(_) => Code::Aborted,
-            Store::Unavailable(_) => Code::Unavailable,
+            // Busy: other writers held the database past the busy timeout, or a
+            // deadlock outlasted the store's retries; the client may try again.
+            Store::Unavailable(_) | Store::Busy(_) | Store::Conflict(_) => Code::Unavailable,
             Store::Unauthenticated(_) | Store::Internal(_) => Code::Internal,
         };
         if code == Code::Internal || code == Code::Unavailable {

@@ -72,6 +72,7 @@ pub async fn open_store(config: &Config) -> Result<SqlStore, StartError> {
         url: database.url.clone(),
         max_connections: 16,
         conn_max_lifetime: config.conn_max_lifetime,
+        busy_timeout: config.busy_timeout,
         create_database: true,
     };
     let started = Instant::now();

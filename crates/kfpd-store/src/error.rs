@@ -18,6 +18,15 @@ pub enum Error {
     /// The database cannot be reached; worth retrying.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// Other writers held the database past the busy timeout (SQLite), or a deadlock
+    /// or serialization conflict outlasted the store's retries; worth retrying later.
+    #[error("database busy: {0}")]
+    Busy(String),
+    /// The database aborted the transaction to break a deadlock or a serialization
+    /// conflict (PostgreSQL, MySQL); running the transaction again usually succeeds,
+    /// and the store's write paths do so before giving up with `Busy`.
+    #[error("database conflict: {0}")]
+    Conflict(String),
     /// The database refused our credentials; retrying will not help.
     #[error("database refused the credentials: {0}")]
     Unauthenticated(String),
@@ -35,7 +44,10 @@ impl Error {
     }
 
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Unavailable(_))
+        matches!(
+            self,
+            Error::Unavailable(_) | Error::Busy(_) | Error::Conflict(_)
+        )
     }
 }
 
@@ -52,6 +64,15 @@ impl From<sqlx::Error> for Error {
                 if matches!(code.as_str(), "28P01" | "28000" | "1045") {
                     return Error::Unauthenticated(db.message().to_string());
                 }
+                if is_conflict(db.as_ref(), &code) {
+                    return Error::Conflict(db.message().to_string());
+                }
+                if is_busy(db.as_ref(), &code) {
+                    return Error::Busy(format!(
+                        "{}: other writers held the database for longer than the busy timeout",
+                        db.message()
+                    ));
+                }
                 if db.is_unique_violation() {
                     return Error::AlreadyExists(db.message().to_string());
                 }
@@ -60,4 +81,25 @@ impl From<sqlx::Error> for Error {
             _ => Error::Internal(error.to_string()),
         }
     }
+}
+
+/// 40001 serialization failure, 40P01 deadlock (PostgreSQL); MySQL reports deadlocks
+/// (1213) with SQLSTATE 40001 and lock wait timeouts (1205) with HY000, so its
+/// numbers are read too.
+fn is_conflict(db: &dyn sqlx::error::DatabaseError, code: &str) -> bool {
+    if matches!(code, "40001" | "40P01") {
+        return true;
+    }
+    db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+        .is_some_and(|mysql| matches!(mysql.number(), 1205 | 1213))
+}
+
+/// SQLITE_BUSY (5) and SQLITE_LOCKED (6) with their extended codes: the primary code
+/// is the low byte.
+fn is_busy(db: &dyn sqlx::error::DatabaseError, code: &str) -> bool {
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_none() {
+        return false;
+    }
+    code.parse::<i64>()
+        .is_ok_and(|extended| matches!(extended & 0xff, 5 | 6))
 }

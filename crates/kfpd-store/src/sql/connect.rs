@@ -20,6 +20,9 @@ pub struct Options {
     pub conn_max_lifetime: Duration,
     /// Create the database named in the URL when it is missing (PostgreSQL, MySQL).
     pub create_database: bool,
+    /// SQLite: how long a writer waits for the write lock held by another
+    /// connection before its write fails with `Error::Busy`.
+    pub busy_timeout: Duration,
 }
 
 impl Options {
@@ -29,6 +32,7 @@ impl Options {
             max_connections: 8,
             conn_max_lifetime: Duration::from_secs(120),
             create_database: true,
+            busy_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -86,16 +90,31 @@ impl SqlStore {
             }
         };
         let is_sqlite = dialect == Dialect::Sqlite;
+        let busy_timeout = format!("PRAGMA busy_timeout = {}", options.busy_timeout.as_millis());
         let pool = AnyPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .max_lifetime(options.conn_max_lifetime)
             .acquire_timeout(Duration::from_secs(30))
             .after_connect(move |conn, _meta| {
+                let busy_timeout = busy_timeout.clone();
                 Box::pin(async move {
-                    if is_sqlite {
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    match dialect {
+                        Dialect::Sqlite => {
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                            conn.execute(busy_timeout.as_str()).await?;
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        }
+                        // The store's transactions are written for READ COMMITTED with
+                        // explicit row locks. A server defaulting to SERIALIZABLE would
+                        // abort archive cascades over and over (SSI conflicts on shared
+                        // index pages) for no gain in correctness.
+                        Dialect::Postgres => {
+                            conn.execute(
+                                "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED",
+                            )
+                            .await?;
+                        }
+                        Dialect::Mysql => {}
                     }
                     Ok(())
                 })

@@ -68,10 +68,13 @@ async fn default_id(tx: &mut Tx<'_>) -> Result<Option<String>, Error> {
 #[async_trait]
 impl ExperimentStore for SqlStore {
     async fn create_experiment(&self, new: NewExperiment) -> Result<Experiment, Error> {
-        let mut tx = self.begin().await?;
-        let created = insert(&mut tx, &new).await?;
-        tx.commit().await?;
-        Ok(created)
+        self.write("create experiment", || async {
+            let mut tx = self.begin_write().await?;
+            let created = insert(&mut tx, &new).await?;
+            tx.commit().await?;
+            Ok(created)
+        })
+        .await
     }
 
     async fn get_experiment(&self, id: &str) -> Result<Experiment, Error> {
@@ -103,42 +106,48 @@ impl ExperimentStore for SqlStore {
         state: StorageState,
         now: i64,
     ) -> Result<(), Error> {
-        let mut tx = self.begin().await?;
-        let mut sql = Sql::new("UPDATE experiments SET storage_state = ");
-        sql.bind(state.as_str()).push(" WHERE uuid = ").bind(id);
-        if tx.execute(&sql).await? == 0 && !exists(&mut tx, id).await? {
-            return Err(Error::not_found("experiment", id));
-        }
-        if state == StorageState::Archived {
-            super::run_counts::archive_experiment_runs(
-                &mut tx,
-                id,
-                StorageState::Archived.as_str(),
-            )
-            .await?;
-            let mut jobs = Sql::new("UPDATE recurring_runs SET enabled = 0, updated_at = ");
-            jobs.bind(now)
-                .push(" WHERE experiment_uuid = ")
-                .bind(id)
-                .push(" AND enabled <> 0");
-            tx.execute(&jobs).await?;
-        }
-        tx.commit().await
+        self.write("archive experiment", || async {
+            let mut tx = self.begin_write().await?;
+            let mut sql = Sql::new("UPDATE experiments SET storage_state = ");
+            sql.bind(state.as_str()).push(" WHERE uuid = ").bind(id);
+            if tx.execute(&sql).await? == 0 && !exists(&mut tx, id).await? {
+                return Err(Error::not_found("experiment", id));
+            }
+            if state == StorageState::Archived {
+                super::run_counts::archive_experiment_runs(
+                    &mut tx,
+                    id,
+                    StorageState::Archived.as_str(),
+                )
+                .await?;
+                let mut jobs = Sql::new("UPDATE recurring_runs SET enabled = 0, updated_at = ");
+                jobs.bind(now)
+                    .push(" WHERE experiment_uuid = ")
+                    .bind(id)
+                    .push(" AND enabled <> 0");
+                tx.execute(&jobs).await?;
+            }
+            tx.commit().await
+        })
+        .await
     }
 
     async fn delete_experiment(&self, id: &str) -> Result<(), Error> {
-        let mut tx = self.begin().await?;
-        if default_id(&mut tx).await?.as_deref() == Some(id) {
-            return Err(Error::Aborted(format!(
-                "experiment {id} is the default experiment and cannot be deleted"
-            )));
-        }
-        let mut sql = Sql::new("DELETE FROM experiments WHERE uuid = ");
-        sql.bind(id);
-        if tx.execute(&sql).await? == 0 {
-            return Err(Error::not_found("experiment", id));
-        }
-        tx.commit().await
+        self.write("delete experiment", || async {
+            let mut tx = self.begin_write().await?;
+            if default_id(&mut tx).await?.as_deref() == Some(id) {
+                return Err(Error::Aborted(format!(
+                    "experiment {id} is the default experiment and cannot be deleted"
+                )));
+            }
+            let mut sql = Sql::new("DELETE FROM experiments WHERE uuid = ");
+            sql.bind(id);
+            if tx.execute(&sql).await? == 0 {
+                return Err(Error::not_found("experiment", id));
+            }
+            tx.commit().await
+        })
+        .await
     }
 
     async fn default_experiment(&self, now: i64) -> Result<Experiment, Error> {
@@ -152,48 +161,62 @@ impl ExperimentStore for SqlStore {
                 Err(other) => return Err(other),
             }
         }
-        let mut tx = self.begin().await?;
-        let lock = tx.for_update();
-        let mut sql = Sql::new("SELECT experiment_uuid FROM default_experiment WHERE id = 1");
-        sql.push(lock);
-        let current = tx.fetch_optional(&sql).await?;
-        if let Some(row) = current {
-            let id = text(&row, "experiment_uuid")?;
-            let mut get = Sql::new("SELECT ");
-            get.push(COLUMNS)
-                .push(" FROM experiments WHERE uuid = ")
-                .bind(&id);
-            if let Some(found) = tx.fetch_optional(&get).await? {
-                tx.commit().await?;
-                return experiment(&found);
+        let mut choose = || async {
+            let mut tx = self.begin_write().await?;
+            let lock = tx.for_update();
+            let mut sql = Sql::new("SELECT experiment_uuid FROM default_experiment WHERE id = 1");
+            sql.push(lock);
+            let current = tx.fetch_optional(&sql).await?;
+            if let Some(row) = current {
+                let id = text(&row, "experiment_uuid")?;
+                let mut get = Sql::new("SELECT ");
+                get.push(COLUMNS)
+                    .push(" FROM experiments WHERE uuid = ")
+                    .bind(&id);
+                if let Some(found) = tx.fetch_optional(&get).await? {
+                    tx.commit().await?;
+                    return experiment(&found);
+                }
             }
-        }
-        // Reuse an experiment called Default in the empty namespace, else create it.
-        let mut by_name = Sql::new("SELECT ");
-        by_name
-            .push(COLUMNS)
-            .push(" FROM experiments WHERE namespace = '' AND name = ")
-            .bind(DEFAULT_NAME);
-        let chosen = match tx.fetch_optional(&by_name).await? {
-            Some(row) => experiment(&row)?,
-            None => {
-                let new = NewExperiment {
-                    name: DEFAULT_NAME.to_string(),
-                    description: DEFAULT_DESCRIPTION.to_string(),
-                    namespace: String::new(),
-                    created_at: now,
-                };
-                insert(&mut tx, &new).await?
-            }
+            // Reuse an experiment called Default in the empty namespace, else create it.
+            let mut by_name = Sql::new("SELECT ");
+            by_name
+                .push(COLUMNS)
+                .push(" FROM experiments WHERE namespace = '' AND name = ")
+                .bind(DEFAULT_NAME);
+            let chosen = match tx.fetch_optional(&by_name).await? {
+                Some(row) => experiment(&row)?,
+                None => {
+                    let new = NewExperiment {
+                        name: DEFAULT_NAME.to_string(),
+                        description: DEFAULT_DESCRIPTION.to_string(),
+                        namespace: String::new(),
+                        created_at: now,
+                    };
+                    insert(&mut tx, &new).await?
+                }
+            };
+            tx.execute(&Sql::new("DELETE FROM default_experiment WHERE id = 1"))
+                .await?;
+            let mut pointer =
+                Sql::new("INSERT INTO default_experiment (id, experiment_uuid) VALUES (1, ");
+            pointer.bind(&chosen.id).push(")");
+            tx.execute(&pointer).await?;
+            tx.commit().await?;
+            Ok(chosen)
         };
-        tx.execute(&Sql::new("DELETE FROM default_experiment WHERE id = 1"))
-            .await?;
-        let mut pointer =
-            Sql::new("INSERT INTO default_experiment (id, experiment_uuid) VALUES (1, ");
-        pointer.bind(&chosen.id).push(")");
-        tx.execute(&pointer).await?;
-        tx.commit().await?;
-        Ok(chosen)
+        match self
+            .write("create the default experiment", &mut choose)
+            .await
+        {
+            // Another server created it at the same moment (PostgreSQL, MySQL: both
+            // inserted `Default`); the second pass finds theirs.
+            Err(Error::AlreadyExists(_)) => {
+                self.write("create the default experiment", &mut choose)
+                    .await
+            }
+            chosen => chosen,
+        }
     }
 }
 

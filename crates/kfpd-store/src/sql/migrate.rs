@@ -112,7 +112,25 @@ async fn apply_pending(dialect: Dialect, conn: &mut AnyConnection) -> Result<(),
         );
         // PostgreSQL and SQLite roll DDL back with the transaction; MySQL commits DDL
         // implicitly, so a failed MySQL migration needs a manual look (the error says which).
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        // SQLite has no advisory lock: the write lock taken by BEGIN IMMEDIATE is the
+        // migration lock, and the version is checked again under it, since another
+        // process may have applied it meanwhile.
+        let mut tx = match dialect {
+            Dialect::Sqlite => sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?,
+            Dialect::Postgres | Dialect::Mysql => sqlx::Connection::begin(&mut *conn).await?,
+        };
+        if dialect == Dialect::Sqlite {
+            let applied_meanwhile =
+                sqlx::query("SELECT version FROM kfpd_schema_migrations WHERE version = ?")
+                    .bind(migration.version)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
+            if applied_meanwhile {
+                tx.rollback().await?;
+                continue;
+            }
+        }
         for statement in statements(script) {
             tx.execute(statement).await.map_err(|error| {
                 Error::Internal(format!(

@@ -16,6 +16,7 @@ mod run_counts;
 mod runs;
 mod schedules;
 mod tasks;
+mod write;
 
 use std::sync::Arc;
 
@@ -34,14 +35,17 @@ use crate::Error;
 pub struct SqlStore {
     pool: AnyPool,
     dialect: Dialect,
-    /// SQLite allows one writer at a time; taking this lock before a write
-    /// transaction turns "database is locked" failures into a short wait.
+    /// SQLite allows one writer at a time. Writers of this store queue on this lock
+    /// instead of each holding a pooled connection while SQLite's busy handler
+    /// sleeps; writers of other processes are kept out by `BEGIN IMMEDIATE`.
     write_lock: Option<Arc<Mutex<()>>>,
     /// Concurrent CreateRun calls share transactions (group commit).
     run_batches: Arc<run_batch::RunBatches>,
 }
 
-/// A write transaction, holding the SQLite writer lock while it lives.
+/// A write transaction, holding the SQLite writer lock while it lives. Fields drop
+/// in order: a transaction dropped without commit queues its rollback before the
+/// lock is released.
 pub(crate) struct Tx<'a> {
     tx: sqlx::Transaction<'static, sqlx::Any>,
     dialect: Dialect,
@@ -55,19 +59,6 @@ impl SqlStore {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
-    }
-
-    pub(crate) async fn begin(&self) -> Result<Tx<'_>, Error> {
-        let guard = match &self.write_lock {
-            Some(lock) => Some(lock.lock().await),
-            None => None,
-        };
-        let tx = self.pool.begin().await?;
-        Ok(Tx {
-            tx,
-            dialect: self.dialect,
-            _guard: guard,
-        })
     }
 
     pub(crate) async fn fetch_all(&self, sql: &Sql) -> Result<Vec<AnyRow>, Error> {
@@ -116,6 +107,8 @@ impl SqlStore {
         page.append(scope);
         page.push_page(query);
 
+        // A read-only transaction: it never writes, so on SQLite it cannot meet the
+        // busy error of a reader that turns writer.
         let mut tx = self.pool.begin().await?;
         let (text, args) = page.build(self.dialect);
         let mut rows = sqlx::query_with(&text, args).fetch_all(&mut *tx).await?;
@@ -167,8 +160,8 @@ impl Tx<'_> {
         Ok(sqlx::query_with(&text, args).fetch_all(self.conn()).await?)
     }
 
-    /// ` FOR UPDATE` where the engine has row locks; SQLite's single writer already
-    /// serialises us.
+    /// ` FOR UPDATE` where the engine has row locks; on SQLite the transaction holds
+    /// the database's write lock from its `BEGIN IMMEDIATE`.
     pub(crate) fn for_update(&self) -> &'static str {
         match self.dialect {
             Dialect::Sqlite => "",
@@ -178,6 +171,13 @@ impl Tx<'_> {
 
     pub(crate) async fn commit(self) -> Result<(), Error> {
         self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Rolls back before the writer lock is released, which dropping the
+    /// transaction does not wait for: for the paths that give up often.
+    pub(crate) async fn rollback(self) -> Result<(), Error> {
+        self.tx.rollback().await?;
         Ok(())
     }
 }

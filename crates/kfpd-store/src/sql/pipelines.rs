@@ -190,26 +190,29 @@ impl SqlStore {
         id: &str,
         update: &PipelineUpdate,
     ) -> Result<(), Error> {
-        let mut tx = self.begin().await?;
-        let lock = tx.for_update();
-        let mut check = Sql::new("SELECT uuid FROM ");
-        check.push(table).push(" WHERE uuid = ").bind(id).push(lock);
-        if tx.fetch_optional(&check).await?.is_none() {
-            return Err(Error::not_found(kind, id));
-        }
-        if let Some(display_name) = &update.display_name {
-            let mut sql = Sql::new("UPDATE ");
-            sql.push(table)
-                .push(" SET display_name = ")
-                .bind(display_name)
-                .push(" WHERE uuid = ")
-                .bind(id);
-            tx.execute(&sql).await?;
-        }
-        if let Some(values) = &update.tags {
-            write_tags(&mut tx, tags, id, values).await?;
-        }
-        tx.commit().await
+        self.write("update pipeline", || async {
+            let mut tx = self.begin_write().await?;
+            let lock = tx.for_update();
+            let mut check = Sql::new("SELECT uuid FROM ");
+            check.push(table).push(" WHERE uuid = ").bind(id).push(lock);
+            if tx.fetch_optional(&check).await?.is_none() {
+                return Err(Error::not_found(kind, id));
+            }
+            if let Some(display_name) = &update.display_name {
+                let mut sql = Sql::new("UPDATE ");
+                sql.push(table)
+                    .push(" SET display_name = ")
+                    .bind(display_name)
+                    .push(" WHERE uuid = ")
+                    .bind(id);
+                tx.execute(&sql).await?;
+            }
+            if let Some(values) = &update.tags {
+                write_tags(&mut tx, tags, id, values).await?;
+            }
+            tx.commit().await
+        })
+        .await
     }
 
     async fn with_pipeline_tags(&self, mut items: Vec<Pipeline>) -> Result<Vec<Pipeline>, Error> {
@@ -276,36 +279,39 @@ impl PipelineStore for SqlStore {
             created_at: new.created_at,
             tags: new.tags.clone(),
         };
-        let mut tx = self.begin().await?;
-        let mut sql = Sql::new("INSERT INTO pipelines (");
-        sql.push(PIPELINE_COLUMNS).push(", status) VALUES (");
-        let values: [Arg; 7] = [
-            (&created.id).into(),
-            (&created.name).into(),
-            (&created.display_name).into(),
-            (&created.description).into(),
-            (&created.namespace).into(),
-            created.created_at.into(),
-            READY.into(),
-        ];
-        push_values(&mut sql, values);
-        tx.execute(&sql).await.map_err(|error| match error {
-            Error::AlreadyExists(_) => Error::AlreadyExists(format!(
-                "pipeline named {:?} already exists in namespace {:?}",
-                new.name, new.namespace
-            )),
-            other => other,
-        })?;
-        write_tags(&mut tx, PIPELINE_TAGS, &created.id, &created.tags).await?;
-        let version = match first_version {
-            Some(mut first) => {
-                first.pipeline_id = created.id.clone();
-                Some(insert_version(&mut tx, &first).await?)
-            }
-            None => None,
-        };
-        tx.commit().await?;
-        Ok((created, version))
+        self.write("create pipeline", || async {
+            let mut tx = self.begin_write().await?;
+            let mut sql = Sql::new("INSERT INTO pipelines (");
+            sql.push(PIPELINE_COLUMNS).push(", status) VALUES (");
+            let values: [Arg; 7] = [
+                (&created.id).into(),
+                (&created.name).into(),
+                (&created.display_name).into(),
+                (&created.description).into(),
+                (&created.namespace).into(),
+                created.created_at.into(),
+                READY.into(),
+            ];
+            push_values(&mut sql, values);
+            tx.execute(&sql).await.map_err(|error| match error {
+                Error::AlreadyExists(_) => Error::AlreadyExists(format!(
+                    "pipeline named {:?} already exists in namespace {:?}",
+                    new.name, new.namespace
+                )),
+                other => other,
+            })?;
+            write_tags(&mut tx, PIPELINE_TAGS, &created.id, &created.tags).await?;
+            let version = match first_version.clone() {
+                Some(mut first) => {
+                    first.pipeline_id = created.id.clone();
+                    Some(insert_version(&mut tx, &first).await?)
+                }
+                None => None,
+            };
+            tx.commit().await?;
+            Ok((created.clone(), version))
+        })
+        .await
     }
 
     async fn get_pipeline(&self, id: &str) -> Result<Pipeline, Error> {
@@ -361,59 +367,65 @@ impl PipelineStore for SqlStore {
     }
 
     async fn delete_pipeline(&self, id: &str, cascade: bool) -> Result<(), Error> {
-        let mut tx = self.begin().await?;
-        let lock = tx.for_update();
-        let mut check = Sql::new("SELECT uuid FROM pipelines WHERE uuid = ");
-        check.bind(id).push(lock);
-        if tx.fetch_optional(&check).await?.is_none() {
-            return Err(Error::not_found("pipeline", id));
-        }
-        let mut versions =
-            Sql::new("SELECT COUNT(*) FROM pipeline_versions WHERE pipeline_uuid = ");
-        versions.bind(id);
-        let count = match tx.fetch_optional(&versions).await? {
-            Some(row) => int(&row, 0)?,
-            None => 0,
-        };
-        if count > 0 && !cascade {
-            return Err(Error::FailedPrecondition(format!(
-                "pipeline {id} still has {count} version(s); delete them first or set cascade=true"
-            )));
-        }
-        // Tags and versions go with the pipeline (ON DELETE CASCADE); spelled out so
-        // the result does not depend on foreign-key enforcement being on.
-        for statement in [
-            "DELETE FROM pipeline_version_tags WHERE version_uuid IN (SELECT uuid FROM pipeline_versions WHERE pipeline_uuid = ",
-            "DELETE FROM pipeline_versions WHERE pipeline_uuid = ",
-            "DELETE FROM pipeline_tags WHERE pipeline_uuid = ",
-        ] {
-            let mut sql = Sql::new(statement);
-            sql.bind(id);
-            if statement.contains("IN (SELECT") {
-                sql.push(")");
+        self.write("delete pipeline", || async {
+            let mut tx = self.begin_write().await?;
+            let lock = tx.for_update();
+            let mut check = Sql::new("SELECT uuid FROM pipelines WHERE uuid = ");
+            check.bind(id).push(lock);
+            if tx.fetch_optional(&check).await?.is_none() {
+                return Err(Error::not_found("pipeline", id));
             }
+            let mut versions =
+                Sql::new("SELECT COUNT(*) FROM pipeline_versions WHERE pipeline_uuid = ");
+            versions.bind(id);
+            let count = match tx.fetch_optional(&versions).await? {
+                Some(row) => int(&row, 0)?,
+                None => 0,
+            };
+            if count > 0 && !cascade {
+                return Err(Error::FailedPrecondition(format!(
+                    "pipeline {id} still has {count} version(s); delete them first or set cascade=true"
+                )));
+            }
+            // Tags and versions go with the pipeline (ON DELETE CASCADE); spelled out so
+            // the result does not depend on foreign-key enforcement being on.
+            for statement in [
+                "DELETE FROM pipeline_version_tags WHERE version_uuid IN (SELECT uuid FROM pipeline_versions WHERE pipeline_uuid = ",
+                "DELETE FROM pipeline_versions WHERE pipeline_uuid = ",
+                "DELETE FROM pipeline_tags WHERE pipeline_uuid = ",
+            ] {
+                let mut sql = Sql::new(statement);
+                sql.bind(id);
+                if statement.contains("IN (SELECT") {
+                    sql.push(")");
+                }
+                tx.execute(&sql).await?;
+            }
+            let mut sql = Sql::new("DELETE FROM pipelines WHERE uuid = ");
+            sql.bind(id);
             tx.execute(&sql).await?;
-        }
-        let mut sql = Sql::new("DELETE FROM pipelines WHERE uuid = ");
-        sql.bind(id);
-        tx.execute(&sql).await?;
-        tx.commit().await
+            tx.commit().await
+        })
+        .await
     }
 
     async fn create_pipeline_version(
         &self,
         new: NewPipelineVersion,
     ) -> Result<PipelineVersion, Error> {
-        let mut tx = self.begin().await?;
-        let lock = tx.for_update();
-        let mut check = Sql::new("SELECT uuid FROM pipelines WHERE uuid = ");
-        check.bind(&new.pipeline_id).push(lock);
-        if tx.fetch_optional(&check).await?.is_none() {
-            return Err(Error::not_found("pipeline", &new.pipeline_id));
-        }
-        let created = insert_version(&mut tx, &new).await?;
-        tx.commit().await?;
-        Ok(created)
+        self.write("create pipeline version", || async {
+            let mut tx = self.begin_write().await?;
+            let lock = tx.for_update();
+            let mut check = Sql::new("SELECT uuid FROM pipelines WHERE uuid = ");
+            check.bind(&new.pipeline_id).push(lock);
+            if tx.fetch_optional(&check).await?.is_none() {
+                return Err(Error::not_found("pipeline", &new.pipeline_id));
+            }
+            let created = insert_version(&mut tx, &new).await?;
+            tx.commit().await?;
+            Ok(created)
+        })
+        .await
     }
 
     async fn get_pipeline_version(&self, id: &str) -> Result<PipelineVersion, Error> {
@@ -477,15 +489,18 @@ impl PipelineStore for SqlStore {
     }
 
     async fn delete_pipeline_version(&self, id: &str) -> Result<(), Error> {
-        let mut tx = self.begin().await?;
-        let mut tags = Sql::new("DELETE FROM pipeline_version_tags WHERE version_uuid = ");
-        tags.bind(id);
-        tx.execute(&tags).await?;
-        let mut sql = Sql::new("DELETE FROM pipeline_versions WHERE uuid = ");
-        sql.bind(id);
-        if tx.execute(&sql).await? == 0 {
-            return Err(Error::not_found("pipeline version", id));
-        }
-        tx.commit().await
+        self.write("delete pipeline version", || async {
+            let mut tx = self.begin_write().await?;
+            let mut tags = Sql::new("DELETE FROM pipeline_version_tags WHERE version_uuid = ");
+            tags.bind(id);
+            tx.execute(&tags).await?;
+            let mut sql = Sql::new("DELETE FROM pipeline_versions WHERE uuid = ");
+            sql.bind(id);
+            if tx.execute(&sql).await? == 0 {
+                return Err(Error::not_found("pipeline version", id));
+            }
+            tx.commit().await
+        })
+        .await
     }
 }

@@ -154,10 +154,13 @@ impl RecurringRunStore for SqlStore {
             created.revision.into(),
         ];
         push_values(&mut sql, values);
-        let mut tx = self.begin().await?;
-        tx.execute(&sql).await?;
-        tx.commit().await?;
-        Ok(created)
+        self.write("create recurring run", || async {
+            let mut tx = self.begin_write().await?;
+            tx.execute(&sql).await?;
+            tx.commit().await?;
+            Ok(created.clone())
+        })
+        .await
     }
 
     async fn get_recurring_run(&self, id: &str) -> Result<RecurringRun, Error> {
@@ -198,21 +201,27 @@ impl RecurringRunStore for SqlStore {
             .bind(now)
             .push(" WHERE uuid = ")
             .bind(id);
-        let mut tx = self.begin().await?;
-        if tx.execute(&sql).await? == 0 {
-            return Err(Error::not_found("recurring run", id));
-        }
-        tx.commit().await
+        self.write("enable recurring run", || async {
+            let mut tx = self.begin_write().await?;
+            if tx.execute(&sql).await? == 0 {
+                return Err(Error::not_found("recurring run", id));
+            }
+            tx.commit().await
+        })
+        .await
     }
 
     async fn delete_recurring_run(&self, id: &str) -> Result<(), Error> {
         let mut sql = Sql::new("DELETE FROM recurring_runs WHERE uuid = ");
         sql.bind(id);
-        let mut tx = self.begin().await?;
-        if tx.execute(&sql).await? == 0 {
-            return Err(Error::not_found("recurring run", id));
-        }
-        tx.commit().await
+        self.write("delete recurring run", || async {
+            let mut tx = self.begin_write().await?;
+            if tx.execute(&sql).await? == 0 {
+                return Err(Error::not_found("recurring run", id));
+            }
+            tx.commit().await
+        })
+        .await
     }
 
     async fn update_recurring_run(
@@ -269,24 +278,27 @@ impl RecurringRunStore for SqlStore {
         }
         sql.push(" WHERE uuid = ").bind(id);
         push_guard(&mut sql, guard);
-        let mut tx = self.begin().await?;
-        if tx.execute(&sql).await? == 0 {
-            if !exists(&mut tx, id).await? {
-                return Err(Error::not_found("recurring run", id));
+        self.write("update recurring run", || async {
+            let mut tx = self.begin_write().await?;
+            if tx.execute(&sql).await? == 0 {
+                if !exists(&mut tx, id).await? {
+                    return Err(Error::not_found("recurring run", id));
+                }
+                return Err(Error::Aborted(format!(
+                    "recurring run {id} changed while it was being updated; try again"
+                )));
             }
-            return Err(Error::Aborted(format!(
-                "recurring run {id} changed while it was being updated; try again"
-            )));
-        }
-        let mut read = Sql::new("SELECT ");
-        read.push(COLUMNS)
-            .push(" FROM recurring_runs WHERE uuid = ")
-            .bind(id);
-        let row = tx.fetch_optional(&read).await?;
-        let row = row.ok_or_else(|| Error::not_found("recurring run", id))?;
-        let updated = recurring_run(&row)?;
-        tx.commit().await?;
-        Ok(updated)
+            let mut read = Sql::new("SELECT ");
+            read.push(COLUMNS)
+                .push(" FROM recurring_runs WHERE uuid = ")
+                .bind(id);
+            let row = tx.fetch_optional(&read).await?;
+            let row = row.ok_or_else(|| Error::not_found("recurring run", id))?;
+            let updated = recurring_run(&row)?;
+            tx.commit().await?;
+            Ok(updated)
+        })
+        .await
     }
 
     async fn due_recurring_runs(&self, now: i64, limit: usize) -> Result<Vec<RecurringRun>, Error> {

@@ -111,8 +111,12 @@ async fn write(store: &SqlStore, batch: Vec<Queued>) {
 }
 
 async fn write_all(store: &SqlStore, runs: &[(String, NewRun)]) -> Result<Vec<Run>, Error> {
-    let mut tx = store.begin().await?;
-    let created = insert_runs(&mut tx, runs).await?;
-    tx.commit().await?;
-    Ok(created)
+    store
+        .write("create runs", || async {
+            let mut tx = store.begin_write().await?;
+            let created = insert_runs(&mut tx, runs).await?;
+            tx.commit().await?;
+            Ok(created)
+        })
+        .await
 }

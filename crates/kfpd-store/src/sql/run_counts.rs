@@ -214,15 +214,18 @@ impl SqlStore {
     /// Recomputes `run_counts` from the runs table: for data written around the store
     /// (bulk loads, restores) and as a repair. Runs in one transaction.
     pub async fn rebuild_run_counts(&self) -> Result<(), Error> {
-        let mut tx = self.begin().await?;
-        tx.execute(&Sql::new("DELETE FROM run_counts")).await?;
-        tx.execute(&Sql::new(
-            "INSERT INTO run_counts (namespace, experiment_uuid, storage_state, state, shard, run_count) \
-             SELECT namespace, experiment_uuid, storage_state, state, 0, COUNT(*) FROM runs \
-             GROUP BY namespace, experiment_uuid, storage_state, state",
-        ))
-        .await?;
-        tx.commit().await
+        self.write("rebuild run counts", || async {
+            let mut tx = self.begin_write().await?;
+            tx.execute(&Sql::new("DELETE FROM run_counts")).await?;
+            tx.execute(&Sql::new(
+                "INSERT INTO run_counts (namespace, experiment_uuid, storage_state, state, shard, run_count) \
+                 SELECT namespace, experiment_uuid, storage_state, state, 0, COUNT(*) FROM runs \
+                 GROUP BY namespace, experiment_uuid, storage_state, state",
+            ))
+            .await?;
+            tx.commit().await
+        })
+        .await
     }
 }
 

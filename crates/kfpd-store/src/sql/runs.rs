@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use super::pipelines::push_values;
 use super::rows::{int, opt_text, text};
 use super::run_counts::{self, CountKey};
-use super::{Arg, Sql, SqlStore, Tx};
+use super::{Arg, Dialect, Sql, SqlStore, Tx};
 use crate::list::{ListQuery, Page};
 use crate::{new_id, Error, NewRun, Run, RunState, RunStore, Scope, StateChange, StorageState};
 
@@ -93,6 +93,11 @@ pub(super) async fn insert_runs(
     tx: &mut Tx<'_>,
     runs: &[(String, NewRun)],
 ) -> Result<Vec<Run>, Error> {
+    let experiments: Vec<&str> = runs
+        .iter()
+        .map(|(_, new)| new.experiment_id.as_str())
+        .collect();
+    lock_experiments(tx, &experiments).await?;
     let mut created = Vec::with_capacity(runs.len());
     for (id, new) in runs {
         let state = RunState::Pending;
@@ -203,6 +208,29 @@ pub(super) async fn insert_runs(
     Ok(created)
 }
 
+/// Locks the rows of these experiments (PostgreSQL, MySQL), in id order, before a
+/// transaction adds runs to them. Archiving an experiment locks its row first too,
+/// so creates and archives of one experiment queue on that row instead of
+/// deadlocking on the runs index (InnoDB's gap locks) and the counts.
+pub(super) async fn lock_experiments(tx: &mut Tx<'_>, ids: &[&str]) -> Result<(), Error> {
+    if tx.dialect == Dialect::Sqlite || ids.is_empty() {
+        return Ok(());
+    }
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut sql = Sql::new("SELECT uuid FROM experiments WHERE uuid IN (");
+    for (index, id) in sorted.iter().enumerate() {
+        if index > 0 {
+            sql.push(", ");
+        }
+        sql.bind(*id);
+    }
+    sql.push(") ORDER BY uuid").push(tx.for_update());
+    tx.fetch_all(&sql).await?;
+    Ok(())
+}
+
 async fn insert_specs(tx: &mut Tx<'_>, specs: &[(&String, &String)]) -> Result<(), Error> {
     if specs.is_empty() {
         return Ok(());
@@ -268,62 +296,68 @@ impl RunStore for SqlStore {
         state: StorageState,
         now: i64,
     ) -> Result<(), Error> {
-        let mut tx = self.begin().await?;
-        let current = locked_run(&mut tx, id).await?;
-        if state == StorageState::Available {
-            let mut experiment = Sql::new("SELECT storage_state FROM experiments WHERE uuid = ");
-            experiment.bind(&current.experiment_id);
-            if let Some(row) = tx.fetch_optional(&experiment).await? {
-                let archived =
-                    StorageState::parse(&text(&row, "storage_state")?) == StorageState::Archived;
-                if archived {
-                    return Err(Error::FailedPrecondition(format!(
-                        "cannot unarchive run {id}: its experiment {} is archived; unarchive the experiment first",
-                        current.experiment_id
-                    )));
+        self.write("archive run", || async {
+            let mut tx = self.begin_write().await?;
+            let current = locked_run(&mut tx, id).await?;
+            if state == StorageState::Available {
+                let mut experiment = Sql::new("SELECT storage_state FROM experiments WHERE uuid = ");
+                experiment.bind(&current.experiment_id);
+                if let Some(row) = tx.fetch_optional(&experiment).await? {
+                    let archived =
+                        StorageState::parse(&text(&row, "storage_state")?) == StorageState::Archived;
+                    if archived {
+                        return Err(Error::FailedPrecondition(format!(
+                            "cannot unarchive run {id}: its experiment {} is archived; unarchive the experiment first",
+                            current.experiment_id
+                        )));
+                    }
                 }
             }
-        }
-        let archived_at = if state == StorageState::Archived {
-            now
-        } else {
-            0
-        };
-        let mut sql = Sql::new("UPDATE runs SET storage_state = ");
-        sql.bind(state.as_str())
-            .push(", archived_at = ")
-            .bind(archived_at)
-            .push(" WHERE uuid = ")
-            .bind(id);
-        tx.execute(&sql).await?;
-        let after = Run {
-            storage_state: state,
-            ..current.clone()
-        };
-        run_counts::moved(&mut tx, count_key(&current), count_key(&after)).await?;
-        tx.commit().await
+            let archived_at = if state == StorageState::Archived {
+                now
+            } else {
+                0
+            };
+            let mut sql = Sql::new("UPDATE runs SET storage_state = ");
+            sql.bind(state.as_str())
+                .push(", archived_at = ")
+                .bind(archived_at)
+                .push(" WHERE uuid = ")
+                .bind(id);
+            tx.execute(&sql).await?;
+            let after = Run {
+                storage_state: state,
+                ..current.clone()
+            };
+            run_counts::moved(&mut tx, count_key(&current), count_key(&after)).await?;
+            tx.commit().await
+        })
+        .await
     }
 
     async fn delete_run(&self, id: &str) -> Result<(), Error> {
-        let mut tx = self.begin().await?;
-        let current = locked_run(&mut tx, id).await?;
-        for statement in [
-            "DELETE FROM artifact_links WHERE run_uuid = ",
-            "DELETE FROM artifacts WHERE run_uuid = ",
-            "DELETE FROM tasks WHERE run_uuid = ",
-            "DELETE FROM run_specs WHERE run_uuid = ",
-        ] {
-            let mut sql = Sql::new(statement);
+        self.write("delete run", || async {
+            let mut tx = self.begin_write().await?;
+            let current = locked_run(&mut tx, id).await?;
+            for statement in [
+                "DELETE FROM artifact_links WHERE run_uuid = ",
+                "DELETE FROM artifacts WHERE run_uuid = ",
+                "DELETE FROM tasks WHERE run_uuid = ",
+                "DELETE FROM run_specs WHERE run_uuid = ",
+            ] {
+                let mut sql = Sql::new(statement);
+                sql.bind(id);
+                tx.execute(&sql).await?;
+            }
+            let mut sql = Sql::new("DELETE FROM runs WHERE uuid = ");
             sql.bind(id);
-            tx.execute(&sql).await?;
-        }
-        let mut sql = Sql::new("DELETE FROM runs WHERE uuid = ");
-        sql.bind(id);
-        if tx.execute(&sql).await? == 0 {
-            return Err(Error::not_found("run", id));
-        }
-        run_counts::adjust(&mut tx, vec![(count_key(&current), -1)]).await?;
-        tx.commit().await
+            if tx.execute(&sql).await? == 0 {
+                return Err(Error::not_found("run", id));
+            }
+            run_counts::adjust(&mut tx, vec![(count_key(&current), -1)]).await?;
+            tx.commit().await
+        })
+        .await
     }
 
     async fn transition_run(
@@ -334,42 +368,45 @@ impl RunStore for SqlStore {
         error: Option<String>,
         now: i64,
     ) -> Result<Run, Error> {
-        let mut tx = self.begin().await?;
-        let mut current = locked_run(&mut tx, id).await?;
-        if !from.contains(&current.state) {
-            return Err(Error::FailedPrecondition(format!(
-                "run {id} is {}, which cannot change to {}",
-                current.state.as_str(),
-                state.as_str()
-            )));
-        }
-        if current.state_history.last().map(|change| change.state) != Some(state) {
-            current.state_history.push(StateChange {
-                time: now,
-                state,
-                error: error.clone(),
-            });
-        }
-        let finished_at = if state.is_terminal() { now } else { 0 };
-        let mut sql = Sql::new("UPDATE runs SET state = ");
-        sql.bind(state.as_str())
-            .push(", conditions = ")
-            .bind(state.condition())
-            .push(", finished_at = ")
-            .bind(finished_at)
-            .push(", error = ");
-        sql.bind(error.as_ref());
-        sql.push(", state_history = ")
-            .bind(history_json(&current.state_history)?)
-            .push(" WHERE uuid = ")
-            .bind(id);
-        tx.execute(&sql).await?;
-        let before = count_key(&current);
-        current.state = state;
-        run_counts::moved(&mut tx, before, count_key(&current)).await?;
-        tx.commit().await?;
-        current.finished_at = finished_at;
-        current.error = error;
-        Ok(current)
+        self.write("change run state", || async {
+            let mut tx = self.begin_write().await?;
+            let mut current = locked_run(&mut tx, id).await?;
+            if !from.contains(&current.state) {
+                return Err(Error::FailedPrecondition(format!(
+                    "run {id} is {}, which cannot change to {}",
+                    current.state.as_str(),
+                    state.as_str()
+                )));
+            }
+            if current.state_history.last().map(|change| change.state) != Some(state) {
+                current.state_history.push(StateChange {
+                    time: now,
+                    state,
+                    error: error.clone(),
+                });
+            }
+            let finished_at = if state.is_terminal() { now } else { 0 };
+            let mut sql = Sql::new("UPDATE runs SET state = ");
+            sql.bind(state.as_str())
+                .push(", conditions = ")
+                .bind(state.condition())
+                .push(", finished_at = ")
+                .bind(finished_at)
+                .push(", error = ");
+            sql.bind(error.as_ref());
+            sql.push(", state_history = ")
+                .bind(history_json(&current.state_history)?)
+                .push(" WHERE uuid = ")
+                .bind(id);
+            tx.execute(&sql).await?;
+            let before = count_key(&current);
+            current.state = state;
+            run_counts::moved(&mut tx, before, count_key(&current)).await?;
+            tx.commit().await?;
+            current.finished_at = finished_at;
+            current.error = error.clone();
+            Ok(current)
+        })
+        .await
     }
 }

@@ -14,7 +14,7 @@ use sqlx::any::AnyRow;
 
 use super::recurring_runs::{push_guard, recurring_run, COLUMNS};
 use super::rows::{int, opt_int};
-use super::runs::insert_run;
+use super::runs::{insert_run, lock_experiments};
 use super::{Sql, SqlStore, Tx};
 use crate::{Error, Fire, FireOutcome, RecurringRun, RunState, ScheduleGuard};
 
@@ -55,10 +55,14 @@ pub(super) async fn reschedule(
     let mut sql = Sql::new("UPDATE recurring_runs SET next_fire_at = ");
     sql.bind(next_fire_at).push(" WHERE uuid = ").bind(id);
     push_guard(&mut sql, guard);
-    let mut tx = store.begin().await?;
-    let changed = tx.execute(&sql).await?;
-    tx.commit().await?;
-    Ok(changed > 0)
+    store
+        .write("reschedule recurring run", || async {
+            let mut tx = store.begin_write().await?;
+            let changed = tx.execute(&sql).await?;
+            tx.commit().await?;
+            Ok(changed > 0)
+        })
+        .await
 }
 
 pub(super) async fn active_runs(store: &SqlStore, recurring_run_id: &str) -> Result<i64, Error> {
@@ -111,46 +115,59 @@ pub(super) async fn fire(store: &SqlStore, fire: Fire) -> Result<FireOutcome, Er
             fire.recurring_run_id, fire.tick, fire.guard.last_fired_at
         )));
     }
-    // The claim comes first: it takes the row lock (and SQLite's write lock)
-    // before anything is read, so the count below sees every run of earlier
-    // claims. Returning early drops the transaction, which rolls it back.
-    let mut tx = store.begin().await?;
-    if !claim(&mut tx, &fire, true).await? {
-        return Ok(FireOutcome::Lost);
-    }
-    let active = active_runs_in(&mut tx, &fire.recurring_run_id).await?;
-    if active >= fire.max_concurrency {
-        return Ok(FireOutcome::AtCapacity {
-            active_runs: active,
-        });
-    }
-    match insert_run(&mut tx, fire.run_id.clone(), fire.run.clone()).await {
-        Ok(run) => {
-            tx.commit().await?;
-            Ok(FireOutcome::Fired(Box::new(run)))
-        }
-        Err(Error::AlreadyExists(_)) => {
-            drop(tx);
-            claim_existing(store, &fire).await
-        }
-        Err(error) => Err(error),
-    }
+    // The claim comes first: it takes the row lock (SQLite: the transaction holds
+    // the write lock) before anything is read, so the count below sees every run
+    // of earlier claims. Only the experiment's row is locked before it, in the
+    // order every writer of runs takes its locks. Returning early rolls the transaction back (an error drops it,
+    // which rolls it back too).
+    store
+        .write("fire recurring run", || async {
+            let mut tx = store.begin_write().await?;
+            lock_experiments(&mut tx, &[fire.run.experiment_id.as_str()]).await?;
+            if !claim(&mut tx, &fire, true).await? {
+                tx.rollback().await?;
+                return Ok(FireOutcome::Lost);
+            }
+            let active = active_runs_in(&mut tx, &fire.recurring_run_id).await?;
+            if active >= fire.max_concurrency {
+                tx.rollback().await?;
+                return Ok(FireOutcome::AtCapacity {
+                    active_runs: active,
+                });
+            }
+            match insert_run(&mut tx, fire.run_id.clone(), fire.run.clone()).await {
+                Ok(run) => {
+                    tx.commit().await?;
+                    Ok(FireOutcome::Fired(Box::new(run)))
+                }
+                Err(Error::AlreadyExists(_)) => {
+                    drop(tx);
+                    claim_existing(store, &fire).await
+                }
+                Err(error) => Err(error),
+            }
+        })
+        .await
 }
 
 /// The tick's run exists already: claim the tick without a second run.
 async fn claim_existing(store: &SqlStore, fire: &Fire) -> Result<FireOutcome, Error> {
-    let mut tx = store.begin().await?;
-    if !claim(&mut tx, fire, false).await? {
-        return Ok(FireOutcome::Lost);
-    }
-    tx.commit().await?;
-    tracing::warn!(
-        recurring_run = %fire.recurring_run_id,
-        tick = fire.tick,
-        run = %fire.run_id,
-        "the run of this tick already existed; claimed the tick without another run"
-    );
-    Ok(FireOutcome::AlreadyFired)
+    store
+        .write("claim a fired tick", || async {
+            let mut tx = store.begin_write().await?;
+            if !claim(&mut tx, fire, false).await? {
+                return Ok(FireOutcome::Lost);
+            }
+            tx.commit().await?;
+            tracing::warn!(
+                recurring_run = %fire.recurring_run_id,
+                tick = fire.tick,
+                run = %fire.run_id,
+                "the run of this tick already existed; claimed the tick without another run"
+            );
+            Ok(FireOutcome::AlreadyFired)
+        })
+        .await
 }
 
 async fn active_runs_in(tx: &mut Tx<'_>, recurring_run_id: &str) -> Result<i64, Error> {

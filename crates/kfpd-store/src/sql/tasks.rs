@@ -146,11 +146,14 @@ impl ExecutionStore for SqlStore {
             .iter()
             .map(|task| self.upsert_task(task))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut tx = self.begin().await?;
-        for statement in &statements {
-            tx.execute(statement).await?;
-        }
-        tx.commit().await
+        self.write("save tasks", || async {
+            let mut tx = self.begin_write().await?;
+            for statement in &statements {
+                tx.execute(statement).await?;
+            }
+            tx.commit().await
+        })
+        .await
     }
 
     async fn get_task(&self, id: &str) -> Result<Task, Error> {
@@ -214,25 +217,28 @@ impl ExecutionStore for SqlStore {
                 artifact.created_at.into(),
             ],
         );
-        let mut tx = self.begin().await?;
-        tx.execute(&sql).await?;
-        if !artifact.producer_task_id.is_empty() {
-            let mut link = Sql::new(
-                "INSERT INTO artifact_links (task_uuid, artifact_id, direction, io_key, run_uuid) VALUES (",
-            );
-            push_values(
-                &mut link,
-                [
-                    (&artifact.producer_task_id).into(),
-                    artifact.id.into(),
-                    Direction::Output.as_str().into(),
-                    (&artifact.output_key).into(),
-                    (&artifact.run_id).into(),
-                ],
-            );
-            tx.execute(&link).await?;
-        }
-        tx.commit().await
+        self.write("create artifact", || async {
+            let mut tx = self.begin_write().await?;
+            tx.execute(&sql).await?;
+            if !artifact.producer_task_id.is_empty() {
+                let mut link = Sql::new(
+                    "INSERT INTO artifact_links (task_uuid, artifact_id, direction, io_key, run_uuid) VALUES (",
+                );
+                push_values(
+                    &mut link,
+                    [
+                        (&artifact.producer_task_id).into(),
+                        artifact.id.into(),
+                        Direction::Output.as_str().into(),
+                        (&artifact.output_key).into(),
+                        (&artifact.run_id).into(),
+                    ],
+                );
+                tx.execute(&link).await?;
+            }
+            tx.commit().await
+        })
+        .await
     }
 
     async fn link_artifact(&self, run_id: &str, link: &ArtifactLink) -> Result<(), Error> {
@@ -245,25 +251,28 @@ impl ExecutionStore for SqlStore {
             .bind(link.direction.as_str())
             .push(" AND io_key = ")
             .bind(&link.key);
-        let mut tx = self.begin().await?;
-        if tx.fetch_optional(&exists).await?.is_some() {
-            return Ok(());
-        }
-        let mut sql = Sql::new(
-            "INSERT INTO artifact_links (task_uuid, artifact_id, direction, io_key, run_uuid) VALUES (",
-        );
-        push_values(
-            &mut sql,
-            [
-                (&link.task_id).into(),
-                link.artifact_id.into(),
-                link.direction.as_str().into(),
-                (&link.key).into(),
-                run_id.into(),
-            ],
-        );
-        tx.execute(&sql).await?;
-        tx.commit().await
+        self.write("link artifact", || async {
+            let mut tx = self.begin_write().await?;
+            if tx.fetch_optional(&exists).await?.is_some() {
+                return Ok(());
+            }
+            let mut sql = Sql::new(
+                "INSERT INTO artifact_links (task_uuid, artifact_id, direction, io_key, run_uuid) VALUES (",
+            );
+            push_values(
+                &mut sql,
+                [
+                    (&link.task_id).into(),
+                    link.artifact_id.into(),
+                    link.direction.as_str().into(),
+                    (&link.key).into(),
+                    run_id.into(),
+                ],
+            );
+            tx.execute(&sql).await?;
+            tx.commit().await
+        })
+        .await
     }
 
     async fn get_artifact(&self, id: i64) -> Result<Artifact, Error> {
