@@ -6,28 +6,19 @@ pub mod schema;
 
 use std::path::PathBuf;
 
-/// The shared test data directory: `KFPD_SHARED_DIR`, else `../shared` beside the
-/// repository. `None` (with a message) when it is absent; under `CI=true` it must
-/// be there.
+/// The shared reference directory, once the pipeline corpus and the Argo schemas
+/// are both found (`KFPD_CORPUS_DIR`, `KFPD_SHARED_DIR`; see the kfpd-testdata crate).
+/// `None` after a message saying the test is skipped; under `CI=true` they must be there.
 pub fn shared_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("KFPD_SHARED_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
-    };
-    if dir.join("testdata/pipelines/MANIFEST.tsv").is_file() {
-        return Some(dir);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "the shared corpus is required under CI=true but {} has none; set KFPD_SHARED_DIR",
-            dir.display()
-        );
-    }
-    eprintln!(
-        "skipped: no shared corpus at {} (set KFPD_SHARED_DIR to run this test)",
-        dir.display()
-    );
-    None
+    let test = kfpd_testdata::current_test();
+    kfpd_testdata::Dir::Corpus.require(&test)?;
+    kfpd_testdata::Dir::ArgoSchemas.require(&test)?;
+    kfpd_testdata::Dir::Shared.require(&test)
+}
+
+/// The pipeline corpus, found by [`shared_dir`] first.
+fn corpus_dir() -> PathBuf {
+    kfpd_testdata::corpus_dir().expect("shared_dir() checked for the corpus")
 }
 
 /// One row of `testdata/pipelines/MANIFEST.tsv`.
@@ -40,9 +31,9 @@ pub struct Row {
     pub golden: String,
 }
 
-pub fn manifest(shared: &std::path::Path) -> Vec<Row> {
-    let text = std::fs::read_to_string(shared.join("testdata/pipelines/MANIFEST.tsv"))
-        .expect("read MANIFEST.tsv");
+pub fn manifest(_shared: &std::path::Path) -> Vec<Row> {
+    let text =
+        std::fs::read_to_string(corpus_dir().join("MANIFEST.tsv")).expect("read MANIFEST.tsv");
     text.lines()
         .skip(1)
         .filter(|line| !line.trim().is_empty())
@@ -61,11 +52,11 @@ pub fn manifest(shared: &std::path::Path) -> Vec<Row> {
 }
 
 /// Reads a corpus file as a package, `None` for the rows that must be rejected.
-pub fn package(shared: &std::path::Path, row: &Row) -> Option<kfpd_ir::Package> {
+pub fn package(_shared: &std::path::Path, row: &Row) -> Option<kfpd_ir::Package> {
     if row.expect == "REJECTED" {
         return None;
     }
-    let path = shared.join("testdata/pipelines").join(&row.path);
+    let path = corpus_dir().join(&row.path);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let name = path.file_name().unwrap().to_string_lossy().to_string();
     Some(kfpd_ir::read_package(&name, &bytes).unwrap_or_else(|e| panic!("{}: {e}", row.path)))
