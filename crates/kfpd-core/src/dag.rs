@@ -99,6 +99,55 @@ pub fn not_started(
     None
 }
 
+/// Settles the tasks of a DAG that never started and never will, as an executor
+/// that omits them (Argo) leaves them: one whose upstream task did not succeed, or
+/// any when another task of the DAG failed (fail-fast), ends unrun with the state
+/// and reason the local engine records (see [`not_started`]). `results` gets them;
+/// returns whether every task in `never_started` was settled (the others may still
+/// start: a task that runs on completion, or one whose upstream is still running).
+pub fn settle_never_started(
+    dag: &DagSpec,
+    results: &mut HashMap<String, TaskResult>,
+    never_started: &[&str],
+) -> bool {
+    let upstream = upstream(dag);
+    let mut pending: Vec<&str> = never_started.to_vec();
+    while !pending.is_empty() {
+        let dag_failed = results
+            .values()
+            .any(|result| result.state == TaskState::Failed);
+        let mut settled = Vec::new();
+        for name in &pending {
+            let Some(task) = dag.tasks.get(*name) else {
+                continue;
+            };
+            let dependencies = upstream.get(name).cloned().unwrap_or_default();
+            let upstream_ended = dependencies
+                .iter()
+                .all(|dependency| results.contains_key(*dependency));
+            if !upstream_ended && !dag_failed {
+                continue;
+            }
+            let unrun = not_started(
+                false,
+                dag_failed,
+                runs_on_completion(task),
+                &dependencies,
+                results,
+            );
+            if let Some((state, reason)) = unrun {
+                settled.push((name.to_string(), TaskResult::ended(state, Some(reason))));
+            }
+        }
+        if settled.is_empty() {
+            return false;
+        }
+        pending.retain(|name| settled.iter().all(|(done, _)| done != name));
+        results.extend(settled);
+    }
+    true
+}
+
 /// A task's name as shown: its `taskInfo.name`, else its key in the DAG.
 pub fn display_name(name: &str, task: &PipelineTaskSpec) -> String {
     if task.task_info.name.is_empty() {
@@ -286,6 +335,42 @@ mod tests {
             not_started(true, false, true, &on_ok, &results).map(|(state, _)| state),
             Some(TaskState::Canceled)
         );
+    }
+
+    #[test]
+    fn tasks_never_started_after_a_failure_end_unrun() {
+        let dag = dag(json!({"tasks": {
+            "first": {"componentRef": {"name": "c"}},
+            "second": {"componentRef": {"name": "c"}, "dependentTasks": ["first"]},
+            "third": {"componentRef": {"name": "c"}, "dependentTasks": ["second"]},
+            "cleanup": {
+                "componentRef": {"name": "c"},
+                "dependentTasks": ["third"],
+                "triggerPolicy": {"strategy": "ALL_UPSTREAM_TASKS_COMPLETED"}
+            }
+        }}));
+        let mut results = HashMap::from([("first".to_string(), ended(TaskState::Failed))]);
+        assert!(settle_never_started(
+            &dag,
+            &mut results,
+            &["second", "third"]
+        ));
+        assert_eq!(
+            results["second"].error.as_deref(),
+            Some("not run: upstream task \"first\" is FAILED")
+        );
+        assert_eq!(results["third"].state, TaskState::Skipped);
+        assert!(
+            !settle_never_started(&dag, &mut results, &["cleanup"]),
+            "a task that runs on completion may still start"
+        );
+
+        let mut running = HashMap::from([("first".to_string(), ended(TaskState::Succeeded))]);
+        assert!(
+            !settle_never_started(&dag, &mut running, &["third"]),
+            "its upstream may still run"
+        );
+        assert!(!running.contains_key("third"));
     }
 
     #[test]

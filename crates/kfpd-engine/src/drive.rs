@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use kfpd_core::inputs::{self, Siblings};
 use kfpd_core::run::{self as run_rules, RunFacts};
 use kfpd_core::{dag as dag_rules, loops as loop_rules, ArtifactRef, Artifacts, Scope, TaskResult};
-use kfpd_ir::spec::{ComponentSpec, ExecutorKind, Implementation, PipelineTaskSpec};
+use kfpd_ir::spec::{ComponentSpec, DagSpec, ExecutorKind, Implementation, PipelineTaskSpec};
 use kfpd_store::{Artifact, ArtifactLink, Direction, Task, TaskKind, TaskState};
 use serde_json::{json, Map, Value};
 use tokio::task::JoinSet;
@@ -201,12 +201,7 @@ impl Driver {
             .dag
             .as_ref()
             .ok_or_else(|| DriveError::Internal(format!("{parent_path:?} is not a DAG")))?;
-        let mut results: HashMap<String, TaskResult> = HashMap::new();
-        for sibling in dag.tasks.keys() {
-            if let Some(result) = self.result_of(&format!("{parent_path}/{sibling}"))? {
-                results.insert(sibling.clone(), result);
-            }
-        }
+        let (results, _) = self.children(parent_path, dag, Some(&name))?;
         let upstream = dag_rules::upstream(dag);
         let upstream = upstream.get(name.as_str()).cloned().unwrap_or_default();
         if let Some(waiting) = upstream
@@ -698,16 +693,43 @@ impl Driver {
         let Some(dag) = &component.dag else {
             return Ok(None);
         };
+        let (results, settled) = self.children(path, dag, None)?;
+        if !settled {
+            return Ok(None);
+        }
+        Ok(Some(dag_rules::result(dag, &results)))
+    }
+
+    /// The results of the tasks of the DAG instance at `path` (but `except`) that
+    /// ended, and whether all of them did.
+    fn children(
+        &self,
+        path: &str,
+        dag: &DagSpec,
+        except: Option<&str>,
+    ) -> Result<(HashMap<String, TaskResult>, bool), DriveError> {
         let mut results = HashMap::new();
+        let mut never_driven = Vec::new();
+        let mut settled = true;
         for name in dag.tasks.keys() {
             match self.result_of(&format!("{path}/{name}"))? {
                 Some(result) => {
                     results.insert(name.clone(), result);
                 }
-                None => return Ok(None),
+                // Driven, still going.
+                None if self
+                    .context
+                    .previous
+                    .contains_key(&format!("{path}/{name}")) =>
+                {
+                    settled = false;
+                }
+                None if except == Some(name.as_str()) => {}
+                None => never_driven.push(name.as_str()),
             }
         }
-        Ok(Some(dag_rules::result(dag, &results)))
+        let all_ended = dag_rules::settle_never_started(dag, &mut results, &never_driven);
+        Ok((results, settled && all_ended))
     }
 }
 

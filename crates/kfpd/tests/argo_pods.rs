@@ -716,3 +716,83 @@ async fn launchers_use_the_s3_store_from_the_pod_environment() {
         .expect("log");
     assert_eq!(response.status().as_u16(), 200);
 }
+
+/// `dsl.ExitHandler`: the guarded task fails, Argo omits the task after it (no
+/// driver request ever comes for it), and the exit task still runs.
+const EXIT_HANDLER: &str = r#"
+pipelineInfo:
+  name: NAME
+schemaVersion: 2.1.0
+sdkVersion: kfp-2.15.0
+components:
+  comp-first:
+    executorLabel: exec-fail
+  comp-second:
+    executorLabel: exec-ok
+  comp-cleanup:
+    executorLabel: exec-ok
+  comp-exit-handler-1:
+    dag:
+      tasks:
+        first:
+          componentRef: {name: comp-first}
+          taskInfo: {name: first}
+        second:
+          componentRef: {name: comp-second}
+          dependentTasks: [first]
+          taskInfo: {name: second}
+deploymentSpec:
+  executors:
+    exec-fail:
+      container:
+        image: alpine
+        command: [sh, -c, 'echo broke; exit 2']
+    exec-ok:
+      container:
+        image: alpine
+        command: [sh, -c, 'true']
+root:
+  inputDefinitions:
+    parameters:
+      greeting: {parameterType: STRING}
+  dag:
+    tasks:
+      exit-handler-1:
+        componentRef: {name: comp-exit-handler-1}
+        taskInfo: {name: exit-handler-1}
+      cleanup:
+        componentRef: {name: comp-cleanup}
+        dependentTasks: [exit-handler-1]
+        triggerPolicy: {strategy: ALL_UPSTREAM_TASKS_COMPLETED}
+        taskInfo: {name: cleanup}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exit_task_runs_after_a_failure_argo_omitted_the_rest_of() {
+    let server = Server::start();
+    let pods = Pods {
+        server: &server,
+        run_id: create_run_of(&server, EXIT_HANDLER, "pods-exit").await,
+        work: tempfile::tempdir().expect("work dir"),
+        env: Vec::new(),
+    };
+    assert_eq!(pods.drive("root/exit-handler-1").unwrap(), answer(true, 0));
+    assert_eq!(
+        pods.drive("root/exit-handler-1/first").unwrap(),
+        answer(true, 0)
+    );
+    assert_eq!(pods.launch("root/exit-handler-1/first").0, 2);
+    // "second" is omitted by Argo: never driven.
+    assert_eq!(pods.drive("root/cleanup").unwrap(), answer(true, 0));
+    assert_eq!(pods.launch("root/cleanup").0, 0);
+    let tasks = rows(&server, &pods.run_id).await;
+    assert_eq!(
+        tasks["root/exit-handler-1"].kind,
+        kfpd_store::TaskKind::ExitHandler
+    );
+    assert_eq!(
+        tasks["root/cleanup"].state,
+        kfpd_store::TaskState::Succeeded
+    );
+    assert!(!tasks.contains_key("root/exit-handler-1/second"));
+}
