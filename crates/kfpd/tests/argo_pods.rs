@@ -316,6 +316,29 @@ async fn a_run_goes_through_driver_requests_and_launchers() {
     }
 
     // The run as the API shows it, and the artifact make produced.
+    let (status, run) = server.get(&format!("/runs/{}", pods.run_id)).await;
+    assert_eq!(status, 200, "{run}");
+    let details = run["run_details"]["task_details"]
+        .as_array()
+        .expect("task details");
+    let shown = |name: &str| -> Vec<&Value> {
+        details
+            .iter()
+            .filter(|task| task["display_name"] == name)
+            .collect()
+    };
+    assert_eq!(shown("make")[0]["state"], "SUCCEEDED", "{run}");
+    assert!(shown("make")[0]["outputs"]["data"].is_object(), "{run}");
+    assert_eq!(shown("use").len(), 2, "{run}");
+    assert_eq!(shown("never")[0]["state"], "SKIPPED", "{run}");
+    assert_eq!(
+        shown("make")[0]["executor_detail"]["main_job"],
+        format!(
+            "{}-attempt-1",
+            shown("make")[0]["task_id"].as_str().unwrap_or_default()
+        ),
+        "the launcher's attempt, as the local engine shows one"
+    );
     let (status, artifacts) = server
         .get(&format!("/artifacts?run_id={}", pods.run_id))
         .await;
