@@ -59,6 +59,8 @@ pub struct AttemptReport {
     pub started_at: i64,
     pub finished_at: i64,
     pub log_uri: String,
+    /// Where the attempt's output starts in the stored log.
+    pub log_offset: u64,
     pub log_length: u64,
 }
 
@@ -196,7 +198,7 @@ impl Engine {
             "state": if report.succeeded { "SUCCEEDED" } else { "FAILED" },
             "started_at": report.started_at,
             "finished_at": report.finished_at,
-            "log_offset": 0,
+            "log_offset": report.log_offset,
             "log_length": report.log_length,
         });
         if !report.succeeded {

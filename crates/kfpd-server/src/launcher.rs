@@ -112,17 +112,7 @@ pub async fn launch(args: &LauncherArgs) -> Result<i32, Error> {
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     // The pod's own log shows the task's output too.
     print!("{log}");
-    let log_uri = match store.upload(&log_path, &task.log_uri).await {
-        Ok(true) => task.log_uri.clone(),
-        Ok(false) => String::new(),
-        Err(error) => {
-            eprintln!(
-                "kfpd launcher: cannot store the task's log at {}: {error}",
-                task.log_uri
-            );
-            String::new()
-        }
-    };
+    let (log_uri, log_offset) = store_log(&store, &task, attempt, &work, &log).await;
     let mut report = FinishAttemptRequest {
         run_id: run_id.clone(),
         task_path: task_path.clone(),
@@ -130,6 +120,7 @@ pub async fn launch(args: &LauncherArgs) -> Result<i32, Error> {
         started_at,
         finished_at: now(),
         log_uri,
+        log_offset,
         log_length: log.len() as u64,
         ..FinishAttemptRequest::default()
     };
@@ -166,6 +157,50 @@ pub async fn launch(args: &LauncherArgs) -> Result<i32, Error> {
         .await
         .map_err(|status| refused(format!("record task {task_path:?} of run {run_id}"), status))?;
     Ok(exit)
+}
+
+/// Stores the task's log as the local engine keeps it: one object for all attempts,
+/// a later attempt after a `--- kfpd: attempt n of m ---` line. Returns where it is
+/// (empty when it could not be stored) and the byte offset this attempt starts at.
+async fn store_log(
+    store: &ArtifactStore,
+    task: &TaskExecution,
+    attempt: u32,
+    work: &Path,
+    log: &str,
+) -> (String, u64) {
+    let mut whole = String::new();
+    if attempt > 1 {
+        let earlier = work.join("earlier.log");
+        if store.download(&task.log_uri, &earlier).await.is_ok() {
+            whole = std::fs::read_to_string(&earlier).unwrap_or_default();
+        }
+        whole.push_str(&format!(
+            "\n--- kfpd: attempt {attempt} of {} ---\n",
+            task.max_attempts.max(attempt)
+        ));
+    }
+    let offset = whole.len() as u64;
+    whole.push_str(log);
+    let combined = work.join("combined.log");
+    if let Err(error) = std::fs::write(&combined, &whole) {
+        eprintln!(
+            "kfpd launcher: cannot write {}: {error}",
+            combined.display()
+        );
+        return (String::new(), 0);
+    }
+    match store.upload(&combined, &task.log_uri).await {
+        Ok(true) => (task.log_uri.clone(), offset),
+        Ok(false) => (String::new(), 0),
+        Err(error) => {
+            eprintln!(
+                "kfpd launcher: cannot store the task's log at {}: {error}",
+                task.log_uri
+            );
+            (String::new(), 0)
+        }
+    }
 }
 
 fn refused(what: String, status: tonic::Status) -> Error {

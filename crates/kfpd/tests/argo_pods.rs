@@ -606,6 +606,30 @@ async fn retries_failures_final_status_and_nested_pipelines() {
         "failed with exit code 3: not yet"
     );
     assert_eq!(details["attempts"][1]["state"], "SUCCEEDED", "{details}");
+    // One log for both attempts, each attempt's part served on its own.
+    let log = |node: String| {
+        let url = format!(
+            "{}/apis/v1alpha1/runs/{}/nodes/{node}/log",
+            server.base, pods.run_id
+        );
+        let client = server.client.clone();
+        async move {
+            client
+                .get(url)
+                .send()
+                .await
+                .expect("log")
+                .text()
+                .await
+                .expect("text")
+        }
+    };
+    assert_eq!(
+        log(flaky.id.clone()).await,
+        "not yet\n\n--- kfpd: attempt 2 of 2 ---\n"
+    );
+    assert_eq!(log(format!("{}-attempt-1", flaky.id)).await, "not yet\n");
+    assert_eq!(log(format!("{}-attempt-2", flaky.id)).await, "");
 
     // A nested pipeline: its DAG row, the task inside it, and its output for a sibling.
     let (_, early) = pods.drive("root/tail").unwrap_err();

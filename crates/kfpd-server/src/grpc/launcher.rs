@@ -53,6 +53,7 @@ impl LauncherService for Launcher {
                 started_at: request.started_at,
                 finished_at: request.finished_at,
                 log_uri: request.log_uri.clone(),
+                log_offset: request.log_offset,
                 log_length: request.log_length,
             };
             let state = self
