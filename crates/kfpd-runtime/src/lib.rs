@@ -1,23 +1,26 @@
 //! Local process runtime for kfpd: runs each pipeline task as a process on this machine.
 //!
 //! A task's container image becomes a Python virtual environment, made once per image name and
-//! layered over the host interpreter's packages, whose `python3`/`pip` are small shell fronts that
+//! host interpreter and layered over that interpreter's packages (a virtualenv's included), whose `python3`/`pip` are small shell fronts that
 //! make the `pip install kfp==…` every lightweight component begins with instant after its first
 //! success (see [`Environment`]). Each task runs in its own process group with its output
 //! captured line by line into a log file, and cancellation takes down the whole group.
 
+pub mod cache;
 mod env;
+mod host;
 mod limits;
 mod process;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 pub use env::Environment;
+pub use host::Host;
 pub use limits::raise_open_files_limit;
 
 /// How the runtime finds and keeps its Python environments.
@@ -25,7 +28,8 @@ pub use limits::raise_open_files_limit;
 pub struct Options {
     /// Where per-image Python environments live, e.g. `<data-dir>/envs`. Created if missing.
     pub envs_dir: PathBuf,
-    /// The host interpreter whose packages stay importable underneath (first `python3` on PATH by default).
+    /// The host interpreter environments are made from and whose packages (a virtualenv's
+    /// included) stay importable underneath (first `python3` on PATH by default).
     pub python: PathBuf,
 }
 
@@ -132,6 +136,11 @@ pub enum Error {
         command: String,
         source: std::io::Error,
     },
+    #[error("environments directory {}: {source}", path.display())]
+    EnvsDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Runs task processes; cheap to clone, clones share environments and their creation guards.
@@ -140,12 +149,48 @@ pub struct Runtime {
     inner: Arc<Inner>,
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<Environment>>>;
+/// An environment known to this process, and when its use was last recorded on disk.
+type Slot = Arc<tokio::sync::Mutex<Option<(Environment, Instant)>>>;
+
+/// How often a use of an environment is recorded in its `.kfpd/last-used`.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 struct Inner {
     options: Options,
     /// One slot per image name: its mutex makes concurrent callers wait for a single creation.
     envs: Mutex<HashMap<String, Slot>>,
+    /// The host interpreter as last probed; probed again when an environment went stale.
+    host: Mutex<Option<Arc<Host>>>,
+}
+
+impl Inner {
+    /// The host, probed once (blocking) and again after `forget_host`.
+    fn host(&self, image: &str) -> Result<Arc<Host>, Error> {
+        let mut known = self.host.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(host) = known.as_ref() {
+            return Ok(Arc::clone(host));
+        }
+        let host =
+            Host::probe(&self.options.python).map_err(|detail| Error::CreateEnvironment {
+                image: image.to_string(),
+                python: self.options.python.clone(),
+                detail,
+            })?;
+        tracing::debug!(
+            python = %self.options.python.display(),
+            executable = %host.executable.display(),
+            version = %host.version,
+            virtualenv = host.is_virtualenv(),
+            "host python"
+        );
+        let host = Arc::new(host);
+        *known = Some(Arc::clone(&host));
+        Ok(host)
+    }
+
+    fn forget_host(&self) {
+        *self.host.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
 }
 
 impl Runtime {
@@ -154,6 +199,7 @@ impl Runtime {
             inner: Arc::new(Inner {
                 options,
                 envs: Mutex::new(HashMap::new()),
+                host: Mutex::new(None),
             }),
         }
     }
@@ -164,6 +210,8 @@ impl Runtime {
 
     /// Ensures the environment for `image` exists (created once per image name, concurrent
     /// callers wait for one creation), and returns it; its [`Environment::bin`] goes first on PATH.
+    /// Every call checks cheaply that a known environment is still complete and its
+    /// interpreters unchanged, and rebuilds it otherwise.
     pub async fn environment(&self, image: &str) -> Result<Environment, Error> {
         let slot = {
             let mut envs = self
@@ -174,24 +222,39 @@ impl Runtime {
             envs.entry(image.to_string()).or_default().clone()
         };
         let mut known = slot.lock().await;
-        if let Some(environment) = known.as_ref() {
-            // Cheap re-check, so an environment removed behind our back is made again.
-            if env::is_ready(&environment.root) {
+        if let Some((environment, touched)) = known.as_mut() {
+            if environment.still_ready() {
+                if touched.elapsed() >= TOUCH_EVERY {
+                    environment.touch();
+                    *touched = Instant::now();
+                }
                 return Ok(environment.clone());
             }
+            // Removed, or an interpreter changed behind our back: ask the host again.
+            tracing::info!(image, path = %environment.root.display(), "python environment went stale");
+            self.inner.forget_host();
         }
-        let envs_dir = self.inner.options.envs_dir.clone();
-        let python = self.inner.options.python.clone();
+        let inner = Arc::clone(&self.inner);
         let name = image.to_string();
-        let environment =
-            tokio::task::spawn_blocking(move || env::ensure(&envs_dir, &python, &name))
-                .await
-                .map_err(|join| Error::CreateEnvironment {
-                    image: image.to_string(),
-                    python: self.inner.options.python.clone(),
-                    detail: format!("creation task failed: {join}"),
-                })??;
-        *known = Some(environment.clone());
+        let environment = tokio::task::spawn_blocking(move || {
+            let host = inner.host(&name)?;
+            env::ensure(&inner.options.envs_dir, &inner.options.python, &host, &name)
+        })
+        .await
+        .map_err(|join| Error::CreateEnvironment {
+            image: image.to_string(),
+            python: self.inner.options.python.clone(),
+            detail: format!("creation task failed: {join}"),
+        })??;
+        environment.touch();
+        tracing::info!(
+            image,
+            path = %environment.root.display(),
+            python = %environment.python.display(),
+            version = %environment.version,
+            "python environment in use"
+        );
+        *known = Some((environment.clone(), Instant::now()));
         Ok(environment)
     }
 

@@ -127,7 +127,7 @@ pub(crate) async fn run(
         .filter(|pid| *pid > 1);
     // Kills the group if this future is dropped before the task is over.
     let mut guard = GroupGuard(pgid);
-    tracing::debug!(command = %command, pid = ?pgid, cwd = %spec.cwd.display(), "task process started");
+    tracing::debug!(command = %command, pid = ?pgid, cwd = %spec.cwd.display(), environment = %environment.root.display(), "task process started");
 
     let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
     let writer = tokio::task::spawn_blocking(move || write_log(log, rx));

@@ -570,8 +570,8 @@ async fn unusable_python_is_an_error_naming_image_and_interpreter() {
         "{message}"
     );
     let leftovers = std::fs::read_dir(dir.path().join("envs"))
-        .expect("envs")
-        .count();
+        .map(|entries| entries.count())
+        .unwrap_or(0);
     assert_eq!(leftovers, 0, "a failed build leaves nothing behind");
 }
 

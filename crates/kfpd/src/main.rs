@@ -34,6 +34,33 @@ enum Command {
     /// Run one container task of a run executed on Argo, as its pod's main process
     /// (docs/argo.md); exits with the task's status.
     Launcher(kfpd_server::launcher::LauncherArgs),
+    /// Show or clean the per-image Python environments tasks run in.
+    Envs(EnvsCommand),
+}
+
+#[derive(clap::Args)]
+struct EnvsCommand {
+    /// Where the environments live [default: $XDG_CACHE_HOME/kfpd/envs, else ~/.cache/kfpd/envs].
+    #[arg(long, env = "KFPD_ENVS_DIR", global = true, value_name = "DIR")]
+    envs_dir: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    action: EnvsAction,
+}
+
+#[derive(Subcommand)]
+enum EnvsAction {
+    /// List the environments: image, interpreter, size, last use and whether it is usable.
+    List,
+    /// Remove stale environments (interpreter gone or changed, made by another kfpd
+    /// version, half made) and abandoned builds; with options, more.
+    Prune {
+        /// Also remove environments no kfpd used for this long: 30d, 12h, 90m, 45s.
+        #[arg(long, value_name = "AGE", value_parser = kfpd_runtime::cache::parse_age)]
+        unused_for: Option<std::time::Duration>,
+        /// Remove every environment (they are made again when a task needs one).
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -91,6 +118,7 @@ fn main() -> anyhow::Result<()> {
         Command::Compile(command) => return compile(&command),
         Command::Driver(args) => return driver(&args),
         Command::Launcher(args) => return launcher(&args),
+        Command::Envs(command) => return envs(command),
         Command::Serve(args) => {
             let config = kfpd_server::Config::load(&args)?;
             let format = config.log_format;
@@ -193,6 +221,35 @@ fn launcher(args: &kfpd_server::launcher::LauncherArgs) -> anyhow::Result<()> {
             std::process::exit(1);
         }
     }
+}
+
+fn envs(command: EnvsCommand) -> anyhow::Result<()> {
+    let envs_dir = command
+        .envs_dir
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or_else(kfpd_server::engine::default_envs_dir);
+    let now = std::time::SystemTime::now();
+    match command.action {
+        EnvsAction::List => {
+            let entries = kfpd_runtime::cache::list(&envs_dir)?;
+            println!("{}", envs_dir.display());
+            print!("{}", kfpd_runtime::cache::table(&entries, now));
+        }
+        EnvsAction::Prune { unused_for, all } => {
+            let options = kfpd_runtime::cache::Prune { unused_for, all };
+            let removed = kfpd_runtime::cache::prune(&envs_dir, options, now)?;
+            let freed: u64 = removed.iter().map(|entry| entry.size).sum();
+            for entry in &removed {
+                println!("removed {}", entry.path.display());
+            }
+            println!(
+                "{} environment(s) removed, {} freed",
+                removed.len(),
+                kfpd_runtime::cache::human_size(freed)
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn run(command: RunCommand) -> anyhow::Result<bool> {

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Front for this environment's python, python3, pip and pip3, written by kfpd.
 # A `pip install` whose exact arguments already succeeded here exits at once (no pip start-up,
-# no network); other installs and uninstalls go through .kfpd/pip_shim.py, which serialises
-# changes to the environment. Everything else runs the real interpreter.
+# no network) when every file its marker lists is still in place; other installs and
+# uninstalls go through .kfpd/pip_shim.py, which serialises changes to the environment and
+# runs pip on the environment alone. Everything else runs the real interpreter.
 venv=@VENV@
 case ${0##*/} in
 pip*) ;;
@@ -22,8 +23,22 @@ if [ "$1" = install ]; then
         key=c$(printf '%s\0' "$@" | cksum)
     fi
     key=${key%% *}
-    if [ -n "$key" ] && [ -e "$venv/.kfpd/pip/$key" ]; then
-        exit 0
+    marker=$venv/.kfpd/pip/$key
+    if [ -n "$key" ] && [ -f "$marker" ]; then
+        # What the install provided must still be there: a missing file means pip runs again.
+        present=yes
+        while IFS= read -r path; do
+            case $path in
+            '' | '#'*) continue ;;
+            esac
+            if ! [ -e "$venv/$path" ]; then
+                present=
+                break
+            fi
+        done <"$marker"
+        if [ -n "$present" ]; then
+            exit 0
+        fi
     fi
     exec "$venv/bin/.kfpd-python" "$venv/.kfpd/pip_shim.py" "$key" install "$@"
 fi
