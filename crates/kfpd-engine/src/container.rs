@@ -472,8 +472,9 @@ impl From<kfpd_runtime::Exit> for Ended {
 }
 
 /// Runs the task's command: a lightweight Python component in its environment's
-/// warm interpreter (after its pip preamble ran as usual), anything else — or a
-/// lightweight task the warm interpreter could not take — as its own process.
+/// warm interpreter (after its pip preamble, if it has one, ran as usual), anything
+/// else — or a lightweight task the warm interpreter could not take — as its own
+/// process.
 async fn run_process(context: &RunContext, spec: ProcessSpec) -> Result<Ended, String> {
     let runtime = &context.engine.runtime;
     let cancel = &context.cancel;
@@ -487,16 +488,18 @@ async fn run_process(context: &RunContext, spec: ProcessSpec) -> Result<Ended, S
             .map(Ended::from)
             .map_err(|error| error.to_string());
     };
-    let preamble = ProcessSpec {
-        argv: call.preamble.clone(),
-        ..spec.clone()
-    };
-    let installed = runtime
-        .run(preamble, cancel.clone())
-        .await
-        .map_err(|error| error.to_string())?;
-    if !installed.success() {
-        return Ok(Ended::from(installed));
+    if let Some(preamble) = &call.preamble {
+        let preamble = ProcessSpec {
+            argv: preamble.clone(),
+            ..spec.clone()
+        };
+        let installed = runtime
+            .run(preamble, cancel.clone())
+            .await
+            .map_err(|error| error.to_string())?;
+        if !installed.success() {
+            return Ok(Ended::from(installed));
+        }
     }
     let environment = runtime
         .environment(&spec.image)
@@ -508,6 +511,7 @@ async fn run_process(context: &RunContext, spec: ProcessSpec) -> Result<Ended, S
         env: &spec.env,
         call: &call,
     };
+    tracing::debug!(run = %context.run.id, cwd = %spec.cwd.display(), environment = %environment.root.display(), "task runs in the warm python");
     match warm::run(&environment, task, cancel).await {
         Ok(exit) => Ok(Ended {
             code: exit.code,

@@ -9,9 +9,11 @@
 //! --component_module_path <it> <args>` — in the task's directory, environment and
 //! log file, in its own process group.
 //!
-//! Only commands of the exact shape the SDK compiles are taken this way, and their
-//! `pip install` preamble still runs for real first (as `sh -c <preamble> true`),
-//! so installs behave as before. Anything else, a task environment that sets
+//! Only commands of the exact shape the SDK compiles are taken this way: with the
+//! `pip install` preamble of its defaults, which still runs for real first (as
+//! `sh -c <preamble> true`), so installs behave as before, or without one
+//! (`install_kfp_package=False` and no `packages_to_install`), where kfp comes from
+//! the host's packages underneath the environment. Anything else, a task environment that sets
 //! `PYTHON*` or `PATH` variables, or a zygote that cannot start, takes the normal
 //! process path. `KFPD_WARM_PYTHON=off` turns the fast path off.
 
@@ -21,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use kfpd_runtime::Environment;
 use serde_json::{json, Map, Value};
@@ -41,6 +43,8 @@ const PREAMBLE_END: &str = "&& \"$0\" \"$@\"";
 const GRACE: Duration = Duration::from_secs(2);
 /// How long to wait for a child's exit report after SIGKILL.
 const REAP_LIMIT: Duration = Duration::from_secs(10);
+/// How long an environment whose zygote could not start runs tasks the normal way.
+const RETRY_BROKEN: Duration = Duration::from_secs(60);
 
 const ZYGOTE: &str = r#"
 import json, os, select, sys
@@ -157,36 +161,48 @@ main()
 /// A lightweight component's command, taken apart.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Lightweight {
-    /// `sh -c <preamble> true`: the pip installs, without the program after them.
-    pub preamble: Vec<String>,
+    /// `sh -c <preamble> true`: the pip installs, without the program after them;
+    /// none for a component compiled without them.
+    pub preamble: Option<Vec<String>>,
     pub source: String,
     pub args: Vec<String>,
 }
 
-/// Recognises the exact command the SDK compiles for a lightweight component.
+/// Recognises the exact commands the SDK compiles for a lightweight component:
+/// `sh -c <pip preamble> sh -ec <program> <source> <args>`, or, compiled with
+/// `install_kfp_package=False` and nothing to install, `sh -ec <program> <source> <args>`.
 pub(crate) fn recognize(argv: &[String]) -> Option<Lightweight> {
+    if let [sh, dash_ec, program, source, args @ ..] = argv {
+        if sh == "sh" && dash_ec == "-ec" && is_program(program) {
+            return Some(Lightweight {
+                preamble: None,
+                source: source.clone(),
+                args: args.to_vec(),
+            });
+        }
+    }
     let [sh, dash_c, preamble, sh2, dash_ec, program, source, args @ ..] = argv else {
         return None;
     };
     let shape = sh == "sh" && dash_c == "-c" && sh2 == "sh" && dash_ec == "-ec";
-    if !shape || !preamble.trim_end().ends_with(PREAMBLE_END) {
-        return None;
-    }
-    let program: Vec<&str> = program.split_whitespace().collect();
-    let expected: Vec<&str> = PROGRAM.split_whitespace().collect();
-    if program != expected {
+    if !shape || !preamble.trim_end().ends_with(PREAMBLE_END) || !is_program(program) {
         return None;
     }
     Some(Lightweight {
-        preamble: vec![
+        preamble: Some(vec![
             sh.clone(),
             dash_c.clone(),
             preamble.clone(),
             "true".to_string(),
-        ],
+        ]),
         source: source.clone(),
         args: args.to_vec(),
     })
+}
+
+/// Whether `program` is the SDK's `sh -ec` program, whitespace aside.
+fn is_program(program: &str) -> bool {
+    program.split_whitespace().eq(PROGRAM.split_whitespace())
 }
 
 /// Whether the fast path may be used at all (`KFPD_WARM_PYTHON=off` says no) and
@@ -248,8 +264,9 @@ pub(crate) async fn run(
 /// serves one environment, whoever asks).
 struct Pool {
     workers: tokio::sync::Mutex<HashMap<PathBuf, Arc<Worker>>>,
-    /// Environments whose zygote could not start: not tried again.
-    broken: Mutex<HashMap<PathBuf, String>>,
+    /// Environments whose zygote could not start, and when: not tried again for
+    /// [`RETRY_BROKEN`] (the host may get the missing kfp meanwhile).
+    broken: Mutex<HashMap<PathBuf, (String, Instant)>>,
 }
 
 fn pool() -> &'static Pool {
@@ -262,13 +279,15 @@ fn pool() -> &'static Pool {
 
 impl Pool {
     async fn worker(&self, environment: &Environment) -> Result<Arc<Worker>, String> {
-        if let Some(reason) = self
+        if let Some((reason, since)) = self
             .broken
             .lock()
             .ok()
             .and_then(|broken| broken.get(&environment.root).cloned())
         {
-            return Err(reason);
+            if since.elapsed() < RETRY_BROKEN {
+                return Err(reason);
+            }
         }
         let signature = packages_signature(&environment.root);
         let mut workers = self.workers.lock().await;
@@ -288,7 +307,7 @@ impl Pool {
             Err(reason) => {
                 tracing::warn!(environment = %environment.root.display(), %reason, "warm python unavailable; tasks start their own interpreter");
                 if let Ok(mut broken) = self.broken.lock() {
-                    broken.insert(environment.root.clone(), reason.clone());
+                    broken.insert(environment.root.clone(), (reason.clone(), Instant::now()));
                 }
                 Err(reason)
             }
@@ -589,11 +608,9 @@ mod tests {
     fn recognizes_the_sdk_command_only() {
         let argv = lightweight_argv();
         let call = recognize(&argv).expect("the SDK's shape");
-        assert_eq!(call.preamble.len(), 4);
-        assert_eq!(
-            call.preamble[3], "true",
-            "the preamble runs without the program"
-        );
+        let preamble = call.preamble.as_ref().expect("a preamble");
+        assert_eq!(preamble.len(), 4);
+        assert_eq!(preamble[3], "true", "the preamble runs without the program");
         assert_eq!(call.source, argv[6]);
         assert_eq!(
             call.args,
@@ -609,6 +626,20 @@ mod tests {
         assert_eq!(recognize(&argv[..6]), None);
         let container = vec!["sh".to_string(), "-c".into(), "echo hi".into()];
         assert_eq!(recognize(&container), None);
+
+        // Compiled with install_kfp_package=False: the program alone.
+        let bare = argv[3..].to_vec();
+        let call = recognize(&bare).expect("the SDK's shape without a preamble");
+        assert_eq!(call.preamble, None);
+        assert_eq!(call.source, argv[6]);
+        assert_eq!(call.args, argv[7..]);
+        let mut other = bare.clone();
+        other[2] = other[2].replace("executor_main", "other_main");
+        assert_eq!(recognize(&other), None);
+        let mut not_ec = bare.clone();
+        not_ec[1] = "-c".into();
+        assert_eq!(recognize(&not_ec), None);
+        assert_eq!(recognize(&bare[..3]), None);
     }
 
     #[test]
