@@ -68,7 +68,6 @@ impl Server {
 
     fn start_full(dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kfpd"));
-        command.envs(env.iter().copied());
         command
             .arg("serve")
             .arg("--http-addr")
@@ -83,6 +82,8 @@ impl Server {
             .env("KFPD_EXECUTOR", "none")
             .env_remove("DBCONFIG_HOST")
             .env_remove("DBDRIVERNAME")
+            // After the defaults above, so a test may set KFPD_LOG or KFPD_EXECUTOR.
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn kfpd");

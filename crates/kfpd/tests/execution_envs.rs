@@ -1,0 +1,272 @@
+//! `kfpd serve` started from a virtualenv that has the kfp SDK, as most users start it:
+//! lightweight components compiled without the pip preamble find kfp there and run in the
+//! warm interpreter, and a component's own `pip install kfp==…` lands in its environment.
+//! Also `kfpd envs list` and `kfpd envs prune` on the environments those runs made.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::Server;
+use serde_json::{json, Value};
+
+/// The SDK's virtualenv (`$KFPD_E2E_VENV`, made by `tests/e2e/run.sh`), when it has kfp.
+/// Without it the test is skipped with a message, except under `CI=true`.
+fn sdk_venv() -> Option<PathBuf> {
+    let venv = std::env::var_os("KFPD_E2E_VENV")
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/kfpd-e2e-venv"))
+        })?;
+    let python = venv.join("bin").join("python3");
+    let has_kfp = Command::new(&python)
+        .args(["-c", "import kfp"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if has_kfp {
+        return Some(venv);
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "{} has no kfp; make it with `KFPD_E2E_SETUP_ONLY=1 bash tests/e2e/run.sh`",
+            venv.display()
+        );
+    }
+    eprintln!(
+        "skipped: no virtualenv with kfp at {} (make it with `KFPD_E2E_SETUP_ONLY=1 bash tests/e2e/run.sh`)",
+        venv.display()
+    );
+    None
+}
+
+const PIPELINE: &str = r#"
+import sys
+from kfp import compiler, dsl
+
+
+@dsl.component(install_kfp_package=False)
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@dsl.component(install_kfp_package=False)
+def where() -> str:
+    import kfp, sys
+    print("kfp from " + kfp.__file__)
+    return sys.prefix
+
+
+@dsl.component
+def pinned(a: int) -> int:
+    import kfp
+    print("pinned kfp from " + kfp.__file__)
+    return a * 10
+
+
+@dsl.pipeline(name="no-preamble")
+def no_preamble(x: int = 1) -> int:
+    one = add(a=x, b=1).set_caching_options(False)
+    two = add(a=one.output, b=1).set_caching_options(False)
+    where().set_caching_options(False)
+    return pinned(a=two.output).set_caching_options(False).output
+
+
+compiler.Compiler().compile(no_preamble, sys.argv[1])
+"#;
+
+fn compile(python: &Path, dir: &Path) -> Value {
+    let script = dir.join("pipeline.py");
+    std::fs::write(&script, PIPELINE).expect("script");
+    let compiled = dir.join("pipeline.yaml");
+    let output = Command::new(python)
+        .arg(&script)
+        .arg(&compiled)
+        .output()
+        .expect("compile");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = std::fs::read_to_string(&compiled).expect("compiled");
+    let package = kfpd_ir::read_package("pipeline.yaml", text.as_bytes()).expect("package");
+    package.api_pipeline_spec()
+}
+
+async fn run_to_end(server: &Server, spec: &Value, limit: Duration) -> Value {
+    let body = json!({
+        "display_name": "no preamble",
+        "pipeline_spec": spec,
+        "runtime_config": {"parameters": {"x": 5}},
+    });
+    let (status, run) = server.post("/runs", &body).await;
+    assert_eq!(status, 200, "{run}");
+    let run_id = run["run_id"].as_str().expect("run_id").to_string();
+    let started = Instant::now();
+    loop {
+        let (_, run) = server.get(&format!("/runs/{run_id}")).await;
+        let state = run["state"].as_str().unwrap_or_default();
+        if matches!(state, "SUCCEEDED" | "FAILED" | "CANCELED" | "SKIPPED") {
+            return run;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "run still {state} after {limit:?}:\n{}",
+            server.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn task<'a>(run: &'a Value, name: &str) -> &'a Value {
+    run["run_details"]["task_details"]
+        .as_array()
+        .and_then(|tasks| tasks.iter().find(|t| t["display_name"] == name))
+        .unwrap_or_else(|| panic!("no task {name} in {run}"))
+}
+
+async fn log_of(server: &Server, run: &Value, name: &str) -> String {
+    let run_id = run["run_id"].as_str().unwrap_or_default();
+    let task_id = task(run, name)["task_id"].as_str().unwrap_or_default();
+    let url = format!(
+        "{}/apis/v1alpha1/runs/{run_id}/nodes/{task_id}/log",
+        server.base
+    );
+    let response = server.client.get(url).send().await.expect("log");
+    assert_eq!(response.status(), 200);
+    response.text().await.expect("log text")
+}
+
+fn kfpd_envs(envs_dir: &Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_kfpd"))
+        .arg("envs")
+        .args(args)
+        .arg("--envs-dir")
+        .arg(envs_dir)
+        .output()
+        .expect("kfpd envs");
+    assert!(
+        output.status.success(),
+        "kfpd envs {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_without_the_pip_preamble_use_the_virtualenv_kfpd_runs_from() {
+    let Some(venv) = sdk_venv() else {
+        return;
+    };
+    let venv_bin = venv.join("bin");
+    let python = venv_bin.join("python3");
+    let base_has_kfp = Command::new(&python)
+        .args([
+            "-c",
+            "import subprocess, sys; sys.exit(subprocess.call([sys._base_executable, '-c', 'import kfp']))",
+        ])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if base_has_kfp {
+        eprintln!("note: the virtualenv's base interpreter has kfp too; the test shows less");
+    }
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let spec = compile(&python, scratch.path());
+    let envs_dir = scratch.path().join("envs");
+    let path = std::env::join_paths(std::iter::once(venv_bin.clone()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .expect("PATH");
+    let path = path.to_string_lossy().into_owned();
+    let envs = envs_dir.to_string_lossy().into_owned();
+    let server = Server::start_with_env(
+        &["--executor", "local"],
+        &[
+            ("PATH", path.as_str()),
+            ("KFPD_ENVS_DIR", envs.as_str()),
+            (
+                "KFPD_LOG",
+                "warn,kfpd_runtime=info,kfpd_engine::container=debug",
+            ),
+        ],
+    );
+
+    let run = run_to_end(&server, &spec, Duration::from_secs(600)).await;
+    assert_eq!(run["state"], "SUCCEEDED", "{run}\n{}", server.stderr());
+
+    // kfp came from the virtualenv (no preamble installs it), in an environment made from it.
+    let log = log_of(&server, &run, "where").await;
+    let site = venv.join("lib");
+    assert!(
+        log.contains(&format!("kfp from {}", site.display())),
+        "{log}"
+    );
+    // The pinned install is the environment's own, whatever the virtualenv has.
+    let log = log_of(&server, &run, "pinned").await;
+    assert!(
+        log.contains(&format!("pinned kfp from {}", envs_dir.display())),
+        "{log}"
+    );
+
+    // That install is remembered, so later tasks of the image start no pip.
+    let markers: usize = std::fs::read_dir(&envs_dir)
+        .expect("envs")
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().contains("kfp__2.15.0"))
+        .map(|entry| {
+            std::fs::read_dir(entry.path().join(".kfpd/pip"))
+                .map(|markers| markers.count())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(markers, 1, "the pinned install is not remembered");
+
+    // Every task took the warm interpreter, with or without a preamble; the log names
+    // the environments.
+    let stderr = server.stderr();
+    let warm = stderr.matches("task runs in the warm python").count();
+    assert_eq!(warm, 4, "{stderr}");
+    assert!(
+        stderr.contains("python environment in use") && stderr.contains(&*envs),
+        "{stderr}"
+    );
+    drop(server);
+
+    // Both environments are listed with the virtualenv's interpreter, and prune keeps
+    // what is usable unless told otherwise.
+    let listed = kfpd_envs(&envs_dir, &["list"]);
+    let rows: Vec<&str> = listed.lines().filter(|l| l.contains(" ready")).collect();
+    assert_eq!(rows.len(), 2, "{listed}");
+    for row in &rows {
+        assert!(row.contains(&*python.to_string_lossy()), "{listed}");
+        assert!(row.contains("MiB") || row.contains("KiB"), "{listed}");
+    }
+    assert!(listed.contains("python:3.11+kfp==2.15.0"), "{listed}");
+
+    // A stale one (made by an older kfpd) is removed by a plain prune.
+    let stale = envs_dir.join("python_3.9-000000000000");
+    std::fs::create_dir_all(stale.join(".kfpd")).expect("stale");
+    std::fs::write(stale.join(".kfpd/layout"), "kfpd-env 1\n").expect("layout");
+    std::fs::write(stale.join(".kfpd/image"), "python:3.9\n").expect("image");
+    let listed = kfpd_envs(&envs_dir, &["list"]);
+    assert!(
+        listed.contains("python:3.9") && listed.contains("stale"),
+        "{listed}"
+    );
+    let pruned = kfpd_envs(&envs_dir, &["prune"]);
+    assert!(pruned.contains("1 environment(s) removed"), "{pruned}");
+    assert!(!stale.exists());
+    let pruned = kfpd_envs(&envs_dir, &["prune", "--unused-for", "1d"]);
+    assert!(pruned.contains("0 environment(s) removed"), "{pruned}");
+    let pruned = kfpd_envs(&envs_dir, &["prune", "--unused-for", "0s"]);
+    assert!(pruned.contains("2 environment(s) removed"), "{pruned}");
+    let listed = kfpd_envs(&envs_dir, &["list"]);
+    assert_eq!(
+        listed.lines().count(),
+        2,
+        "only the header is left: {listed}"
+    );
+}
