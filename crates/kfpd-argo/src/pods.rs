@@ -1,5 +1,6 @@
 //! How many pods a Workflow starts for one run, by walking it from the entrypoint
-//! as Argo would, with every `when` true (nothing cached, every branch taken).
+//! as Argo would, with every `when` true (nothing cached, every branch taken),
+//! lifecycle hooks and `onExit` included.
 //!
 //! Works on any Workflow as JSON, so upstream's compiled Workflows are counted by
 //! the same rules as kfpd's.
@@ -22,10 +23,16 @@ impl Count {
     }
 }
 
-/// Counts the pods of a run. `items` answers how many times a task expanded with
-/// `withSequence`/`withParam`/`withItems` runs, given the DAG task names from the
-/// entrypoint down to it (a literal count is used when there is one).
-pub fn count(workflow: &Value, items: &dyn Fn(&[String]) -> u64) -> Count {
+/// How many times a task expanded with `withSequence`/`withParam` runs, given the
+/// DAG task names from the entrypoint down to it.
+pub type Items<'a> = dyn Fn(&[String]) -> u64 + 'a;
+/// Whether the pod of a template reached through these DAG task names is skipped
+/// (a cache hit, say).
+pub type Skip<'a> = dyn Fn(&[String], &Value) -> bool + 'a;
+
+/// Counts the pods of a run. A literal item count is used when there is one, else
+/// `items`; a pod `skip` says yes to is not counted.
+pub fn count(workflow: &Value, items: &Items, skip: &Skip) -> Count {
     let templates = workflow["spec"]["templates"]
         .as_array()
         .cloned()
@@ -33,14 +40,18 @@ pub fn count(workflow: &Value, items: &dyn Fn(&[String]) -> u64) -> Count {
     let entry = workflow["spec"]["entrypoint"].as_str().unwrap_or("");
     let mut out = Count::default();
     let mut path = Vec::new();
-    out.pods = walk(entry, &templates, items, &mut path, &mut out.agent, 0);
+    out.pods = walk(entry, &templates, items, skip, &mut path, &mut out.agent, 0);
+    if let Some(exit) = workflow["spec"]["onExit"].as_str() {
+        out.pods += walk(exit, &templates, items, skip, &mut path, &mut out.agent, 0);
+    }
     out
 }
 
 fn walk(
     name: &str,
     templates: &[Value],
-    items: &dyn Fn(&[String]) -> u64,
+    items: &Items,
+    skip: &Skip,
     path: &mut Vec<String>,
     agent: &mut bool,
     depth: usize,
@@ -60,7 +71,7 @@ fn walk(
         .iter()
         .any(|k| template.get(*k).is_some())
     {
-        return 1;
+        return u64::from(!skip(path, template));
     }
     let Some(tasks) = template["dag"]["tasks"].as_array() else {
         return 0;
@@ -83,7 +94,23 @@ fn walk(
         };
         let target = task["template"].as_str().unwrap_or("");
         if times > 0 {
-            total += times * walk(target, templates, items, path, agent, depth + 1);
+            total += times * walk(target, templates, items, skip, path, agent, depth + 1);
+            // Lifecycle hooks (upstream's exit tasks) run once per execution of the task.
+            if let Some(hooks) = task["hooks"].as_object() {
+                for hook in hooks.values() {
+                    let hook_template = hook["template"].as_str().unwrap_or("");
+                    total += times
+                        * walk(
+                            hook_template,
+                            templates,
+                            items,
+                            skip,
+                            path,
+                            agent,
+                            depth + 1,
+                        );
+                }
+            }
         }
         path.pop();
     }

@@ -9,12 +9,12 @@ use kfpd_argo::{compile, lint::lint, to_yaml, Options};
 use serde_json::{json, Value};
 use support::schema::Crd;
 
-fn crds(shared: &std::path::Path) -> Vec<Crd> {
+fn crds(shared: &support::Shared) -> Vec<Crd> {
     ["v3.7.8", "v4.0.5"]
         .iter()
         .map(|v| {
             Crd::load(
-                &shared.join(format!("argo-schemas/crd-workflows-full-{v}.yaml")),
+                &shared.schemas.join(format!("crd-workflows-full-{v}.yaml")),
                 v,
             )
         })
@@ -139,4 +139,81 @@ fn pod_template(workflow: &Value) -> usize {
         .iter()
         .position(|t| t.get("container").is_some())
         .expect("a pod template")
+}
+
+/// The layout: every pod of a task is created only after its driver request said
+/// so (so a cache hit never schedules one), and a run starts fewer pods than
+/// upstream's Workflow for the same pipeline (loops counted with 2 items on both).
+#[test]
+fn no_pod_without_a_driver_decision_and_fewer_pods_than_upstream() {
+    let Some(shared) = support::shared_dir() else {
+        return;
+    };
+    let Some(golden) = kfpd_testdata::Dir::ArgoGolden.require(&kfpd_testdata::current_test())
+    else {
+        return;
+    };
+    let mut compared = 0;
+    for row in support::manifest(&shared) {
+        let Some(package) = support::package(&shared, &row) else {
+            continue;
+        };
+        let workflow = compiled(&package).unwrap();
+        let templates = workflow["spec"]["templates"].as_array().unwrap();
+        let kind = |name: &str| {
+            templates
+                .iter()
+                .find(|t| t["name"] == name)
+                .map(|t| {
+                    ["container", "resource", "http", "dag"]
+                        .into_iter()
+                        .find(|k| t.get(*k).is_some())
+                        .unwrap_or("")
+                })
+                .unwrap_or("")
+        };
+        for template in templates.iter().filter(|t| t.get("dag").is_some()) {
+            for task in template["dag"]["tasks"].as_array().unwrap() {
+                let name = task["name"].as_str().unwrap();
+                match kind(task["template"].as_str().unwrap()) {
+                    "container" | "resource" => {
+                        assert_eq!(
+                            task["depends"],
+                            format!("{name}-driver.Succeeded"),
+                            "{}: pod task {name}",
+                            row.path
+                        );
+                        assert_eq!(
+                            task["when"],
+                            format!(
+                                "{{{{=jsonpath(tasks['{name}-driver'].outputs.result, \
+                                 '$.execute')}}}} == true"
+                            ),
+                            "{}: pod task {name}",
+                            row.path
+                        );
+                    }
+                    "" => panic!("{}: task {name} has no template", row.path),
+                    _ => {}
+                }
+            }
+        }
+        if row.golden.is_empty() {
+            continue;
+        }
+        let text = std::fs::read_to_string(golden.join(&row.golden)).unwrap();
+        let upstream = support::yaml_to_json(&text);
+        let two = |_: &[String]| 2;
+        let ours = kfpd_argo::pods::count(&workflow, &two, &|_, _| false);
+        let theirs = kfpd_argo::pods::count(&upstream, &two, &|_, _| false);
+        assert!(
+            ours.total() < theirs.total(),
+            "{}: kfpd {} pods, upstream {}",
+            row.path,
+            ours.total(),
+            theirs.total()
+        );
+        compared += 1;
+    }
+    assert!(compared > 100, "only {compared} compared with a golden");
 }

@@ -503,7 +503,7 @@ fn settings_beyond_the_corpus() {
     if let Some(shared) = support::shared_dir() {
         for v in ["v3.7.8", "v4.0.5"] {
             let crd = support::schema::Crd::load(
-                &shared.join(format!("argo-schemas/crd-workflows-full-{v}.yaml")),
+                &shared.schemas.join(format!("crd-workflows-full-{v}.yaml")),
                 v,
             );
             assert_eq!(crd.validate(&wf), Vec::<String>::new(), "{v}");

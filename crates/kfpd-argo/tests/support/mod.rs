@@ -6,19 +6,19 @@ pub mod schema;
 
 use std::path::PathBuf;
 
-/// The shared reference directory, once the pipeline corpus and the Argo schemas
-/// are both found (`KFPD_CORPUS_DIR`, `KFPD_SHARED_DIR`; see the kfpd-testdata crate).
-/// `None` after a message saying the test is skipped; under `CI=true` they must be there.
-pub fn shared_dir() -> Option<PathBuf> {
-    let test = kfpd_testdata::current_test();
-    kfpd_testdata::Dir::Corpus.require(&test)?;
-    kfpd_testdata::Dir::ArgoSchemas.require(&test)?;
-    kfpd_testdata::Dir::Shared.require(&test)
+/// Where the corpus and Argo's schemas are (see `kfpd-testdata`).
+pub struct Shared {
+    pub corpus: PathBuf,
+    pub schemas: PathBuf,
 }
 
-/// The pipeline corpus, found by [`shared_dir`] first.
-fn corpus_dir() -> PathBuf {
-    kfpd_testdata::corpus_dir().expect("shared_dir() checked for the corpus")
+/// The corpus and schemas, or `None` after saying why the test is skipped
+/// (under `CI=true` they are required and this panics).
+pub fn shared_dir() -> Option<Shared> {
+    let test = kfpd_testdata::current_test();
+    let corpus = kfpd_testdata::Dir::Corpus.require(&test)?;
+    let schemas = kfpd_testdata::Dir::ArgoSchemas.require(&test)?;
+    Some(Shared { corpus, schemas })
 }
 
 /// One row of `testdata/pipelines/MANIFEST.tsv`.
@@ -31,9 +31,9 @@ pub struct Row {
     pub golden: String,
 }
 
-pub fn manifest(_shared: &std::path::Path) -> Vec<Row> {
+pub fn manifest(shared: &Shared) -> Vec<Row> {
     let text =
-        std::fs::read_to_string(corpus_dir().join("MANIFEST.tsv")).expect("read MANIFEST.tsv");
+        std::fs::read_to_string(shared.corpus.join("MANIFEST.tsv")).expect("read MANIFEST.tsv");
     text.lines()
         .skip(1)
         .filter(|line| !line.trim().is_empty())
@@ -52,11 +52,11 @@ pub fn manifest(_shared: &std::path::Path) -> Vec<Row> {
 }
 
 /// Reads a corpus file as a package, `None` for the rows that must be rejected.
-pub fn package(_shared: &std::path::Path, row: &Row) -> Option<kfpd_ir::Package> {
+pub fn package(shared: &Shared, row: &Row) -> Option<kfpd_ir::Package> {
     if row.expect == "REJECTED" {
         return None;
     }
-    let path = corpus_dir().join(&row.path);
+    let path = shared.corpus.join(&row.path);
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let name = path.file_name().unwrap().to_string_lossy().to_string();
     Some(kfpd_ir::read_package(&name, &bytes).unwrap_or_else(|e| panic!("{}: {e}", row.path)))
