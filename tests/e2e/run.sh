@@ -8,6 +8,11 @@
 #   KFPD_E2E_PYTHON   interpreter used to create the venv (default: python3.11, else python3)
 #   CARGO_TARGET_DIR  cargo target directory (default: ~/.cache/kfpd-target)
 #   KFPD_BIN          use this binary instead of building one
+#   KFPD_E2E_SCREENSHOTS  directory for the browser tests' screenshots
+#
+# The browser tests (test_ui.py) need Debian's chromium and chromium-driver; run as
+# root, this script installs them when missing. Elsewhere they are skipped with a
+# message, except under CI=true, where a missing browser fails them.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,6 +29,7 @@ requirements=(
     "grpcio==1.81.1"
     "grpcio-tools==1.81.1"
     "moto[server]==5.2.1"
+    "selenium==4.27.1"
 )
 marker="$venv/.kfpd-e2e-requirements"
 wanted="$(printf '%s\n' "${requirements[@]}")"
@@ -59,6 +65,27 @@ fi
 # The Rust tests use this venv too (its moto serves S3 on loopback).
 if [[ "${KFPD_E2E_SETUP_ONLY:-}" == "1" ]]; then
     exit 0
+fi
+
+have_browser() {
+    command -v chromedriver >/dev/null 2>&1 &&
+        { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; }
+}
+if ! have_browser; then
+    if [[ "$(id -u)" == "0" ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "run.sh: installing chromium and chromium-driver for the browser tests" >&2
+        if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }; then
+            echo "run.sh: could not install chromium and chromium-driver" >&2
+        fi
+    fi
+    if ! have_browser; then
+        if [[ "${CI:-}" == "true" ]]; then
+            echo "run.sh: CI=true needs chromium and chromium-driver for the browser tests" >&2
+            exit 2
+        fi
+        echo "run.sh: no chromium/chromedriver; the browser tests will be skipped" >&2
+    fi
 fi
 
 if [[ -z "${KFPD_BIN:-}" ]]; then

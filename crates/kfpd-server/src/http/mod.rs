@@ -1,9 +1,11 @@
-//! The REST transport: upstream's `/apis/v2beta1/...` routes over the service layer.
+//! The REST transport: upstream's `/apis/v2beta1/...` routes over the service layer,
+//! and the embedded web UI at `/`.
 
 mod execution;
 mod extract;
 mod pipelines;
 mod resources;
+mod ui;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode};
@@ -27,6 +29,7 @@ pub fn router(api: Api, max_body_bytes: usize) -> Router {
         .merge(resources::routes(v2))
         .merge(pipelines::routes(v2))
         .merge(execution::routes())
+        .merge(ui::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
