@@ -3,8 +3,6 @@
 what the pages show. Screenshots go to KFPD_E2E_SCREENSHOTS (default: the test's
 temp dir). Without a browser the tests skip, except under CI=true, where they fail."""
 
-from __future__ import annotations
-
 import os
 import pathlib
 import re
@@ -82,13 +80,19 @@ def screenshots(tmp_path_factory) -> pathlib.Path:
 
 
 def _wait(driver, condition, what: str):
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
+    # The run page re-renders while the run is live, so an element found a moment
+    # ago may be gone by the time it is read; the condition is simply asked again.
+    ignored = (NoSuchElementException, StaleElementReferenceException)
     try:
-        return WebDriverWait(driver, BROWSER_WAIT, poll_frequency=0.1).until(lambda d: condition(d))
+        wait = WebDriverWait(driver, BROWSER_WAIT, poll_frequency=0.1, ignored_exceptions=ignored)
+        return wait.until(lambda d: condition(d))
     except Exception as error:
         text = driver.find_element("tag name", "body").text
-        raise AssertionError(f"{what} never appeared; the page shows:\n{text}") from error
+        logs = "\n".join(entry["message"] for entry in driver.get_log("browser"))
+        raise AssertionError(f"{what} never appeared; the page shows:\n{text}\nconsole:\n{logs}") from error
 
 
 def _console_errors(driver, expected: str = "") -> list[str]:

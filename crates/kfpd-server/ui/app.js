@@ -8,6 +8,8 @@
 const API = "/apis/v2beta1";
 const PAGE_SIZE = 20;
 const REFRESH_MS = 2000;
+// A request still unanswered after this long is abandoned (and retried when live).
+const REQUEST_TIMEOUT_MS = 15000;
 const TERMINAL = new Set(["SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"]);
 const STATES = ["PENDING", "RUNNING", "SUCCEEDED", "SKIPPED", "FAILED", "CANCELING", "CANCELED", "PAUSED"];
 
@@ -45,7 +47,10 @@ async function api(path, query) {
     if (value !== undefined && value !== null && value !== "") params.set(key, value);
   }
   const url = API + path + (params.toString() ? "?" + params : "");
-  const response = await fetch(url, { headers: { accept: "application/json" } });
+  const response = await fetch(url, {
+    headers: { accept: "application/json" },
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  });
   let body = null;
   try {
     body = await response.json();
@@ -96,7 +101,7 @@ function table(headers, rows, emptyText) {
 
 function render(...nodes) {
   const page = document.getElementById("page");
-  page.replaceChildren(...nodes);
+  page.replaceChildren(...nodes.flat().filter((node) => node !== null && node !== undefined && node !== false));
 }
 
 function showError(error, what) {
@@ -187,20 +192,32 @@ async function runsPage(query) {
     pager("/runs", query, body.next_page_token));
 }
 
+// Tasks in tree order: each DAG followed by its children, siblings by creation time.
 function taskRows(tasks) {
-  const byId = new Map(tasks.map((task) => [task.task_id, task]));
-  const depth = (task) => {
-    let d = 0;
-    let parent = byId.get(task.parent_task_id);
-    while (parent && d < 50) {
-      d += 1;
-      parent = byId.get(parent.parent_task_id);
-    }
-    return d;
-  };
-  const order = tasks.slice().sort((a, b) =>
+  const ids = new Set(tasks.map((task) => task.task_id));
+  const children = new Map();
+  for (const task of tasks) {
+    const parent = ids.has(task.parent_task_id) ? task.parent_task_id : "";
+    if (!children.has(parent)) children.set(parent, []);
+    children.get(parent).push(task);
+  }
+  const byCreation = (a, b) =>
     String(a.create_time || "").localeCompare(String(b.create_time || "")) ||
-    String(a.display_name || "").localeCompare(String(b.display_name || "")));
+    String(a.display_name || "").localeCompare(String(b.display_name || ""));
+  const order = [];
+  const depths = new Map();
+  const visit = (parent, level) => {
+    for (const task of (children.get(parent) || []).sort(byCreation)) {
+      if (depths.has(task.task_id)) continue;
+      depths.set(task.task_id, level);
+      order.push(task);
+      visit(task.task_id, level + 1);
+    }
+  };
+  visit("", 0);
+  // A parent cycle in bad data must not hide tasks.
+  for (const task of tasks) if (!depths.has(task.task_id)) order.push(task);
+  const depth = (task) => depths.get(task.task_id) || 0;
   return order.map((task) => h("tr", { "data-task-id": task.task_id },
     h("td", {}, h("span", { class: "indent", style: `padding-left:${depth(task) * 1.2}rem` }, task.display_name || task.task_id)),
     h("td", {}, state(task.state)),
@@ -225,12 +242,23 @@ function versionLink(reference) {
 async function runDetailsPage(id) {
   const mine = generation;
   render(h("div", { class: "loading" }, "Loading run…"));
+  let shown = false;
   const refresh = async () => {
     let run;
     try {
       run = await api(`/runs/${encodeURIComponent(id)}`);
     } catch (error) {
-      if (mine === generation) showError(error, "Run " + id);
+      if (mine !== generation) return;
+      // A live view keeps what it shows through a failed refresh and tries again;
+      // only a first load or a vanished run replaces the page with the error.
+      const gone = error instanceof ApiError && error.status === 404;
+      if (shown && !gone) {
+        const note = document.getElementById("refresh-error");
+        if (note) note.textContent = `Refresh failed (${error.message}); retrying.`;
+        timer = setTimeout(refresh, REFRESH_MS);
+      } else {
+        showError(error, "Run " + id);
+      }
       return;
     }
     if (mine !== generation) return;
@@ -239,7 +267,8 @@ async function runDetailsPage(id) {
     const config = run.runtime_config || {};
     render(
       h("h1", {}, h("span", { id: "run-name" }, run.display_name || run.run_id), state(run.state),
-        live ? h("span", { class: "live" }, "● live") : null),
+        live ? h("span", { class: "live" }, "● live") : null,
+        h("span", { class: "live", id: "refresh-error", role: "status" })),
       h("div", { class: "card" }, h("dl", { class: "facts" },
         h("dt", {}, "Run ID"), h("dd", { class: "mono" }, run.run_id),
         h("dt", {}, "Experiment"), h("dd", {}, run.experiment_id
@@ -256,6 +285,7 @@ async function runDetailsPage(id) {
       h("h2", {}, `Tasks (${tasks.length})`),
       h("div", { id: "tasks" }, table([["Task"], ["State"], ["Started", "wide"], ["Duration", "wide"], ["Error", "wide"]],
         taskRows(tasks), live ? "No tasks have started yet." : "This run has no tasks.")));
+    shown = true;
     if (live) timer = setTimeout(refresh, REFRESH_MS);
   };
   await refresh();
