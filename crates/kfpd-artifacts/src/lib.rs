@@ -98,8 +98,25 @@ pub enum Error {
     },
 }
 
+/// Failed reads and writes of the backing storage (local files or the object store),
+/// counted where those errors are made so the server's metrics see every caller.
+static BACKEND_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many storage operations of this process failed in the backend (not refusals of
+/// bad URIs, nor objects that do not exist).
+pub fn backend_errors() -> u64 {
+    BACKEND_ERRORS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn count_backend_error() {
+    BACKEND_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 impl Error {
     fn io(path: &Path, uri: &str, source: std::io::Error) -> Error {
+        if source.kind() != std::io::ErrorKind::NotFound {
+            count_backend_error();
+        }
         Error::Io {
             path: path.to_path_buf(),
             uri: uri.to_string(),

@@ -291,10 +291,13 @@ impl S3Store {
             object_store::Error::NotFound { .. } => Error::NotFound {
                 uri: uri.to_string(),
             },
-            e => Error::Store {
-                uri: uri.to_string(),
-                source: e,
-            },
+            e => {
+                crate::count_backend_error();
+                Error::Store {
+                    uri: uri.to_string(),
+                    source: e,
+                }
+            }
         }
     }
 

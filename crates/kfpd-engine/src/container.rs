@@ -409,6 +409,7 @@ async fn run_attempt(
     log_path: &Path,
 ) -> Attempt {
     let engine = &context.engine;
+    let waiting = Waiting::start(&engine.waiting);
     let permit = tokio::select! {
         permit = engine.slots.clone().acquire_owned() => match permit {
             Ok(permit) => permit,
@@ -416,6 +417,7 @@ async fn run_attempt(
         },
         _ = context.cancel.cancelled() => return Attempt::Canceled,
     };
+    drop(waiting);
     let exit = run_process(context, spec).await;
     drop(permit);
     let exit = match exit {
@@ -676,6 +678,23 @@ async fn fetch(store: &ArtifactStore, uri: &str, local: &Path) -> Result<(), Str
         .download(uri, local)
         .await
         .map_err(|error| format!("cannot fetch input artifact {uri}: {error}"))
+}
+
+/// Counts an attempt as waiting for a slot until dropped, also when the wait is
+/// cancelled.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn start(counter: &'a std::sync::atomic::AtomicUsize) -> Waiting<'a> {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Waiting(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,8 @@ pub struct Engine {
     pub(crate) artifacts: ArtifactStore,
     pub(crate) options: Options,
     pub(crate) slots: Arc<Semaphore>,
+    /// Task attempts waiting for one of `slots`, for the metrics.
+    pub(crate) waiting: std::sync::atomic::AtomicUsize,
     pub(crate) writer: Arc<TaskWriter>,
     /// Held while a driver request is answered (see `drive`).
     pub(crate) driving: tokio::sync::Mutex<()>,
@@ -51,6 +53,7 @@ impl Engine {
             artifacts,
             options,
             slots,
+            waiting: std::sync::atomic::AtomicUsize::new(0),
             writer,
             driving: tokio::sync::Mutex::new(()),
         }
@@ -66,5 +69,18 @@ impl Engine {
 
     pub fn options(&self) -> &Options {
         &self.options
+    }
+
+    /// Task processes holding a slot now.
+    pub fn tasks_running(&self) -> usize {
+        self.options
+            .max_parallel_tasks
+            .max(1)
+            .saturating_sub(self.slots.available_permits())
+    }
+
+    /// Task attempts ready to start but waiting for a free slot.
+    pub fn tasks_waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
     }
 }

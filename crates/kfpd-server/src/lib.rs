@@ -11,6 +11,7 @@ pub mod http;
 pub mod launcher;
 pub mod local_run;
 pub mod logging;
+pub mod metrics;
 pub mod scheduler;
 pub mod service;
 
@@ -134,6 +135,7 @@ pub async fn serve(
         pod_namespace: config.namespace.clone(),
         default_service_account: config.default_service_account.clone(),
     };
+    let sql_store = store.clone();
     let store: Arc<dyn kfpd_store::MetadataStore> = Arc::new(store);
     let roots = if config.allowed_pipeline_roots.is_empty() {
         kfpd_artifacts::Roots::Any
@@ -153,6 +155,8 @@ pub async fn serve(
     )
     .map_err(StartError::Startup)?;
     let mut api = Api::new(store, settings, service::system_clock());
+    api.metrics().attach_store(sql_store);
+    api.metrics().attach_engine(Arc::clone(&engine));
     if !config.local_executor {
         api = api.with_driver(Arc::clone(&engine));
     }

@@ -51,35 +51,75 @@ impl Error {
     }
 }
 
+/// Database errors seen by this process, by the kind they were mapped to. Counted
+/// where every driver error passes (the `From` below), so the metrics cover the API,
+/// the engine and the scheduler alike without wrapping each call.
+static QUERY_ERRORS: [std::sync::atomic::AtomicU64; QUERY_ERROR_KINDS.len()] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; QUERY_ERROR_KINDS.len()];
+
+/// The kinds [`query_errors`] reports, in its order.
+pub const QUERY_ERROR_KINDS: [&str; 6] = [
+    "unavailable",
+    "unauthenticated",
+    "conflict",
+    "busy",
+    "unique_violation",
+    "other",
+];
+
+/// How many database errors of each of [`QUERY_ERROR_KINDS`] this process has seen.
+pub fn query_errors() -> [(&'static str, u64); QUERY_ERROR_KINDS.len()] {
+    std::array::from_fn(|index| {
+        (
+            QUERY_ERROR_KINDS[index],
+            QUERY_ERRORS[index].load(std::sync::atomic::Ordering::Relaxed),
+        )
+    })
+}
+
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Error {
-        match &error {
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_) => Error::Unavailable(error.to_string()),
-            sqlx::Error::Database(db) => {
-                let code = db.code().map(|code| code.to_string()).unwrap_or_default();
-                // 28P01/28000: PostgreSQL bad password or role; 1045: MySQL access denied.
-                if matches!(code.as_str(), "28P01" | "28000" | "1045") {
-                    return Error::Unauthenticated(db.message().to_string());
-                }
-                if is_conflict(db.as_ref(), &code) {
-                    return Error::Conflict(db.message().to_string());
-                }
-                if is_busy(db.as_ref(), &code) {
-                    return Error::Busy(format!(
-                        "{}: other writers held the database for longer than the busy timeout",
-                        db.message()
-                    ));
-                }
-                if db.is_unique_violation() {
-                    return Error::AlreadyExists(db.message().to_string());
-                }
-                Error::Internal(error.to_string())
+        let mapped = map_sqlx(error);
+        let kind = match &mapped {
+            Error::Unavailable(_) => 0,
+            Error::Unauthenticated(_) => 1,
+            Error::Conflict(_) => 2,
+            Error::Busy(_) => 3,
+            Error::AlreadyExists(_) => 4,
+            _ => 5,
+        };
+        QUERY_ERRORS[kind].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        mapped
+    }
+}
+
+fn map_sqlx(error: sqlx::Error) -> Error {
+    match &error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_) => Error::Unavailable(error.to_string()),
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|code| code.to_string()).unwrap_or_default();
+            // 28P01/28000: PostgreSQL bad password or role; 1045: MySQL access denied.
+            if matches!(code.as_str(), "28P01" | "28000" | "1045") {
+                return Error::Unauthenticated(db.message().to_string());
             }
-            _ => Error::Internal(error.to_string()),
+            if is_conflict(db.as_ref(), &code) {
+                return Error::Conflict(db.message().to_string());
+            }
+            if is_busy(db.as_ref(), &code) {
+                return Error::Busy(format!(
+                    "{}: other writers held the database for longer than the busy timeout",
+                    db.message()
+                ));
+            }
+            if db.is_unique_violation() {
+                return Error::AlreadyExists(db.message().to_string());
+            }
+            Error::Internal(error.to_string())
         }
+        _ => Error::Internal(error.to_string()),
     }
 }
 

@@ -10,7 +10,7 @@ pub mod sql;
 
 use async_trait::async_trait;
 
-pub use error::Error;
+pub use error::{query_errors, Error, QUERY_ERROR_KINDS};
 pub use list::{ListQuery, Page};
 pub use model::*;
 

@@ -26,6 +26,7 @@ pub fn router(api: Api, max_body_bytes: usize) -> Router {
     Router::new()
         .route(&format!("{v2}/healthz"), any(healthz_v2))
         .route("/apis/v1beta1/healthz", any(healthz_v1))
+        .route("/metrics", axum::routing::get(metrics))
         .merge(resources::routes(v2))
         .merge(pipelines::routes(v2))
         .merge(execution::routes())
@@ -39,6 +40,10 @@ pub fn router(api: Api, max_body_bytes: usize) -> Router {
             reject_oversized,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            count_requests,
+        ))
         .with_state(api)
 }
 
@@ -62,6 +67,42 @@ async fn healthz_v1(
     axum::extract::State(api): axum::extract::State<Api>,
 ) -> Json<serde_json::Value> {
     Json(health_body(&api))
+}
+
+async fn metrics(axum::extract::State(api): axum::extract::State<Api>) -> Response {
+    let body = api.metrics().render().await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Counts every request by its route template (the raw path would let clients
+/// grow the series without bound), method and status.
+async fn count_requests(
+    axum::extract::State(api): axum::extract::State<Api>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|path| path.as_str().to_string());
+    let response = next.run(request).await;
+    let route = route.as_deref().unwrap_or(crate::metrics::UNMATCHED_ROUTE);
+    api.metrics().observe_request(
+        route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 async fn not_found() -> Response {

@@ -53,6 +53,8 @@ pub struct Api {
     scheduler: Option<Arc<tokio::sync::Notify>>,
     /// Answers driver requests for runs executed on Argo (`--executor none`).
     driver: Option<Arc<kfpd_engine::Engine>>,
+    /// What `GET /metrics` reports.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Api {
@@ -66,7 +68,12 @@ impl Api {
             executor: None,
             scheduler: None,
             driver: None,
+            metrics: Arc::default(),
         }
+    }
+
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     /// Lets recurring-run changes wake the scheduler at once instead of at its

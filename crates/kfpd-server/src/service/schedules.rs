@@ -192,6 +192,10 @@ impl Api {
                         lag_ms = lag_ms(tick),
                         "recurring run fired"
                     );
+                    self.metrics
+                        .observe_scheduler_lag(std::time::Duration::from_millis(
+                            lag_ms(tick).max(0) as u64,
+                        ));
                     fired.runs += 1;
                     row.fired_count += 1;
                     active_runs = Some(active + 1);

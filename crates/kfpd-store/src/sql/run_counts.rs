@@ -229,6 +229,27 @@ impl SqlStore {
     }
 }
 
+impl SqlStore {
+    /// Runs per state over all namespaces and experiments, summed from the count
+    /// rows: cheap enough to read on every metrics scrape.
+    pub async fn runs_by_state(&self) -> Result<BTreeMap<String, i64>, Error> {
+        let integer = match self.dialect() {
+            Dialect::Sqlite => "INTEGER",
+            Dialect::Postgres => "BIGINT",
+            Dialect::Mysql => "SIGNED",
+        };
+        let mut sql = Sql::new("SELECT state, CAST(COALESCE(SUM(run_count), 0) AS ");
+        sql.push(integer).push(") FROM run_counts GROUP BY state");
+        let mut counts = BTreeMap::new();
+        for row in self.fetch_all(&sql).await? {
+            let state = text(&row, 0usize)?;
+            let count = super::rows::int(&row, 1usize)?;
+            *counts.entry(state).or_insert(0) += count;
+        }
+        Ok(counts)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
