@@ -23,6 +23,9 @@ const POLL_INTERVAL: Duration = Duration::from_millis(500);
 pub struct Handle {
     wake: Arc<Notify>,
     shutdown: CancellationToken,
+    /// The executor loop and each run it is executing, so shutdown can wait for
+    /// them to stop their task processes and write their task rows.
+    busy: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Handle {
@@ -34,6 +37,31 @@ impl Handle {
     pub fn shutdown(&self) {
         self.shutdown.cancel();
     }
+
+    /// Completes once the loop has ended and every run it started has stopped
+    /// (after [`Handle::shutdown`]): their task processes are gone and their rows
+    /// written, so the process may exit.
+    pub async fn stopped(&self) {
+        while self.busy.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Counts one unit of executor work in [`Handle::stopped`] until dropped.
+struct Busy(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Busy {
+    fn enter(counter: &Arc<std::sync::atomic::AtomicUsize>) -> Busy {
+        counter.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Busy(Arc::clone(counter))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 struct Executor {
@@ -41,6 +69,7 @@ struct Executor {
     active: Mutex<HashMap<String, CancellationToken>>,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
+    busy: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Starts the executor loop on the current runtime.
@@ -48,14 +77,18 @@ pub fn spawn(engine: Arc<Engine>) -> Handle {
     let handle = Handle {
         wake: Arc::new(Notify::new()),
         shutdown: CancellationToken::new(),
+        busy: Arc::default(),
     };
     let executor = Arc::new(Executor {
         engine,
         active: Mutex::new(HashMap::new()),
         wake: Arc::clone(&handle.wake),
         shutdown: handle.shutdown.clone(),
+        busy: Arc::clone(&handle.busy),
     });
+    let busy = Busy::enter(&handle.busy);
     tokio::spawn(async move {
+        let _busy = busy;
         executor.recover().await;
         executor.run_loop().await;
     });
@@ -127,6 +160,10 @@ impl Executor {
             }
             self.cancel_requested().await;
             for run in self.runs_in(RunState::Pending).await {
+                // Runs not claimed yet stay PENDING for the next start.
+                if self.shutdown.is_cancelled() {
+                    break;
+                }
                 let claimed = self
                     .engine
                     .store
@@ -192,7 +229,9 @@ impl Executor {
             active.insert(run.id.clone(), token.clone());
         }
         let executor = Arc::clone(self);
+        let busy = Busy::enter(&self.busy);
         tokio::spawn(async move {
+            let _busy = busy;
             let run_id = run.id.clone();
             tracing::info!(run = %run_id, "run started");
             let outcome = executor.engine.execute(run, token).await;

@@ -219,6 +219,7 @@ pub async fn serve(
             scheduler.shutdown();
         });
     }
+    let executor_stopped = executor.clone();
     let executor_shutdown = shutdown.clone();
     tokio::spawn(async move {
         executor_shutdown.await;
@@ -251,7 +252,17 @@ pub async fn serve(
             .await
             .map_err(StartError::Serve)
     };
-    let serving = async { tokio::try_join!(rest, grpc) };
+    // Ends once both servers have answered their last call and the executor has
+    // stopped its task processes and written their rows (runs stay RUNNING and
+    // the next start resumes them; runs not claimed yet stay PENDING).
+    let serving = async {
+        let served = tokio::try_join!(rest, grpc);
+        if let Some(executor) = executor_stopped {
+            executor.stopped().await;
+            tracing::info!("executor stopped");
+        }
+        served
+    };
     // Draining waits for every client, and a client that has gone silent (an
     // HTTP/2 peer that never acknowledges the shutdown PING, a stalled upload)
     // would keep the process alive until it is killed. Bound the wait instead.

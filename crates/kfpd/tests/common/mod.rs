@@ -86,6 +86,9 @@ impl Server {
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // The caller's variables win over the defaults above (KFPD_LOG=info to see
+        // info lines).
+        command.envs(env.iter().copied());
         let mut child = command.spawn().expect("spawn kfpd");
         let stdout = child.stdout.take().expect("stdout");
         let stderr_pipe = child.stderr.take().expect("stderr");
