@@ -8,7 +8,11 @@
 //! - chain: a chain of 100 such tasks end to end;
 //! - python: a chain of 10 lightweight Python components compiled with the SDK's
 //!   defaults (each task begins with `pip install kfp==…`), on kfpd and under the
-//!   SDK's `kfp.local.SubprocessRunner`;
+//!   SDK's `kfp.local.SubprocessRunner`, and what checking a remembered install
+//!   costs each such task;
+//! - python-bare: the same chain compiled with `install_kfp_package=False` (no pip
+//!   preamble; kfp comes from the virtualenv kfpd runs from), on kfpd and under
+//!   `kfp.local.SubprocessRunner(use_venv=False)`, side by side;
 //! - memory: RSS of `kfpd serve` with 500 `sleep` tasks running at once;
 //! - ceiling (opt-in): how many of 600 parallel tasks actually run at once.
 //!
@@ -29,6 +33,7 @@ enum Scenario {
     Overhead,
     Chain,
     Python,
+    PythonBare,
     Memory,
     Ceiling,
 }
@@ -51,7 +56,7 @@ struct Args {
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "overhead,chain,python,memory"
+        default_value = "overhead,chain,python,python-bare,memory"
     )]
     only: Vec<Scenario>,
     /// Tasks in the long shell chain.
@@ -110,6 +115,9 @@ async fn main() -> Result<()> {
     }
     if wants(Scenario::Python) {
         python_chain(&args, &bin, &scratch_path, &mut report).await?;
+    }
+    if wants(Scenario::PythonBare) {
+        python_bare_chain(&args, &bin, &scratch_path, &mut report).await?;
     }
     if wants(Scenario::Memory) {
         parallel_sleeps(
@@ -240,6 +248,18 @@ struct Server {
 
 impl Server {
     fn start(bin: &Path, dir: &Path, log_filter: &str, extra: &[String]) -> Result<Server> {
+        Server::start_with_path(bin, dir, log_filter, extra, None)
+    }
+
+    /// [`Server::start`] with `path` first on kfpd's `PATH` (its `python3` is the host
+    /// interpreter task environments are made from).
+    fn start_with_path(
+        bin: &Path,
+        dir: &Path,
+        log_filter: &str,
+        extra: &[String],
+        path: Option<&Path>,
+    ) -> Result<Server> {
         fs::create_dir_all(dir)?;
         let log = dir.join("kfpd.log");
         let stderr = fs::File::create(&log)?;
@@ -271,6 +291,13 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr));
+        if let Some(first) = path {
+            let inherited = std::env::var_os("PATH").unwrap_or_default();
+            let joined = std::env::join_paths(
+                std::iter::once(first.to_path_buf()).chain(std::env::split_paths(&inherited)),
+            )?;
+            command.env("PATH", joined);
+        }
         let mut child = command
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
@@ -767,9 +794,11 @@ import time
 from kfp import compiler, dsl
 
 LENGTH = int(sys.argv[2])
+# "-bare" modes: compiled with install_kfp_package=False, so no pip preamble.
+BARE = sys.argv[1].endswith("-bare")
 
 
-@dsl.component
+@dsl.component(install_kfp_package=not BARE)
 def step(x: int) -> int:
     return x + 1
 
@@ -783,7 +812,7 @@ def chain(start: int = 0) -> int:
     return value.output
 
 
-if sys.argv[1] == "compile":
+if sys.argv[1].startswith("compile"):
     compiler.Compiler().compile(chain, sys.argv[3])
 else:
     from kfp import local
@@ -924,6 +953,10 @@ async fn python_chain(args: &Args, bin: &Path, scratch: &Path, report: &mut Repo
         }),
         Err(_) => None,
     };
+    let check = match &warm {
+        Ok(_) => remembered_install_cost(&dir.join("server").join("envs")),
+        Err(_) => Err(anyhow!("not run")),
+    };
     server.stop()?;
     let cold = cold?;
     let warm = warm?;
@@ -965,6 +998,32 @@ async fn python_chain(args: &Args, bin: &Path, scratch: &Path, report: &mut Repo
         format!("{:.1}×", sdk_plain / kfpd_warm),
         "",
     );
+    match check {
+        Ok(cost) => {
+            report.add(
+                format!(
+                    "(c) a task's remembered `pip install kfp==…` through the pip front, files checked ({})",
+                    cost.files
+                ),
+                format!(
+                    "{} per task (mean of {})",
+                    ms(cost.checked),
+                    cost.samples
+                ),
+                "",
+            );
+            report.add(
+                "(c) the same without the check (the marker's existence alone, as before)",
+                format!(
+                    "{}; the check costs {}",
+                    ms(cost.unchecked),
+                    ms(cost.checked.saturating_sub(cost.unchecked))
+                ),
+                "",
+            );
+        }
+        Err(error) => println!("  remembered install cost not measured: {error}"),
+    }
     if args.sdk_venv {
         let (sdk_venv, sdk_venv_whole) = sdk_local(
             &python,
@@ -989,6 +1048,218 @@ async fn python_chain(args: &Args, bin: &Path, scratch: &Path, report: &mut Repo
             "≥ 8×",
         );
     }
+    Ok(())
+}
+
+/// What answering a remembered `pip install` costs a task, with the check that what it
+/// installed is still there and without it.
+struct CheckCost {
+    checked: Duration,
+    unchecked: Duration,
+    files: usize,
+    samples: u32,
+}
+
+/// Times the environment's pip front answering the install its marker remembers, as a
+/// task's preamble calls it, then the same with the marker's file list emptied (what the
+/// front did before it checked anything), then puts the marker back.
+fn remembered_install_cost(envs_dir: &Path) -> Result<CheckCost> {
+    const SAMPLES: u32 = 200;
+    let env = fs::read_dir(envs_dir)?
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| {
+            path.file_name()
+                .is_some_and(|name| name.to_string_lossy().contains("kfp__"))
+        })
+        .ok_or_else(|| anyhow!("no kfp environment under {}", envs_dir.display()))?;
+    let marker = fs::read_dir(env.join(".kfpd").join("pip"))?
+        .flatten()
+        .map(|entry| entry.path())
+        .next()
+        .ok_or_else(|| anyhow!("no remembered install in {}", env.display()))?;
+    let text = fs::read_to_string(&marker)?;
+    let header = text
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("# pip "))
+        .ok_or_else(|| anyhow!("unexpected marker {}", marker.display()))?
+        .to_string();
+    let files = text
+        .lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .count();
+    // The marker's first line is `# pip <its arguments as a JSON list>`.
+    let args: Vec<String> = serde_json::from_str(&header)
+        .with_context(|| format!("unexpected marker header in {}", marker.display()))?;
+    let python = env.join("bin").join("python3");
+    let time = || -> Result<Duration> {
+        let started = Instant::now();
+        for _ in 0..SAMPLES {
+            let status = Command::new(&python)
+                .args(["-m", "pip"])
+                .args(&args)
+                .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+                .stdin(Stdio::null())
+                .status()?;
+            if !status.success() {
+                bail!("the remembered install failed: {status}");
+            }
+        }
+        Ok(started.elapsed() / SAMPLES)
+    };
+    let checked = time()?;
+    fs::write(&marker, format!("# pip {header}\n"))?;
+    let unchecked = time();
+    fs::write(&marker, &text)?;
+    Ok(CheckCost {
+        checked,
+        unchecked: unchecked?,
+        files,
+        samples: SAMPLES,
+    })
+}
+
+/// The chain compiled with `install_kfp_package=False`: no pip preamble, kfp from the
+/// virtualenv kfpd runs from (the e2e venv first on its PATH). kfpd's steady state
+/// against `kfp.local.SubprocessRunner(use_venv=False)`, in the same session.
+async fn python_bare_chain(
+    args: &Args,
+    bin: &Path,
+    scratch: &Path,
+    report: &mut Report,
+) -> Result<()> {
+    let length = args.python_chain.max(1);
+    println!(
+        "python chain without the pip preamble: {length} components (load average {})",
+        load_average()
+    );
+    let Some(python) = python(args) else {
+        println!("  skipped: no e2e venv python (create it with `bash tests/e2e/run.sh --co -q`, or pass --python)");
+        return Ok(());
+    };
+    let venv_bin = python
+        .parent()
+        .ok_or_else(|| anyhow!("{} has no directory", python.display()))?
+        .to_path_buf();
+    let dir = scratch.join("python-bare");
+    fs::create_dir_all(&dir)?;
+    let helper = dir.join("chain.py");
+    fs::write(&helper, PYTHON_HELPER)?;
+    let compiled = dir.join("chain.json");
+    let status = Command::new(&python)
+        .arg(&helper)
+        .args(["compile-bare", &length.to_string()])
+        .arg(&compiled)
+        .env("PYTHONWARNINGS", "ignore")
+        .stdin(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("compiling the bare python chain failed: {status}");
+    }
+    let spec: Value = serde_json::from_slice(&fs::read(&compiled)?)?;
+
+    let server = Server::start_with_path(
+        bin,
+        &dir.join("server"),
+        "warn,kfpd_engine::executor=info",
+        &[],
+        Some(&venv_bin),
+    )?;
+    let poll = Duration::from_millis(5);
+    let limit = Duration::from_secs(600);
+    let first = server
+        .api
+        .run(&unique("bare-first"), &spec, json!({}), poll, limit)
+        .await;
+    let mut client = Vec::new();
+    let mut ids = Vec::new();
+    let mut failure = first.as_ref().err().map(|error| anyhow!("{error}"));
+    if failure.is_none() {
+        for _ in 0..args.repeats.max(1) {
+            match server
+                .api
+                .run(&unique("bare"), &spec, json!({}), poll, limit)
+                .await
+            {
+                Ok(run) => {
+                    client.push(run.elapsed.as_secs_f64());
+                    ids.push(run.id);
+                }
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+    }
+    let log = server.log_text();
+    server.stop()?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    let first = first?;
+    let server_side: Vec<f64> = ids
+        .iter()
+        .filter_map(|id| server_times(&log, id))
+        .map(|times| times.run)
+        .collect();
+
+    let mut sdk = Vec::new();
+    for round in 0..3 {
+        let (seconds, _) = sdk_local(
+            &python,
+            &helper,
+            "local-bare",
+            length,
+            &dir.join(format!("local-{round}")),
+        )?;
+        sdk.push(seconds);
+    }
+    let kfpd = median(&client);
+    report.add(
+        format!("(c') {length} Python tasks without the pip preamble on kfpd, first run (new environment and warm interpreter)"),
+        secs(first.elapsed),
+        "",
+    );
+    report.add(
+        format!(
+            "(c') the same, later runs: CreateRun to observed end, median (best) of {}",
+            client.len()
+        ),
+        format!(
+            "{} ({}), {:.1} ms per task",
+            ms(Duration::from_secs_f64(kfpd)),
+            ms(Duration::from_secs_f64(min(&client))),
+            kfpd * 1e3 / length as f64
+        ),
+        "",
+    );
+    report.add(
+        "(c') the same, server claim to end, median (best)",
+        format!(
+            "{} ({})",
+            ms(Duration::from_secs_f64(median(&server_side))),
+            ms(Duration::from_secs_f64(min(&server_side)))
+        ),
+        "",
+    );
+    report.add(
+        format!(
+            "(c') {length} Python tasks without the preamble, kfp.local.SubprocessRunner(use_venv=False), median (best) of 3"
+        ),
+        format!(
+            "{} ({}) in the SDK call",
+            secs(Duration::from_secs_f64(median(&sdk))),
+            secs(Duration::from_secs_f64(min(&sdk)))
+        ),
+        "",
+    );
+    report.add(
+        "(c') ratio SubprocessRunner(use_venv=False) / kfpd (medians)",
+        format!("{:.1}×", median(&sdk) / kfpd),
+        "≥ 8×",
+    );
     Ok(())
 }
 

@@ -19,6 +19,7 @@ may have replaced what they vouched for.
 
 import csv
 import fcntl
+import json
 import os
 import re
 import subprocess
@@ -230,7 +231,7 @@ def main():
         if lines is not None:
             tmp = "%s.%d.tmp" % (marker, os.getpid())
             with open(tmp, "w") as f:
-                f.write("# pip %s\n" % " ".join(a.replace("\n", " ") for a in args))
+                f.write("# pip %s\n" % json.dumps(args))
                 f.write("".join(line + "\n" for line in lines))
             os.replace(tmp, marker)
         return code
