@@ -504,7 +504,10 @@ impl<'a> Compiler<'a> {
                 env_from: self.env_from(),
                 resources: resolved.resources,
                 volume_mounts: mounts,
-                security_context: Some(container_security()),
+                // The user's image decides its own user and capabilities, as
+                // upstream leaves them: many ML images run as root and install
+                // packages at start.
+                security_context: None,
             }),
             volumes,
             node_selector: settings.node_selector.clone(),
@@ -871,13 +874,9 @@ impl<'a> Compiler<'a> {
                     labels: pod_labels,
                     annotations: pod_annotations,
                 }),
-                security_context: Some(PodSecurityContext {
-                    run_as_non_root: Some(true),
-                    seccomp_profile: Some(SeccompProfile {
-                        kind: "RuntimeDefault".into(),
-                    }),
-                    ..PodSecurityContext::default()
-                }),
+                // No runAsNonRoot: it would keep every image that runs as root
+                // (most ML images) from starting.
+                security_context: Some(pod_security()),
                 active_deadline_seconds: config
                     .map(|c| i64::from(c.active_deadline_seconds))
                     .filter(|s| *s > 0),
