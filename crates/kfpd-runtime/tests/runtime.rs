@@ -428,9 +428,25 @@ async fn processes_left_behind_die_with_the_task() {
         )
         .await;
     assert!(exit.success());
-    assert!(started.elapsed() < Duration::from_secs(10));
+    // The straggler sleeps 100 s: a task that waited for it would take that long.
+    assert!(started.elapsed() < Duration::from_secs(60));
     let pid: i32 = read(&pid_file).trim().parse().expect("pid");
-    assert!(!running(pid), "background process outlived the task");
+    assert!(
+        gone_within(pid, Duration::from_secs(5)).await,
+        "background process outlived the task"
+    );
+}
+
+/// A killed process needs a moment to die on a loaded machine.
+async fn gone_within(pid: i32, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while running(pid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
 }
 
 #[tokio::test]
@@ -460,7 +476,10 @@ async fn cancel_kills_the_whole_process_tree() {
     assert!(exit.canceled && !exit.success());
     assert_eq!(exit.signal, Some(libc_sigterm()));
     for pid in recorded {
-        assert!(!running(pid), "pid {pid} survived cancel");
+        assert!(
+            gone_within(pid, Duration::from_secs(5)).await,
+            "pid {pid} survived cancel"
+        );
     }
 }
 
@@ -493,7 +512,10 @@ async fn cancel_escalates_to_sigkill_for_processes_ignoring_sigterm() {
     assert!(exit.canceled);
     assert_eq!(exit.signal, Some(9));
     for pid in recorded {
-        assert!(!running(pid), "pid {pid} survived cancel");
+        assert!(
+            gone_within(pid, Duration::from_secs(5)).await,
+            "pid {pid} survived cancel"
+        );
     }
 }
 
