@@ -24,14 +24,33 @@ pub const SHARED_DIR_VAR: &str = "KFPD_SHARED_DIR";
 /// Names the compiled pipeline corpus.
 pub const CORPUS_DIR_VAR: &str = "KFPD_CORPUS_DIR";
 
-/// The repository root (this crate lives at `crates/kfpd-testdata`).
+/// The repository root. Under `cargo test` or `cargo run` it is found from the running
+/// package's directory, which cargo sets at run time: a binary built in another
+/// checkout sharing the target directory carries that checkout's path.
+/// Otherwise it is where this crate was built (`crates/kfpd-testdata`).
 pub fn repo_root() -> PathBuf {
+    if let Some(root) = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .and_then(|dir| workspace_root_above(&dir))
+    {
+        return root;
+    }
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     manifest
         .parent()
         .and_then(Path::parent)
         .unwrap_or(manifest)
         .to_path_buf()
+}
+
+/// The nearest directory at or above `dir` whose Cargo.toml declares a workspace.
+fn workspace_root_above(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .find(|candidate| {
+            std::fs::read_to_string(candidate.join("Cargo.toml"))
+                .is_ok_and(|manifest| manifest.contains("[workspace]"))
+        })
+        .map(Path::to_path_buf)
 }
 
 /// The pipelines committed with the project (`tests/pipelines/`), always present.
