@@ -45,7 +45,7 @@ pub struct ServeArgs {
     #[arg(long, env = "KFPD_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Database driver: sqlite, postgres or mysql. Upstream: DBDRIVERNAME (mysql|pgx),
-    /// dbType (mysql|postgres). [default: sqlite, or mysql when only DBCONFIG_HOST is set]
+    /// DB_DRIVER_NAME and dbType (mysql|postgres). [default: sqlite, or mysql when only DBCONFIG_HOST is set]
     #[arg(long, env = "KFPD_DB_DRIVER")]
     pub db_driver: Option<String>,
     /// Database host. Upstream: DBCONFIG_MYSQLCONFIG_HOST / DBCONFIG_POSTGRESQLCONFIG_HOST,
@@ -145,6 +145,25 @@ pub struct ServeArgs {
     /// fields, for log collectors). [default: text]
     #[arg(long, env = "KFPD_LOG_FORMAT", value_name = "text|json")]
     pub log_format: Option<String>,
+    /// Image holding kfpd that workflow pods copy the launcher from (one image for
+    /// every subcommand). Upstream: V2_LAUNCHER_IMAGE, then V2_DRIVER_IMAGE (upstream's
+    /// own kfp-launcher/kfp-driver images are refused: they hold no kfpd).
+    /// [default: ghcr.io/kfpd/kfpd:latest]
+    #[arg(long, env = "KFPD_IMAGE")]
+    pub kfpd_image: Option<String>,
+    /// Secret in the run's namespace whose keys become the object store credentials
+    /// of workflow pods. [default: mlpipeline-minio-artifact, upstream's]
+    #[arg(long, env = "KFPD_ARTIFACT_SECRET")]
+    pub artifact_secret: Option<String>,
+    /// Whether a missing object store bucket is created at start (`true`, as
+    /// upstream) or reported (`false`, for stores where kfpd may not create buckets).
+    /// [default: true]
+    #[arg(long, env = "KFPD_CREATE_BUCKET")]
+    pub create_bucket: Option<bool>,
+    /// Days artifacts are kept in the object store, or -1 to keep them. Upstream:
+    /// ARTIFACT_RETENTION_DAYS. [default: -1]
+    #[arg(long, env = "KFPD_ARTIFACT_RETENTION_DAYS", allow_hyphen_values = true)]
+    pub artifact_retention_days: Option<String>,
 }
 
 /// The same settings as they may appear in the config file.
@@ -179,6 +198,10 @@ struct FileSettings {
     kfp_package: Option<String>,
     allowed_pipeline_roots: Option<Vec<String>>,
     log_format: Option<String>,
+    kfpd_image: Option<String>,
+    artifact_secret: Option<String>,
+    create_bucket: Option<bool>,
+    artifact_retention_days: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,6 +220,17 @@ pub struct Database {
     /// `host:port` (or the SQLite file) for messages.
     pub location: String,
     pub user: String,
+}
+
+impl Database {
+    /// The Secret upstream's manifests take this driver's user and password from,
+    /// for messages about refused credentials.
+    pub fn credentials_secret(&self) -> &'static str {
+        match self.driver {
+            Driver::Postgres => "postgres-secret-extended",
+            _ => "mysql-secret",
+        }
+    }
 }
 
 /// Resolved settings of `kfpd serve`.
@@ -229,7 +263,21 @@ pub struct Config {
     /// artifact store can serve.
     pub allowed_pipeline_roots: Vec<String>,
     pub log_format: crate::logging::LogFormat,
+    /// Image workflow pods take kfpd from.
+    pub kfpd_image: String,
+    /// Secret whose keys workflow pods get as environment (object store credentials).
+    pub artifact_secret: String,
+    /// Create a missing object store bucket at start.
+    pub create_bucket: bool,
+    /// Days artifacts are kept; `None`: forever (upstream's -1).
+    pub artifact_retention_days: Option<u32>,
 }
+
+/// The image workflow pods run kfpd from unless configured.
+pub const DEFAULT_KFPD_IMAGE: &str = "ghcr.io/kfpd/kfpd:latest";
+
+/// Upstream's Secret with the object store keys `accesskey` and `secretkey`.
+pub const DEFAULT_ARTIFACT_SECRET: &str = "mlpipeline-minio-artifact";
 
 /// Task processes running at once unless configured.
 pub const DEFAULT_MAX_PARALLEL_TASKS: usize = 64;
@@ -418,7 +466,29 @@ impl Config {
             })?,
         };
 
+        let kfpd_image = resolve_kfpd_image(args, &file, &env_nonempty)?;
+        let artifact_secret = args
+            .artifact_secret
+            .clone()
+            .or(file.artifact_secret.clone())
+            .map(|name| name.trim().to_string())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| DEFAULT_ARTIFACT_SECRET.to_string());
+        let create_bucket = args.create_bucket.or(file.create_bucket).unwrap_or(true);
+        let artifact_retention_days = args
+            .artifact_retention_days
+            .clone()
+            .or_else(|| env_nonempty("ARTIFACT_RETENTION_DAYS"))
+            .or(file.artifact_retention_days.clone())
+            .map(|text| parse_retention_days(&text))
+            .transpose()?
+            .flatten();
+
         Ok(Config {
+            kfpd_image,
+            artifact_secret,
+            create_bucket,
+            artifact_retention_days,
             kfp_package,
             allowed_pipeline_roots,
             log_format,
@@ -488,6 +558,57 @@ fn resolve_cache(
     })
 }
 
+/// The kfpd image for workflow pods. Upstream's deployment names its own launcher
+/// and driver images in the same variables; those hold no kfpd, and a run would
+/// only fail later in its first pod, so they are refused here.
+fn resolve_kfpd_image(
+    args: &ServeArgs,
+    file: &FileSettings,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, Error> {
+    let candidates = [
+        ("kfpd_image", args.kfpd_image.clone()),
+        ("V2_LAUNCHER_IMAGE", env("V2_LAUNCHER_IMAGE")),
+        ("V2_DRIVER_IMAGE", env("V2_DRIVER_IMAGE")),
+        ("kfpd_image", file.kfpd_image.clone()),
+    ];
+    let Some((key, image)) = candidates.into_iter().find_map(|(key, value)| {
+        Some((key, value?.trim().to_string())).filter(|(_, v)| !v.is_empty())
+    }) else {
+        return Ok(DEFAULT_KFPD_IMAGE.to_string());
+    };
+    let repository = image.split('@').next().unwrap_or_default();
+    let name = repository.rsplit('/').next().unwrap_or_default();
+    let name = name.split(':').next().unwrap_or_default();
+    if name == "kfp-launcher" || name == "kfp-driver" {
+        return Err(Error::Invalid {
+            key: "kfpd_image",
+            message: format!(
+                "{key} is {image:?}, upstream's {name} image, which holds no kfpd: set {key} (or KFPD_IMAGE) to the image kfpd runs from"
+            ),
+        });
+    }
+    Ok(image)
+}
+
+/// Upstream's `ARTIFACT_RETENTION_DAYS`: a whole number of days, `-1` (or empty)
+/// for no expiry. Object store lifecycle rules count whole days from 1.
+fn parse_retention_days(text: &str) -> Result<Option<u32>, Error> {
+    let text = text.trim();
+    if text.is_empty() || text == "-1" {
+        return Ok(None);
+    }
+    match text.parse::<u32>() {
+        Ok(days) if days >= 1 => Ok(Some(days)),
+        _ => Err(Error::Invalid {
+            key: "artifact_retention_days",
+            message: format!(
+                "{text:?} is not a number of days (1 or more) or -1 to keep artifacts"
+            ),
+        }),
+    }
+}
+
 /// `off` (any case) disables gRPC; anything else must be `host:port`.
 fn parse_grpc_addr(text: &str) -> Result<Option<SocketAddr>, Error> {
     let text = text.trim();
@@ -538,6 +659,8 @@ fn resolve_database(
         .db_driver
         .clone()
         .or_else(|| env("DBDRIVERNAME"))
+        // What upstream's manifests set from the ConfigMap's `dbType`.
+        .or_else(|| env("DB_DRIVER_NAME"))
         .or_else(|| env("DBTYPE"))
         .or_else(|| env("dbType"))
         .or(file.db_driver.clone());
@@ -596,6 +719,14 @@ fn resolve_database(
             .transpose()?
             .unwrap_or_default(),
     };
+    // Upstream sets MySQL's group_concat_max_len for its own GROUP_CONCAT queries;
+    // kfpd's SQL has none, so the value is only checked.
+    if let Some(text) = env("DBCONFIG_MYSQLCONFIG_GROUPCONCATMAXLEN") {
+        text.trim().parse::<u64>().map_err(|_| Error::Invalid {
+            key: "DBCONFIG_MYSQLCONFIG_GROUPCONCATMAXLEN",
+            message: format!("{text:?} is not a number"),
+        })?;
+    }
     let scheme = match driver {
         Driver::Postgres => "postgres",
         _ => "mysql",
@@ -1028,5 +1159,81 @@ mod tests {
         };
         let error = Config::resolve(&bad, &|_| None).unwrap_err();
         assert!(error.to_string().contains("log_format"), "{error}");
+    }
+
+    #[test]
+    fn seed_deployment_settings_are_read() {
+        let config = resolve(
+            ServeArgs::default(),
+            &[
+                ("DB_DRIVER_NAME", "postgres"),
+                ("DBCONFIG_POSTGRESQLCONFIG_HOST", "postgres"),
+                ("DBCONFIG_MYSQLCONFIG_GROUPCONCATMAXLEN", "4194304"),
+                ("V2_LAUNCHER_IMAGE", "registry.example/kfpd:1.2"),
+                ("V2_DRIVER_IMAGE", "registry.example/other:1"),
+                ("ARTIFACT_RETENTION_DAYS", "30"),
+            ],
+        );
+        assert_eq!(config.database.driver, Driver::Postgres);
+        assert_eq!(
+            config.database.credentials_secret(),
+            "postgres-secret-extended"
+        );
+        assert_eq!(config.kfpd_image, "registry.example/kfpd:1.2");
+        assert_eq!(config.artifact_retention_days, Some(30));
+        assert_eq!(config.artifact_secret, DEFAULT_ARTIFACT_SECRET);
+        assert!(config.create_bucket);
+
+        let defaults = resolve(ServeArgs::default(), &[("ARTIFACT_RETENTION_DAYS", "-1")]);
+        assert_eq!(defaults.artifact_retention_days, None);
+        assert_eq!(defaults.kfpd_image, DEFAULT_KFPD_IMAGE);
+        assert_eq!(defaults.database.credentials_secret(), "mysql-secret");
+        let driver_only = resolve(
+            ServeArgs::default(),
+            &[("V2_DRIVER_IMAGE", "registry.example/kfpd@sha256:abc")],
+        );
+        assert_eq!(driver_only.kfpd_image, "registry.example/kfpd@sha256:abc");
+        let flag_wins = resolve(
+            ServeArgs {
+                kfpd_image: Some("mine:1".into()),
+                create_bucket: Some(false),
+                artifact_retention_days: Some("7".into()),
+                ..ServeArgs::default()
+            },
+            &[
+                ("V2_LAUNCHER_IMAGE", "x:1"),
+                ("ARTIFACT_RETENTION_DAYS", "30"),
+            ],
+        );
+        assert_eq!(flag_wins.kfpd_image, "mine:1");
+        assert_eq!(flag_wins.artifact_retention_days, Some(7));
+        assert!(!flag_wins.create_bucket);
+    }
+
+    #[test]
+    fn upstream_images_and_bad_numbers_are_refused_by_name() {
+        let refuse = |vars: &[(&str, &str)]| {
+            let vars: HashMap<String, String> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Config::resolve(&ServeArgs::default(), &|name| vars.get(name).cloned())
+                .unwrap_err()
+                .to_string()
+        };
+        let error = refuse(&[("V2_LAUNCHER_IMAGE", "ghcr.io/kubeflow/kfp-launcher:2.17.0")]);
+        assert!(error.contains("V2_LAUNCHER_IMAGE"), "{error}");
+        assert!(error.contains("KFPD_IMAGE"), "{error}");
+        let error = refuse(&[("V2_DRIVER_IMAGE", "ghcr.io/kubeflow/kfp-driver:2.17.0")]);
+        assert!(error.contains("V2_DRIVER_IMAGE"), "{error}");
+        for days in ["0", "thirty", "-2"] {
+            let error = refuse(&[("ARTIFACT_RETENTION_DAYS", days)]);
+            assert!(error.contains("artifact_retention_days"), "{days}: {error}");
+        }
+        let error = refuse(&[
+            ("DBCONFIG_HOST", "mysql"),
+            ("DBCONFIG_MYSQLCONFIG_GROUPCONCATMAXLEN", "big"),
+        ]);
+        assert!(error.contains("GROUPCONCATMAXLEN"), "{error}");
     }
 }

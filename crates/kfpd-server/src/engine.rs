@@ -23,12 +23,26 @@ pub fn default_envs_dir() -> PathBuf {
 }
 
 /// Opens the artifact store: S3 when OBJECTSTORECONFIG_HOST is set, else
-/// `<data_dir>/artifacts`; it serves the pipeline roots `roots` allows.
-pub async fn open_artifacts(data_dir: &Path, roots: Roots) -> Result<ArtifactStore, String> {
+/// `<data_dir>/artifacts`; it serves the pipeline roots `roots` allows. A missing
+/// bucket is created when `create_bucket` says so, else named in the error.
+pub async fn open_artifacts(
+    data_dir: &Path,
+    roots: Roots,
+    create_bucket: bool,
+) -> Result<ArtifactStore, String> {
     let from_env = ArtifactOptions::from_env(&|name| std::env::var(name).ok())
         .map_err(|error| format!("object store configuration: {error}"))?;
     let options = match from_env {
-        Some(options) => options,
+        Some(mut options) => {
+            if let ArtifactOptions::S3 {
+                create_bucket: create,
+                ..
+            } = &mut options
+            {
+                *create = create_bucket;
+            }
+            options
+        }
         None => ArtifactOptions::Local {
             root: absolute(&data_dir.join("artifacts")),
         },
@@ -36,7 +50,12 @@ pub async fn open_artifacts(data_dir: &Path, roots: Roots) -> Result<ArtifactSto
     ArtifactStore::open(options)
         .await
         .and_then(|store| store.with_roots(roots))
-        .map_err(|error| error.to_string())
+        .map_err(|error| match error {
+            kfpd_artifacts::Error::BucketNotFound { .. } => format!(
+                "{error}: create it (OBJECTSTORECONFIG_BUCKETNAME names it), or let kfpd create it with --create-bucket true"
+            ),
+            other => other.to_string(),
+        })
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -54,7 +73,7 @@ pub async fn build(
     max_parallel_tasks: usize,
     kfp_package: Option<String>,
 ) -> Result<Arc<Engine>, String> {
-    let artifacts = open_artifacts(data_dir, Roots::Any).await?;
+    let artifacts = open_artifacts(data_dir, Roots::Any, true).await?;
     build_with(
         store,
         artifacts,

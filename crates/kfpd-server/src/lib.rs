@@ -43,10 +43,13 @@ pub enum StartError {
         waited: Duration,
         message: String,
     },
-    #[error("database at {location} refused user {user:?}: wrong credentials? ({message})")]
+    #[error(
+        "database at {location} refused user {user:?}: wrong credentials? check that user's password (on Kubernetes: Secret {secret}, keys username and password) ({message})"
+    )]
     DatabaseCredentials {
         location: String,
         user: String,
+        secret: &'static str,
         message: String,
     },
     #[error("database at {location}: {message}")]
@@ -89,6 +92,7 @@ pub async fn open_store(config: &Config) -> Result<SqlStore, StartError> {
                 return Err(StartError::DatabaseCredentials {
                     location,
                     user: database.user.clone(),
+                    secret: database.credentials_secret(),
                     message: message.clone(),
                 })
             }
@@ -142,7 +146,7 @@ pub async fn serve(
     } else {
         kfpd_artifacts::Roots::Listed(config.allowed_pipeline_roots.clone())
     };
-    let artifacts = engine::open_artifacts(&config.data_dir, roots)
+    let artifacts = engine::open_artifacts(&config.data_dir, roots, config.create_bucket)
         .await
         .map_err(StartError::Startup)?;
     let engine = engine::build_with(
