@@ -8,11 +8,14 @@
 //! * [`compile`] / [`to_yaml`]: the Workflow and its YAML.
 //! * [`lint`]: the checks Argo's own validator makes beyond the CRD schema.
 //! * [`pods`]: how many pods a Workflow starts (for the layout comparison).
+//! * [`patch`]: the pod spec patch a driver answer carries for settings known
+//!   only when a task is driven.
 
 mod compile;
 mod error;
 pub mod lint;
 mod options;
+pub mod patch;
 mod platform;
 pub mod pods;
 mod resources;

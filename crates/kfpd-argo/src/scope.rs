@@ -44,6 +44,10 @@ pub struct Scope<'a> {
     spec: &'a PipelineSpec,
     dag: Option<&'a DagSpec>,
     inputs: BTreeMap<String, Bound>,
+    /// When the task is driven: its sibling tasks' output parameters.
+    outputs: BTreeMap<String, Map<String, Value>>,
+    /// When the task is driven: its resolved input parameters.
+    task_inputs: Option<Map<String, Value>>,
 }
 
 impl<'a> Scope<'a> {
@@ -63,6 +67,29 @@ impl<'a> Scope<'a> {
             spec,
             dag: spec.root.dag.as_ref(),
             inputs,
+            outputs: BTreeMap::new(),
+            task_inputs: None,
+        }
+    }
+
+    /// The scope of one task being driven, where every value is known: the inputs
+    /// of the DAG instance it is in, its siblings' outputs and its own inputs.
+    pub fn driven(
+        spec: &'a PipelineSpec,
+        dag: &'a DagSpec,
+        dag_inputs: &Map<String, Value>,
+        sibling_outputs: BTreeMap<String, Map<String, Value>>,
+        task_inputs: Map<String, Value>,
+    ) -> Scope<'a> {
+        Scope {
+            spec,
+            dag: Some(dag),
+            inputs: dag_inputs
+                .iter()
+                .map(|(name, value)| (name.clone(), Bound::Known(value.clone())))
+                .collect(),
+            outputs: sibling_outputs,
+            task_inputs: Some(task_inputs),
         }
     }
 
@@ -87,6 +114,8 @@ impl<'a> Scope<'a> {
             spec: self.spec,
             dag: component.dag.as_ref(),
             inputs,
+            outputs: BTreeMap::new(),
+            task_inputs: None,
         }
     }
 
@@ -103,6 +132,9 @@ impl<'a> Scope<'a> {
         component: &ComponentSpec,
         name: &str,
     ) -> Bound {
+        if let Some(known) = &self.task_inputs {
+            return Bound::Known(known.get(name).cloned().unwrap_or(Value::Null));
+        }
         if let Some(binding) = task.inputs.parameters.get(name) {
             return self.binding(binding);
         }
@@ -133,8 +165,12 @@ impl<'a> Scope<'a> {
         }
     }
 
-    /// An output of a task of this DAG: known only for `CreatePVC`'s `name`.
+    /// An output of a task of this DAG: when compiling, known only for
+    /// `CreatePVC`'s `name`.
     pub fn task_output(&self, producer: &str, key: &str) -> Bound {
+        if let Some(outputs) = self.outputs.get(producer) {
+            return Bound::Known(outputs.get(key).cloned().unwrap_or(Value::Null));
+        }
         let Some(task) = self.dag.and_then(|d| d.tasks.get(producer)) else {
             return Bound::Runtime;
         };

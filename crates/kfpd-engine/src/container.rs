@@ -652,7 +652,7 @@ const KFP_PIN: &str = "'kfp==";
 
 /// Finds the `kfp==X` requirement the command installs and, with `replacement`,
 /// puts that requirement in its place. Returns what gets installed.
-fn replace_kfp_pin(argv: &mut [String], replacement: Option<&str>) -> Option<String> {
+pub(crate) fn replace_kfp_pin(argv: &mut [String], replacement: Option<&str>) -> Option<String> {
     for item in argv.iter_mut() {
         let Some(start) = item.find(KFP_PIN) else {
             continue;

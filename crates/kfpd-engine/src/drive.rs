@@ -30,6 +30,9 @@ pub struct Decision {
     pub execute: bool,
     /// A loop's number of items; 0 for other tasks.
     pub iteration_count: usize,
+    /// The pod spec patch (JSON) when one was asked for and the task runs a pod;
+    /// empty otherwise.
+    pub pod_spec_patch: String,
 }
 
 /// Why a task cannot be driven.
@@ -65,6 +68,7 @@ impl Engine {
         run_id: &str,
         task_path: &str,
         workflow: &str,
+        pod_spec_patch: bool,
     ) -> Result<Decision, DriveError> {
         // One request at a time: the first request of a run makes its root row, the
         // first of an iteration its row, and two at once must not make two.
@@ -73,13 +77,38 @@ impl Engine {
         if !workflow.is_empty() {
             driver.context.facts.workflow = Some(workflow.to_string());
         }
-        let decision = driver.drive(task_path).await;
+        let decision = driver.drive(task_path, pod_spec_patch).await;
         if let Err(error) = self.writer.flush().await {
             return Err(DriveError::Internal(format!(
                 "cannot record the tasks of run {run_id}: {error}"
             )));
         }
+        // A task that ended here (cached, skipped, imported, refused, a loop of no
+        // items) may end the DAGs around it, and the run.
+        let ended = match &decision {
+            Ok(decision) if !decision.execute => true,
+            Ok(decision) => decision.iteration_count == 0 && driver.is_loop(task_path),
+            Err(DriveError::Invalid(_)) => true,
+            Err(_) => false,
+        };
+        if ended {
+            self.settle(run_id, task_path).await?;
+        }
         decision
+    }
+
+    /// Ends what the end of the task at `path` ended (see `settle`), from the rows
+    /// as they are now.
+    pub(crate) async fn settle(
+        self: &Arc<Engine>,
+        run_id: &str,
+        path: &str,
+    ) -> Result<(), DriveError> {
+        let mut driver = Driver::open(self, run_id).await?;
+        driver.settle(path).await?;
+        self.writer.flush().await.map_err(|error| {
+            DriveError::Internal(format!("cannot record the tasks of run {run_id}: {error}"))
+        })
     }
 }
 
@@ -143,12 +172,29 @@ impl Driver {
             .into_iter()
             .map(|artifact| (artifact.id, artifact))
             .collect();
-        let foreign: Vec<i64> = links
+        let in_details = previous
+            .values()
+            .filter(|task| is_dag_like(task.kind))
+            .flat_map(|task| {
+                let details: Value = serde_json::from_str(&task.details).unwrap_or_default();
+                details[INPUT_ARTIFACTS]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|(_, ids)| ids.as_array().cloned().unwrap_or_default())
+                    .filter_map(|id| id.as_i64())
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>();
+        let mut foreign: Vec<i64> = links
             .values()
             .flatten()
             .map(|link| link.artifact_id)
+            .chain(in_details)
             .filter(|id| !artifacts.contains_key(id))
             .collect();
+        foreign.sort_unstable();
+        foreign.dedup();
         for id in foreign {
             let artifact = store
                 .get_artifact(id)
@@ -174,13 +220,10 @@ impl Driver {
         })
     }
 
-    async fn drive(&self, path: &str) -> Result<Decision, DriveError> {
+    async fn drive(&self, path: &str, want_patch: bool) -> Result<Decision, DriveError> {
         let Some((parent_path, _)) = path.rsplit_once('/') else {
             self.root().await?;
-            return Ok(Decision {
-                execute: true,
-                iteration_count: 0,
-            });
+            return Ok(EXECUTED);
         };
         let located = self.locate(path)?;
         let Some((name, task)) = located.task else {
@@ -283,6 +326,33 @@ impl Driver {
             not_run(TaskState::Failed, message.clone()).await;
             return Err(DriveError::Invalid(message));
         }
+        let patch = if want_patch && kind == TaskKind::Runtime {
+            let sibling_outputs = results
+                .iter()
+                .map(|(sibling, result)| (sibling.clone(), result.parameters.clone()))
+                .collect();
+            let driven = kfpd_argo::patch::Driven {
+                spec: &self.context.spec,
+                platform: self.context.platform.as_ref(),
+                name: &display_name,
+                task: &task,
+                component: &component,
+                dag,
+                dag_inputs: &parent.scope.parameters,
+                sibling_outputs,
+                task_inputs: parameters.clone(),
+            };
+            match kfpd_argo::patch::pod_spec_patch(driven) {
+                Ok(patch) => Some(patch.to_string()),
+                Err(error) => {
+                    let message = format!("task {display_name:?}: {error}");
+                    not_run(TaskState::Failed, message.clone()).await;
+                    return Err(DriveError::Invalid(message));
+                }
+            }
+        } else {
+            None
+        };
         let call = TaskCall {
             name: name.clone(),
             display_name: display_name.clone(),
@@ -293,11 +363,16 @@ impl Driver {
             parameters,
             artifacts: resolved.artifacts,
         };
-        self.start(call, kind).await
+        self.start(call, kind, patch).await
     }
 
     /// Records a task that passed its checks and says what runs next.
-    async fn start(&self, call: TaskCall, kind: TaskKind) -> Result<Decision, DriveError> {
+    async fn start(
+        &self,
+        call: TaskCall,
+        kind: TaskKind,
+        patch: Option<String>,
+    ) -> Result<Decision, DriveError> {
         let context = &self.context;
         if kind == TaskKind::Loop {
             let items = match loop_rules::items(&call.task, &call.parameters, &call.artifacts) {
@@ -310,40 +385,19 @@ impl Driver {
             };
             let mut record = self.begin(&call, kind);
             record.set_detail("iteration_count", json!(items.items.len()));
-            self.write(&record, &call.artifacts).await?;
-            // Every iteration's row, with its item, made now.
-            for (index, item) in items.items.iter().enumerate() {
-                let path = format!("{}/{index}", call.path);
-                if context.previous.contains_key(&path) {
-                    continue;
-                }
-                let scope = loop_rules::iteration_scope(
-                    &call.component,
-                    &items.scope,
-                    &items.item_input,
-                    item.clone(),
-                );
-                let iteration = TaskRecord::begin(
-                    context,
-                    &record.task.id,
-                    &path,
-                    TaskKind::LoopIteration,
-                    &call.name,
-                    &format!("{}-iteration-{index}", call.display_name),
-                    i64::try_from(index).unwrap_or(i64::MAX),
-                    &loop_rules::iteration_inputs(&scope, &items.item_input),
-                );
-                iteration.save(context);
-            }
+            self.write(&mut record, &call.artifacts).await?;
+            // An iteration's row is made when its first task is driven: one that
+            // never starts (fail-fast) has none, as in the local engine.
             return Ok(Decision {
                 execute: true,
                 iteration_count: items.items.len(),
+                pod_spec_patch: String::new(),
             });
         }
         match call.component.implementation() {
             Some(Implementation::Dag(_)) => {
-                let record = self.begin(&call, kind);
-                self.write(&record, &call.artifacts).await?;
+                let mut record = self.begin(&call, kind);
+                self.write(&mut record, &call.artifacts).await?;
                 Ok(EXECUTED)
             }
             Some(Implementation::Executor(label)) => {
@@ -366,8 +420,14 @@ impl Driver {
                             record.task.cache_scope = key.scope.clone();
                         }
                         record.set_detail("image", json!(container.image));
-                        self.write(&record, &call.artifacts).await?;
-                        Ok(EXECUTED)
+                        if let Some(patch) = &patch {
+                            record.set_detail(POD_SPEC_PATCH, json!(patch));
+                        }
+                        self.write(&mut record, &call.artifacts).await?;
+                        Ok(Decision {
+                            pod_spec_patch: patch.unwrap_or_default(),
+                            ..EXECUTED
+                        })
                     }
                     Some(ExecutorKind::Importer(spec)) => {
                         let mut record = self.begin(&call, kind);
@@ -436,9 +496,25 @@ impl Driver {
         .await;
     }
 
-    /// Stores the row and links its input artifacts, which is where the
-    /// launcher and the tasks inside a DAG find them.
-    async fn write(&self, record: &TaskRecord, artifacts: &Artifacts) -> Result<(), DriveError> {
+    /// Stores the row with its input artifacts: a container's linked, where the
+    /// launcher finds them; a DAG's or a loop's in its details (the local engine
+    /// links none to them), where the tasks inside find them.
+    async fn write(
+        &self,
+        record: &mut TaskRecord,
+        artifacts: &Artifacts,
+    ) -> Result<(), DriveError> {
+        if is_dag_like(record.task.kind) {
+            let ids: Map<String, Value> = artifacts
+                .iter()
+                .map(|(name, list)| (name.clone(), list.iter().map(|a| json!(a.id)).collect()))
+                .collect();
+            record.set_detail(INPUT_ARTIFACTS, Value::Object(ids));
+            return record
+                .write(&self.context)
+                .await
+                .map_err(DriveError::Internal);
+        }
         record
             .write(&self.context)
             .await
@@ -466,12 +542,42 @@ impl Driver {
         Ok(())
     }
 
-    /// The root's row, made on the first request of a run from its runtime config.
+    /// Whether the task at `path` is a loop.
+    fn is_loop(&self, path: &str) -> bool {
+        self.locate(path).is_ok_and(|located| {
+            located.task.is_some_and(|(_, task)| {
+                task.parameter_iterator.is_some() || task.artifact_iterator.is_some()
+            })
+        })
+    }
+
+    /// The root's row, made on the first request of a run from its runtime config;
+    /// the run is RUNNING from then on.
     async fn root(&self) -> Result<Task, DriveError> {
         if let Some(row) = self.context.previous.get("root") {
             return Ok(row.clone());
         }
         let context = &self.context;
+        let started = context
+            .engine
+            .store
+            .transition_run(
+                &context.run.id,
+                &[kfpd_store::RunState::Pending],
+                kfpd_store::RunState::Running,
+                None,
+                crate::records::now(),
+            )
+            .await;
+        match started {
+            Ok(_) | Err(kfpd_store::Error::FailedPrecondition(_)) => {}
+            Err(error) => {
+                return Err(DriveError::Internal(format!(
+                    "cannot start run {}: {error}",
+                    context.run.id
+                )))
+            }
+        }
         let (parameters, _) =
             run_rules::runtime_config(&context.run.runtime_config).map_err(DriveError::Invalid)?;
         let parameters =
@@ -567,7 +673,7 @@ impl Driver {
                 id: row.id.clone(),
                 scope: Scope {
                     parameters: object(&row.inputs),
-                    artifacts: self.linked(&row.id, Direction::Input),
+                    artifacts: self.inputs_of(row),
                 },
             });
         }
@@ -586,7 +692,7 @@ impl Driver {
         let items = loop_rules::items(
             &loop_task,
             &object(&loop_row.inputs),
-            &self.linked(&loop_row.id, Direction::Input),
+            &self.inputs_of(loop_row),
         )
         .map_err(DriveError::Invalid)?;
         let item = items.items.get(index).cloned().ok_or_else(|| {
@@ -620,6 +726,26 @@ impl Driver {
         Ok(Instance { id: row.id, scope })
     }
 
+    /// A DAG's or a loop's input artifacts, kept in its details.
+    fn inputs_of(&self, row: &Task) -> Artifacts {
+        let details: Value = serde_json::from_str(&row.details).unwrap_or_default();
+        let mut found: Artifacts = BTreeMap::new();
+        for (name, ids) in details[INPUT_ARTIFACTS].as_object().into_iter().flatten() {
+            let list = found.entry(name.clone()).or_default();
+            for id in ids
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_i64)
+            {
+                if let Some(artifact) = self.artifacts.get(&id) {
+                    list.push(ArtifactRef::from(artifact));
+                }
+            }
+        }
+        found
+    }
+
     /// The artifacts linked to task `id` in `direction`, by key.
     pub(crate) fn linked(&self, id: &str, direction: Direction) -> Artifacts {
         let mut found: Artifacts = BTreeMap::new();
@@ -639,18 +765,31 @@ impl Driver {
 
     /// How the node at `path` ended, from the rows: a task's own row, a DAG's or a
     /// loop's from its children. `None` while it has not ended (or never started).
-    fn result_of(&self, path: &str) -> Result<Option<TaskResult>, DriveError> {
+    pub(crate) fn result_of(&self, path: &str) -> Result<Option<TaskResult>, DriveError> {
         let Some(row) = self.context.previous.get(path) else {
             return Ok(None);
         };
         if row.state.is_final() {
-            return Ok(Some(TaskResult {
+            let mut result = TaskResult {
                 state: row.state,
                 error: row.error.clone(),
                 parameters: object(&row.outputs),
                 artifacts: self.linked(&row.id, Direction::Output),
-            }));
+            };
+            // A DAG's output artifacts are its tasks': they are not linked to its row.
+            let ran_tasks = row.started_at > 0 && is_dag_like(row.kind);
+            if ran_tasks {
+                if let Some(computed) = self.computed_result(path, row)? {
+                    result.artifacts = computed.artifacts;
+                }
+            }
+            return Ok(Some(result));
         }
+        self.computed_result(path, row)
+    }
+
+    /// A DAG's or a loop's result from its children's rows.
+    fn computed_result(&self, path: &str, row: &Task) -> Result<Option<TaskResult>, DriveError> {
         let located = self.locate(path)?;
         match row.kind {
             TaskKind::Loop => {
@@ -662,18 +801,34 @@ impl Driver {
                     .and_then(|details| details.get("iteration_count").and_then(Value::as_u64))
                     .unwrap_or(0);
                 let mut iterations = Vec::new();
+                let mut never_started = false;
                 for index in 0..count {
-                    match self.dag_result(&format!("{path}/{index}"), &located.component)? {
+                    let iteration = format!("{path}/{index}");
+                    if !self.context.previous.contains_key(&iteration) {
+                        never_started = true;
+                        iterations.push(None);
+                        continue;
+                    }
+                    match self.dag_result(&iteration, &located.component)? {
                         Some(result) => iterations.push(Some(result)),
                         None => return Ok(None),
                     }
+                }
+                let failed = iterations
+                    .iter()
+                    .flatten()
+                    .any(|result| result.state == TaskState::Failed);
+                // Iterations not started are still to come, unless one failed
+                // (fail-fast: then they never start).
+                if never_started && !failed {
+                    return Ok(None);
                 }
                 let display_name = dag_rules::display_name(&row.name, task);
                 Ok(Some(loop_rules::result(
                     &located.component,
                     &display_name,
                     &iterations,
-                    false,
+                    failed,
                 )))
             }
             TaskKind::Dag
@@ -685,7 +840,7 @@ impl Driver {
     }
 
     /// A DAG instance's result from its tasks' rows, once every one ended.
-    fn dag_result(
+    pub(crate) fn dag_result(
         &self,
         path: &str,
         component: &ComponentSpec,
@@ -733,6 +888,21 @@ impl Driver {
     }
 }
 
+/// The details key of a DAG's or a loop's input artifact ids, by input.
+const INPUT_ARTIFACTS: &str = "input_artifacts";
+
+/// Rows whose result comes from the tasks inside them.
+fn is_dag_like(kind: TaskKind) -> bool {
+    matches!(
+        kind,
+        TaskKind::Loop
+            | TaskKind::Dag
+            | TaskKind::Condition
+            | TaskKind::ConditionBranch
+            | TaskKind::ExitHandler
+    )
+}
+
 /// A DAG instance being driven into.
 struct Instance {
     id: String,
@@ -742,12 +912,17 @@ struct Instance {
 const EXECUTED: Decision = Decision {
     execute: true,
     iteration_count: 0,
+    pod_spec_patch: String::new(),
 };
 
 const NOT_EXECUTED: Decision = Decision {
     execute: false,
     iteration_count: 0,
+    pod_spec_patch: String::new(),
 };
+
+/// The details key of the pod spec patch a container task was answered with.
+const POD_SPEC_PATCH: &str = "pod_spec_patch";
 
 /// The answer for a task driven before.
 fn decision_of(row: &Task) -> Decision {
@@ -758,14 +933,20 @@ fn decision_of(row: &Task) -> Decision {
             TaskState::Cached | TaskState::Skipped | TaskState::Failed | TaskState::Canceled
         ),
     };
-    let iteration_count = serde_json::from_str::<Value>(&row.details)
-        .ok()
-        .and_then(|details| details.get("iteration_count").and_then(Value::as_u64))
+    let details = serde_json::from_str::<Value>(&row.details).unwrap_or_default();
+    let iteration_count = details
+        .get("iteration_count")
+        .and_then(Value::as_u64)
         .and_then(|count| usize::try_from(count).ok())
         .unwrap_or(0);
+    let pod_spec_patch = match details.get(POD_SPEC_PATCH) {
+        Some(Value::String(patch)) if execute => patch.clone(),
+        _ => String::new(),
+    };
     Decision {
         execute,
         iteration_count,
+        pod_spec_patch,
     }
 }
 

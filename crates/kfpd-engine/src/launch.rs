@@ -14,7 +14,7 @@ use kfpd_ir::spec::{ComponentOutputsSpec, ExecutorKind, PipelineContainerSpec};
 use kfpd_store::{Artifact, TaskKind, TaskState, TaskStateChange};
 use serde_json::{json, Map, Value};
 
-use crate::container::log_object_uri;
+use crate::container::{log_object_uri, replace_kfp_pin};
 use crate::drive::{object, DriveError, Driver};
 use crate::engine::Engine;
 use crate::importer::new_artifact_id;
@@ -131,6 +131,12 @@ impl Engine {
             )));
         }
         let facts = &driver.context.facts;
+        // The kfp a lightweight component installs, as the local engine replaces it.
+        let mut container = driven.container.clone();
+        if let Some(package) = self.options.kfp_package.as_deref() {
+            replace_kfp_pin(&mut container.command, Some(package));
+            replace_kfp_pin(&mut container.args, Some(package));
+        }
         let output_uris = driven
             .outputs
             .artifacts
@@ -153,7 +159,7 @@ impl Engine {
             display_name: driven.display_name.clone(),
             parameters: object(&task.inputs),
             artifacts: driver.linked(&task.id, kfpd_store::Direction::Input),
-            container: driven.container.clone(),
+            container,
             outputs: driven.outputs.clone(),
             output_uris,
             log_uri: log_object_uri(&self.artifacts, run_id, &task.id),
@@ -205,6 +211,16 @@ impl Engine {
             entry["error"] = json!(report.error);
         }
         attempts.push(entry);
+        // A retry runs again: its start shows in the history as the local
+        // engine's does, so each attempt's outcome pairs with its start.
+        let restarted =
+            record.task.state_history.last().map(|change| change.state) != Some(TaskState::Running);
+        if restarted {
+            record.task.state_history.push(TaskStateChange {
+                time: report.started_at,
+                state: TaskState::Running,
+            });
+        }
         record.task.attempts += 1;
         record.set_detail("attempt", json!(report.attempt));
         record.set_detail("attempts", Value::Array(attempts));
@@ -267,6 +283,9 @@ impl Engine {
         self.writer.flush().await.map_err(|error| {
             DriveError::Internal(format!("cannot record task {task_path:?}: {error}"))
         })?;
+        if record.task.state.is_final() {
+            self.settle(run_id, task_path).await?;
+        }
         Ok(record.task.state)
     }
 }

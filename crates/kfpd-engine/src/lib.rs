@@ -8,7 +8,8 @@
 //! - `container`, `importer`, `cache`: executor tasks as processes, imports,
 //!   cache look-ups and reuse; `records`, `writer`: task rows;
 //! - `drive`, `launch`: one task of a run executed elsewhere (Argo's driver
-//!   request, and what `kfpd launcher` asks for and reports);
+//!   request, and what `kfpd launcher` asks for and reports); `settle`: ending
+//!   the DAGs, loops, root and run around a task that ended there;
 //! - [`Engine`]: shared by every run; [`executor`]: the service that claims
 //!   PENDING runs inside `kfpd serve`.
 
@@ -24,6 +25,7 @@ mod launch;
 mod loops;
 mod records;
 mod run;
+mod settle;
 mod warm;
 mod writer;
 

@@ -97,8 +97,8 @@ impl Api {
     /// Drives the task at `task_path` of run `run_id`. The answer's values are all
     /// strings, as Argo's expressions read them.
     /// `workflow` names the run's resource (`{{$.pipeline_job_resource_name}}`) when
-    /// given. A `pod_spec_patch` is not made yet: a task pod whose settings depend on
-    /// upstream outputs is refused rather than run with wrong settings.
+    /// given; with `pod_spec_patch` a container task that runs is answered with its
+    /// pod settings resolved, as a PodSpec patch.
     pub async fn drive(
         &self,
         run_id: &str,
@@ -106,25 +106,19 @@ impl Api {
         workflow: &str,
         pod_spec_patch: bool,
     ) -> Result<Value> {
-        if pod_spec_patch {
-            return Err(Error::new(
-                Code::Unimplemented,
-                format!("task {task_path:?}: pod settings decided at run time (pod_spec_patch) are not supported yet; give them as constants or run parameters"),
-            ));
-        }
         let engine = self.driver()?;
         let task_path = task_path.trim();
         if task_path.is_empty() {
             return Err(Error::invalid("task_path is required"));
         }
         let decision = engine
-            .drive(run_id, task_path, workflow.trim())
+            .drive(run_id, task_path, workflow.trim(), pod_spec_patch)
             .await
             .map_err(drive_error)?;
         Ok(json!({
             "execute": decision.execute.to_string(),
             "iteration_count": decision.iteration_count.to_string(),
-            "pod_spec_patch": "",
+            "pod_spec_patch": decision.pod_spec_patch,
         }))
     }
 }
