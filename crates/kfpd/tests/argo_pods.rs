@@ -150,7 +150,11 @@ struct Pods<'a> {
 impl Pods<'_> {
     /// `kfpd driver` for `path`: its JSON answer, or the failure.
     fn drive(&self, path: &str) -> Result<Value, (i32, String)> {
-        let (code, stdout, stderr) = kfpd(&[
+        self.drive_with(path, &[])
+    }
+
+    fn drive_with(&self, path: &str, extra: &[&str]) -> Result<Value, (i32, String)> {
+        let mut args = vec![
             "driver",
             "--server",
             &self.server.base,
@@ -158,7 +162,9 @@ impl Pods<'_> {
             &self.run_id,
             "--task-path",
             path,
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let (code, stdout, stderr) = kfpd(&args);
         if code != 0 {
             return Err((code, stderr));
         }
@@ -842,4 +848,106 @@ async fn an_exit_task_runs_after_a_failure_argo_omitted_the_rest_of() {
         kfpd_store::TaskState::Succeeded
     );
     assert!(!tasks.contains_key("root/exit-handler-1/second"));
+}
+
+/// A task whose CPU limit and secret come from its producer's outputs.
+const PATCHED: &str = r#"
+pipelineInfo: {name: NAME}
+schemaVersion: 2.1.0
+sdkVersion: kfp-2.15.0
+components:
+  comp-make:
+    executorLabel: exec-make
+    outputDefinitions:
+      parameters:
+        cpu: {parameterType: STRING}
+        secret: {parameterType: STRING}
+  comp-use:
+    executorLabel: exec-use
+    inputDefinitions:
+      parameters:
+        cpu: {parameterType: STRING}
+        pipelinechannel--make-secret: {parameterType: STRING}
+deploymentSpec:
+  executors:
+    exec-make:
+      container:
+        image: alpine
+        command: [sh, -c, 'printf 500m > "$0" && printf creds > "$1"', "{{$.outputs.parameters['cpu'].output_file}}", "{{$.outputs.parameters['secret'].output_file}}"]
+    exec-use:
+      container:
+        image: alpine
+        command: [sh, -c, 'exit 0']
+        resources:
+          resourceCpuLimit: "{{$.inputs.parameters['cpu']}}"
+root:
+  inputDefinitions:
+    parameters:
+      greeting: {parameterType: STRING}
+  dag:
+    tasks:
+      make:
+        componentRef: {name: comp-make}
+        taskInfo: {name: make}
+      use:
+        componentRef: {name: comp-use}
+        dependentTasks: [make]
+        inputs:
+          parameters:
+            cpu:
+              taskOutputParameter: {producerTask: make, outputParameterKey: cpu}
+            pipelinechannel--make-secret:
+              taskOutputParameter: {producerTask: make, outputParameterKey: secret}
+        taskInfo: {name: use}
+---
+platforms:
+  kubernetes:
+    deploymentSpec:
+      executors:
+        exec-use:
+          secretAsEnv:
+          - secretNameParameter:
+              taskOutputParameter: {producerTask: make, outputParameterKey: secret}
+            keyToEnv:
+            - {secretKey: password, envVar: PASSWORD}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_driver_answers_pod_settings_known_only_at_run_time_as_a_patch() {
+    let server = Server::start();
+    let pods = Pods {
+        server: &server,
+        run_id: create_run_of(&server, PATCHED, "pods-patch").await,
+        work: tempfile::tempdir().expect("work dir"),
+        env: Vec::new(),
+    };
+    assert_eq!(pods.drive("root/make").unwrap(), answer(true, 0));
+    let (code, stderr) = pods.launch("root/make");
+    assert_eq!(code, 0, "{stderr}");
+    let answered = pods
+        .drive_with("root/use", &["--pod-spec-patch"])
+        .expect("driven");
+    assert_eq!(answered["execute"], "true");
+    let patch: Value = serde_json::from_str(answered["pod_spec_patch"].as_str().unwrap())
+        .expect("the patch is JSON");
+    assert_eq!(
+        patch,
+        json!({"containers": [{
+            "name": "main",
+            "image": "alpine",
+            "resources": {"limits": {"cpu": "500m"}},
+            "env": [{"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}}],
+        }]}),
+        "the producer's outputs are in the pod's settings"
+    );
+    assert_eq!(
+        pods.drive_with("root/use", &["--pod-spec-patch"]).unwrap(),
+        answered,
+        "asked again, the same patch"
+    );
+    assert_eq!(
+        pods.drive("root/use").unwrap()["pod_spec_patch"],
+        answered["pod_spec_patch"],
+        "kept on the task's row"
+    );
 }
