@@ -6,6 +6,7 @@
 //! may be (`DEFAULT_CACHE_STALENESS`, `MAXIMUM_CACHE_STALENESS` and a task's
 //! `pipelines.kubeflow.org/max_cache_staleness` pod annotation).
 
+use crate::error::Error;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -46,49 +47,52 @@ impl Default for CacheOptions {
 
 /// Parses an ISO 8601 duration such as `P30D`, `PT12H` or `P1Y2M3DT4H5M6.5S` (a
 /// year is 365 days, a month 30, a week 7), as upstream's staleness settings take.
-pub fn parse_iso8601_duration(text: &str) -> Result<Duration, String> {
-    let invalid = || format!("{text:?} is not an ISO 8601 duration such as P30D or PT12H");
-    let rest = text.trim().strip_prefix('P').ok_or_else(invalid)?;
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    let mut seconds = 0.0_f64;
-    let mut in_time = false;
-    let mut number = String::new();
-    let mut saw_unit = false;
-    let mut saw_time_unit = false;
-    for ch in rest.chars() {
-        if ch == 'T' {
-            if in_time || !number.is_empty() {
-                return Err(invalid());
+pub fn parse_iso8601_duration(text: &str) -> Result<Duration, Error> {
+    (|| -> Result<Duration, String> {
+        let invalid = || format!("{text:?} is not an ISO 8601 duration such as P30D or PT12H");
+        let rest = text.trim().strip_prefix('P').ok_or_else(invalid)?;
+        if rest.is_empty() {
+            return Err(invalid());
+        }
+        let mut seconds = 0.0_f64;
+        let mut in_time = false;
+        let mut number = String::new();
+        let mut saw_unit = false;
+        let mut saw_time_unit = false;
+        for ch in rest.chars() {
+            if ch == 'T' {
+                if in_time || !number.is_empty() {
+                    return Err(invalid());
+                }
+                in_time = true;
+                continue;
             }
-            in_time = true;
-            continue;
+            if ch.is_ascii_digit() || ch == '.' || ch == ',' {
+                number.push(if ch == ',' { '.' } else { ch });
+                continue;
+            }
+            let value: f64 = number.parse().map_err(|_| invalid())?;
+            let unit = match (in_time, ch) {
+                (false, 'Y') => 365.0 * 86_400.0,
+                (false, 'M') => 30.0 * 86_400.0,
+                (false, 'W') => 7.0 * 86_400.0,
+                (false, 'D') => 86_400.0,
+                (true, 'H') => 3_600.0,
+                (true, 'M') => 60.0,
+                (true, 'S') => 1.0,
+                _ => return Err(invalid()),
+            };
+            seconds += value * unit;
+            number.clear();
+            saw_unit = true;
+            saw_time_unit |= in_time;
         }
-        if ch.is_ascii_digit() || ch == '.' || ch == ',' {
-            number.push(if ch == ',' { '.' } else { ch });
-            continue;
+        if !number.is_empty() || !saw_unit || (in_time && !saw_time_unit) || !seconds.is_finite() {
+            return Err(invalid());
         }
-        let value: f64 = number.parse().map_err(|_| invalid())?;
-        let unit = match (in_time, ch) {
-            (false, 'Y') => 365.0 * 86_400.0,
-            (false, 'M') => 30.0 * 86_400.0,
-            (false, 'W') => 7.0 * 86_400.0,
-            (false, 'D') => 86_400.0,
-            (true, 'H') => 3_600.0,
-            (true, 'M') => 60.0,
-            (true, 'S') => 1.0,
-            _ => return Err(invalid()),
-        };
-        seconds += value * unit;
-        number.clear();
-        saw_unit = true;
-        saw_time_unit |= in_time;
-    }
-    if !number.is_empty() || !saw_unit || (in_time && !saw_time_unit) || !seconds.is_finite() {
-        return Err(invalid());
-    }
-    Ok(Duration::from_secs_f64(seconds))
+        Ok(Duration::from_secs_f64(seconds))
+    })()
+    .map_err(Error::Value)
 }
 
 /// What identifies a task's results for reuse.
@@ -342,7 +346,8 @@ mod tests {
         assert_eq!(secs("P2W"), Ok(14.0 * 86_400.0));
         for bad in ["", "P", "30D", "PT", "P1H", "PT1D", "P1DT", "P1.5", "PXD"] {
             let error = parse_iso8601_duration(bad).unwrap_err();
-            assert!(error.contains("ISO 8601"), "{bad}: {error}");
+            assert!(matches!(error, Error::Value(_)), "{bad}: {error:?}");
+            assert!(error.to_string().contains("ISO 8601"), "{bad}: {error}");
         }
     }
 

@@ -6,6 +6,7 @@
 //! double (the SDK wraps integers in `int(...)` for that reason), lists and structs
 //! become lists and maps.
 
+use crate::error::Error;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -68,26 +69,31 @@ pub fn condition(
 /// for every value: to a string's own text, or to the JSON text of anything else,
 /// so `parseJson(string_value)["key"]` reads a field of a struct (or of a string
 /// holding JSON, which is how loop items over a producer's output arrive).
-pub fn select(expression: &str, value: &Value) -> Result<Value, String> {
-    let program = compile(expression)?;
-    let mut context = context();
-    let string_value = match value {
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
-    };
-    context.add_variable_from_value("string_value", CelValue::String(Arc::new(string_value)));
-    match value {
-        Value::Null => context.add_variable_from_value("null_value", CelValue::Null),
-        Value::Bool(flag) => context.add_variable_from_value("bool_value", CelValue::Bool(*flag)),
-        Value::Number(_) => context.add_variable_from_value("number_value", to_cel(value)),
-        Value::Array(_) => context.add_variable_from_value("list_value", to_cel(value)),
-        Value::Object(_) => context.add_variable_from_value("struct_value", to_cel(value)),
-        Value::String(_) => {}
-    }
-    let result = program
-        .execute(&context)
-        .map_err(|error| format!("cannot evaluate selector {expression:?}: {error}"))?;
-    from_cel(&result).map_err(|error| format!("selector {expression:?}: {error}"))
+pub fn select(expression: &str, value: &Value) -> Result<Value, Error> {
+    (|| -> Result<Value, String> {
+        let program = compile(expression)?;
+        let mut context = context();
+        let string_value = match value {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        context.add_variable_from_value("string_value", CelValue::String(Arc::new(string_value)));
+        match value {
+            Value::Null => context.add_variable_from_value("null_value", CelValue::Null),
+            Value::Bool(flag) => {
+                context.add_variable_from_value("bool_value", CelValue::Bool(*flag))
+            }
+            Value::Number(_) => context.add_variable_from_value("number_value", to_cel(value)),
+            Value::Array(_) => context.add_variable_from_value("list_value", to_cel(value)),
+            Value::Object(_) => context.add_variable_from_value("struct_value", to_cel(value)),
+            Value::String(_) => {}
+        }
+        let result = program
+            .execute(&context)
+            .map_err(|error| format!("cannot evaluate selector {expression:?}: {error}"))?;
+        from_cel(&result).map_err(|error| format!("selector {expression:?}: {error}"))
+    })()
+    .map_err(Error::Condition)
 }
 
 fn compile(expression: &str) -> Result<Program, String> {
@@ -283,6 +289,7 @@ mod tests {
         );
         assert_eq!(select("struct_value.B_b", &item).unwrap(), json!(2));
         let error = select("parseJson(string_value)[\"missing\"]", &item).unwrap_err();
-        assert!(error.contains("missing"), "{error}");
+        assert!(matches!(error, Error::Condition(_)), "{error:?}");
+        assert!(error.to_string().contains("missing"), "{error}");
     }
 }

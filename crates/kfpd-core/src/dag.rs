@@ -8,6 +8,7 @@
 //! SKIPPED, as is one whose condition is false; after a failure no new task of the
 //! same DAG starts (fail-fast), except those that run on completion.
 
+use crate::error::Error;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use kfpd_ir::spec::{
@@ -195,21 +196,24 @@ fn dag_kind(component_name: &str, task: &PipelineTaskSpec) -> TaskKind {
 pub fn skipped_by_condition(
     task: &PipelineTaskSpec,
     inputs: &ResolvedInputs,
-) -> Result<Option<String>, String> {
-    let Some(expression) = task.condition() else {
-        return Ok(None);
-    };
-    let artifacts: BTreeMap<String, Vec<ConditionArtifact>> = inputs
-        .artifacts
-        .iter()
-        .map(|(input, list)| (input.clone(), list.iter().map(condition_artifact).collect()))
-        .collect();
-    if cel::condition(expression, &inputs.parameters, &artifacts)? {
-        return Ok(None);
-    }
-    Ok(Some(format!(
-        "not run: its condition is false ({expression})"
-    )))
+) -> Result<Option<String>, Error> {
+    (|| -> Result<Option<String>, String> {
+        let Some(expression) = task.condition() else {
+            return Ok(None);
+        };
+        let artifacts: BTreeMap<String, Vec<ConditionArtifact>> = inputs
+            .artifacts
+            .iter()
+            .map(|(input, list)| (input.clone(), list.iter().map(condition_artifact).collect()))
+            .collect();
+        if cel::condition(expression, &inputs.parameters, &artifacts)? {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "not run: its condition is false ({expression})"
+        )))
+    })()
+    .map_err(Error::Condition)
 }
 
 fn condition_artifact(artifact: &ArtifactRef) -> ConditionArtifact {

@@ -2,6 +2,7 @@
 //! its command line resolved against it: every placeholder of the IR, including
 //! `Concat` and `IfPresent`, which upstream's Go backend lacks.
 
+use crate::error::Error;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -376,19 +377,22 @@ fn artifact_field(artifact: &RuntimeArtifact, field: &str) -> Option<String> {
 pub fn resolve_self_references(
     parameters: &mut Map<String, Value>,
     job: &JobInfo,
-) -> Result<(), String> {
-    let snapshot = ExecutorInput {
-        parameters: parameters.clone(),
-        ..ExecutorInput::default()
-    };
-    for value in parameters.values_mut() {
-        let Value::String(text) = value else { continue };
-        if !text.contains("{{$") {
-            continue;
+) -> Result<(), Error> {
+    (|| -> Result<(), String> {
+        let snapshot = ExecutorInput {
+            parameters: parameters.clone(),
+            ..ExecutorInput::default()
+        };
+        for value in parameters.values_mut() {
+            let Value::String(text) = value else { continue };
+            if !text.contains("{{$") {
+                continue;
+            }
+            *text = substitute(text, &snapshot, job, "")?;
         }
-        *text = substitute(text, &snapshot, job, "")?;
-    }
-    Ok(())
+        Ok(())
+    })()
+    .map_err(Error::Command)
 }
 
 /// Where a task's files are on the machine that runs it.
@@ -523,22 +527,25 @@ pub fn resolve_container(
     container: &PipelineContainerSpec,
     input: &ExecutorInput,
     job: &JobInfo,
-) -> Result<Command, String> {
-    let mut items = container.command.clone();
-    items.extend(container.args.iter().cloned());
-    let argv = resolve_command(&items, input, job)?;
-    if argv.is_empty() {
-        return Err("the container has no command".to_string());
-    }
-    let whole = input.to_json().to_string();
-    let mut env = Vec::with_capacity(container.env.len() + 2);
-    for variable in &container.env {
-        env.push((
-            variable.name.clone(),
-            substitute(&variable.value, input, job, &whole)?,
-        ));
-    }
-    Ok(Command { argv, env })
+) -> Result<Command, Error> {
+    (|| -> Result<Command, String> {
+        let mut items = container.command.clone();
+        items.extend(container.args.iter().cloned());
+        let argv = resolve_command(&items, input, job)?;
+        if argv.is_empty() {
+            return Err("the container has no command".to_string());
+        }
+        let whole = input.to_json().to_string();
+        let mut env = Vec::with_capacity(container.env.len() + 2);
+        for variable in &container.env {
+            env.push((
+                variable.name.clone(),
+                substitute(&variable.value, input, job, &whole)?,
+            ));
+        }
+        Ok(Command { argv, env })
+    })()
+    .map_err(Error::Command)
 }
 
 #[cfg(test)]
@@ -738,6 +745,9 @@ mod tests {
         assert_eq!(command.env, [("GREETING".to_string(), "hello".to_string())]);
         let empty = PipelineContainerSpec::default();
         let error = resolve_container(&empty, &input(), &job()).unwrap_err();
-        assert_eq!(error, "the container has no command");
+        assert_eq!(
+            error,
+            Error::Command("the container has no command".to_string())
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! results: producer outputs, constants, job placeholders, final statuses and
 //! selectors, typed as the component declares them; defaults for the rest.
 
+use crate::error::Error;
 use std::collections::HashMap;
 
 use kfpd_ir::spec::{
@@ -77,94 +78,97 @@ pub fn resolve(
     task: &PipelineTaskSpec,
     task_name: &str,
     runs_on_completion: bool,
-) -> Result<ResolvedInputs, String> {
-    let component = siblings
-        .spec
-        .component(&task.component_ref.name)
-        .ok_or_else(|| format!("unknown component {:?}", task.component_ref.name))?;
-    let declared = &component.input_definitions;
-    let scope = siblings.scope;
-    let mut resolved = ResolvedInputs::default();
-    for (name, input) in &task.inputs.parameters {
-        let value = match input.source() {
-            Some(ParameterSource::ComponentInput(outer)) => match scope.parameters.get(outer) {
-                Some(value) => value.clone(),
-                None => continue,
-            },
-            Some(ParameterSource::TaskOutput(output)) => {
-                let found = siblings.output(
-                    &output.producer_task,
-                    &output.output_parameter_key,
-                    "parameter",
-                    |result| result.parameters.get(&output.output_parameter_key),
-                    runs_on_completion,
-                )?;
-                match found {
-                    Lookup::Found(value) => value.clone(),
-                    Lookup::Missing(reason) => {
-                        resolved.missing.push((name.clone(), reason));
-                        continue;
-                    }
-                }
-            }
-            Some(ParameterSource::RuntimeValue(runtime)) => match runtime.constant_json() {
-                Some(constant) => siblings.run.runtime_constant(constant, task_name),
-                None => match &runtime.runtime_parameter {
-                    Some(outer) => scope.parameters.get(outer).cloned().unwrap_or(Value::Null),
-                    None => Value::Null,
+) -> Result<ResolvedInputs, Error> {
+    (|| -> Result<ResolvedInputs, String> {
+        let component = siblings
+            .spec
+            .component(&task.component_ref.name)
+            .ok_or_else(|| format!("unknown component {:?}", task.component_ref.name))?;
+        let declared = &component.input_definitions;
+        let scope = siblings.scope;
+        let mut resolved = ResolvedInputs::default();
+        for (name, input) in &task.inputs.parameters {
+            let value = match input.source() {
+                Some(ParameterSource::ComponentInput(outer)) => match scope.parameters.get(outer) {
+                    Some(value) => value.clone(),
+                    None => continue,
                 },
-            },
-            Some(ParameterSource::TaskFinalStatus(status)) => {
-                let producer = siblings
-                    .results
-                    .get(&status.producer_task)
-                    .ok_or_else(|| format!("task {:?} has not ended", status.producer_task))?;
-                final_status(siblings.run, &status.producer_task, producer)
-            }
-            None => continue,
-        };
-        if value.is_null() {
-            continue;
-        }
-        let value = if input.parameter_expression_selector.is_empty() {
-            value
-        } else {
-            cel::select(&input.parameter_expression_selector, &value)
-                .map_err(|error| format!("input parameter {name:?}: {error}"))?
-        };
-        let value = match declared.parameters.get(name) {
-            Some(definition) => coerce(name, definition.effective_type(), value)?,
-            None => value,
-        };
-        resolved.parameters.insert(name.clone(), value);
-    }
-    for (name, input) in &task.inputs.artifacts {
-        let list = match input.source() {
-            Some(ArtifactSource::ComponentInput(outer)) => match scope.artifacts.get(outer) {
-                Some(list) => list.clone(),
-                None => continue,
-            },
-            Some(ArtifactSource::TaskOutput(output)) => {
-                let found = siblings.output(
-                    &output.producer_task,
-                    &output.output_artifact_key,
-                    "artifact",
-                    |result| result.artifacts.get(&output.output_artifact_key),
-                    runs_on_completion,
-                )?;
-                match found {
-                    Lookup::Found(list) => list.clone(),
-                    Lookup::Missing(reason) => {
-                        resolved.missing.push((name.clone(), reason));
-                        continue;
+                Some(ParameterSource::TaskOutput(output)) => {
+                    let found = siblings.output(
+                        &output.producer_task,
+                        &output.output_parameter_key,
+                        "parameter",
+                        |result| result.parameters.get(&output.output_parameter_key),
+                        runs_on_completion,
+                    )?;
+                    match found {
+                        Lookup::Found(value) => value.clone(),
+                        Lookup::Missing(reason) => {
+                            resolved.missing.push((name.clone(), reason));
+                            continue;
+                        }
                     }
                 }
+                Some(ParameterSource::RuntimeValue(runtime)) => match runtime.constant_json() {
+                    Some(constant) => siblings.run.runtime_constant(constant, task_name),
+                    None => match &runtime.runtime_parameter {
+                        Some(outer) => scope.parameters.get(outer).cloned().unwrap_or(Value::Null),
+                        None => Value::Null,
+                    },
+                },
+                Some(ParameterSource::TaskFinalStatus(status)) => {
+                    let producer = siblings
+                        .results
+                        .get(&status.producer_task)
+                        .ok_or_else(|| format!("task {:?} has not ended", status.producer_task))?;
+                    final_status(siblings.run, &status.producer_task, producer)
+                }
+                None => continue,
+            };
+            if value.is_null() {
+                continue;
             }
-            None => continue,
-        };
-        resolved.artifacts.insert(name.clone(), list);
-    }
-    Ok(resolved)
+            let value = if input.parameter_expression_selector.is_empty() {
+                value
+            } else {
+                cel::select(&input.parameter_expression_selector, &value)
+                    .map_err(|error| format!("input parameter {name:?}: {error}"))?
+            };
+            let value = match declared.parameters.get(name) {
+                Some(definition) => coerce(name, definition.effective_type(), value)?,
+                None => value,
+            };
+            resolved.parameters.insert(name.clone(), value);
+        }
+        for (name, input) in &task.inputs.artifacts {
+            let list = match input.source() {
+                Some(ArtifactSource::ComponentInput(outer)) => match scope.artifacts.get(outer) {
+                    Some(list) => list.clone(),
+                    None => continue,
+                },
+                Some(ArtifactSource::TaskOutput(output)) => {
+                    let found = siblings.output(
+                        &output.producer_task,
+                        &output.output_artifact_key,
+                        "artifact",
+                        |result| result.artifacts.get(&output.output_artifact_key),
+                        runs_on_completion,
+                    )?;
+                    match found {
+                        Lookup::Found(list) => list.clone(),
+                        Lookup::Missing(reason) => {
+                            resolved.missing.push((name.clone(), reason));
+                            continue;
+                        }
+                    }
+                }
+                None => continue,
+            };
+            resolved.artifacts.insert(name.clone(), list);
+        }
+        Ok(resolved)
+    })()
+    .map_err(Error::Inputs)
 }
 
 /// A `PipelineTaskFinalStatus` struct for the task `producer_name`, with upstream's
@@ -306,7 +310,12 @@ mod tests {
             scope: &scope,
             results: &results,
         };
-        resolve(&siblings, &task(inputs), "use", runs_on_completion)
+        Ok(resolve(
+            &siblings,
+            &task(inputs),
+            "use",
+            runs_on_completion,
+        )?)
     }
 
     #[test]

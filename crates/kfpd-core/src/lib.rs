@@ -8,7 +8,8 @@
 //! - [`executor_input`]: the ExecutorInput and the resolved command line;
 //! - [`outputs`]: reading a finished task's outputs back;
 //! - [`attempts`], [`importer`], [`run`]: retries, imports, the run's outcome;
-//! - [`cel`], [`values`]: CEL expressions and typed parameter values.
+//! - [`cel`], [`values`]: CEL expressions and typed parameter values;
+//! - [`Error`]: why a decision cannot be made, by step.
 //!
 //! Files are read through closures the caller passes; nothing here touches the
 //! network, the store or the clock (callers pass `now`).
@@ -17,6 +18,7 @@ pub mod attempts;
 pub mod cache;
 pub mod cel;
 pub mod dag;
+mod error;
 pub mod executor_input;
 pub mod importer;
 pub mod inputs;
@@ -26,4 +28,5 @@ pub mod results;
 pub mod run;
 pub mod values;
 
+pub use error::Error;
 pub use results::{ArtifactRef, Artifacts, Scope, TaskResult};

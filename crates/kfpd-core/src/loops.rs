@@ -5,6 +5,7 @@
 //! list (or a JSON array as text), or from an input artifact list — the last one
 //! upstream's Argo compiler rejects; kfpd runs it as the SDK's local runner does.
 
+use crate::error::Error;
 use std::collections::BTreeMap;
 
 use kfpd_ir::spec::{ComponentSpec, PipelineTaskSpec};
@@ -36,58 +37,63 @@ pub fn items(
     task: &PipelineTaskSpec,
     parameters: &Map<String, Value>,
     artifacts: &Artifacts,
-) -> Result<Items, String> {
-    let scope = Scope {
-        parameters: parameters.clone(),
-        artifacts: artifacts.clone(),
-    };
-    if let Some(iterator) = &task.parameter_iterator {
-        let list = match (&iterator.items.raw, &iterator.items.input_parameter) {
-            (Some(raw), _) => {
-                parse_list(raw).map_err(|error| format!("loop items {raw:?}: {error}"))?
-            }
-            (None, Some(input)) => {
-                let value = scope
-                    .parameters
-                    .get(input)
-                    .cloned()
-                    .ok_or_else(|| format!("loop items input {input:?} has no value"))?;
-                match value {
-                    Value::Array(items) => items,
-                    Value::String(text) => parse_list(&text)
-                        .map_err(|error| format!("loop items input {input:?}: {error}"))?,
-                    other => {
-                        return Err(format!("loop items input {input:?} is not a list: {other}"))
+) -> Result<Items, Error> {
+    (|| -> Result<Items, String> {
+        let scope = Scope {
+            parameters: parameters.clone(),
+            artifacts: artifacts.clone(),
+        };
+        if let Some(iterator) = &task.parameter_iterator {
+            let list = match (&iterator.items.raw, &iterator.items.input_parameter) {
+                (Some(raw), _) => {
+                    parse_list(raw).map_err(|error| format!("loop items {raw:?}: {error}"))?
+                }
+                (None, Some(input)) => {
+                    let value = scope
+                        .parameters
+                        .get(input)
+                        .cloned()
+                        .ok_or_else(|| format!("loop items input {input:?} has no value"))?;
+                    match value {
+                        Value::Array(items) => items,
+                        Value::String(text) => parse_list(&text)
+                            .map_err(|error| format!("loop items input {input:?}: {error}"))?,
+                        other => {
+                            return Err(format!(
+                                "loop items input {input:?} is not a list: {other}"
+                            ))
+                        }
                     }
                 }
-            }
-            (None, None) => return Err("the loop names no items".to_string()),
-        };
-        let items = list
-            .into_iter()
-            .map(|item| Item::Parameter(normalize_number(item)))
-            .collect();
-        return Ok(Items {
-            items,
-            item_input: iterator.item_input.clone(),
-            scope,
-        });
-    }
-    if let Some(iterator) = &task.artifact_iterator {
-        let input = &iterator.items.input_artifact;
-        let list = scope
-            .artifacts
-            .get(input)
-            .cloned()
-            .ok_or_else(|| format!("loop items input artifact {input:?} has no value"))?;
-        let items = list.into_iter().map(Item::Artifact).collect();
-        return Ok(Items {
-            items,
-            item_input: iterator.item_input.clone(),
-            scope,
-        });
-    }
-    Err("the task has no iterator".to_string())
+                (None, None) => return Err("the loop names no items".to_string()),
+            };
+            let items = list
+                .into_iter()
+                .map(|item| Item::Parameter(normalize_number(item)))
+                .collect();
+            return Ok(Items {
+                items,
+                item_input: iterator.item_input.clone(),
+                scope,
+            });
+        }
+        if let Some(iterator) = &task.artifact_iterator {
+            let input = &iterator.items.input_artifact;
+            let list = scope
+                .artifacts
+                .get(input)
+                .cloned()
+                .ok_or_else(|| format!("loop items input artifact {input:?} has no value"))?;
+            let items = list.into_iter().map(Item::Artifact).collect();
+            return Ok(Items {
+                items,
+                item_input: iterator.item_input.clone(),
+                scope,
+            });
+        }
+        Err("the task has no iterator".to_string())
+    })()
+    .map_err(Error::Items)
 }
 
 fn parse_list(text: &str) -> Result<Vec<Value>, String> {
@@ -257,6 +263,7 @@ mod tests {
         )
         .err()
         .unwrap();
+        let error = error.to_string();
         assert!(
             error.contains("\"list\"") && error.contains("not a list"),
             "{error}"

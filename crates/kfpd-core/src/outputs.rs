@@ -1,6 +1,7 @@
 //! Reading what a finished task produced: the ExecutorOutput file and the output
 //! parameter files, with upstream's precedence (ExecutorOutput wins).
 
+use crate::error::Error;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -36,67 +37,74 @@ pub fn read_outputs(
     output_file: &str,
     parameter_files: &BTreeMap<String, String>,
     mut read: impl FnMut(&str) -> Option<String>,
-) -> Result<TaskOutputs, String> {
-    let executor_output: Value = match read(output_file) {
-        Some(text) if !text.trim().is_empty() => serde_json::from_str(&text).map_err(|error| {
-            format!("the task's executor output {output_file} is not JSON: {error}")
-        })?,
-        _ => Value::Null,
-    };
-    let given_parameters = executor_output
-        .get("parameterValues")
-        .or_else(|| executor_output.get("parameter_values"))
-        .and_then(Value::as_object);
-    let mut parameters = Map::new();
-    for (name, spec) in &outputs.parameters {
-        if let Some(value) = given_parameters.and_then(|given| given.get(name)) {
-            parameters.insert(name.clone(), normalize_number(value.clone()));
-            continue;
-        }
-        let Some(file) = parameter_files.get(name) else {
-            continue;
+) -> Result<TaskOutputs, Error> {
+    (|| -> Result<TaskOutputs, String> {
+        let executor_output: Value = match read(output_file) {
+            Some(text) if !text.trim().is_empty() => {
+                serde_json::from_str(&text).map_err(|error| {
+                    format!("the task's executor output {output_file} is not JSON: {error}")
+                })?
+            }
+            _ => Value::Null,
         };
-        let text = read(file).ok_or_else(|| {
-            format!("the task did not write output parameter {name:?} (expected file {file})")
-        })?;
-        parameters.insert(
-            name.clone(),
-            parse_output(name, spec.effective_type(), &text)?,
-        );
-    }
-    let mut reported = BTreeMap::new();
-    if let Some(artifacts) = executor_output.get("artifacts").and_then(Value::as_object) {
-        for (name, list) in artifacts {
-            let first = list
-                .get("artifacts")
-                .and_then(Value::as_array)
-                .and_then(|items| items.first());
-            let text = |key: &str, alternative: &str| {
-                first
-                    .and_then(|artifact| artifact.get(key).or_else(|| artifact.get(alternative)))
-                    .and_then(Value::as_str)
-                    .filter(|text| !text.is_empty())
-                    .map(str::to_string)
+        let given_parameters = executor_output
+            .get("parameterValues")
+            .or_else(|| executor_output.get("parameter_values"))
+            .and_then(Value::as_object);
+        let mut parameters = Map::new();
+        for (name, spec) in &outputs.parameters {
+            if let Some(value) = given_parameters.and_then(|given| given.get(name)) {
+                parameters.insert(name.clone(), normalize_number(value.clone()));
+                continue;
+            }
+            let Some(file) = parameter_files.get(name) else {
+                continue;
             };
-            let metadata = first
-                .and_then(|artifact| artifact.get("metadata"))
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
-            reported.insert(
+            let text = read(file).ok_or_else(|| {
+                format!("the task did not write output parameter {name:?} (expected file {file})")
+            })?;
+            parameters.insert(
                 name.clone(),
-                ReportedArtifact {
-                    metadata,
-                    uri: text("uri", "uri"),
-                    custom_path: text("customPath", "custom_path"),
-                },
+                parse_output(name, spec.effective_type(), &text)?,
             );
         }
-    }
-    Ok(TaskOutputs {
-        parameters,
-        artifacts: reported,
-    })
+        let mut reported = BTreeMap::new();
+        if let Some(artifacts) = executor_output.get("artifacts").and_then(Value::as_object) {
+            for (name, list) in artifacts {
+                let first = list
+                    .get("artifacts")
+                    .and_then(Value::as_array)
+                    .and_then(|items| items.first());
+                let text = |key: &str, alternative: &str| {
+                    first
+                        .and_then(|artifact| {
+                            artifact.get(key).or_else(|| artifact.get(alternative))
+                        })
+                        .and_then(Value::as_str)
+                        .filter(|text| !text.is_empty())
+                        .map(str::to_string)
+                };
+                let metadata = first
+                    .and_then(|artifact| artifact.get("metadata"))
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                reported.insert(
+                    name.clone(),
+                    ReportedArtifact {
+                        metadata,
+                        uri: text("uri", "uri"),
+                        custom_path: text("customPath", "custom_path"),
+                    },
+                );
+            }
+        }
+        Ok(TaskOutputs {
+            parameters,
+            artifacts: reported,
+        })
+    })()
+    .map_err(Error::Outputs)
 }
 
 /// Where a task left an output artifact's content: its `set_path` location, the
@@ -174,7 +182,8 @@ mod tests {
         let parameter_files = BTreeMap::from([("Output".to_string(), "/o/Output".to_string())]);
         let error =
             read_outputs(&outputs(), "/o/none.json", &parameter_files, files(&[])).unwrap_err();
-        assert!(error.contains("Output"), "{error}");
+        assert!(matches!(error, Error::Outputs(_)), "{error:?}");
+        assert!(error.to_string().contains("Output"), "{error}");
     }
 
     #[test]
@@ -185,7 +194,8 @@ mod tests {
             &BTreeMap::new(),
             files(&[("/o/output_metadata.json", "{")]),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("/o/output_metadata.json"), "{error}");
     }
 

@@ -1,5 +1,6 @@
 //! A run as its tasks see it: the facts placeholders name, its inputs, and how its root DAG's result becomes the run's outcome.
 
+use crate::error::Error;
 use kfpd_ir::spec::PipelineSpec;
 use kfpd_store::{Run, RunState, TaskState};
 use serde_json::{Map, Value};
@@ -113,47 +114,53 @@ impl RunFacts {
 }
 
 /// A run's `runtime_config` JSON: its parameters and the pipeline root it asks for.
-pub fn runtime_config(json: &str) -> Result<(Map<String, Value>, String), String> {
-    if json.trim().is_empty() {
-        return Ok((Map::new(), String::new()));
-    }
-    let value: Value = serde_json::from_str(json)
-        .map_err(|error| format!("the run's runtime config is not JSON: {error}"))?;
-    let parameters = value
-        .get("parameters")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let root = value
-        .get("pipeline_root")
-        .or_else(|| value.get("pipelineRoot"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    Ok((parameters, root))
+pub fn runtime_config(json: &str) -> Result<(Map<String, Value>, String), Error> {
+    (|| -> Result<(Map<String, Value>, String), String> {
+        if json.trim().is_empty() {
+            return Ok((Map::new(), String::new()));
+        }
+        let value: Value = serde_json::from_str(json)
+            .map_err(|error| format!("the run's runtime config is not JSON: {error}"))?;
+        let parameters = value
+            .get("parameters")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let root = value
+            .get("pipeline_root")
+            .or_else(|| value.get("pipelineRoot"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        Ok((parameters, root))
+    })()
+    .map_err(Error::Run)
 }
 
 /// Root inputs: given values (typed as declared) and the defaults of the rest.
 pub fn root_inputs(
     spec: &PipelineSpec,
     mut given: Map<String, Value>,
-) -> Result<Map<String, Value>, String> {
-    let mut parameters = Map::new();
-    for (name, definition) in &spec.root.input_definitions.parameters {
-        let value = match given.remove(name) {
-            Some(value) if !value.is_null() => value,
-            _ => match &definition.default_value {
-                Some(default) => default.clone(),
-                None if definition.is_optional => continue,
-                None => return Err(format!("pipeline input parameter {name:?} has no value")),
-            },
-        };
-        parameters.insert(
-            name.clone(),
-            coerce(name, definition.effective_type(), value)?,
-        );
-    }
-    Ok(parameters)
+) -> Result<Map<String, Value>, Error> {
+    (|| -> Result<Map<String, Value>, String> {
+        let mut parameters = Map::new();
+        for (name, definition) in &spec.root.input_definitions.parameters {
+            let value = match given.remove(name) {
+                Some(value) if !value.is_null() => value,
+                _ => match &definition.default_value {
+                    Some(default) => default.clone(),
+                    None if definition.is_optional => continue,
+                    None => return Err(format!("pipeline input parameter {name:?} has no value")),
+                },
+            };
+            parameters.insert(
+                name.clone(),
+                coerce(name, definition.effective_type(), value)?,
+            );
+        }
+        Ok(parameters)
+    })()
+    .map_err(Error::Run)
 }
 
 /// How a run ended.
@@ -255,7 +262,8 @@ mod tests {
         let inputs = root_inputs(&spec, parameters).unwrap();
         assert_eq!(Value::Object(inputs), json!({"n": 3, "m": "x"}));
         let error = root_inputs(&spec, Map::new()).unwrap_err();
-        assert!(error.contains("\"n\""), "{error}");
+        assert!(matches!(error, Error::Run(_)), "{error:?}");
+        assert!(error.to_string().contains("\"n\""), "{error}");
         assert!(runtime_config("{").is_err());
         assert_eq!(runtime_config(" ").unwrap().1, "");
     }

@@ -1,6 +1,7 @@
 //! Parameter values as the executor sees them: typed, formatted into command lines,
 //! and parsed back from output files.
 
+use crate::error::Error;
 use kfpd_ir::spec::ParameterType;
 use serde_json::{Number, Value};
 
@@ -28,77 +29,81 @@ pub fn normalize_number(value: Value) -> Value {
 
 /// Brings a resolved value to the declared type where KFP converts (a STRING input
 /// takes any value as JSON text), and reports a mismatch otherwise.
-pub fn coerce(name: &str, declared: ParameterType, value: Value) -> Result<Value, String> {
-    let value = normalize_number(value);
-    let fits = match declared {
-        ParameterType::String => {
-            return Ok(match value {
-                Value::String(_) => value,
-                other => Value::String(other.to_string()),
-            })
-        }
-        ParameterType::NumberInteger => match &value {
-            Value::Number(number) => number.is_i64() || number.is_u64(),
-            // Loop items and outputs of STRING producers may carry numbers as text.
-            Value::String(text) => {
-                if let Ok(parsed) = text.trim().parse::<i64>() {
-                    return Ok(Value::from(parsed));
-                }
-                false
+pub fn coerce(name: &str, declared: ParameterType, value: Value) -> Result<Value, Error> {
+    (|| -> Result<Value, String> {
+        let value = normalize_number(value);
+        let fits = match declared {
+            ParameterType::String => {
+                return Ok(match value {
+                    Value::String(_) => value,
+                    other => Value::String(other.to_string()),
+                })
             }
-            _ => false,
-        },
-        ParameterType::NumberDouble => match &value {
-            Value::Number(_) => true,
-            Value::String(text) => {
-                if let Some(number) = text.trim().parse::<f64>().ok().and_then(Number::from_f64) {
-                    return Ok(normalize_number(Value::Number(number)));
+            ParameterType::NumberInteger => match &value {
+                Value::Number(number) => number.is_i64() || number.is_u64(),
+                // Loop items and outputs of STRING producers may carry numbers as text.
+                Value::String(text) => {
+                    if let Ok(parsed) = text.trim().parse::<i64>() {
+                        return Ok(Value::from(parsed));
+                    }
+                    false
                 }
-                false
-            }
-            _ => false,
-        },
-        ParameterType::Boolean => match &value {
-            Value::Bool(_) => true,
-            Value::String(text) => match text.trim() {
-                "true" | "True" => return Ok(Value::Bool(true)),
-                "false" | "False" => return Ok(Value::Bool(false)),
                 _ => false,
             },
-            _ => false,
-        },
-        ParameterType::List => match &value {
-            Value::Array(_) => true,
-            Value::String(text) => {
-                if let Ok(parsed @ Value::Array(_)) = serde_json::from_str::<Value>(text) {
-                    return Ok(normalize_number(parsed));
-                }
-                false
-            }
-            _ => false,
-        },
-        ParameterType::Struct | ParameterType::TaskFinalStatus | ParameterType::TaskConfig => {
-            match &value {
-                Value::Object(_) => true,
+            ParameterType::NumberDouble => match &value {
+                Value::Number(_) => true,
                 Value::String(text) => {
-                    if let Ok(parsed @ Value::Object(_)) = serde_json::from_str::<Value>(text) {
+                    if let Some(number) = text.trim().parse::<f64>().ok().and_then(Number::from_f64)
+                    {
+                        return Ok(normalize_number(Value::Number(number)));
+                    }
+                    false
+                }
+                _ => false,
+            },
+            ParameterType::Boolean => match &value {
+                Value::Bool(_) => true,
+                Value::String(text) => match text.trim() {
+                    "true" | "True" => return Ok(Value::Bool(true)),
+                    "false" | "False" => return Ok(Value::Bool(false)),
+                    _ => false,
+                },
+                _ => false,
+            },
+            ParameterType::List => match &value {
+                Value::Array(_) => true,
+                Value::String(text) => {
+                    if let Ok(parsed @ Value::Array(_)) = serde_json::from_str::<Value>(text) {
                         return Ok(normalize_number(parsed));
                     }
                     false
                 }
                 _ => false,
+            },
+            ParameterType::Struct | ParameterType::TaskFinalStatus | ParameterType::TaskConfig => {
+                match &value {
+                    Value::Object(_) => true,
+                    Value::String(text) => {
+                        if let Ok(parsed @ Value::Object(_)) = serde_json::from_str::<Value>(text) {
+                            return Ok(normalize_number(parsed));
+                        }
+                        false
+                    }
+                    _ => false,
+                }
             }
+            _ => true,
+        };
+        if fits || value.is_null() {
+            return Ok(value);
         }
-        _ => true,
-    };
-    if fits || value.is_null() {
-        return Ok(value);
-    }
-    Err(format!(
-        "input parameter {name:?} expects {} but got {}",
-        declared.as_str(),
-        describe(&value)
-    ))
+        Err(format!(
+            "input parameter {name:?} expects {} but got {}",
+            declared.as_str(),
+            describe(&value)
+        ))
+    })()
+    .map_err(Error::Value)
 }
 
 fn describe(value: &Value) -> String {
@@ -126,40 +131,45 @@ pub fn format_for_command(value: &Value) -> String {
 }
 
 /// Parses the text a task wrote into an output parameter file, by declared type.
-pub fn parse_output(name: &str, declared: ParameterType, text: &str) -> Result<Value, String> {
-    let trimmed = text.trim();
-    let invalid = |what: &str| format!("output parameter {name:?}: {text:?} is not {what}");
-    match declared {
-        ParameterType::String | ParameterType::Unspecified => Ok(Value::String(text.to_string())),
-        ParameterType::NumberInteger => {
-            if let Ok(integer) = trimmed.parse::<i64>() {
-                return Ok(Value::from(integer));
+pub fn parse_output(name: &str, declared: ParameterType, text: &str) -> Result<Value, Error> {
+    (|| -> Result<Value, String> {
+        let trimmed = text.trim();
+        let invalid = |what: &str| format!("output parameter {name:?}: {text:?} is not {what}");
+        match declared {
+            ParameterType::String | ParameterType::Unspecified => {
+                Ok(Value::String(text.to_string()))
             }
-            let float: f64 = trimmed.parse().map_err(|_| invalid("an integer"))?;
-            if float.fract() != 0.0 {
-                return Err(invalid("an integer"));
+            ParameterType::NumberInteger => {
+                if let Ok(integer) = trimmed.parse::<i64>() {
+                    return Ok(Value::from(integer));
+                }
+                let float: f64 = trimmed.parse().map_err(|_| invalid("an integer"))?;
+                if float.fract() != 0.0 {
+                    return Err(invalid("an integer"));
+                }
+                Ok(Value::from(float as i64))
             }
-            Ok(Value::from(float as i64))
+            ParameterType::NumberDouble => {
+                let float: f64 = trimmed.parse().map_err(|_| invalid("a number"))?;
+                let number = Number::from_f64(float).ok_or_else(|| invalid("a finite number"))?;
+                Ok(normalize_number(Value::Number(number)))
+            }
+            ParameterType::Boolean => match trimmed.to_ascii_lowercase().as_str() {
+                "true" | "1" => Ok(Value::Bool(true)),
+                "false" | "0" => Ok(Value::Bool(false)),
+                _ => Err(invalid("a boolean")),
+            },
+            ParameterType::List => match serde_json::from_str::<Value>(trimmed) {
+                Ok(list @ Value::Array(_)) => Ok(normalize_number(list)),
+                _ => Err(invalid("a JSON list")),
+            },
+            _ => match serde_json::from_str::<Value>(trimmed) {
+                Ok(object @ Value::Object(_)) => Ok(normalize_number(object)),
+                _ => Err(invalid("a JSON object")),
+            },
         }
-        ParameterType::NumberDouble => {
-            let float: f64 = trimmed.parse().map_err(|_| invalid("a number"))?;
-            let number = Number::from_f64(float).ok_or_else(|| invalid("a finite number"))?;
-            Ok(normalize_number(Value::Number(number)))
-        }
-        ParameterType::Boolean => match trimmed.to_ascii_lowercase().as_str() {
-            "true" | "1" => Ok(Value::Bool(true)),
-            "false" | "0" => Ok(Value::Bool(false)),
-            _ => Err(invalid("a boolean")),
-        },
-        ParameterType::List => match serde_json::from_str::<Value>(trimmed) {
-            Ok(list @ Value::Array(_)) => Ok(normalize_number(list)),
-            _ => Err(invalid("a JSON list")),
-        },
-        _ => match serde_json::from_str::<Value>(trimmed) {
-            Ok(object @ Value::Object(_)) => Ok(normalize_number(object)),
-            _ => Err(invalid("a JSON object")),
-        },
-    }
+    })()
+    .map_err(Error::Outputs)
 }
 
 #[cfg(test)]
@@ -189,7 +199,9 @@ mod tests {
             coerce("x", ParameterType::List, json!("[1, 2]")).unwrap(),
             json!([1, 2])
         );
-        let error = coerce("n", ParameterType::Boolean, json!([1])).unwrap_err();
+        let error = coerce("n", ParameterType::Boolean, json!([1]))
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("\"n\"") && error.contains("BOOLEAN"),
             "{error}"

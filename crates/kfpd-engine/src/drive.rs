@@ -52,6 +52,13 @@ pub enum DriveError {
     Internal(String),
 }
 
+/// A decision the core refused: the task cannot run as asked.
+impl From<kfpd_core::Error> for DriveError {
+    fn from(error: kfpd_core::Error) -> DriveError {
+        DriveError::Invalid(error.to_string())
+    }
+}
+
 /// Where a task path leads in the spec.
 pub(crate) struct Located {
     /// The task at the path; `None` for the root and for a loop iteration.
@@ -145,7 +152,7 @@ impl Driver {
         let package = kfpd_ir::parse_spec_value(&spec_value)
             .map_err(|error| DriveError::Internal(error.to_string()))?;
         let (_, requested_root) =
-            run_rules::runtime_config(&run.runtime_config).map_err(DriveError::Invalid)?;
+            run_rules::runtime_config(&run.runtime_config).map_err(DriveError::from)?;
         let pipeline_root = engine
             .artifacts
             .pipeline_root(&requested_root)
@@ -579,9 +586,9 @@ impl Driver {
             }
         }
         let (parameters, _) =
-            run_rules::runtime_config(&context.run.runtime_config).map_err(DriveError::Invalid)?;
+            run_rules::runtime_config(&context.run.runtime_config).map_err(DriveError::from)?;
         let parameters =
-            run_rules::root_inputs(&context.spec, parameters).map_err(DriveError::Invalid)?;
+            run_rules::root_inputs(&context.spec, parameters).map_err(DriveError::from)?;
         let display_name = if context.spec.pipeline_info.display_name.is_empty() {
             context.facts.pipeline_name.clone()
         } else {
@@ -694,7 +701,7 @@ impl Driver {
             &object(&loop_row.inputs),
             &self.inputs_of(loop_row),
         )
-        .map_err(DriveError::Invalid)?;
+        .map_err(DriveError::from)?;
         let item = items.items.get(index).cloned().ok_or_else(|| {
             DriveError::NotFound(format!(
                 "loop {loop_path:?} has {} items, not an item {index}",

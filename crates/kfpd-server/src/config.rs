@@ -536,8 +536,10 @@ fn resolve_cache(
                 .or(from_file.clone())
                 .filter(|text| !text.trim().is_empty());
             text.map(|text| {
-                kfpd_engine::parse_iso8601_duration(&text)
-                    .map_err(|message| Error::Invalid { key, message })
+                kfpd_engine::parse_iso8601_duration(&text).map_err(|error| Error::Invalid {
+                    key,
+                    message: error.to_string(),
+                })
             })
             .transpose()
         };
