@@ -119,6 +119,51 @@ impl Engine {
     }
 }
 
+/// A run's pipeline, parsed once per server: a run's spec never changes.
+pub(crate) struct ParsedSpec {
+    spec: kfpd_ir::spec::PipelineSpec,
+    platform: Option<kfpd_ir::spec::PlatformSpec>,
+    pipeline_name: String,
+}
+
+/// How many runs' parsed pipelines a server keeps.
+const PARSED_SPECS: usize = 256;
+
+async fn parsed_spec(engine: &Arc<Engine>, run_id: &str) -> Result<Arc<ParsedSpec>, DriveError> {
+    if let Some(parsed) = engine
+        .parsed_specs
+        .lock()
+        .ok()
+        .and_then(|specs| specs.get(run_id).cloned())
+    {
+        return Ok(parsed);
+    }
+    let spec_json = engine.store.run_spec(run_id).await.map_err(|error| {
+        DriveError::Internal(format!(
+            "cannot read the pipeline spec of run {run_id}: {error}"
+        ))
+    })?;
+    let spec_value: Value = serde_json::from_str(&spec_json).map_err(|error| {
+        DriveError::Internal(format!(
+            "the pipeline spec of run {run_id} is not JSON: {error}"
+        ))
+    })?;
+    let package = kfpd_ir::parse_spec_value(&spec_value)
+        .map_err(|error| DriveError::Internal(error.to_string()))?;
+    let parsed = Arc::new(ParsedSpec {
+        spec: package.spec().clone(),
+        platform: package.platform().cloned(),
+        pipeline_name: package.pipeline_name().to_string(),
+    });
+    if let Ok(mut specs) = engine.parsed_specs.lock() {
+        if specs.len() >= PARSED_SPECS {
+            specs.clear();
+        }
+        specs.insert(run_id.to_string(), Arc::clone(&parsed));
+    }
+    Ok(parsed)
+}
+
 /// One driver request: the run, its rows and artifacts as they are now.
 pub(crate) struct Driver {
     pub(crate) context: RunContext,
@@ -140,17 +185,7 @@ impl Driver {
             }
             other => internal("the run", other),
         })?;
-        let spec_json = store
-            .run_spec(run_id)
-            .await
-            .map_err(|error| internal("the pipeline spec", error))?;
-        let spec_value: Value = serde_json::from_str(&spec_json).map_err(|error| {
-            DriveError::Internal(format!(
-                "the pipeline spec of run {run_id} is not JSON: {error}"
-            ))
-        })?;
-        let package = kfpd_ir::parse_spec_value(&spec_value)
-            .map_err(|error| DriveError::Internal(error.to_string()))?;
+        let parsed = parsed_spec(engine, run_id).await?;
         let (_, requested_root) =
             run_rules::runtime_config(&run.runtime_config).map_err(DriveError::from)?;
         let pipeline_root = engine
@@ -211,9 +246,9 @@ impl Driver {
         }
         let context = RunContext {
             engine: Arc::clone(engine),
-            facts: RunFacts::new(&run, package.pipeline_name(), &pipeline_root),
-            spec: package.spec().clone(),
-            platform: package.platform().cloned(),
+            facts: RunFacts::new(&run, &parsed.pipeline_name, &pipeline_root),
+            spec: parsed.spec.clone(),
+            platform: parsed.platform.clone(),
             cancel: CancellationToken::new(),
             previous,
             first_error: Mutex::new(None),
@@ -547,6 +582,24 @@ impl Driver {
             }
         }
         Ok(())
+    }
+
+    /// Takes a task's row and output artifacts as just recorded, so what this
+    /// request decides next (the DAGs it ends) sees them without reading again.
+    pub(crate) fn recorded(&mut self, task: Task, outputs: Vec<Artifact>) {
+        for artifact in outputs {
+            self.links
+                .entry(task.id.clone())
+                .or_default()
+                .push(ArtifactLink {
+                    task_id: task.id.clone(),
+                    artifact_id: artifact.id,
+                    direction: Direction::Output,
+                    key: artifact.output_key.clone(),
+                });
+            self.artifacts.insert(artifact.id, artifact);
+        }
+        self.context.previous.insert(task.path.clone(), task);
     }
 
     /// Whether the task at `path` is a loop.

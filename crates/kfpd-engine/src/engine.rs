@@ -36,6 +36,9 @@ pub struct Engine {
     pub(crate) writer: Arc<TaskWriter>,
     /// Held while a driver request is answered (see `drive`).
     pub(crate) driving: tokio::sync::Mutex<()>,
+    /// Pipelines of runs driven here, by run id (see `drive`).
+    pub(crate) parsed_specs:
+        std::sync::Mutex<std::collections::HashMap<String, Arc<crate::drive::ParsedSpec>>>,
 }
 
 impl Engine {
@@ -56,6 +59,7 @@ impl Engine {
             waiting: std::sync::atomic::AtomicUsize::new(0),
             writer,
             driving: tokio::sync::Mutex::new(()),
+            parsed_specs: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 

@@ -178,7 +178,7 @@ impl Engine {
         report: AttemptReport,
     ) -> Result<TaskState, DriveError> {
         let _one_at_a_time = self.driving.lock().await;
-        let driver = Driver::open(self, run_id).await?;
+        let mut driver = Driver::open(self, run_id).await?;
         let Driven {
             mut record,
             display_name,
@@ -232,6 +232,7 @@ impl Engine {
         if let Some(code) = report.exit_code {
             record.set_detail("exit_code", json!(code));
         }
+        let mut produced_artifacts = Vec::new();
         if report.succeeded {
             for produced in &report.artifacts {
                 let Some(spec) = outputs.artifacts.get(&produced.name) else {
@@ -267,6 +268,7 @@ impl Engine {
                             produced.name
                         ))
                     })?;
+                produced_artifacts.push(artifact);
             }
             record.finish(context, TaskState::Succeeded, None, &report.parameters);
         } else if report.attempt < max_attempts {
@@ -283,9 +285,15 @@ impl Engine {
         self.writer.flush().await.map_err(|error| {
             DriveError::Internal(format!("cannot record task {task_path:?}: {error}"))
         })?;
-        if record.task.state.is_final() {
-            self.settle(run_id, task_path).await?;
+        let state = record.task.state;
+        if state.is_final() {
+            // The rows read above, with this one: no second read.
+            driver.recorded(record.task, produced_artifacts);
+            driver.settle(task_path).await?;
+            self.writer.flush().await.map_err(|error| {
+                DriveError::Internal(format!("cannot record the tasks of run {run_id}: {error}"))
+            })?;
         }
-        Ok(record.task.state)
+        Ok(state)
     }
 }
