@@ -9,6 +9,8 @@
 //! Skipped without the corpus (`KFPD_CORPUS_DIR`), except under `CI=true`.
 
 mod common;
+#[path = "standin/compare.rs"]
+mod compare;
 mod standin;
 
 #[path = "../../kfpd-artifacts/tests/support/mod.rs"]
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use common::{corpus_dir, Server};
 use serde_json::{json, Map, Value};
-use standin::{compare, Cluster, Outcome};
+use standin::{Cluster, Outcome};
 
 const MINUTES: u64 = 60;
 

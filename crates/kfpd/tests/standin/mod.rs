@@ -20,8 +20,6 @@
 
 #![allow(dead_code)]
 
-pub mod compare;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
