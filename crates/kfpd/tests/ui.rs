@@ -62,7 +62,31 @@ async fn root_serves_the_page_with_its_headers() {
     assert!(html.contains("<main id=\"page\""), "{html}");
     assert_eq!(
         referenced_assets(&html),
-        ["/ui/app.css", "/ui/app.js", "/ui/favicon.svg"]
+        [
+            "/ui/app.css",
+            "/ui/app.js",
+            "/ui/core.js",
+            "/ui/favicon.svg",
+            "/ui/graph.js",
+            "/ui/preview.js",
+            "/ui/run.js"
+        ]
+    );
+    // Scripts load in order: helpers before the pages that use them.
+    let order: Vec<usize> = ["core.js", "graph.js", "preview.js", "run.js", "app.js"]
+        .iter()
+        .map(|name| html.find(&format!("/ui/{name}")).unwrap())
+        .collect();
+    assert!(order.windows(2).all(|pair| pair[0] < pair[1]), "{html}");
+    for section in ["#/runs", "#/recurringruns", "#/experiments", "#/pipelines"] {
+        assert!(
+            html.contains(&format!("href=\"{section}\"")),
+            "no link to {section}"
+        );
+    }
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "{html}"
     );
 
     let head = server
@@ -80,6 +104,22 @@ async fn assets_have_their_types_and_revalidate_by_etag() {
     let server = Server::start();
     let cases = [
         ("/ui/app.js", "text/javascript; charset=utf-8", "hashchange"),
+        (
+            "/ui/core.js",
+            "text/javascript; charset=utf-8",
+            "function api(",
+        ),
+        (
+            "/ui/graph.js",
+            "text/javascript; charset=utf-8",
+            "function drawGraph(",
+        ),
+        (
+            "/ui/preview.js",
+            "text/javascript; charset=utf-8",
+            "function showPreview(",
+        ),
+        ("/ui/run.js", "text/javascript; charset=utf-8", "/events"),
         ("/ui/app.css", "text/css; charset=utf-8", ".state"),
         ("/ui/favicon.svg", "image/svg+xml", "<svg"),
         ("/", "text/html; charset=utf-8", "/ui/app.js"),
@@ -169,4 +209,230 @@ async fn api_routes_are_unaffected() {
         .unwrap();
     let (status, body) = common::read(post).await;
     assert_eq!((status, body["code"].clone()), (501, json!(12)), "{body}");
+}
+
+/// Every route the page handles, each answered by the page's router (a view
+/// function in the scripts), and no script or style from another origin.
+#[tokio::test]
+async fn scripts_route_every_page_and_load_nothing_from_elsewhere() {
+    let server = Server::start();
+    let mut scripts = String::new();
+    for name in ["core.js", "graph.js", "preview.js", "run.js", "app.js"] {
+        scripts.push_str(
+            &fetch(&server, &format!("/ui/{name}"))
+                .await
+                .text()
+                .await
+                .unwrap(),
+        );
+    }
+    for (route, view) in [
+        (r"/^\/runs\/new$/", "newRunPage"),
+        (r"/^\/runs\/details\/([^/?]+)$/", "runDetailsPage"),
+        (r"/^\/runs$/", "runsPage"),
+        (r"/^\/compare$/", "comparePage"),
+        (
+            r"/^\/experiments\/details\/([^/?]+)$/",
+            "experimentDetailsPage",
+        ),
+        (r"/^\/experiments$/", "experimentsPage"),
+        (
+            r"/^\/pipelines\/details\/([^/?]+)\/version\/([^/?]+)$/",
+            "versionDetailsPage",
+        ),
+        (r"/^\/pipelines\/details\/([^/?]+)$/", "pipelineDetailsPage"),
+        (r"/^\/pipelines$/", "pipelinesPage"),
+        (
+            r"/^\/recurringruns\/details\/([^/?]+)$/",
+            "recurringRunDetailsPage",
+        ),
+        (r"/^\/recurringruns$/", "recurringRunsPage"),
+    ] {
+        let at = scripts
+            .find(route)
+            .unwrap_or_else(|| panic!("no route {route}"));
+        let line = &scripts[at..at + scripts[at..].find('\n').unwrap_or(0)];
+        let next = &scripts[at + line.len()..];
+        let handled = line.contains(view)
+            || next
+                .trim_start()
+                .lines()
+                .next()
+                .unwrap_or("")
+                .contains(view);
+        assert!(handled, "{route} is not handled by {view}: {line}");
+        assert!(
+            scripts.contains(&format!("async function {view}(")),
+            "{view} is not defined"
+        );
+    }
+    // Only this server is called: no absolute URLs in fetches or imports.
+    for forbidden in [
+        "import(",
+        "fetch(\"http",
+        "fetch('http",
+        "src=\"http",
+        "innerHTML",
+    ] {
+        assert!(
+            !scripts.contains(forbidden),
+            "the scripts use {forbidden:?}"
+        );
+    }
+}
+
+fn run_body(name: &str) -> serde_json::Value {
+    json!({
+        "display_name": name,
+        "pipeline_spec": common::pipeline_spec("two-step-artifact.yaml"),
+        "runtime_config": {"parameters": {"text": name}},
+    })
+}
+
+/// Reads a server-sent event stream to its end: (event name, JSON data) pairs.
+async fn read_events(mut response: reqwest::Response) -> Vec<(String, serde_json::Value)> {
+    let mut text = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while let Some(chunk) = tokio::time::timeout_at(deadline.into(), response.chunk())
+        .await
+        .expect("the event stream did not end")
+        .expect("reading the event stream")
+    {
+        text.push_str(std::str::from_utf8(&chunk).expect("utf-8 events"));
+    }
+    text.split("\n\n")
+        .filter(|block| block.contains("data:"))
+        .map(|block| {
+            let mut name = String::new();
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(rest) = line.strip_prefix("event:") {
+                    name = rest.trim().to_string();
+                } else if let Some(rest) = line.strip_prefix("data:") {
+                    data.push_str(rest.trim_start());
+                }
+            }
+            let value = serde_json::from_str(&data).unwrap_or(json!(data));
+            (name, value)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn run_events_stream_changes_until_the_run_ends_and_nodes_carry_edges() {
+    let server = Server::start_with(&["--executor", "local"]);
+    let (status, run) = server.post("/runs", &run_body("streamed")).await;
+    assert_eq!(status, 200, "{run}");
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+
+    let response = fetch(&server, &format!("/apis/v2beta1/runs/{run_id}/events")).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, CONTENT_TYPE), "text/event-stream");
+    let events = read_events(response).await;
+    assert!(!events.is_empty());
+    assert!(events.iter().all(|(name, _)| name == "run"), "{events:?}");
+    // Only changes are sent: no two events alike.
+    for pair in events.windows(2) {
+        assert_ne!(pair[0].1, pair[1].1, "an event repeated");
+    }
+    let (_, last) = events.last().unwrap();
+    assert_eq!(last["run"]["state"], "SUCCEEDED", "{last}");
+    // Tasks come as nodes and the spec is left out: events stay small.
+    assert!(last["run"].get("run_details").is_none(), "{last}");
+    assert!(last["run"].get("pipeline_spec").is_none(), "{last}");
+    let nodes = last["nodes"].as_array().unwrap();
+    let by_name = |name: &str| {
+        nodes
+            .iter()
+            .find(|node| node["name"] == name)
+            .unwrap_or_else(|| panic!("no node {name}: {last}"))
+            .clone()
+    };
+    let root = nodes
+        .iter()
+        .find(|node| node["kind"] == "ROOT")
+        .unwrap_or_else(|| panic!("no root node: {last}"))
+        .clone();
+    let write = by_name("write");
+    let read = by_name("read");
+    assert_eq!(root["name"], "two-step-artifact");
+    assert_eq!(
+        (write["kind"].clone(), read["kind"].clone()),
+        (json!("RUNTIME"), json!("RUNTIME"))
+    );
+    assert_eq!(write["parent_task_id"], root["task_id"]);
+    assert_eq!(read["after"], json!([write["task_id"]]), "{read}");
+    assert!(write.get("after").is_none(), "{write}");
+    for node in [&write, &read] {
+        assert_eq!(node["state"], "SUCCEEDED");
+        assert!(
+            node["started_at"].as_str().unwrap().ends_with('Z'),
+            "{node}"
+        );
+    }
+    // The first event came before the run ended (a live run has several).
+    assert!(events.len() >= 2, "{events:?}");
+
+    // A finished run's stream is its one last state.
+    let again =
+        read_events(fetch(&server, &format!("/apis/v2beta1/runs/{run_id}/events")).await).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].1, *last);
+
+    let (status, listed) = server.get(&format!("/runs/{run_id}/nodes")).await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["nodes"], last["nodes"]);
+
+    let write_id = write["task_id"].as_str().unwrap();
+    let (status, detail) = server
+        .get(&format!("/runs/{run_id}/nodes/{write_id}"))
+        .await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["inputs"]["text"], "streamed", "{detail}");
+    assert_eq!(detail["path"], "root/write");
+    let outputs = detail["output_artifacts"].as_array().unwrap();
+    assert_eq!(outputs.len(), 1, "{detail}");
+    assert_eq!(outputs[0]["key"], "data");
+    assert_eq!(
+        outputs[0]["artifact"]["type"]["schema_title"],
+        "system.Dataset"
+    );
+    assert!(detail["details"]["attempts"].is_array(), "{detail}");
+    let read_id = read["task_id"].as_str().unwrap();
+    let (_, detail) = server.get(&format!("/runs/{run_id}/nodes/{read_id}")).await;
+    assert_eq!(detail["input_artifacts"][0]["key"], "data", "{detail}");
+
+    for path in [
+        "/runs/no-such-run/nodes".to_string(),
+        format!("/runs/{run_id}/nodes/no-such-task"),
+        "/runs/no-such-run/events".to_string(),
+    ] {
+        let (status, body) = server.get(&path).await;
+        assert_eq!(
+            (status, body["code"].clone()),
+            (404, json!(5)),
+            "{path}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stream_of_a_run_that_never_starts_ends_when_it_is_terminated() {
+    // Without an executor a run stays PENDING: the stream sends it once and then
+    // nothing, until the run changes.
+    let server = Server::start_with(&["--executor", "none"]);
+    let (_, run) = server.post("/runs", &run_body("waiting")).await;
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    let mut response = fetch(&server, &format!("/apis/v2beta1/runs/{run_id}/events")).await;
+    let first = response.chunk().await.unwrap().unwrap();
+    let first = String::from_utf8(first.to_vec()).unwrap();
+    assert!(first.starts_with("event: run\n"), "{first}");
+    assert!(first.contains("\"state\":\"PENDING\""), "{first}");
+    let (status, body) = server
+        .post(&format!("/runs/{run_id}:terminate"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let rest = read_events(response).await;
+    assert_eq!(rest.len(), 1, "{rest:?}");
+    assert_eq!(rest[0].1["run"]["state"], "CANCELED");
 }

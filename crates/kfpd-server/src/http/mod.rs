@@ -3,6 +3,7 @@
 
 mod execution;
 mod extract;
+mod nodes;
 mod pipelines;
 mod resources;
 mod ui;
@@ -30,6 +31,7 @@ pub fn router(api: Api, max_body_bytes: usize) -> Router {
         .merge(resources::routes(v2))
         .merge(pipelines::routes(v2))
         .merge(execution::routes())
+        .merge(nodes::routes())
         .merge(ui::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -26,12 +26,13 @@ const INDEX: Asset = Asset {
     body: include_bytes!("../../ui/index.html"),
 };
 
+/// Scripts load in this order (index.html): helpers, graph, previews, run page, app.
 const ASSETS: &[Asset] = &[
-    Asset {
-        name: "app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../ui/app.js"),
-    },
+    script("core.js", include_bytes!("../../ui/core.js")),
+    script("graph.js", include_bytes!("../../ui/graph.js")),
+    script("preview.js", include_bytes!("../../ui/preview.js")),
+    script("run.js", include_bytes!("../../ui/run.js")),
+    script("app.js", include_bytes!("../../ui/app.js")),
     Asset {
         name: "app.css",
         content_type: "text/css; charset=utf-8",
@@ -43,6 +44,14 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../../ui/favicon.svg"),
     },
 ];
+
+const fn script(name: &'static str, body: &'static [u8]) -> Asset {
+    Asset {
+        name,
+        content_type: "text/javascript; charset=utf-8",
+        body,
+    }
+}
 
 /// Scripts and styles only from this server; no inline code, no frames.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; \

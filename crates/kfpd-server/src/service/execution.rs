@@ -3,6 +3,7 @@
 
 mod archive;
 mod attempts;
+mod nodes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use self::attempts::Attempts;
+pub use self::nodes::{nodes_of, ListNodesResponse, Node, NodeArtifact, NodeDetail, RunView};
 use super::Api;
 use crate::convert::{runtime_state_of_task, timestamp};
 use crate::error::{Code, Error, Result};

@@ -15,7 +15,10 @@ use std::sync::Arc;
 
 use kfpd_store::MetadataStore;
 
-pub use execution::{ArtifactView, ListArtifactsResponse, TaskLog};
+pub use execution::{
+    nodes_of, ArtifactView, ListArtifactsResponse, ListNodesResponse, Node, NodeArtifact,
+    NodeDetail, RunView, TaskLog,
+};
 pub use list::parse_filter;
 pub use pipelines::{PackageSource, Upload, UploadVersion};
 pub use schedules::{fired_run_id, schedule_trigger, Fired};
