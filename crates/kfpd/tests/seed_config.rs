@@ -330,3 +330,39 @@ async fn missing_bucket_is_created_by_default() {
         .await
         .expect("the bucket kfpd created at start");
 }
+
+#[tokio::test]
+async fn upstream_kfp_database_is_refused_with_what_to_do() {
+    let Some(url) = common::database_url("mysql").await else {
+        return;
+    };
+    let (host, port, name) = parts(&url);
+    let server_url = url.rsplit_once('/').expect("url/name").0.to_string();
+    sqlx::any::install_default_drivers();
+    let mut admin = sqlx::AnyConnection::connect(&format!("{server_url}/"))
+        .await
+        .expect("admin connection");
+    sqlx::query(&format!("CREATE DATABASE `{name}`"))
+        .execute(&mut admin)
+        .await
+        .expect("create database");
+    // The table upstream's API server keeps runs in; its presence marks the layout.
+    sqlx::query(&format!(
+        "CREATE TABLE `{name}`.run_details (UUID VARCHAR(191) NOT NULL PRIMARY KEY)"
+    ))
+    .execute(&mut admin)
+    .await
+    .expect("create upstream table");
+    let _ = admin.close().await;
+    let server = Watched::spawn(&[
+        ("DBCONFIG_HOST", &host),
+        ("DBCONFIG_PORT", &port),
+        ("DBCONFIG_USER", "root"),
+        ("DBCONFIG_DBNAME", &name),
+    ]);
+    let line = Watched::wait_for(&server.stderr, &["run_details"], "refusal");
+    assert!(line.contains("pipelineDb"), "{line}");
+    assert!(line.contains("database of its own"), "{line}");
+    drop(server);
+    let _ = kfpd_store::sql::drop_database(&url).await;
+}

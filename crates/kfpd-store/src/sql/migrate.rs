@@ -74,6 +74,32 @@ pub(super) async fn run(store: &SqlStore) -> Result<(), Error> {
     unlocked
 }
 
+/// A database upstream KFP's API server created has tables of the same names as
+/// kfpd's (`experiments`, `pipelines`, `tasks`) in another layout; creating kfpd's
+/// would fail halfway with a confusing error, so a first start on one stops early
+/// and says what to do instead.
+async fn refuse_upstream_tables(dialect: Dialect, conn: &mut AnyConnection) -> Result<(), Error> {
+    let query = match dialect {
+        Dialect::Sqlite => "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'run_details'",
+        Dialect::Postgres => {
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'run_details'"
+        }
+        Dialect::Mysql => {
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'run_details'"
+        }
+    };
+    if sqlx::query(query)
+        .fetch_optional(&mut *conn)
+        .await?
+        .is_none()
+    {
+        return Ok(());
+    }
+    Err(Error::FailedPrecondition(
+        "this database holds upstream KFP's tables (run_details, ...), which kfpd neither reads nor converts: give kfpd a database of its own on the same server (pipelineDb in pipeline-install-config, DBCONFIG_*_DBNAME or --db-name, e.g. kfpd); kfpd creates it".into(),
+    ))
+}
+
 async fn apply_pending(dialect: Dialect, conn: &mut AnyConnection) -> Result<(), Error> {
     conn.execute(
         "CREATE TABLE IF NOT EXISTS kfpd_schema_migrations (\
@@ -88,6 +114,9 @@ async fn apply_pending(dialect: Dialect, conn: &mut AnyConnection) -> Result<(),
         .iter()
         .map(|row| row.try_get::<i64, _>(0))
         .collect::<Result<_, _>>()?;
+    if applied.is_empty() {
+        refuse_upstream_tables(dialect, conn).await?;
+    }
     if let Some(newest) = applied.iter().max() {
         if *newest > LATEST_VERSION {
             return Err(Error::FailedPrecondition(format!(
