@@ -505,9 +505,9 @@ impl<'a> Compiler<'a> {
                 resources: resolved.resources,
                 volume_mounts: mounts,
                 // The user's image decides its own user and capabilities, as
-                // upstream leaves them: many ML images run as root and install
-                // packages at start.
-                security_context: None,
+                // upstream leaves them (many ML images run as root and install
+                // packages at start), unless the pipeline sets them.
+                security_context: settings.security_context.clone(),
             }),
             volumes,
             node_selector: settings.node_selector.clone(),
@@ -981,6 +981,7 @@ fn container_security() -> SecurityContext {
         capabilities: Some(Capabilities {
             drop: vec!["ALL".into()],
         }),
+        ..SecurityContext::default()
     }
 }
 

@@ -81,6 +81,9 @@ pub fn pod_spec_patch(driven: Driven<'_>) -> Result<Value, Error> {
     if !settings.mounts.is_empty() {
         main["volumeMounts"] = json!(settings.mounts);
     }
+    if let Some(context) = &settings.security_context {
+        main["securityContext"] = json!(context);
+    }
     if let Some(policy) = &settings.image_pull_policy {
         main["imagePullPolicy"] = json!(policy);
     }

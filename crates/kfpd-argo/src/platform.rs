@@ -17,7 +17,7 @@ use crate::workflow::{
     Affinity, ConfigMapVolume, EmptyDir, EnvVar, EnvVarSource, EphemeralVolume, KeyRef, KeyToPath,
     Metadata, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
     PreferredSchedulingTerm, PvcResources, PvcSpec, PvcTemplate, PvcVolume, SecretVolume,
-    Toleration, Volume, VolumeMount,
+    SecurityContext, Toleration, Volume, VolumeMount,
 };
 
 /// A value given as a `TaskInputsSpec.InputParameterSpec` in the platform spec.
@@ -63,6 +63,19 @@ pub struct ExecutorConfig {
     pub node_affinity: Vec<NodeAffinityTerm>,
     pub enabled_shared_memory: Option<SharedMemory>,
     pub empty_dir_mounts: Vec<EmptyDirMount>,
+    pub security_context: Option<SecurityContextConfig>,
+}
+
+/// `KubernetesExecutorConfig.security_context`: the user and group the task's
+/// container runs as.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct SecurityContextConfig {
+    #[serde(deserialize_with = "int_or_string")]
+    pub run_as_user: Option<i64>,
+    #[serde(deserialize_with = "int_or_string")]
+    pub run_as_group: Option<i64>,
+    pub run_as_non_root: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -265,6 +278,8 @@ pub struct PodSettings {
     pub image_pull_secrets: Vec<String>,
     pub image_pull_policy: Option<String>,
     pub active_deadline_seconds: Option<i64>,
+    /// The user's container's security context (`security_context`).
+    pub security_context: Option<SecurityContext>,
     /// Some value is only known at run time: the template takes the driver's patch.
     pub needs_patch: bool,
 }
@@ -638,6 +653,16 @@ pub fn settings(config: &ExecutorConfig, scope: &Scope) -> Result<PodSettings, E
     }
     out.image_pull_policy = config.image_pull_policy.clone().filter(|s| !s.is_empty());
     out.active_deadline_seconds = config.active_deadline_seconds.filter(|s| *s > 0);
+    out.security_context = config
+        .security_context
+        .as_ref()
+        .map(|context| SecurityContext {
+            run_as_user: context.run_as_user,
+            run_as_group: context.run_as_group,
+            run_as_non_root: context.run_as_non_root,
+            ..SecurityContext::default()
+        })
+        .filter(|context| *context != SecurityContext::default());
     Ok(out)
 }
 

@@ -406,3 +406,25 @@ fn what_argo_cannot_run_is_refused_with_the_task_named() {
         "{error}"
     );
 }
+
+#[test]
+fn a_security_context_of_kfp_kubernetes_goes_to_the_users_container() {
+    let yaml = format!(
+        "{CONTROL_FLOW}---\nplatforms:\n  kubernetes:\n    deploymentSpec:\n      executors:\n        exec-make:\n          securityContext: {{runAsUser: '1000', runAsGroup: 100, runAsNonRoot: true}}\n"
+    );
+    let workflow = workflow(&package(&yaml));
+    assert_eq!(lint(&workflow), Vec::<String>::new());
+    let root = template(&workflow, "root");
+    let pod = template(&workflow, task(root, "make")["template"].as_str().unwrap());
+    assert_eq!(
+        pod["container"]["securityContext"],
+        json!({"runAsUser": 1000, "runAsGroup": 100, "runAsNonRoot": true})
+    );
+    let init = &pod["initContainers"][0]["securityContext"];
+    assert_eq!(
+        init["allowPrivilegeEscalation"], false,
+        "kfpd's own container keeps its own"
+    );
+    let other = template(&workflow, "exec-cleanup");
+    assert!(other["container"].get("securityContext").is_none());
+}
