@@ -94,7 +94,10 @@ impl Engine {
         // items) may end the DAGs around it, and the run.
         let ended = match &decision {
             Ok(decision) if !decision.execute => true,
-            Ok(decision) => decision.iteration_count == 0 && driver.is_loop(task_path),
+            Ok(decision) => {
+                (decision.iteration_count == 0 && driver.is_loop(task_path))
+                    || driver.is_pvc_task(task_path)
+            }
             Err(DriveError::Invalid(_)) => true,
             Err(_) => false,
         };
@@ -448,6 +451,20 @@ impl Driver {
                         DriveError::Internal(format!("unknown executor {label:?}"))
                     })?;
                 match executor.kind() {
+                    Some(ExecutorKind::Container(container))
+                        if pvc_placeholder(&container.image).is_some() =>
+                    {
+                        // Argo's `resource` template makes or deletes the PVC; the
+                        // task is done here, never from the cache, and `name` is
+                        // what the compiler named the PVC.
+                        let mut record = self.begin(&call, kind);
+                        let mut outputs = Map::new();
+                        if pvc_placeholder(&container.image) == Some(CREATE_PVC_IMAGE) {
+                            outputs.insert("name".into(), json!(self.pvc_name(&call.parameters)));
+                        }
+                        record.finish(context, TaskState::Succeeded, None, &outputs);
+                        Ok(EXECUTED)
+                    }
                     Some(ExecutorKind::Container(container)) => {
                         let key = cache::key_for(context, &call, container);
                         if let Some(key) = &key {
@@ -600,6 +617,36 @@ impl Driver {
             self.artifacts.insert(artifact.id, artifact);
         }
         self.context.previous.insert(task.path.clone(), task);
+    }
+
+    /// Whether the task at `path` is `CreatePVC` or `DeletePVC` of kfp-kubernetes.
+    fn is_pvc_task(&self, path: &str) -> bool {
+        self.locate(path).is_ok_and(|located| {
+            self.context
+                .spec
+                .executor_of(&located.component)
+                .and_then(|executor| executor.kind())
+                .is_some_and(|kind| {
+                    matches!(kind, ExecutorKind::Container(c) if pvc_placeholder(&c.image).is_some())
+                })
+        })
+    }
+
+    /// The PVC a `CreatePVC` task makes, as the compiler names it: `pvc_name`, else
+    /// the Workflow's name followed by `pvc_name_suffix`.
+    fn pvc_name(&self, parameters: &Map<String, Value>) -> String {
+        if let Some(name) = parameters
+            .get("pvc_name")
+            .and_then(Value::as_str)
+            .filter(|name| !name.is_empty())
+        {
+            return name.to_string();
+        }
+        let suffix = parameters
+            .get("pvc_name_suffix")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        format!("{}{suffix}", self.context.facts.resource_name())
     }
 
     /// Whether the task at `path` is a loop.
@@ -946,6 +993,16 @@ impl Driver {
         let all_ended = dag_rules::settle_never_started(dag, &mut results, &never_driven);
         Ok((results, settled && all_ended))
     }
+}
+
+/// Images of the placeholder components `kfp.kubernetes.CreatePVC` and `DeletePVC`.
+const CREATE_PVC_IMAGE: &str = "argostub/createpvc";
+const DELETE_PVC_IMAGE: &str = "argostub/deletepvc";
+
+fn pvc_placeholder(image: &str) -> Option<&'static str> {
+    [CREATE_PVC_IMAGE, DELETE_PVC_IMAGE]
+        .into_iter()
+        .find(|placeholder| *placeholder == image)
 }
 
 /// The details key of a DAG's or a loop's input artifact ids, by input.

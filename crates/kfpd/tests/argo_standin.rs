@@ -486,3 +486,138 @@ async fn long_running() {
     }
     check("long-running.yaml", no_overrides).await;
 }
+
+/// kfp-kubernetes' `CreatePVC`, a task mounting it, `DeletePVC` after it.
+const PVC: &str = r#"
+pipelineInfo: {name: standin-pvc}
+schemaVersion: 2.1.0
+sdkVersion: kfp-2.15.0
+components:
+  comp-createpvc:
+    executorLabel: exec-createpvc
+    inputDefinitions:
+      parameters:
+        access_modes: {parameterType: LIST}
+        pvc_name: {parameterType: STRING, isOptional: true}
+        pvc_name_suffix: {parameterType: STRING, isOptional: true}
+        size: {parameterType: STRING}
+    outputDefinitions:
+      parameters:
+        name: {parameterType: STRING}
+  comp-deletepvc:
+    executorLabel: exec-deletepvc
+    inputDefinitions:
+      parameters:
+        pvc_name: {parameterType: STRING}
+  comp-use:
+    executorLabel: exec-use
+deploymentSpec:
+  executors:
+    exec-createpvc:
+      container: {image: argostub/createpvc}
+    exec-deletepvc:
+      container: {image: argostub/deletepvc}
+    exec-use:
+      container: {image: alpine, command: [sh, -c, 'echo mounted']}
+root:
+  dag:
+    tasks:
+      createpvc:
+        componentRef: {name: comp-createpvc}
+        inputs:
+          parameters:
+            access_modes: {runtimeValue: {constant: [ReadWriteOnce]}}
+            pvc_name_suffix: {runtimeValue: {constant: -data}}
+            size: {runtimeValue: {constant: 1Gi}}
+        taskInfo: {name: createpvc}
+      use:
+        componentRef: {name: comp-use}
+        dependentTasks: [createpvc]
+        taskInfo: {name: use}
+      deletepvc:
+        componentRef: {name: comp-deletepvc}
+        dependentTasks: [createpvc, use]
+        inputs:
+          parameters:
+            pvc_name:
+              taskOutputParameter: {producerTask: createpvc, outputParameterKey: name}
+        taskInfo: {name: deletepvc}
+---
+platforms:
+  kubernetes:
+    deploymentSpec:
+      executors:
+        exec-use:
+          pvcMount:
+          - mountPath: /data
+            taskOutputParameter: {producerTask: createpvc, outputParameterKey: name}
+"#;
+
+/// The PVC tasks are driven (done on the server, named as the compiler named the
+/// PVC, never cached) and Argo's `resource` templates make and delete the PVC the
+/// task between them mounts; the run ends when `DeletePVC` does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pvc_tasks_run_through_resource_templates() {
+    let argo = Server::start();
+    let package = kfpd_ir::read_package("pvc.yaml", PVC.as_bytes()).expect("package");
+    let scratch = tempfile::tempdir().expect("scratch");
+    let run_id = create_run(&argo, &package, &Map::new()).await;
+    let outcome = run_on_standin(
+        &argo,
+        &run_id,
+        &package,
+        &Map::new(),
+        cluster(scratch.path(), &package, false, &[]),
+    )
+    .await;
+    assert_eq!(
+        outcome.phase,
+        standin::Phase::Succeeded,
+        "{}",
+        outcome.summary()
+    );
+    let run = wait_for_end(&argo, &run_id, Duration::from_secs(10)).await;
+    assert_eq!(run["state"], "SUCCEEDED", "{run}");
+    assert!(
+        outcome.objects.is_empty(),
+        "DeletePVC removed the PVC: {:?}",
+        outcome.objects
+    );
+    let resources: Vec<&standin::Node> = outcome
+        .nodes
+        .iter()
+        .filter(|node| node.kind == standin::Kind::Resource)
+        .collect();
+    assert_eq!(resources.len(), 2, "{}", outcome.summary());
+    let mounted = outcome
+        .nodes
+        .iter()
+        .find(|node| node.name.ends_with(".use"))
+        .expect("the task that mounts the PVC");
+    assert_eq!(
+        mounted.phase,
+        standin::Phase::Succeeded,
+        "its pod found the claim: {}",
+        outcome.summary()
+    );
+    let url = format!("sqlite://{}", argo.dir.path().join("kfpd.db").display());
+    let store = kfpd_store::sql::SqlStore::connect(&kfpd_store::sql::Options::new(url))
+        .await
+        .expect("store");
+    let rows = kfpd_store::ExecutionStore::list_tasks(&store, &run_id)
+        .await
+        .expect("rows");
+    let create = rows
+        .iter()
+        .find(|row| row.path == "root/createpvc")
+        .expect("createpvc");
+    assert_eq!(create.state, kfpd_store::TaskState::Succeeded);
+    let outputs: Value = serde_json::from_str(&create.outputs).expect("outputs");
+    assert_eq!(outputs["name"], format!("{}-data", outcome.name));
+    let delete = rows
+        .iter()
+        .find(|row| row.path == "root/deletepvc")
+        .expect("deletepvc");
+    let inputs: Value = serde_json::from_str(&delete.inputs).expect("inputs");
+    assert_eq!(inputs["pvc_name"], format!("{}-data", outcome.name));
+}

@@ -102,6 +102,8 @@ pub struct Outcome {
     pub name: String,
     pub phase: Phase,
     pub nodes: Vec<Node>,
+    /// Kubernetes objects `resource` templates left behind (`kind/name`).
+    pub objects: BTreeSet<String>,
 }
 
 impl Outcome {
@@ -200,7 +202,13 @@ pub async fn run(workflow: &Value, cluster: Arc<Cluster>) -> Outcome {
         .run_template(entrypoint.to_string(), BTreeMap::new(), name.clone())
         .await;
     let nodes = walk.nodes.lock().expect("nodes").clone();
-    Outcome { name, phase, nodes }
+    let objects = walk.objects.lock().expect("objects").clone();
+    Outcome {
+        name,
+        phase,
+        nodes,
+        objects,
+    }
 }
 
 /// The init container's copy of `kfpd`, made once with the real
@@ -672,8 +680,10 @@ impl Walk {
         pod: &str,
         deadline: Option<u64>,
     ) -> Result<(), String> {
+        // Argo substitutes the whole template (volumes included) before the pod is made.
+        let template = &scope.substitute_all(template);
         let root = self.cluster.dir.join("pods").join(pod);
-        let volumes = self.volumes(template, name, &root);
+        let volumes = self.volumes(template, name, &root)?;
         let patch = template["podSpecPatch"]
             .as_str()
             .map(|text| scope.substitute(text))
@@ -695,7 +705,12 @@ impl Walk {
     }
 
     /// Where each volume of the pod is on this machine.
-    fn volumes(&self, template: &Value, name: &str, root: &Path) -> HashMap<String, PathBuf> {
+    fn volumes(
+        &self,
+        template: &Value,
+        name: &str,
+        root: &Path,
+    ) -> Result<HashMap<String, PathBuf>, String> {
         let mut found = HashMap::new();
         for claim in &self.claim_templates {
             found.insert(
@@ -708,6 +723,11 @@ impl Walk {
             let path = if volume.get("emptyDir").is_some() || volume.get("ephemeral").is_some() {
                 root.join("volumes").join(&volume_name)
             } else if let Some(claim) = volume["persistentVolumeClaim"]["claimName"].as_str() {
+                // A pod whose claim does not exist never starts.
+                let key = format!("PersistentVolumeClaim/{claim}");
+                if !self.objects.lock().expect("objects").contains(&key) {
+                    return Err(format!("persistentvolumeclaim {claim:?} not found"));
+                }
                 self.cluster.dir.join("claims").join(claim)
             } else if let Some(secret) = volume["secret"]["secretName"].as_str() {
                 let data = self.cluster.secrets.get(secret).unwrap_or_else(|| {
@@ -725,7 +745,7 @@ impl Walk {
             std::fs::create_dir_all(&path).expect("volume dir");
             found.insert(volume_name, path);
         }
-        found
+        Ok(found)
     }
 
     /// The init container: only kfpd's own, which copies the launcher into the pod.
@@ -1171,6 +1191,22 @@ struct PodScope<'a> {
 }
 
 impl PodScope<'_> {
+    /// Every string of `value`, substituted.
+    fn substitute_all(&self, value: &Value) -> Value {
+        match value {
+            Value::String(text) => Value::String(self.substitute(text)),
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|v| self.substitute_all(v)).collect())
+            }
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(key, v)| (key.clone(), self.substitute_all(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
     fn substitute(&self, text: &str) -> String {
         substitute(text, &|name| {
             if let Some(input) = name.strip_prefix("inputs.parameters.") {
