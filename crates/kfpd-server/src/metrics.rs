@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -78,6 +79,37 @@ impl Histogram {
     }
 }
 
+/// What an open event stream shows: one run (its page) or a page of runs.
+#[derive(Clone, Copy, Debug)]
+pub enum StreamKind {
+    Run = 0,
+    Runs = 1,
+}
+
+impl StreamKind {
+    const ALL: [StreamKind; 2] = [StreamKind::Run, StreamKind::Runs];
+
+    fn label(self) -> &'static str {
+        match self {
+            StreamKind::Run => "run",
+            StreamKind::Runs => "runs",
+        }
+    }
+}
+
+/// Held by an open event stream; dropping it (the client went away or the
+/// stream ended) counts the stream as closed.
+pub struct StreamGuard {
+    streams: Arc<[AtomicI64; 2]>,
+    kind: StreamKind,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.streams[self.kind as usize].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// One series of the request histogram.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct RequestKey {
@@ -89,6 +121,8 @@ struct RequestKey {
 /// What the process measures itself; one per `kfpd serve`, shared by the API.
 pub struct Metrics {
     requests: Mutex<BTreeMap<RequestKey, Histogram>>,
+    /// Open event streams of the web UI, by kind.
+    streams: Arc<[AtomicI64; 2]>,
     scheduler_lag: Mutex<Histogram>,
     sources: Mutex<Sources>,
 }
@@ -104,6 +138,7 @@ impl Default for Metrics {
     fn default() -> Metrics {
         Metrics {
             requests: Mutex::new(BTreeMap::new()),
+            streams: Arc::new([AtomicI64::new(0), AtomicI64::new(0)]),
             scheduler_lag: Mutex::new(Histogram::new(&LAG_BUCKETS)),
             sources: Mutex::new(Sources::default()),
         }
@@ -146,6 +181,15 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// Counts an event stream as open until the returned guard is dropped.
+    pub fn open_stream(&self, kind: StreamKind) -> StreamGuard {
+        self.streams[kind as usize].fetch_add(1, Ordering::Relaxed);
+        StreamGuard {
+            streams: self.streams.clone(),
+            kind,
+        }
+    }
+
     /// Records how long after its due tick a scheduled run was created.
     pub fn observe_scheduler_lag(&self, lag: Duration) {
         lock(&self.scheduler_lag).observe(lag.as_secs_f64());
@@ -173,6 +217,17 @@ impl Metrics {
                 key.status
             );
             histogram.write(&mut out, "kfpd_http_request_duration_seconds", &labels);
+        }
+
+        header(
+            &mut out,
+            "kfpd_event_streams",
+            "gauge",
+            "Open event streams of the web UI: run pages and runs tables.",
+        );
+        for kind in StreamKind::ALL {
+            let open = self.streams[kind as usize].load(Ordering::Relaxed);
+            let _ = writeln!(out, "kfpd_event_streams{{kind=\"{}\"}} {open}", kind.label());
         }
 
         if let Some(store) = &store {

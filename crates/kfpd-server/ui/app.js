@@ -65,6 +65,22 @@ function sortBy(query) {
   return (SORTS[column] || "created_at") + (direction === "desc" ? " desc" : "");
 }
 
+function runRow(run, selection, onChange) {
+  const box = h("input", { type: "checkbox", "data-select": run.run_id, "aria-label": `Select run ${run.display_name}`, checked: selection.has(run.run_id) });
+  box.addEventListener("change", () => {
+    box.checked ? selection.add(run.run_id) : selection.delete(run.run_id);
+    onChange();
+  });
+  return h("tr", { "data-run-id": run.run_id },
+    h("td", { class: "check" }, box),
+    h("td", {}, h("a", { href: runHref(run.run_id) }, run.display_name || run.run_id),
+      run.storage_state === "ARCHIVED" ? h("span", { class: "muted" }, " (archived)") : null),
+    h("td", { class: "run-state" }, state(run.state)),
+    h("td", { class: "wide" }, time(run.created_at)),
+    h("td", { class: "wide run-duration" }, duration(run.scheduled_at || run.created_at, run.finished_at)),
+    h("td", { class: "wide" }, run.experiment_id ? h("a", { href: experimentHref(run.experiment_id) }, "experiment") : ""));
+}
+
 // A runs table with a checkbox per row; `selection` is a Set of run ids.
 function runsTable(runs, selection, onChange, query, path, emptyText) {
   const all = h("input", { type: "checkbox", "aria-label": "Select all runs on this page", id: "select-all",
@@ -74,29 +90,16 @@ function runsTable(runs, selection, onChange, query, path, emptyText) {
     for (const box of document.querySelectorAll("input[data-select]")) box.checked = all.checked;
     onChange();
   });
-  const rows = runs.map((run) => {
-    const box = h("input", { type: "checkbox", "data-select": run.run_id, "aria-label": `Select run ${run.display_name}`, checked: selection.has(run.run_id) });
-    box.addEventListener("change", () => {
-      box.checked ? selection.add(run.run_id) : selection.delete(run.run_id);
-      onChange();
-    });
-    return h("tr", { "data-run-id": run.run_id },
-      h("td", { class: "check" }, box),
-      h("td", {}, h("a", { href: runHref(run.run_id) }, run.display_name || run.run_id),
-        run.storage_state === "ARCHIVED" ? h("span", { class: "muted" }, " (archived)") : null),
-      h("td", {}, state(run.state)),
-      h("td", { class: "wide" }, time(run.created_at)),
-      h("td", { class: "wide" }, duration(run.scheduled_at || run.created_at, run.finished_at)),
-      h("td", { class: "wide" }, run.experiment_id ? h("a", { href: experimentHref(run.experiment_id) }, "experiment") : ""));
-  });
+  const rows = runs.map((run) => runRow(run, selection, onChange));
   return table([h("th", { class: "check", scope: "col" }, all), sortHeader("Name", "name", query, path), ["State"],
-    sortHeader("Created", "created", query, path), ["Duration", "wide"], ["Experiment", "wide"]], rows, emptyText);
+    sortHeader("Created", "created", query, path), ["Duration", "wide"], ["Experiment", "wide"]], rows, emptyText, { id: "runs-table" });
 }
 
-// The toolbar over a runs table: what can be done with the selected runs.
-function runBulkBar(runs, selection, reload) {
+// The toolbar over a runs table: what can be done with the selected runs of the
+// page `current()` returns.
+function runBulkBar(current, selection, reload) {
   const bar = h("div", { class: "actions", role: "toolbar", "aria-label": "Selected runs", id: "bulk" });
-  const chosen = () => runs.filter((run) => selection.has(run.run_id));
+  const chosen = () => current().filter((run) => selection.has(run.run_id));
   const many = (label, verb, question) => button(label, async (event) => {
     const list = chosen();
     if (question && !(await confirmAction(question(list.length), label))) return;
@@ -106,30 +109,102 @@ function runBulkBar(runs, selection, reload) {
       if (failed.length) throw new Error(`${failed.length} of ${list.length} failed: ${failed[0].reason.message}`);
     }, reload);
   }, { "data-bulk": verb });
+  const buttons = [
+    many("Archive", "archive"), many("Restore", "restore"),
+    many("Retry", "retry"), many("Terminate", "terminate", (n) => `Terminate ${n} run(s)?`),
+    many("Delete", "delete", (n) => `Delete ${n} run(s)? This cannot be undone.`),
+    button("Clone", () => go("/runs/new", { clone: chosen()[0].run_id }), { "data-bulk": "clone" }),
+    button("Compare", () => go("/compare", { runs: chosen().map((run) => run.run_id).join(",") }),
+      { "data-bulk": "compare", title: "2 to 10 runs" }),
+  ];
+  const count = h("span", { class: "muted", role: "status" });
+  bar.append(count, ...buttons);
+  // Buttons stay the same elements (so the keyboard's focus stays on them); only
+  // whether each is enabled changes with the selection and the runs' states.
   const update = () => {
     const list = chosen();
-    const count = list.length;
-    bar.replaceChildren(
-      h("span", { class: "muted" }, count ? `${count} selected` : "Select runs to act on them"),
-      many("Archive", "archive"), many("Restore", "restore"),
-      many("Retry", "retry"), many("Terminate", "terminate", (n) => `Terminate ${n} run(s)?`),
-      many("Delete", "delete", (n) => `Delete ${n} run(s)? This cannot be undone.`),
-      button("Clone", () => go("/runs/new", { clone: list[0].run_id }), { "data-bulk": "clone", disabled: count !== 1 }),
-      button("Compare", () => go("/compare", { runs: list.map((run) => run.run_id).join(",") }),
-        { "data-bulk": "compare", disabled: count < 2 || count > 10, title: "2 to 10 runs" }));
-    for (const node of bar.querySelectorAll("button[data-bulk]")) {
+    count.textContent = list.length ? `${list.length} selected` : "Select runs to act on them";
+    for (const node of buttons) {
       const verb = node.dataset.bulk;
-      if (verb === "clone" || verb === "compare") continue;
-      const allowed = list.some((run) => ({
-        archive: run.storage_state !== "ARCHIVED", restore: run.storage_state === "ARCHIVED",
-        retry: ["FAILED", "CANCELED"].includes(run.state), terminate: !TERMINAL.has(run.state),
-        delete: true,
-      })[verb]);
+      const allowed = verb === "clone" ? list.length === 1
+        : verb === "compare" ? list.length >= 2 && list.length <= 10
+          : list.some((run) => ({
+            archive: run.storage_state !== "ARCHIVED", restore: run.storage_state === "ARCHIVED",
+            retry: ["FAILED", "CANCELED"].includes(run.state), terminate: !TERMINAL.has(run.state),
+            delete: true,
+          })[verb]);
       node.disabled = !allowed;
     }
   };
   update();
   return { bar, update };
+}
+
+// A page of runs read through `GET /runs:watch`: the stream's first event is the
+// page, later ones arrive only while a run on it is live, and the stream ends once
+// none is. Rows update in place; the selection and the keyboard's focus stay.
+// Resolves with the first page (rejects when it cannot be read).
+function liveRuns(listQuery, query, path, emptyText) {
+  let runs = [];
+  const selection = new Set();
+  const bulk = runBulkBar(() => runs, selection, () => route());
+  const tableHost = h("div", {});
+  const pagerHost = h("div", {});
+  const liveNote = h("span", { class: "live", id: "runs-live", role: "status" });
+  const show = (body) => {
+    const next = body.runs || [];
+    const sameRows = runs.length === next.length && runs.every((run, index) => run.run_id === next[index].run_id)
+      && tableHost.querySelector("tbody");
+    runs = next;
+    for (const id of [...selection]) if (!runs.some((run) => run.run_id === id)) selection.delete(id);
+    if (sameRows) {
+      for (const run of runs) {
+        const row = tableHost.querySelector(`tr[data-run-id="${CSS.escape(run.run_id)}"]`);
+        if (!row) continue;
+        const cell = row.querySelector("td.run-state");
+        if (cell.firstChild.dataset.state !== (run.state || "RUNTIME_STATE_UNSPECIFIED")) cell.replaceChildren(state(run.state));
+        row.querySelector("td.run-duration").textContent = duration(run.scheduled_at || run.created_at, run.finished_at);
+      }
+    } else {
+      tableHost.replaceChildren(runsTable(runs, selection, bulk.update, query, path, emptyText));
+      pagerHost.replaceChildren(pager(path, query, body.next_page_token));
+    }
+    bulk.update();
+    liveNote.textContent = runs.some((run) => !TERMINAL.has(run.state)) ? "● live" : "";
+  };
+  const controller = new AbortController();
+  cleanups.push(() => controller.abort());
+  const url = `${API}/runs:watch` + queryString(listQuery);
+  const first = new Promise((resolve, reject) => {
+    let shown = false;
+    const onEvent = (name, data) => {
+      if (name !== "runs") return;
+      show(JSON.parse(data));
+      if (!shown) {
+        shown = true;
+        resolve({ nodes: [bulk.bar, tableHost, pagerHost], liveNote });
+      }
+    };
+    (async () => {
+      for (;;) {
+        try {
+          await readEvents(url, controller.signal, onEvent);
+          if (!shown) throw new Error("the runs stream ended before its first page");
+          if (controller.signal.aborted || !runs.some((run) => !TERMINAL.has(run.state))) return;
+        } catch (error) {
+          if (controller.signal.aborted) return;
+          if (!shown) {
+            reject(error);
+            return;
+          }
+          liveNote.textContent = `Connection lost (${error.message}); reconnecting.`;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        if (controller.signal.aborted) return;
+      }
+    })();
+  });
+  return first;
 }
 
 function runFilter(query) {
@@ -159,14 +234,12 @@ async function runsPage(query) {
   archived.addEventListener("change", () => form.requestSubmit());
   const heading = h("h1", {}, "Runs", h("a", { class: "button", href: "#/pipelines" }, "New run from a pipeline"));
   render(heading, form, h("div", { class: "loading" }, "Loading runs…"));
-  const body = await api("/runs", { page_size: PAGE_SIZE, page_token: query.token, sort_by: sortBy(query), filter: runFilter(query) });
-  const runs = body.runs || [];
-  const selection = new Set();
-  const bulk = runBulkBar(runs, selection, () => route());
   const filtered = query.state || query.name;
   const emptyText = filtered ? "No runs match this filter." : query.archived ? "No archived runs." : "No runs yet.";
-  render(heading, form, bulk.bar, runsTable(runs, selection, bulk.update, query, "/runs", emptyText),
-    pager("/runs", query, body.next_page_token));
+  const list = await liveRuns({ page_size: PAGE_SIZE, page_token: query.token, sort_by: sortBy(query), filter: runFilter(query) },
+    query, "/runs", emptyText);
+  heading.append(list.liveNote);
+  render(heading, form, list.nodes);
 }
 
 async function runDetailsPage(id, query) {
@@ -460,19 +533,17 @@ async function experimentsPage(query) {
 async function experimentDetailsPage(id, query) {
   render(h("div", { class: "loading" }, "Loading experiment…"));
   const path = `/experiments/details/${id}`;
-  let experiment, runs;
+  let experiment, list;
   try {
-    [experiment, runs] = await Promise.all([
+    [experiment, list] = await Promise.all([
       api(`/experiments/${enc(id)}`),
-      api("/runs", { experiment_id: id, page_size: PAGE_SIZE, page_token: query.token, sort_by: sortBy(query) }),
+      liveRuns({ experiment_id: id, page_size: PAGE_SIZE, page_token: query.token, sort_by: sortBy(query) },
+        query, path, "This experiment has no runs."),
     ]);
   } catch (error) {
     showError(error, "Experiment " + id);
     return;
   }
-  const list = runs.runs || [];
-  const selection = new Set();
-  const bulk = runBulkBar(list, selection, () => route());
   render(h("h1", {}, h("span", { id: "experiment-name" }, experiment.display_name || id)),
     h("div", { class: "actions" }, experimentButtons(experiment, () => route())),
     h("div", { class: "card" }, facts([
@@ -481,9 +552,7 @@ async function experimentDetailsPage(id, query) {
       ["Created", time(experiment.created_at)],
       ["Storage", experiment.storage_state === "ARCHIVED" ? "archived" : "available"],
     ])),
-    h("h2", {}, "Runs"), bulk.bar,
-    runsTable(list, selection, bulk.update, query, path, "This experiment has no runs."),
-    pager(path, query, runs.next_page_token));
+    h("h2", {}, "Runs", " ", list.liveNote), list.nodes);
 }
 
 // ---- pipelines --------------------------------------------------------------
@@ -708,12 +777,14 @@ async function recurringRunsPage(query) {
 
 async function recurringRunDetailsPage(id, query) {
   render(h("div", { class: "loading" }, "Loading recurring run…"));
-  let recurring, runs;
+  let recurring, list;
+  const path = `/recurringruns/details/${id}`;
   try {
-    [recurring, runs] = await Promise.all([
+    [recurring, list] = await Promise.all([
       api(`/recurringruns/${enc(id)}`),
-      api("/runs", { page_size: PAGE_SIZE, page_token: query.token, sort_by: "created_at desc",
-        filter: predicateFilter([{ key: "recurring_run_id", operation: "EQUALS", string_value: id }]) }),
+      liveRuns({ page_size: PAGE_SIZE, page_token: query.token, sort_by: sortBy(query),
+        filter: predicateFilter([{ key: "recurring_run_id", operation: "EQUALS", string_value: id }]) },
+      query, path, "It has fired no runs yet."),
     ]);
   } catch (error) {
     showError(error, "Recurring run " + id);
@@ -728,9 +799,6 @@ async function recurringRunDetailsPage(id, query) {
       editHost.replaceChildren(errorBox(error, "The pipeline"));
     }
   }, { id: "edit-recurring" });
-  const list = runs.runs || [];
-  const selection = new Set();
-  const bulk = runBulkBar(list, selection, () => route());
   render(h("h1", {}, h("span", { id: "recurring-name" }, recurring.display_name || id),
     h("span", { class: "state " + (recurring.status === "ENABLED" ? "SUCCEEDED" : "SKIPPED"), id: "recurring-status" },
       recurring.status === "ENABLED" ? "ENABLED" : "DISABLED")),
@@ -749,9 +817,7 @@ async function recurringRunDetailsPage(id, query) {
   editHost,
   h("h2", {}, "Parameters"),
   table([["Name"], ["Value"]], parameterRows((recurring.runtime_config || {}).parameters), "No parameters."),
-  h("h2", {}, "Runs it fired"), bulk.bar,
-  runsTable(list, selection, bulk.update, query, `/recurringruns/details/${id}`, "It has fired no runs yet."),
-  pager(`/recurringruns/details/${id}`, query, runs.next_page_token));
+  h("h2", {}, "Runs it fired", " ", list.liveNote), list.nodes);
 }
 
 // Edits a recurring run in place (PATCH): name, description, trigger, concurrency,
@@ -849,4 +915,11 @@ async function route() {
 }
 
 window.addEventListener("hashchange", route);
-window.addEventListener("DOMContentLoaded", route);
+window.addEventListener("DOMContentLoaded", () => {
+  // The skip link moves the keyboard past the header without changing the route.
+  document.getElementById("skip").addEventListener("click", (event) => {
+    event.preventDefault();
+    document.getElementById("page").focus();
+  });
+  route();
+});

@@ -79,9 +79,10 @@ function validDate(text) {
   return date;
 }
 
+// A moment in the browser's time zone and locale, machine-readable in `datetime`.
 function time(text) {
   const date = validDate(text);
-  return date ? date.toLocaleString() : "";
+  return date ? h("time", { datetime: date.toISOString() }, date.toLocaleString()) : "";
 }
 
 function seconds(total) {
@@ -165,21 +166,44 @@ function notice(text, kind) {
   box.hidden = !text;
 }
 
-// Asks before a destructive action; resolves true when confirmed.
+const FOCUSABLE = "a[href], button:not([disabled]), input:not([disabled]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex='-1'])";
+
+// Asks before a destructive action; resolves true when confirmed. The dialog is
+// modal: Tab and Shift+Tab cycle inside it, Escape cancels, and focus returns to
+// where it was.
 function confirmAction(question, confirmLabel) {
+  const opener = document.activeElement;
   return new Promise((resolve) => {
-    const dialog = h("dialog", { class: "confirm", "aria-label": "Confirm" });
+    const dialog = h("dialog", { class: "confirm", "aria-label": "Confirm", "aria-describedby": "confirm-question" });
     const close = (answer) => {
       dialog.close();
       dialog.remove();
+      if (opener && opener.isConnected && typeof opener.focus === "function") opener.focus();
       resolve(answer);
     };
     dialog.append(
-      h("p", {}, question),
+      h("p", { id: "confirm-question" }, question),
       h("div", { class: "buttons" },
-        h("button", { type: "button", onclick: () => close(false) }, "Cancel"),
+        h("button", { type: "button", id: "confirm-no", onclick: () => close(false) }, "Cancel"),
         h("button", { type: "button", class: "danger", id: "confirm-yes", onclick: () => close(true) }, confirmLabel || "OK")));
-    dialog.addEventListener("cancel", () => close(false));
+    dialog.addEventListener("cancel", (event) => {
+      event.preventDefault();
+      close(false);
+    });
+    dialog.addEventListener("keydown", (event) => {
+      if (event.key !== "Tab") return;
+      const inside = [...dialog.querySelectorAll(FOCUSABLE)];
+      if (!inside.length) return;
+      const first = inside[0];
+      const last = inside[inside.length - 1];
+      if (event.shiftKey && document.activeElement === first) {
+        event.preventDefault();
+        last.focus();
+      } else if (!event.shiftKey && document.activeElement === last) {
+        event.preventDefault();
+        first.focus();
+      }
+    });
     document.body.append(dialog);
     dialog.showModal();
     dialog.querySelector("#confirm-yes").focus();
@@ -235,4 +259,109 @@ function decodeBase64(data) {
   const bytes = new Uint8Array(binary.length);
   for (let i = 0; i < binary.length; i += 1) bytes[i] = binary.charCodeAt(i);
   return bytes;
+}
+
+// Reads a text/event-stream with fetch (so a 404 is an answer, not a console
+// error loop); calls onEvent(name, data) per event; resolves when the stream ends.
+async function readEvents(url, signal, onEvent) {
+  const response = await fetch(url, { headers: { accept: "text/event-stream" }, signal });
+  if (!response.ok) {
+    let message = response.status + " " + response.statusText;
+    try {
+      message = (await response.json()).message || message;
+    } catch (_) { /* not JSON */ }
+    throw new ApiError(response.status, message);
+  }
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value: chunk, done } = await reader.read();
+    if (done) return;
+    buffer += chunk;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      let name = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) name = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+      }
+      if (data.length) onEvent(name, data.join("\n"));
+    }
+  }
+}
+
+// Lists longer than this keep only the rows in view (and a margin) in the DOM, so
+// a run of thousands of tasks scrolls and updates quickly.
+const WINDOW_FROM = 200;
+const WINDOW_MARGIN = 30;
+
+// Rows of equal height inside a scrolling element. `spacer(px)` makes an empty row
+// that stands in for the rows not drawn; `row(item)` draws one.
+class Windowed {
+  constructor(scroller, host, spacer) {
+    this.scroller = scroller;
+    this.host = host;
+    this.spacer = spacer;
+    this.items = [];
+    this.row = null;
+    this.rowHeight = 0;
+    this.range = "";
+    this.pending = false;
+    scroller.addEventListener("scroll", () => {
+      if (this.pending) return;
+      this.pending = true;
+      requestAnimationFrame(() => {
+        this.pending = false;
+        this.draw(false);
+      });
+    });
+  }
+
+  set(items, row) {
+    this.items = items;
+    this.row = row;
+    this.draw(true);
+  }
+
+  // Draws the rows in view; `force` redraws them even when the range is the same.
+  draw(force) {
+    const count = this.items.length;
+    if (count <= WINDOW_FROM) {
+      this.range = "";
+      this.keepFocus(() => this.host.replaceChildren(...this.items.map(this.row)));
+      return;
+    }
+    if (!this.rowHeight) {
+      const probe = this.row(this.items[0]);
+      this.host.replaceChildren(probe);
+      this.rowHeight = probe.getBoundingClientRect().height || 30;
+    }
+    const offset = this.host.getBoundingClientRect().top - this.scroller.getBoundingClientRect().top + this.scroller.scrollTop;
+    const top = this.scroller.scrollTop - offset;
+    const height = this.scroller.clientHeight || window.innerHeight;
+    const first = Math.max(0, Math.floor(top / this.rowHeight) - WINDOW_MARGIN);
+    const last = Math.min(count, Math.ceil((top + height) / this.rowHeight) + WINDOW_MARGIN);
+    const range = `${first}:${last}`;
+    if (!force && range === this.range) return;
+    this.range = range;
+    this.keepFocus(() => this.host.replaceChildren(
+      this.spacer(first * this.rowHeight),
+      ...this.items.slice(first, last).map(this.row),
+      this.spacer((count - last) * this.rowHeight)));
+  }
+
+  // Redraws without losing the keyboard's place: the focused row's first control
+  // (rows carry `data-row-key`) gets the focus back.
+  keepFocus(redraw) {
+    const active = document.activeElement;
+    const row = active && this.host.contains(active) ? active.closest("[data-row-key]") : null;
+    redraw();
+    if (!row) return;
+    const again = [...this.host.querySelectorAll("[data-row-key]")].find((node) => node.dataset.rowKey === row.dataset.rowKey);
+    const target = again && again.querySelector(FOCUSABLE);
+    if (target) target.focus();
+  }
 }

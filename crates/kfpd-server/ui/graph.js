@@ -121,15 +121,20 @@ function updateGraph(host, nodes, options) {
     const group = host.graphElements.get(node.id);
     if (!group) continue;
     const selected = options.selected === node.id;
-    group.setAttribute("class", `node ${node.state || "NONE"}${node.group ? " group" : ""}${selected ? " selected" : ""}`);
-    group.setAttribute("aria-pressed", selected ? "true" : "false");
-    group.setAttribute("aria-label", `${node.label}, ${node.state || "not started"}${node.group ? ", group: Enter twice opens it" : ""}`);
+    // Only what changed is written: a level of a thousand nodes updates in place.
+    const set = (name, text) => {
+      if (group.getAttribute(name) !== text) group.setAttribute(name, text);
+    };
+    set("class", `node ${node.state || "NONE"}${node.group ? " group" : ""}${selected ? " selected" : ""}`);
+    set("aria-pressed", selected ? "true" : "false");
+    set("aria-label", `${node.label}, ${node.state || "not started"}${node.group ? ", group: Enter twice opens it" : ""}`);
     const [, label, sub, title] = group.childNodes;
     const labelText = truncate(node.label, 24);
     if (label.textContent !== labelText) label.textContent = labelText;
     const subText = truncate(node.sub || "", 30);
     if (sub.textContent !== subText) sub.textContent = subText;
-    title.textContent = node.label + (node.sub ? " — " + node.sub : "");
+    const titleText = node.label + (node.sub ? " — " + node.sub : "");
+    if (title.textContent !== titleText) title.textContent = titleText;
   }
 }
 

@@ -14,38 +14,6 @@ const KIND_LABELS = {
 const RECONNECT_MS = 1000;
 const LOG_LINES_SHOWN = 5000;
 
-// Reads a text/event-stream with fetch (so a 404 is an answer, not a console
-// error loop); calls onEvent(name, data) per event; resolves when the stream ends.
-async function readEvents(url, signal, onEvent) {
-  const response = await fetch(url, { headers: { accept: "text/event-stream" }, signal });
-  if (!response.ok) {
-    let message = response.status + " " + response.statusText;
-    try {
-      message = (await response.json()).message || message;
-    } catch (_) { /* not JSON */ }
-    throw new ApiError(response.status, message);
-  }
-  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  for (;;) {
-    const { value: chunk, done } = await reader.read();
-    if (done) return;
-    buffer += chunk;
-    let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      let name = "message";
-      const data = [];
-      for (const line of block.split("\n")) {
-        if (line.startsWith("event:")) name = line.slice(6).trim();
-        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
-      }
-      if (data.length) onEvent(name, data.join("\n"));
-    }
-  }
-}
-
 function nodeLabel(node) {
   if (node.kind === "LOOP_ITERATION") return `${node.display_name || node.name}`;
   return node.display_name || node.name || node.task_id;
@@ -152,12 +120,18 @@ class RunPage {
       showError(new ApiError(404, data), "Run " + this.id);
       return;
     }
-    if (name !== "run") return;
+    if (name !== "run" && name !== "update") return;
     const view = JSON.parse(data);
     const first = !this.run;
     this.run = view.run;
-    this.nodes = view.nodes || [];
-    this.byId = new Map(this.nodes.map((node) => [node.task_id, node]));
+    if (name === "run") {
+      this.byId = new Map((view.nodes || []).map((node) => [node.task_id, node]));
+    } else {
+      // Only the nodes that are new or changed; the rest stay as they were.
+      for (const node of view.nodes || []) this.byId.set(node.task_id, node);
+      for (const id of view.removed || []) this.byId.delete(id);
+    }
+    this.nodes = [...this.byId.values()];
     this.children = childrenOf(this.nodes);
     if (first) this.renderPage();
     else this.update();
@@ -283,45 +257,76 @@ class RunPage {
     });
   }
 
+  // The view's scrolling frame, kept across live updates so the scroll position
+  // and the rows drawn survive them.
+  frame(kind, make) {
+    if (!this.frames) this.frames = {};
+    let frame = this.frames[kind];
+    if (!frame || !this.viewHost.contains(frame.node)) {
+      frame = make();
+      this.frames[kind] = frame;
+      this.viewHost.replaceChildren(frame.node);
+    }
+    return frame;
+  }
+
   renderTimeline() {
     const timed = treeOrder(this.nodes).filter(([node]) => validDate(node.started_at) && node.kind !== "ROOT");
     if (!timed.length) {
+      this.frames = null;
       this.viewHost.replaceChildren(h("div", { class: "empty card" }, "No task has started yet."));
       return;
     }
     const now = Date.now();
-    const starts = timed.map(([node]) => validDate(node.started_at).getTime());
-    const ends = timed.map(([node]) => (validDate(node.finished_at) || new Date(now)).getTime());
-    const from = Math.min(...starts);
-    const span = Math.max(1000, Math.max(...ends) - from);
-    const rows = timed.map(([node, level], index) => {
-      const left = ((starts[index] - from) / span) * 100;
-      const width = Math.max(0.4, ((ends[index] - starts[index]) / span) * 100);
-      return h("div", { class: "gantt-row" + (this.selected === node.task_id ? " selected" : ""), "data-task-id": node.task_id },
+    let from = Infinity;
+    let to = -Infinity;
+    const bars = timed.map(([node, level]) => {
+      const start = validDate(node.started_at).getTime();
+      const end = (validDate(node.finished_at) || new Date(now)).getTime();
+      from = Math.min(from, start);
+      to = Math.max(to, end);
+      return { node, level, start, end };
+    });
+    const span = Math.max(1000, to - from);
+    const frame = this.frame("timeline", () => {
+      const axis = h("div", { class: "gantt-axis" });
+      const rows = h("div", { class: "gantt-rows" });
+      const node = h("div", { class: "gantt", id: "timeline", tabindex: "0", "aria-label": "Timeline of the tasks" }, axis, rows);
+      return { node, axis, windowed: new Windowed(node, rows, (px) => h("div", { class: "spacer", style: `height:${px}px` })) };
+    });
+    frame.axis.replaceChildren(h("span", {}, new Date(from).toLocaleTimeString()), h("span", {}, `+${seconds(span / 1000)}`));
+    frame.windowed.set(bars, ({ node, level, start, end }) => {
+      const left = ((start - from) / span) * 100;
+      const width = Math.max(0.4, ((end - start) / span) * 100);
+      return h("div", { class: "gantt-row" + (this.selected === node.task_id ? " selected" : ""), "data-task-id": node.task_id, "data-row-key": node.task_id },
         h("button", { class: "gantt-label", style: `padding-left:${level * 0.8}rem`, onclick: () => this.select(node.task_id) }, nodeLabel(node)),
         h("div", { class: "gantt-track" },
           h("div", { class: `gantt-bar ${node.state}${GROUP_KINDS.has(node.kind) ? " group" : ""}`, style: `left:${left}%;width:${width}%`,
             title: `${nodeLabel(node)}: ${duration(node.started_at, node.finished_at)}` })));
     });
-    this.viewHost.replaceChildren(h("div", { class: "gantt", id: "timeline" },
-      h("div", { class: "gantt-axis" }, h("span", {}, new Date(from).toLocaleTimeString()),
-        h("span", {}, `+${seconds(span / 1000)}`)),
-      rows));
   }
 
   renderTable() {
-    const rows = treeOrder(this.nodes).map(([node, level]) => h("tr", {
-      "data-task-id": node.task_id, class: this.selected === node.task_id ? "selected" : "",
+    const frame = this.frame("tasks", () => {
+      const body = h("tbody", {});
+      const headers = [["Task"], ["State"], ["Kind", "wide"], ["Started", "wide"], ["Duration", "wide"], ["Error", "wide"]];
+      const wrap = h("div", { class: "table-wrap scroll", tabindex: "0", "aria-label": "Tasks" },
+        h("table", { class: "rows-fixed" },
+          h("thead", {}, h("tr", {}, headers.map(([label, cls]) => h("th", { class: cls, scope: "col" }, label)))),
+          body));
+      return { node: h("div", { id: "tasks" }, wrap),
+        windowed: new Windowed(wrap, body, (px) => h("tr", { class: "spacer", "aria-hidden": "true" }, h("td", { colspan: "6", style: `height:${px}px` }))) };
+    });
+    frame.windowed.set(treeOrder(this.nodes), ([node, level]) => h("tr", {
+      "data-task-id": node.task_id, "data-row-key": node.task_id, class: this.selected === node.task_id ? "selected" : "",
     },
-    h("td", {}, h("span", { class: "indent", style: `padding-left:${level * 1.2}rem` },
+    h("td", { title: nodeLabel(node) }, h("span", { class: "indent", style: `padding-left:${level * 1.2}rem` },
       h("a", { href: "#", onclick: (event) => { event.preventDefault(); this.select(node.task_id); } }, nodeLabel(node)))),
     h("td", {}, state(node.state)),
     h("td", { class: "wide" }, KIND_LABELS[node.kind] || node.kind),
     h("td", { class: "wide" }, time(node.started_at)),
     h("td", { class: "wide" }, node.cached_from ? "cached" : duration(node.started_at, node.finished_at)),
-    h("td", { class: "wide" }, node.error || "")));
-    this.viewHost.replaceChildren(h("div", { id: "tasks" },
-      table([["Task"], ["State"], ["Kind", "wide"], ["Started", "wide"], ["Duration", "wide"], ["Error", "wide"]], rows, "No tasks.")));
+    h("td", { class: "wide", title: node.error || "" }, node.error || "")));
   }
 
   hasLog(node) {

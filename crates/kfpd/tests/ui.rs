@@ -10,6 +10,7 @@ use reqwest::header::{
 };
 use reqwest::StatusCode;
 use serde_json::json;
+use std::collections::BTreeMap;
 
 async fn fetch(server: &Server, path: &str) -> reqwest::Response {
     server
@@ -330,12 +331,33 @@ async fn run_events_stream_changes_until_the_run_ends_and_nodes_carry_edges() {
     assert_eq!(header(&response, CONTENT_TYPE), "text/event-stream");
     let events = read_events(response).await;
     assert!(!events.is_empty());
-    assert!(events.iter().all(|(name, _)| name == "run"), "{events:?}");
-    // Only changes are sent: no two events alike.
-    for pair in events.windows(2) {
-        assert_ne!(pair[0].1, pair[1].1, "an event repeated");
+    assert_eq!(events[0].0, "run", "{events:?}");
+    assert!(
+        events[1..].iter().all(|(name, _)| name == "update"),
+        "{events:?}"
+    );
+    // The first event has every node; each update only the nodes that are new or
+    // changed, and something changed in each.
+    let mut nodes: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    let mut run_state = json!(null);
+    for (index, (_, event)) in events.iter().enumerate() {
+        let sent = event["nodes"].as_array().unwrap();
+        let mut changed = false;
+        for node in sent {
+            let id = node["task_id"].as_str().unwrap().to_string();
+            let before = nodes.insert(id, node.clone());
+            assert!(
+                index == 0 || before.as_ref() != Some(node),
+                "event {index} resent an unchanged node: {node}"
+            );
+            changed = true;
+        }
+        changed |= event["run"] != run_state;
+        run_state = event["run"].clone();
+        assert!(changed, "event {index} changed nothing: {event}");
     }
-    let (_, last) = events.last().unwrap();
+    let last = json!({"run": run_state, "nodes": nodes.values().cloned().collect::<Vec<_>>()});
+    let last = &last;
     assert_eq!(last["run"]["state"], "SUCCEEDED", "{last}");
     // Tasks come as nodes and the spec is left out: events stay small.
     assert!(last["run"].get("run_details").is_none(), "{last}");
@@ -373,15 +395,25 @@ async fn run_events_stream_changes_until_the_run_ends_and_nodes_carry_edges() {
     // The first event came before the run ended (a live run has several).
     assert!(events.len() >= 2, "{events:?}");
 
-    // A finished run's stream is its one last state.
+    // A finished run's stream is its one last state, whole.
     let again =
         read_events(fetch(&server, &format!("/apis/v2beta1/runs/{run_id}/events")).await).await;
     assert_eq!(again.len(), 1);
-    assert_eq!(again[0].1, *last);
+    assert_eq!(again[0].0, "run");
+    assert_eq!(again[0].1["run"], last["run"]);
+    let by_id = |nodes: &serde_json::Value| -> BTreeMap<String, serde_json::Value> {
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|node| (node["task_id"].as_str().unwrap().to_string(), node.clone()))
+            .collect()
+    };
+    assert_eq!(by_id(&again[0].1["nodes"]), by_id(&last["nodes"]));
 
     let (status, listed) = server.get(&format!("/runs/{run_id}/nodes")).await;
     assert_eq!(status, 200);
-    assert_eq!(listed["nodes"], last["nodes"]);
+    assert_eq!(by_id(&listed["nodes"]), by_id(&last["nodes"]));
 
     let write_id = write["task_id"].as_str().unwrap();
     let (status, detail) = server
@@ -435,4 +467,115 @@ async fn a_stream_of_a_run_that_never_starts_ends_when_it_is_terminated() {
     let rest = read_events(response).await;
     assert_eq!(rest.len(), 1, "{rest:?}");
     assert_eq!(rest[0].1["run"]["state"], "CANCELED");
+}
+
+/// The value of one series in the server's `/metrics`, 0 when absent.
+async fn metric(server: &Server, series: &str) -> f64 {
+    let text = fetch(server, "/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits until a gauge reads `want` (streams close a moment after their client).
+async fn metric_becomes(server: &Server, series: &str, want: f64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let now = metric(server, series).await;
+        if now == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{series} stayed {now}, not {want}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+const RUN_STREAMS: &str = "kfpd_event_streams{kind=\"run\"}";
+const LIST_STREAMS: &str = "kfpd_event_streams{kind=\"runs\"}";
+
+#[tokio::test]
+async fn a_runs_page_streams_while_a_run_on_it_is_live_and_ends_when_none_is() {
+    let server = Server::start_with(&["--executor", "none"]);
+    let mut ids = Vec::new();
+    for name in ["watched-a", "watched-b"] {
+        let (status, run) = server.post("/runs", &run_body(name)).await;
+        assert_eq!(status, 200, "{run}");
+        ids.push(run["run_id"].as_str().unwrap().to_string());
+    }
+    let filter = json!({"predicates": [{"key": "display_name", "operation": "IS_SUBSTRING", "string_value": "watched-"}]});
+    let params = [
+        ("page_size", "10".to_string()),
+        ("sort_by", "display_name".to_string()),
+        ("filter", filter.to_string()),
+    ];
+    let encoded = reqwest::Url::parse_with_params("http://x/", &params).unwrap();
+    let encoded = encoded.query().unwrap_or_default();
+    let query = format!("/apis/v2beta1/runs:watch?{encoded}");
+    let mut response = fetch(&server, &query).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(header(&response, CONTENT_TYPE), "text/event-stream");
+    let first = String::from_utf8(response.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+    assert!(first.starts_with("event: runs\n"), "{first}");
+    let data: serde_json::Value =
+        serde_json::from_str(first.trim().lines().last().unwrap().trim_start_matches("data:").trim())
+            .unwrap();
+    // The first event is ListRuns' answer for the same query.
+    let (_, listed) = server.get(&format!("/runs?{encoded}")).await;
+    assert_eq!(data, listed);
+    let states: Vec<&str> = data["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["PENDING", "PENDING"], "{data}");
+    assert_eq!(metric(&server, LIST_STREAMS).await, 1.0);
+
+    // Each change to the page is sent; once no run on it is live the stream ends.
+    for id in &ids {
+        let (status, body) = server.post(&format!("/runs/{id}:terminate"), &json!({})).await;
+        assert_eq!(status, 200, "{body}");
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    }
+    let rest = read_events(response).await;
+    assert!(!rest.is_empty() && rest.len() <= 2, "{rest:?}");
+    assert!(rest.iter().all(|(name, _)| name == "runs"), "{rest:?}");
+    let last = &rest.last().unwrap().1;
+    for run in last["runs"].as_array().unwrap() {
+        assert_eq!(run["state"], "CANCELED", "{last}");
+    }
+    metric_becomes(&server, LIST_STREAMS, 0.0).await;
+
+    // A page with nothing live is one event, and the stream ends at once.
+    let again = read_events(fetch(&server, &query).await).await;
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].1, *last);
+
+    // What ListRuns refuses is refused before the stream starts.
+    let (status, body) = common::read(
+        fetch(&server, "/apis/v2beta1/runs:watch?filter=not-json").await,
+    )
+    .await;
+    assert_eq!((status, body["code"].clone()), (400, json!(3)), "{body}");
+    let (status, body) = common::read(
+        fetch(&server, "/apis/v2beta1/runs:watch?experiment_id=no-such-experiment").await,
+    )
+    .await;
+    assert_eq!((status, body["code"].clone()), (404, json!(5)), "{body}");
+}
+
+#[tokio::test]
+async fn an_open_run_stream_is_counted_until_its_client_goes() {
+    let server = Server::start_with(&["--executor", "none"]);
+    let (_, run) = server.post("/runs", &run_body("counted")).await;
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    assert_eq!(metric(&server, RUN_STREAMS).await, 0.0);
+    let mut response = fetch(&server, &format!("/apis/v2beta1/runs/{run_id}/events")).await;
+    response.chunk().await.unwrap().unwrap();
+    assert_eq!(metric(&server, RUN_STREAMS).await, 1.0);
+    drop(response);
+    metric_becomes(&server, RUN_STREAMS, 0.0).await;
 }

@@ -1,6 +1,7 @@
 //! The REST transport: upstream's `/apis/v2beta1/...` routes over the service layer,
 //! and the embedded web UI at `/`.
 
+mod events;
 mod execution;
 mod extract;
 mod nodes;
@@ -32,6 +33,7 @@ pub fn router(api: Api, max_body_bytes: usize) -> Router {
         .merge(pipelines::routes(v2))
         .merge(execution::routes())
         .merge(nodes::routes())
+        .merge(events::routes())
         .merge(ui::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

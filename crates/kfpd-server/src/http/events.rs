@@ -1,0 +1,262 @@
+//! Server-sent event streams the web UI reads instead of polling: one run with its
+//! nodes (the run page), and one page of ListRuns (the runs tables). Each looks at
+//! the rows on an interval only while something it shows is live, sends only what
+//! changed, and ends once everything it shows is final.
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use futures::Stream;
+use kfpd_api::v2beta1 as api;
+use kfpd_ir::spec::PipelineSpec;
+use serde::Serialize;
+
+use super::extract::Params;
+use crate::error::{Code, Result};
+use crate::metrics::{StreamGuard, StreamKind};
+use crate::service::{Api, Node, RunView};
+
+pub fn routes() -> Router<Api> {
+    Router::new()
+        .route("/apis/v2beta1/runs/{run_id}/events", get(run_events))
+        .route("/apis/v2beta1/runs:watch", get(watch_runs))
+}
+
+/// How often a run's stream looks at its rows while the run is live. One stream
+/// per open page costs one run read and one task-list read per interval, and
+/// nothing once the run has ended.
+const RUN_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How often a runs table's stream reads its page again while a run on it is live.
+const LIST_INTERVAL: Duration = Duration::from_secs(1);
+
+type Events = Response;
+
+fn sse<S>(stream: S) -> Events
+where
+    S: Stream<Item = std::result::Result<Event, Infallible>> + Send + 'static,
+{
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// `GET /apis/v2beta1/runs/{run_id}/events`: `event: run` with `{"run", "nodes"}`
+/// at once; then `event: update` with the run and only the nodes that are new or
+/// changed (`removed` lists ids no longer there) whenever something changed. After
+/// the run reaches a final state (or was deleted: `event: gone`) the stream ends.
+async fn run_events(State(api): State<Api>, Path(run_id): Path<String>) -> Result<Events> {
+    let spec = api.parsed_run_spec(&run_id).await;
+    // A missing run answers 404 before the stream starts; what was read is the
+    // stream's first event.
+    let view = api.run_view(&run_id, spec.as_ref()).await?;
+    let guard = api.metrics().open_stream(StreamKind::Run);
+    let mut watch = RunWatch {
+        api,
+        run_id,
+        spec,
+        run: String::new(),
+        nodes: HashMap::new(),
+        done: false,
+        first_event: None,
+        _guard: guard,
+    };
+    watch.first_event = watch.event_of(view);
+    Ok(sse(futures::stream::unfold(watch, |mut watch| async move {
+        let event = watch.next().await?;
+        Some((Ok(event), watch))
+    })))
+}
+
+struct RunWatch {
+    api: Api,
+    run_id: String,
+    spec: Option<PipelineSpec>,
+    /// The run as last sent.
+    run: String,
+    /// Each node as last sent, by task id.
+    nodes: HashMap<String, String>,
+    done: bool,
+    first_event: Option<Event>,
+    _guard: StreamGuard,
+}
+
+/// An `update` event: the run, and the nodes that are new or changed.
+#[derive(Serialize)]
+struct RunUpdate<'a> {
+    run: &'a api::Run,
+    nodes: Vec<&'a Node>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    removed: Vec<String>,
+}
+
+impl RunWatch {
+    async fn next(&mut self) -> Option<Event> {
+        if let Some(event) = self.first_event.take() {
+            return Some(event);
+        }
+        loop {
+            if self.done {
+                return None;
+            }
+            tokio::time::sleep(RUN_INTERVAL).await;
+            let view = match self.api.run_view(&self.run_id, self.spec.as_ref()).await {
+                Ok(view) => view,
+                Err(error) if error.code == Code::NotFound => {
+                    self.done = true;
+                    return Some(Event::default().event("gone").data(error.to_string()));
+                }
+                Err(error) => {
+                    tracing::warn!(run_id = %self.run_id, %error, "cannot read the run for its event stream");
+                    continue;
+                }
+            };
+            if let Some(event) = self.event_of(view) {
+                return Some(event);
+            }
+        }
+    }
+
+    /// The event for a view: everything the first time, then only what changed;
+    /// None when nothing did.
+    fn event_of(&mut self, view: RunView) -> Option<Event> {
+        self.done = is_final(view.run.state);
+        let first = self.run.is_empty();
+        let run = serde_json::to_string(&view.run).ok()?;
+        let mut changed = Vec::new();
+        let mut seen = HashSet::with_capacity(view.nodes.len());
+        for node in &view.nodes {
+            seen.insert(node.task_id.as_str());
+            let Ok(text) = serde_json::to_string(node) else {
+                continue;
+            };
+            if self.nodes.get(&node.task_id) != Some(&text) {
+                self.nodes.insert(node.task_id.clone(), text);
+                changed.push(node);
+            }
+        }
+        let removed: Vec<String> = self
+            .nodes
+            .keys()
+            .filter(|id| !seen.contains(id.as_str()))
+            .cloned()
+            .collect();
+        for id in &removed {
+            self.nodes.remove(id);
+        }
+        if first {
+            self.run = run;
+            let payload = serde_json::to_string(&view).ok()?;
+            return Some(Event::default().event("run").data(payload));
+        }
+        if run == self.run && changed.is_empty() && removed.is_empty() {
+            return None;
+        }
+        self.run = run;
+        let update = RunUpdate {
+            run: &view.run,
+            nodes: changed,
+            removed,
+        };
+        let payload = serde_json::to_string(&update).ok()?;
+        Some(Event::default().event("update").data(payload))
+    }
+}
+
+/// `GET /apis/v2beta1/runs:watch` with ListRuns' query parameters: `event: runs`
+/// with the ListRuns answer at once, and again whenever that page changes while a
+/// run on it is live. Once no run on the page is live the stream ends, so a page
+/// of finished runs holds no connection. A bad filter or an unknown experiment is
+/// answered as ListRuns answers it, before the stream starts.
+async fn watch_runs(State(api): State<Api>, RawQuery(query): RawQuery) -> Result<Events> {
+    let params = Params::parse(query.as_deref());
+    let request = api::ListRunsRequest {
+        namespace: params.text("namespace"),
+        experiment_id: params.text("experiment_id"),
+        page_token: params.text("page_token"),
+        page_size: params.int32("page_size")?,
+        sort_by: params.text("sort_by"),
+        filter: params.text("filter"),
+    };
+    let page = api.list_runs(request.clone()).await?;
+    let guard = api.metrics().open_stream(StreamKind::Runs);
+    let mut watch = ListWatch {
+        api,
+        request,
+        last: String::new(),
+        done: false,
+        first_event: None,
+        _guard: guard,
+    };
+    watch.first_event = watch.event_of(&page);
+    Ok(sse(futures::stream::unfold(watch, |mut watch| async move {
+        let event = watch.next().await?;
+        Some((Ok(event), watch))
+    })))
+}
+
+struct ListWatch {
+    api: Api,
+    request: api::ListRunsRequest,
+    /// The page as last sent.
+    last: String,
+    done: bool,
+    first_event: Option<Event>,
+    _guard: StreamGuard,
+}
+
+impl ListWatch {
+    async fn next(&mut self) -> Option<Event> {
+        if let Some(event) = self.first_event.take() {
+            return Some(event);
+        }
+        loop {
+            if self.done {
+                return None;
+            }
+            tokio::time::sleep(LIST_INTERVAL).await;
+            let page = match self.api.list_runs(self.request.clone()).await {
+                Ok(page) => page,
+                Err(error) if error.code == Code::NotFound => {
+                    self.done = true;
+                    return Some(Event::default().event("gone").data(error.to_string()));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the runs for their event stream");
+                    continue;
+                }
+            };
+            if let Some(event) = self.event_of(&page) {
+                return Some(event);
+            }
+        }
+    }
+
+    fn event_of(&mut self, page: &api::ListRunsResponse) -> Option<Event> {
+        self.done = !page.runs.iter().any(|run| !is_final(run.state));
+        let payload = serde_json::to_string(page).ok()?;
+        if payload == self.last {
+            return None;
+        }
+        self.last = payload;
+        Some(Event::default().event("runs").data(self.last.clone()))
+    }
+}
+
+fn is_final(state: i32) -> bool {
+    use api::RuntimeState;
+    [
+        RuntimeState::Succeeded,
+        RuntimeState::Skipped,
+        RuntimeState::Failed,
+        RuntimeState::Canceled,
+    ]
+    .iter()
+    .any(|final_state| *final_state as i32 == state)
+}
