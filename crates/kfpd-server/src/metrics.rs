@@ -227,7 +227,11 @@ impl Metrics {
         );
         for kind in StreamKind::ALL {
             let open = self.streams[kind as usize].load(Ordering::Relaxed);
-            let _ = writeln!(out, "kfpd_event_streams{{kind=\"{}\"}} {open}", kind.label());
+            let _ = writeln!(
+                out,
+                "kfpd_event_streams{{kind=\"{}\"}} {open}",
+                kind.label()
+            );
         }
 
         if let Some(store) = &store {

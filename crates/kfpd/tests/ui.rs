@@ -519,9 +519,16 @@ async fn a_runs_page_streams_while_a_run_on_it_is_live_and_ends_when_none_is() {
     assert_eq!(header(&response, CONTENT_TYPE), "text/event-stream");
     let first = String::from_utf8(response.chunk().await.unwrap().unwrap().to_vec()).unwrap();
     assert!(first.starts_with("event: runs\n"), "{first}");
-    let data: serde_json::Value =
-        serde_json::from_str(first.trim().lines().last().unwrap().trim_start_matches("data:").trim())
-            .unwrap();
+    let data: serde_json::Value = serde_json::from_str(
+        first
+            .trim()
+            .lines()
+            .last()
+            .unwrap()
+            .trim_start_matches("data:")
+            .trim(),
+    )
+    .unwrap();
     // The first event is ListRuns' answer for the same query.
     let (_, listed) = server.get(&format!("/runs?{encoded}")).await;
     assert_eq!(data, listed);
@@ -536,7 +543,9 @@ async fn a_runs_page_streams_while_a_run_on_it_is_live_and_ends_when_none_is() {
 
     // Each change to the page is sent; once no run on it is live the stream ends.
     for id in &ids {
-        let (status, body) = server.post(&format!("/runs/{id}:terminate"), &json!({})).await;
+        let (status, body) = server
+            .post(&format!("/runs/{id}:terminate"), &json!({}))
+            .await;
         assert_eq!(status, 200, "{body}");
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     }
@@ -555,13 +564,15 @@ async fn a_runs_page_streams_while_a_run_on_it_is_live_and_ends_when_none_is() {
     assert_eq!(again[0].1, *last);
 
     // What ListRuns refuses is refused before the stream starts.
-    let (status, body) = common::read(
-        fetch(&server, "/apis/v2beta1/runs:watch?filter=not-json").await,
-    )
-    .await;
+    let (status, body) =
+        common::read(fetch(&server, "/apis/v2beta1/runs:watch?filter=not-json").await).await;
     assert_eq!((status, body["code"].clone()), (400, json!(3)), "{body}");
     let (status, body) = common::read(
-        fetch(&server, "/apis/v2beta1/runs:watch?experiment_id=no-such-experiment").await,
+        fetch(
+            &server,
+            "/apis/v2beta1/runs:watch?experiment_id=no-such-experiment",
+        )
+        .await,
     )
     .await;
     assert_eq!((status, body["code"].clone()), (404, json!(5)), "{body}");

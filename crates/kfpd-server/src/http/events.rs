@@ -68,10 +68,13 @@ async fn run_events(State(api): State<Api>, Path(run_id): Path<String>) -> Resul
         _guard: guard,
     };
     watch.first_event = watch.event_of(view);
-    Ok(sse(futures::stream::unfold(watch, |mut watch| async move {
-        let event = watch.next().await?;
-        Some((Ok(event), watch))
-    })))
+    Ok(sse(futures::stream::unfold(
+        watch,
+        |mut watch| async move {
+            let event = watch.next().await?;
+            Some((Ok(event), watch))
+        },
+    )))
 }
 
 struct RunWatch {
@@ -195,10 +198,13 @@ async fn watch_runs(State(api): State<Api>, RawQuery(query): RawQuery) -> Result
         _guard: guard,
     };
     watch.first_event = watch.event_of(&page);
-    Ok(sse(futures::stream::unfold(watch, |mut watch| async move {
-        let event = watch.next().await?;
-        Some((Ok(event), watch))
-    })))
+    Ok(sse(futures::stream::unfold(
+        watch,
+        |mut watch| async move {
+            let event = watch.next().await?;
+            Some((Ok(event), watch))
+        },
+    )))
 }
 
 struct ListWatch {
