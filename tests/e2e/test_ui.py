@@ -121,8 +121,8 @@ def test_run_link_shows_the_graph_and_follows_a_running_tasks_log(client, browse
     wait(browser, lambda d: len(d.find_elements("css selector", "#timeline .gantt-bar.SUCCEEDED")) == 2, "two bars")
     browser.save_screenshot(str(screenshots / "run-timeline.png"))
     click(browser, "#view-tasks", "the tasks tab")
-    tasks = wait(browser, lambda d: tasks(d) or None, "the task table")
-    assert tasks["first-step"] == tasks["second-step"] == "SUCCEEDED", tasks
+    table = wait(browser, lambda d: tasks(d) or None, "the task table")
+    assert table["first-step"] == table["second-step"] == "SUCCEEDED", table
 
     click(browser, "dl.facts a[href^='#/experiments/details/']", "the experiment link")
     wait(browser, lambda d: d.find_elements("css selector", f"tr[data-run-id='{result.run_id}']"), "the run in its experiment")
