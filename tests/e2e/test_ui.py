@@ -402,7 +402,7 @@ def test_pipeline_version_link_shows_its_graph_and_spec(client, browser, screens
     browser.get(f"{base}/#/pipelines")
     wait(browser, lambda d: d.find_elements("css selector", f"tr[data-pipeline-id='{pipeline.pipeline_id}']"), "the pipelines at phone width")
     assert not css(browser, "th.wide").is_displayed()
-    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    assert browser.execute_script("return document.documentElement.scrollWidth <= document.documentElement.clientWidth")
     browser.save_screenshot(str(screenshots / "pipelines-phone.png"))
     browser.set_window_size(1400, 1000)
     assert console_errors(browser, expected="/apis/v2beta1/runs/no-such-run") == []
