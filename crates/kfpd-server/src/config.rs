@@ -164,6 +164,22 @@ pub struct ServeArgs {
     /// ARTIFACT_RETENTION_DAYS. [default: -1]
     #[arg(long, env = "KFPD_ARTIFACT_RETENTION_DAYS", allow_hyphen_values = true)]
     pub artifact_retention_days: Option<String>,
+    /// Days finished runs are kept, or -1 to keep them; older ones are deleted with
+    /// their tasks, artifacts and logs. [default: -1]
+    #[arg(long, env = "KFPD_RUN_RETENTION_DAYS", allow_hyphen_values = true)]
+    pub run_retention_days: Option<String>,
+    /// How many runs of each experiment are kept (the newest by creation), or -1 for
+    /// all; older finished ones are deleted like expired runs. [default: -1]
+    #[arg(
+        long,
+        env = "KFPD_RUN_RETENTION_PER_EXPERIMENT",
+        allow_hyphen_values = true
+    )]
+    pub run_retention_per_experiment: Option<String>,
+    /// How often `kfpd serve` applies the retention settings (`1h`, `10m`).
+    /// [default: 1h]
+    #[arg(long, env = "KFPD_RETENTION_INTERVAL")]
+    pub retention_interval: Option<String>,
 }
 
 /// The same settings as they may appear in the config file.
@@ -202,6 +218,9 @@ struct FileSettings {
     artifact_secret: Option<String>,
     create_bucket: Option<bool>,
     artifact_retention_days: Option<String>,
+    run_retention_days: Option<String>,
+    run_retention_per_experiment: Option<String>,
+    retention_interval: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -271,6 +290,10 @@ pub struct Config {
     pub create_bucket: bool,
     /// Days artifacts are kept; `None`: forever (upstream's -1).
     pub artifact_retention_days: Option<u32>,
+    /// What retention deletes (artifacts, and runs by age or count).
+    pub retention: crate::retention::Policy,
+    /// How often `kfpd serve` runs a retention pass.
+    pub retention_interval: Duration,
 }
 
 /// The image workflow pods run kfpd from unless configured.
@@ -480,11 +503,61 @@ impl Config {
             .clone()
             .or_else(|| env_nonempty("ARTIFACT_RETENTION_DAYS"))
             .or(file.artifact_retention_days.clone())
-            .map(|text| parse_retention_days(&text))
+            .map(|text| parse_retention_days("artifact_retention_days", &text))
             .transpose()?
             .flatten();
+        let run_retention_days = args
+            .run_retention_days
+            .clone()
+            .or(file.run_retention_days.clone())
+            .map(|text| parse_retention_days("run_retention_days", &text))
+            .transpose()?
+            .flatten();
+        let runs_per_experiment = args
+            .run_retention_per_experiment
+            .clone()
+            .or(file.run_retention_per_experiment.clone())
+            .map(|text| parse_retention_days("run_retention_per_experiment", &text))
+            .transpose()?
+            .flatten()
+            .map(u64::from);
+        let retention_interval_text = args
+            .retention_interval
+            .clone()
+            .or(file.retention_interval.clone())
+            .unwrap_or_else(|| "1h".to_string());
+        let retention_interval = parse_duration(&retention_interval_text)
+            .ok()
+            .filter(|interval| !interval.is_zero())
+            .ok_or_else(|| Error::Invalid {
+                key: "retention_interval",
+                message: format!(
+                    "{retention_interval_text:?} is not a duration above zero such as 1h or 10m"
+                ),
+            })?;
+        let retention = crate::retention::Policy {
+            artifact_days: artifact_retention_days,
+            run_days: run_retention_days,
+            runs_per_experiment,
+        };
+        // A cache hit hands out an earlier run's artifacts; none that retention is
+        // about to delete (an hour's margin for the run that takes them to link them).
+        let mut cache = cache;
+        let shortest_days = [artifact_retention_days, run_retention_days]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(days) = shortest_days {
+            let limit = Duration::from_secs(u64::from(days) * 86_400 - 3_600);
+            cache.maximum_staleness = Some(match cache.maximum_staleness {
+                Some(maximum) => maximum.min(limit),
+                None => limit,
+            });
+        }
 
         Ok(Config {
+            retention,
+            retention_interval,
             kfpd_image,
             artifact_secret,
             create_bucket,
@@ -594,19 +667,23 @@ fn resolve_kfpd_image(
 }
 
 /// Upstream's `ARTIFACT_RETENTION_DAYS`: a whole number of days, `-1` (or empty)
-/// for no expiry. Object store lifecycle rules count whole days from 1.
-fn parse_retention_days(text: &str) -> Result<Option<u32>, Error> {
+/// for no expiry. Object store lifecycle rules count whole days from 1. The run
+/// retention settings take the same form (days, or a count of runs).
+fn parse_retention_days(key: &'static str, text: &str) -> Result<Option<u32>, Error> {
     let text = text.trim();
     if text.is_empty() || text == "-1" {
         return Ok(None);
     }
+    let unit = if key == "run_retention_per_experiment" {
+        "a number of runs"
+    } else {
+        "a number of days"
+    };
     match text.parse::<u32>() {
         Ok(days) if days >= 1 => Ok(Some(days)),
         _ => Err(Error::Invalid {
-            key: "artifact_retention_days",
-            message: format!(
-                "{text:?} is not a number of days (1 or more) or -1 to keep artifacts"
-            ),
+            key,
+            message: format!("{text:?} is not {unit} (1 or more) or -1 to keep everything"),
         }),
     }
 }
@@ -1210,6 +1287,49 @@ mod tests {
         assert_eq!(flag_wins.kfpd_image, "mine:1");
         assert_eq!(flag_wins.artifact_retention_days, Some(7));
         assert!(!flag_wins.create_bucket);
+    }
+
+    #[test]
+    fn retention_settings_from_flag_env_or_file() {
+        let off = resolve(ServeArgs::default(), &[]);
+        assert!(off.retention.is_off());
+        assert_eq!(off.retention_interval, Duration::from_secs(3600));
+        assert_eq!(off.cache.maximum_staleness, None);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kfpd.toml");
+        std::fs::write(
+            &path,
+            "run_retention_days = \"90\"\nrun_retention_per_experiment = \"100\"\nretention_interval = \"10m\"\n",
+        )
+        .unwrap();
+        let from_file = ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        };
+        let config = resolve(from_file.clone(), &[("ARTIFACT_RETENTION_DAYS", "30")]);
+        assert_eq!(
+            config.retention,
+            crate::retention::Policy {
+                artifact_days: Some(30),
+                run_days: Some(90),
+                runs_per_experiment: Some(100),
+            }
+        );
+        assert_eq!(config.retention_interval, Duration::from_secs(600));
+        assert_eq!(
+            config.cache.maximum_staleness,
+            Some(Duration::from_secs(30 * 86_400 - 3_600)),
+            "no cache hit hands out artifacts retention is about to delete"
+        );
+        let flags = ServeArgs {
+            run_retention_days: Some("-1".into()),
+            run_retention_per_experiment: Some("5".into()),
+            ..from_file
+        };
+        let config = resolve(flags, &[]);
+        assert_eq!(config.retention.run_days, None);
+        assert_eq!(config.retention.runs_per_experiment, Some(5));
     }
 
     #[test]

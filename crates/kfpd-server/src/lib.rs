@@ -12,6 +12,7 @@ pub mod launcher;
 pub mod local_run;
 pub mod logging;
 pub mod metrics;
+pub mod retention;
 pub mod scheduler;
 pub mod service;
 
@@ -149,6 +150,14 @@ pub async fn serve(
     let artifacts = engine::open_artifacts(&config.data_dir, roots, config.create_bucket)
         .await
         .map_err(StartError::Startup)?;
+    let collector = (!config.retention.is_off()).then(|| {
+        retention::Collector::new(
+            Arc::clone(&store),
+            artifacts.clone(),
+            &config.data_dir,
+            config.retention,
+        )
+    });
     let engine = engine::build_with(
         Arc::clone(&store),
         artifacts.clone(),
@@ -216,6 +225,9 @@ pub async fn serve(
     println!("kfpd listening on http://{local}");
     // One future, awaited by both servers and the executor, so one signal stops all.
     let shutdown = shutdown.shared();
+    if let Some(collector) = collector {
+        tokio::spawn(collector.run_every(config.retention_interval, shutdown.clone()));
+    }
     if let Some(scheduler) = scheduler {
         let scheduler_shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -286,6 +298,26 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// `kfpd gc`: one retention pass over the configured database and artifact store,
+/// or with `dry_run` a report of what it would delete.
+pub async fn gc(config: Config, dry_run: bool) -> Result<retention::Report, StartError> {
+    let store = open_store(&config).await?;
+    let store: Arc<dyn kfpd_store::MetadataStore> = Arc::new(store);
+    let roots = if config.allowed_pipeline_roots.is_empty() {
+        kfpd_artifacts::Roots::Any
+    } else {
+        kfpd_artifacts::Roots::Listed(config.allowed_pipeline_roots.clone())
+    };
+    let artifacts = engine::open_artifacts(&config.data_dir, roots, config.create_bucket)
+        .await
+        .map_err(StartError::Startup)?;
+    let collector = retention::Collector::new(store, artifacts, &config.data_dir, config.retention);
+    collector
+        .run_once(retention::unix_now(), dry_run)
+        .await
+        .map_err(|error| StartError::Startup(error.to_string()))
 }
 
 /// How long `serve` lets calls in flight finish after shutdown begins: under

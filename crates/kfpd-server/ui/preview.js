@@ -20,6 +20,11 @@ async function showPreview(host, runId, artifact) {
     host.replaceChildren(head, classification(metadata));
     return;
   }
+  if (artifact.state === "DELETED") {
+    host.replaceChildren(head, h("div", { class: "empty deleted" },
+      `Deleted by retention at ${artifact.deleted_at}: the artifact store no longer holds it; its record and lineage stay.`));
+    return;
+  }
   host.replaceChildren(head, h("div", { class: "loading" }, "Reading the artifact…"));
   const producer = artifact.producer;
   if (!producer) {

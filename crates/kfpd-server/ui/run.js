@@ -504,6 +504,7 @@ function artifactList(runId, detail) {
       event.target.setAttribute("aria-pressed", "true");
       showPreview(preview, runId, artifact);
     }, { class: "link", "aria-pressed": "false", "data-artifact": key }),
-    " ", h("span", { class: "muted" }, artifact.type ? artifact.type.schema_title : "")));
+    " ", h("span", { class: "muted" }, artifact.type ? artifact.type.schema_title : ""),
+    artifact.state === "DELETED" ? h("span", { class: "muted" }, " (deleted by retention)") : ""));
   return h("div", {}, h("ul", { class: "artifact-list" }, items), preview);
 }

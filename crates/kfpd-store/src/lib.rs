@@ -205,14 +205,88 @@ pub trait ExecutionStore: Send + Sync {
     async fn run_spec(&self, run_id: &str) -> Result<String, Error>;
 }
 
+/// A run retention looks at, with where a scan over such runs stands.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RetainedRun {
+    pub finished_at: i64,
+    pub id: String,
+}
+
+/// Which finished runs retention deletes; a rule left `None` deletes nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunRetention {
+    /// Runs that finished before this time (Unix seconds).
+    pub finished_before: Option<i64>,
+    /// Runs older (by creation) than the newest this many of their experiment.
+    pub keep_per_experiment: Option<u64>,
+}
+
+/// What retention reads and deletes. Lists are ordered by finish time, then id, and
+/// continue after `after`, so a scan that skips rows (a dry run, a run whose objects
+/// could not be deleted) still ends.
+#[async_trait]
+pub trait RetentionStore: Send + Sync {
+    /// Finished runs (`0 < finished_at < finished_before`) whose artifacts are still kept.
+    async fn runs_with_expired_artifacts(
+        &self,
+        finished_before: i64,
+        after: Option<&RetainedRun>,
+        limit: usize,
+    ) -> Result<Vec<RetainedRun>, Error>;
+    /// The artifacts still kept that run `run_id` recorded or links and that every
+    /// stored run holding them (the recorder, each run linking one) finished before
+    /// `finished_before`: deleting their objects leaves no kept run without its inputs.
+    async fn expired_artifacts(
+        &self,
+        run_id: &str,
+        finished_before: i64,
+    ) -> Result<Vec<Artifact>, Error>;
+    /// Marks the artifacts deleted and, of the runs, those in a final state as having
+    /// lost their artifacts and logs, at `now`, in one transaction. Returns the runs
+    /// that are marked afterwards (also those marked before).
+    async fn mark_artifacts_deleted(
+        &self,
+        run_ids: &[String],
+        artifact_ids: &[i64],
+        now: i64,
+    ) -> Result<Vec<String>, Error>;
+    /// Runs in a final state that `rule` deletes.
+    async fn runs_to_delete(
+        &self,
+        rule: RunRetention,
+        after: Option<&RetainedRun>,
+        limit: usize,
+    ) -> Result<Vec<RetainedRun>, Error>;
+    /// The artifacts still kept that the runs recorded or link and that no other
+    /// stored run holds: what deleting the runs leaves without an owner.
+    async fn artifacts_freed_by(&self, run_ids: &[String]) -> Result<Vec<Artifact>, Error>;
+    /// Deletes those of the runs that are in a final state and marked by
+    /// [`RetentionStore::mark_artifacts_deleted`], with their specs, tasks and links,
+    /// and the artifacts no stored run holds any more, in one transaction. Returns
+    /// the ids of the runs deleted.
+    async fn delete_retained_runs(&self, run_ids: &[String]) -> Result<Vec<String>, Error>;
+    /// When the artifacts' objects were deleted, for those of `ids` whose were.
+    async fn artifacts_deleted_at(
+        &self,
+        ids: &[i64],
+    ) -> Result<std::collections::HashMap<i64, i64>, Error>;
+    /// When retention deleted the run's artifacts and logs; 0 while they are kept.
+    async fn run_artifacts_deleted_at(&self, run_id: &str) -> Result<i64, Error>;
+}
+
 /// Everything the API server needs from its database.
 pub trait MetadataStore:
-    ExperimentStore + PipelineStore + RunStore + RecurringRunStore + ExecutionStore
+    ExperimentStore + PipelineStore + RunStore + RecurringRunStore + ExecutionStore + RetentionStore
 {
 }
 
 impl<T> MetadataStore for T where
-    T: ExperimentStore + PipelineStore + RunStore + RecurringRunStore + ExecutionStore
+    T: ExperimentStore
+        + PipelineStore
+        + RunStore
+        + RecurringRunStore
+        + ExecutionStore
+        + RetentionStore
 {
 }
 

@@ -123,6 +123,8 @@ conformance!(
     artifacts_found_by_uri,
     run_totals_follow_every_change,
     concurrent_creates_fail_alone,
+    retention_spares_what_kept_runs_hold,
+    retention_deletes_runs_by_age_and_count,
 );
 
 fn query(resource: Resource, size: i32, sort: &str, filter: Option<Vec<Predicate>>) -> ListQuery {
@@ -1760,4 +1762,350 @@ async fn concurrent_creates_fail_alone(store: Arc<SqlStore>) {
             .last_run_created_at,
         139
     );
+}
+
+/// A run that ran one task producing one artifact, finished (SUCCEEDED) at `finished`.
+async fn finished_run_with_artifact(
+    store: &SqlStore,
+    experiment_id: &str,
+    name: &str,
+    created: i64,
+    finished: i64,
+    artifact_id: i64,
+) -> (Run, Task) {
+    let run = store
+        .create_run(new_run(experiment_id, name, created))
+        .await
+        .unwrap();
+    let mut task = new_task(&run.id, "root/train", created);
+    task.state = TaskState::Succeeded;
+    task.finished_at = finished;
+    task.fingerprint = format!("{name}-fingerprint");
+    task.cache_scope = "/p".into();
+    store.save_task(&task).await.unwrap();
+    store
+        .create_artifact(&Artifact {
+            id: artifact_id,
+            run_id: run.id.clone(),
+            producer_task_id: task.id.clone(),
+            output_key: "model".into(),
+            name: "model".into(),
+            uri: format!("file:///artifacts/p/{}/train/{}/model", run.id, task.id),
+            schema_title: "system.Model".into(),
+            schema_version: "0.0.1".into(),
+            metadata: "{}".into(),
+            created_at: created,
+        })
+        .await
+        .unwrap();
+    store
+        .transition_run(
+            &run.id,
+            &[RunState::Pending],
+            RunState::Running,
+            None,
+            created,
+        )
+        .await
+        .unwrap();
+    let run = store
+        .transition_run(
+            &run.id,
+            &[RunState::Running],
+            RunState::Succeeded,
+            None,
+            finished,
+        )
+        .await
+        .unwrap();
+    (run, task)
+}
+
+async fn retention_spares_what_kept_runs_hold(store: Arc<SqlStore>) {
+    let experiment = store
+        .create_experiment(new_experiment("retained", 1))
+        .await
+        .unwrap();
+    let (old, old_task) =
+        finished_run_with_artifact(&store, &experiment.id, "old", 100, 200, 7001).await;
+    let (older, _) =
+        finished_run_with_artifact(&store, &experiment.id, "older", 50, 150, 7002).await;
+    let (young, _) =
+        finished_run_with_artifact(&store, &experiment.id, "young", 900, 1000, 7003).await;
+    // A newer run reused old's artifact (a cache hit): old's object must stay while
+    // that run is kept.
+    let reuser = store
+        .create_run(new_run(&experiment.id, "reuser", 950))
+        .await
+        .unwrap();
+    let reusing = new_task(&reuser.id, "root/train", 950);
+    store.save_task(&reusing).await.unwrap();
+    store
+        .link_artifact(
+            &reuser.id,
+            &ArtifactLink {
+                task_id: reusing.id.clone(),
+                artifact_id: 7001,
+                direction: Direction::Output,
+                key: "model".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let pending = store
+        .create_run(new_run(&experiment.id, "pending", 10))
+        .await
+        .unwrap();
+
+    let cutoff = 500;
+    let expired = store
+        .runs_with_expired_artifacts(cutoff, None, 10)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = expired.iter().map(|run| run.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [older.id.as_str(), old.id.as_str()],
+        "by finish time, unfinished and young runs left out"
+    );
+    let page = store
+        .runs_with_expired_artifacts(cutoff, None, 1)
+        .await
+        .unwrap();
+    let rest = store
+        .runs_with_expired_artifacts(cutoff, page.last(), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.iter().map(|run| run.id.as_str()).collect::<Vec<_>>(),
+        [old.id.as_str()]
+    );
+
+    let held = store.expired_artifacts(&old.id, cutoff).await.unwrap();
+    assert!(
+        held.is_empty(),
+        "a running reuser holds old's artifact: {held:?}"
+    );
+    let free = store.expired_artifacts(&older.id, cutoff).await.unwrap();
+    assert_eq!(free.iter().map(|a| a.id).collect::<Vec<_>>(), [7002]);
+
+    let marked = store
+        .mark_artifacts_deleted(
+            &[older.id.clone(), old.id.clone(), pending.id.clone()],
+            &[7002],
+            600,
+        )
+        .await
+        .unwrap();
+    let mut expected = vec![older.id.clone(), old.id.clone()];
+    expected.sort();
+    let mut marked_sorted = marked.clone();
+    marked_sorted.sort();
+    assert_eq!(
+        marked_sorted, expected,
+        "a run not finished is never marked"
+    );
+    assert_eq!(
+        store.run_artifacts_deleted_at(&older.id).await.unwrap(),
+        600
+    );
+    assert_eq!(store.run_artifacts_deleted_at(&young.id).await.unwrap(), 0);
+    assert_eq!(
+        store.run_artifacts_deleted_at(&pending.id).await.unwrap(),
+        0
+    );
+    let deleted = store
+        .artifacts_deleted_at(&[7001, 7002, 7003])
+        .await
+        .unwrap();
+    assert_eq!(deleted.into_iter().collect::<Vec<_>>(), [(7002, 600)]);
+    assert!(
+        store
+            .runs_with_expired_artifacts(cutoff, None, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "marked runs are not looked at again"
+    );
+    assert!(
+        store
+            .find_cached_task(&old_task.fingerprint, "/p", 0)
+            .await
+            .unwrap()
+            .is_none(),
+        "a task of a run whose artifacts went is no cache entry"
+    );
+
+    // Once the reuser finished long ago too, old's artifact may go.
+    store
+        .transition_run(
+            &reuser.id,
+            &[RunState::Pending],
+            RunState::Failed,
+            None,
+            400,
+        )
+        .await
+        .unwrap();
+    let free = store.expired_artifacts(&reuser.id, cutoff).await.unwrap();
+    assert_eq!(free.iter().map(|a| a.id).collect::<Vec<_>>(), [7001]);
+    let free = store.expired_artifacts(&old.id, cutoff).await.unwrap();
+    assert_eq!(free.iter().map(|a| a.id).collect::<Vec<_>>(), [7001]);
+    // The artifact row and every run stay: only objects went.
+    assert_eq!(store.get_artifact(7002).await.unwrap().run_id, older.id);
+    assert_eq!(store.list_tasks(&older.id).await.unwrap().len(), 1);
+}
+
+async fn retention_deletes_runs_by_age_and_count(store: Arc<SqlStore>) {
+    let first = store
+        .create_experiment(new_experiment("first", 1))
+        .await
+        .unwrap();
+    let second = store
+        .create_experiment(new_experiment("second", 1))
+        .await
+        .unwrap();
+    let mut runs = Vec::new();
+    for index in 0..4 {
+        let at = 100 + index * 100;
+        let (run, _) = finished_run_with_artifact(
+            &store,
+            &first.id,
+            &format!("f{index}"),
+            at,
+            at + 10,
+            8000 + index,
+        )
+        .await;
+        runs.push(run);
+    }
+    let (lone, _) = finished_run_with_artifact(&store, &second.id, "lone", 50, 60, 8100).await;
+    // Old but not finished: never deleted.
+    let waiting = store
+        .create_run(new_run(&first.id, "waiting", 10))
+        .await
+        .unwrap();
+    // The newest run of the first experiment reuses the oldest one's artifact.
+    let link = ArtifactLink {
+        task_id: new_id(),
+        artifact_id: 8000,
+        direction: Direction::Input,
+        key: "model".into(),
+    };
+    store.link_artifact(&runs[3].id, &link).await.unwrap();
+
+    let none = store
+        .runs_to_delete(RunRetention::default(), None, 10)
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    let by_count = store
+        .runs_to_delete(
+            RunRetention {
+                finished_before: None,
+                keep_per_experiment: Some(2),
+            },
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+    let ids: Vec<&str> = by_count.iter().map(|run| run.id.as_str()).collect();
+    // The first experiment's newest two by creation are f3 and f2; of the older
+    // ones the waiting run has not finished.
+    assert_eq!(
+        ids,
+        [runs[0].id.as_str(), runs[1].id.as_str()],
+        "{by_count:?}"
+    );
+    let by_age = store
+        .runs_to_delete(
+            RunRetention {
+                finished_before: Some(150),
+                keep_per_experiment: None,
+            },
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+    let ids: Vec<&str> = by_age.iter().map(|run| run.id.as_str()).collect();
+    assert_eq!(ids, [lone.id.as_str(), runs[0].id.as_str()]);
+    let both = RunRetention {
+        finished_before: Some(150),
+        keep_per_experiment: Some(2),
+    };
+    let chosen = store.runs_to_delete(both, None, 10).await.unwrap();
+    assert_eq!(chosen.len(), 3, "{chosen:?}");
+    let after_first = store
+        .runs_to_delete(both, chosen.first(), 10)
+        .await
+        .unwrap();
+    assert_eq!(after_first, chosen[1..]);
+
+    let ids: Vec<String> = chosen.iter().map(|run| run.id.clone()).collect();
+    let freed = store.artifacts_freed_by(&ids).await.unwrap();
+    assert_eq!(
+        freed.iter().map(|a| a.id).collect::<Vec<_>>(),
+        [8001, 8100],
+        "f3 still holds f0's artifact"
+    );
+    assert!(
+        store.delete_retained_runs(&ids).await.unwrap().is_empty(),
+        "runs are deleted only once marked"
+    );
+    store
+        .mark_artifacts_deleted(&ids, &[8001, 8100], 700)
+        .await
+        .unwrap();
+    let mut deleted = store.delete_retained_runs(&ids).await.unwrap();
+    deleted.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(deleted, expected);
+    for id in &ids {
+        assert!(matches!(store.get_run(id).await, Err(Error::NotFound(_))));
+        assert!(store.list_tasks(id).await.unwrap().is_empty());
+    }
+    assert!(matches!(
+        store.get_artifact(8001).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        store.get_artifact(8100).await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(
+        store.get_artifact(8000).await.unwrap().run_id,
+        runs[0].id,
+        "an artifact a kept run links stays"
+    );
+    assert_eq!(store.list_artifacts(&runs[3].id).await.unwrap().len(), 2);
+    store.get_run(&waiting.id).await.unwrap();
+    let page = store
+        .list_runs(
+            &Scope {
+                namespace: None,
+                experiment_id: Some(first.id.clone()),
+            },
+            &query(Resource::Run, 10, "", None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.total_size, 3, "the run counts follow the deletions");
+    assert_eq!(page.items.len(), 3);
+
+    // Deleting f3 later frees f0's artifact, whose recorder is already gone.
+    let last = vec![runs[3].id.clone()];
+    let freed = store.artifacts_freed_by(&last).await.unwrap();
+    assert_eq!(freed.iter().map(|a| a.id).collect::<Vec<_>>(), [8000, 8003]);
+    store
+        .mark_artifacts_deleted(&last, &[8000, 8003], 800)
+        .await
+        .unwrap();
+    assert_eq!(store.delete_retained_runs(&last).await.unwrap(), last);
+    assert!(matches!(
+        store.get_artifact(8000).await,
+        Err(Error::NotFound(_))
+    ));
 }

@@ -36,6 +36,19 @@ enum Command {
     Launcher(kfpd_server::launcher::LauncherArgs),
     /// Show or clean the per-image Python environments tasks run in.
     Envs(EnvsCommand),
+    /// Apply the retention settings once (`--artifact-retention-days`,
+    /// `--run-retention-days`, `--run-retention-per-experiment`) and print what was
+    /// deleted; `kfpd serve` does the same every `--retention-interval`.
+    Gc(GcCommand),
+}
+
+#[derive(clap::Args)]
+struct GcCommand {
+    /// Print what would be deleted, deleting nothing.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    settings: kfpd_server::ServeArgs,
 }
 
 #[derive(clap::Args)]
@@ -108,6 +121,7 @@ enum Loaded {
     Serve(kfpd_server::Config),
     Scheduler(kfpd_server::Config),
     Run(RunCommand),
+    Gc(kfpd_server::Config, bool),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -128,6 +142,11 @@ fn main() -> anyhow::Result<()> {
             let config = kfpd_server::Config::load(&args)?;
             let format = config.log_format;
             (Loaded::Scheduler(config), format)
+        }
+        Command::Gc(command) => {
+            let config = kfpd_server::Config::load(&command.settings)?;
+            let format = config.log_format;
+            (Loaded::Gc(config, command.dry_run), format)
         }
         Command::Run(command) => {
             let format = match &command.log_format {
@@ -152,6 +171,14 @@ fn main() -> anyhow::Result<()> {
     match command {
         Loaded::Serve(config) => runtime.block_on(serve(config)),
         Loaded::Scheduler(config) => runtime.block_on(scheduler(config)),
+        Loaded::Gc(config, dry_run) => {
+            let report = runtime.block_on(kfpd_server::gc(config, dry_run))?;
+            print!("{report}");
+            if report.failures > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Loaded::Run(command) => {
             let succeeded = runtime.block_on(run(command))?;
             if !succeeded {

@@ -80,6 +80,13 @@ pub struct ArtifactView {
     pub producer: Option<ArtifactUse>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub consumers: Vec<ArtifactUse>,
+    /// `DELETED` (ML Metadata's artifact state) once retention deleted the object;
+    /// absent while it is kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<&'static str>,
+    /// When retention deleted the object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -109,7 +116,7 @@ fn is_zero(value: &usize) -> bool {
     *value == 0
 }
 
-fn rfc3339(seconds: i64) -> String {
+pub(crate) fn rfc3339(seconds: i64) -> String {
     chrono::DateTime::from_timestamp(seconds, 0)
         .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default()
@@ -119,7 +126,9 @@ fn view(
     artifact: &Artifact,
     links: &[ArtifactLink],
     names: &HashMap<String, String>,
+    deleted: &HashMap<i64, i64>,
 ) -> ArtifactView {
+    let deleted_at = deleted.get(&artifact.id).copied();
     let name_of = |task_id: &str| names.get(task_id).cloned().unwrap_or_default();
     let producer = links
         .iter()
@@ -152,7 +161,17 @@ fn view(
         run_id: artifact.run_id.clone(),
         producer,
         consumers,
+        state: deleted_at.map(|_| "DELETED"),
+        deleted_at: deleted_at.map(rfc3339),
     }
+}
+
+/// Why an artifact or log retention deleted cannot be read.
+fn deleted_by_retention(what: String, at: i64) -> Error {
+    Error::not_found(format!(
+        "{what} was deleted by retention at {} (artifact_retention_days); its record stays",
+        rfc3339(at)
+    ))
 }
 
 /// `run_details.task_details` from the run's task rows and artifact links.
@@ -283,6 +302,15 @@ impl Api {
             .and_then(Value::as_str)
             .map(str::to_string);
         let task_finished = task_ended(&task);
+        if local_path.is_none() {
+            let deleted_at = self.store.run_artifacts_deleted_at(run_id).await?;
+            if deleted_at > 0 {
+                return Err(deleted_by_retention(
+                    format!("the log of task {} of run {run_id}", task.id),
+                    deleted_at,
+                ));
+            }
+        }
         let no_log = local_path.is_none() && object_uri.is_none();
         if no_log && (task_finished || task.kind != TaskKind::Runtime) {
             return Err(Error::not_found(format!(
@@ -393,6 +421,13 @@ impl Api {
                     "run {run_id} has no artifact {artifact_name:?} produced by node {node_id}"
                 ))
             })?;
+        let deleted = self.store.artifacts_deleted_at(&[artifact.id]).await?;
+        if let Some(at) = deleted.get(&artifact.id) {
+            return Err(deleted_by_retention(
+                format!("artifact {} ({})", artifact.id, artifact.uri),
+                *at,
+            ));
+        }
         let store = self.artifact_store()?;
         if !store.handles(&artifact.uri) {
             return Err(Error::new(
@@ -425,9 +460,11 @@ impl Api {
         let artifacts = self.store.list_artifacts(run_id).await?;
         let links = self.store.run_artifact_links(run_id).await?;
         let names = self.task_names(run_id).await?;
+        let ids: Vec<i64> = artifacts.iter().map(|artifact| artifact.id).collect();
+        let deleted = self.store.artifacts_deleted_at(&ids).await?;
         let views: Vec<ArtifactView> = artifacts
             .iter()
-            .map(|artifact| view(artifact, &links, &names))
+            .map(|artifact| view(artifact, &links, &names, &deleted))
             .collect();
         Ok(ListArtifactsResponse {
             total_size: views.len(),
@@ -443,7 +480,8 @@ impl Api {
         let artifact = self.store.get_artifact(id).await?;
         let links = self.store.artifact_links(id).await?;
         let names = self.task_names(&artifact.run_id).await?;
-        Ok(view(&artifact, &links, &names))
+        let deleted = self.store.artifacts_deleted_at(&[id]).await?;
+        Ok(view(&artifact, &links, &names, &deleted))
     }
 
     async fn task_names(&self, run_id: &str) -> Result<HashMap<String, String>> {

@@ -257,6 +257,17 @@ impl Api {
                 ))
             }
         }
+        let deleted_at = self.store.run_artifacts_deleted_at(&run.id).await?;
+        if deleted_at > 0 {
+            return Err(Error::new(
+                Code::FailedPrecondition,
+                format!(
+                    "run {} cannot be retried: retention deleted its artifacts and logs at {}; create a new run instead",
+                    run.id,
+                    super::execution::rfc3339(deleted_at)
+                ),
+            ));
+        }
         self.store
             .transition_run(
                 &run.id,

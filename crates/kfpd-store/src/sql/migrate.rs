@@ -58,10 +58,17 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../migrations/postgres/0006_run_counts.sql"),
         mysql: include_str!("../../migrations/mysql/0006_run_counts.sql"),
     },
+    Migration {
+        version: 7,
+        name: "retention",
+        sqlite: include_str!("../../migrations/sqlite/0007_retention.sql"),
+        postgres: include_str!("../../migrations/postgres/0007_retention.sql"),
+        mysql: include_str!("../../migrations/mysql/0007_retention.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST_VERSION: i64 = 6;
+pub const LATEST_VERSION: i64 = 7;
 
 const LOCK_NAME: &str = "kfpd_migrations";
 

@@ -10,6 +10,7 @@ mod migrate;
 mod pipelines;
 mod query;
 mod recurring_runs;
+mod retention;
 mod rows;
 mod run_batch;
 mod run_counts;

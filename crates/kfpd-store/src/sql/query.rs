@@ -117,7 +117,7 @@ impl Sql {
     }
 
     /// Appends `(?, ?, …)` for a list of values.
-    fn bind_list(&mut self, args: Vec<Arg>) -> &mut Sql {
+    pub(crate) fn bind_list(&mut self, args: Vec<Arg>) -> &mut Sql {
         self.text.push('(');
         for (index, arg) in args.into_iter().enumerate() {
             if index > 0 {

@@ -10,12 +10,12 @@ use super::{Arg, Dialect, Sql, SqlStore, Tx};
 use crate::list::{ListQuery, Page};
 use crate::{new_id, Error, NewRun, Run, RunState, RunStore, Scope, StateChange, StorageState};
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "uuid, experiment_uuid, namespace, display_name, description, storage_state, \
      service_account, created_at, scheduled_at, finished_at, state, error, pipeline_uuid, \
      pipeline_version_uuid, recurring_run_uuid, runtime_config, state_history, inline_spec";
 
-fn run(row: &AnyRow) -> Result<Run, Error> {
+pub(super) fn run(row: &AnyRow) -> Result<Run, Error> {
     let history_json = text(row, "state_history")?;
     let state_history: Vec<StateChange> = serde_json::from_str(&history_json).map_err(|error| {
         Error::Internal(format!("run state history is not valid JSON: {error}"))
@@ -43,7 +43,7 @@ fn run(row: &AnyRow) -> Result<Run, Error> {
 }
 
 /// The `run_counts` row a run is counted in.
-fn count_key(run: &Run) -> CountKey {
+pub(super) fn count_key(run: &Run) -> CountKey {
     CountKey::of_run(
         &run.id,
         &run.namespace,

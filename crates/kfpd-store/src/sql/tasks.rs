@@ -15,7 +15,8 @@ const TASK_COLUMNS: &str = "uuid, run_uuid, parent_uuid, path, kind, name, displ
      iteration_index, state, state_history, error, created_at, started_at, finished_at, attempts, \
      inputs, outputs, details, fingerprint, cached_from, cache_scope";
 
-const ARTIFACT_COLUMNS: &str = "id, run_uuid, producer_task_uuid, output_key, name, uri, \
+pub(super) const ARTIFACT_COLUMNS: &str =
+    "id, run_uuid, producer_task_uuid, output_key, name, uri, \
      schema_title, schema_version, metadata, created_at";
 
 fn task(row: &AnyRow) -> Result<Task, Error> {
@@ -48,7 +49,7 @@ fn task(row: &AnyRow) -> Result<Task, Error> {
     })
 }
 
-fn artifact(row: &AnyRow) -> Result<Artifact, Error> {
+pub(super) fn artifact(row: &AnyRow) -> Result<Artifact, Error> {
     Ok(Artifact {
         id: int(row, "id")?,
         run_id: text(row, "run_uuid")?,
@@ -190,7 +191,8 @@ impl ExecutionStore for SqlStore {
             .bind(TaskState::Succeeded.as_str())
             .push(" AND finished_at >= ")
             .bind(not_before)
-            .push(" AND run_uuid IN (SELECT uuid FROM runs)")
+            // Not from a run whose artifacts retention deleted.
+            .push(" AND run_uuid IN (SELECT uuid FROM runs WHERE artifacts_deleted_at = 0)")
             .push(" ORDER BY finished_at DESC LIMIT 1");
         self.fetch_optional(&sql)
             .await?

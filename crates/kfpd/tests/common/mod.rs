@@ -66,6 +66,12 @@ impl Server {
         Server::start_full(dir, args, env)
     }
 
+    /// Starts in `dir` (a data dir of an earlier server, for a restart) with extra
+    /// environment variables.
+    pub fn start_full_in(dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_full(dir, args, env)
+    }
+
     fn start_full(dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kfpd"));
         command

@@ -267,6 +267,8 @@ impl Api {
             .into_iter()
             .map(|artifact| (artifact.id, artifact))
             .collect();
+        let ids: Vec<i64> = artifacts.keys().copied().collect();
+        let deleted = self.store.artifacts_deleted_at(&ids).await?;
         let mut input_artifacts = Vec::new();
         let mut output_artifacts = Vec::new();
         for link in links.iter().filter(|link| link.task_id == task_id) {
@@ -275,7 +277,7 @@ impl Api {
             };
             let entry = NodeArtifact {
                 key: link.key.clone(),
-                artifact: view(artifact, &links, &names),
+                artifact: view(artifact, &links, &names, &deleted),
             };
             match link.direction {
                 Direction::Input => input_artifacts.push(entry),
