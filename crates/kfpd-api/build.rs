@@ -17,6 +17,7 @@ const PROTOS: &[&str] = &[
     "kubeflow/pipelines/backend/api/v2beta1/pipeline.proto",
     "kubeflow/pipelines/backend/api/v2beta1/recurring_run.proto",
     "kubeflow/pipelines/backend/api/v2beta1/report.proto",
+    "kubeflow/pipelines/backend/api/v1beta1/report.proto",
     "kubeflow/pipelines/backend/api/v2beta1/run.proto",
     "kubeflow/pipelines/backend/api/v2beta1/runtime_config.proto",
     "kfpd/v1/launcher.proto",

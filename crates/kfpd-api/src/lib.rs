@@ -39,6 +39,10 @@ mod generated {
         }
     }
 
+    pub mod api {
+        include!(concat!(env!("OUT_DIR"), "/api.rs"));
+    }
+
     pub mod kfpd {
         pub mod v1 {
             include!(concat!(env!("OUT_DIR"), "/kfpd.v1.rs"));
@@ -68,6 +72,9 @@ mod generated {
 /// Messages, enums and services of package
 /// `kubeflow.pipelines.backend.api.v2beta1`.
 pub use generated::kubeflow::pipelines::backend::api::v2beta1;
+
+/// Package `api` (v1beta1): only the ReportService upstream's persistence agent calls.
+pub use generated::api as v1beta1;
 
 /// Package `kfpd.v1`: kfpd's own launcher service (not upstream's API).
 pub use generated::kfpd::v1 as kfpd_v1;

@@ -296,4 +296,37 @@ impl Engine {
         }
         Ok(state)
     }
+
+    /// Ends a container task whose pod ended without its launcher's report (the
+    /// pod never started, was killed or evicted), with `error`, then the DAGs
+    /// around it as a launcher's report would. Returns whether it ended it here:
+    /// a task already ended, or never driven, is left alone.
+    pub async fn fail_task(
+        self: &Arc<Engine>,
+        run_id: &str,
+        task_path: &str,
+        error: &str,
+    ) -> Result<bool, DriveError> {
+        let _one_at_a_time = self.driving.lock().await;
+        let mut driver = Driver::open(self, run_id).await?;
+        let Driven { mut record, .. } = driver.driven(task_path)?;
+        if record.task.state.is_final() {
+            return Ok(false);
+        }
+        record.finish(
+            &driver.context,
+            TaskState::Failed,
+            Some(error.to_string()),
+            &Map::new(),
+        );
+        self.writer.flush().await.map_err(|error| {
+            DriveError::Internal(format!("cannot record task {task_path:?}: {error}"))
+        })?;
+        driver.recorded(record.task, Vec::new());
+        driver.settle(task_path).await?;
+        self.writer.flush().await.map_err(|error| {
+            DriveError::Internal(format!("cannot record the tasks of run {run_id}: {error}"))
+        })?;
+        Ok(true)
+    }
 }

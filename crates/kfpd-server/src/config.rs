@@ -96,12 +96,35 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes (uploads included). [default: 33554432]
     #[arg(long, env = "KFPD_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
-    /// What executes runs: `local` (tasks as processes on this machine) or `none`
-    /// (an API-only server; runs stay PENDING until something else executes them,
-    /// such as Argo pods, whose driver requests and `kfpd launcher` calls it answers).
-    /// [default: local]
+    /// What executes runs: `local` (tasks as processes on this machine), `argo`
+    /// (each run's Argo Workflow is submitted to the Kubernetes cluster, in
+    /// POD_NAMESPACE; docs/kubernetes.md) or `none` (an API-only server; runs stay
+    /// PENDING until something else executes them, such as Argo pods, whose driver
+    /// requests and `kfpd launcher` calls it answers). [default: local]
     #[arg(long, env = "KFPD_EXECUTOR")]
     pub executor: Option<String>,
+    /// With `--executor argo`: the Argo Workflows version of the cluster, 3.7 or
+    /// 4.0. [default: 3.7]
+    #[arg(long, env = "KFPD_ARGO_VERSION")]
+    pub argo_version: Option<String>,
+    /// With `--executor argo`: whether this process watches Workflows and records
+    /// their states (the persistence agent), `on`, or leaves it to a `kfpd agent`,
+    /// `off`. [default: on]
+    #[arg(long, env = "KFPD_AGENT")]
+    pub agent: Option<String>,
+    /// How long a finished Workflow stays in the cluster once its run's final
+    /// state is recorded (the run's history stays in the database): 24h, 30m.
+    /// [default: 24h]
+    #[arg(long, env = "KFPD_WORKFLOW_TTL")]
+    pub workflow_ttl: Option<String>,
+    /// How old an unfinished run must be before the agent, finding no Workflow
+    /// for it, ends it FAILED (its Workflow may still be on its way). [default: 120s]
+    #[arg(long, env = "KFPD_AGENT_RECONCILE_GRACE")]
+    pub agent_reconcile_grace: Option<String>,
+    /// The API server's host name as workflow pods reach it (driver requests on
+    /// port 8888, launchers on 8887). [default: ml-pipeline.<namespace>.svc.cluster.local]
+    #[arg(long, env = "KFPD_WORKFLOW_SERVER_HOST")]
+    pub workflow_server_host: Option<String>,
     /// Whether this process fires recurring runs: `on` or `off` (when a separate
     /// `kfpd scheduler` does it). Any number of schedulers may share a database.
     /// [default: on]
@@ -207,6 +230,11 @@ struct FileSettings {
     max_body_bytes: Option<usize>,
     max_parallel_tasks: Option<usize>,
     executor: Option<String>,
+    argo_version: Option<String>,
+    agent: Option<String>,
+    workflow_ttl: Option<String>,
+    agent_reconcile_grace: Option<String>,
+    workflow_server_host: Option<String>,
     scheduler: Option<String>,
     cache_enabled: Option<bool>,
     default_cache_staleness: Option<String>,
@@ -274,6 +302,8 @@ pub struct Config {
     pub scheduler: bool,
     /// Whether this server runs pipelines itself.
     pub local_executor: bool,
+    /// Set with `--executor argo`: runs are submitted as Argo Workflows.
+    pub argo: Option<ArgoSettings>,
     /// Task caching: on or off for the whole server, and staleness limits.
     pub cache: kfpd_engine::CacheOptions,
     /// Replaces the kfp pin of lightweight components' pip preambles.
@@ -294,6 +324,18 @@ pub struct Config {
     pub retention: crate::retention::Policy,
     /// How often `kfpd serve` runs a retention pass.
     pub retention_interval: Duration,
+}
+
+/// The settings of `--executor argo`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArgoSettings {
+    pub version: String,
+    /// Whether the persistence agent loop runs in this process.
+    pub agent: bool,
+    pub workflow_ttl: Duration,
+    pub reconcile_grace: Duration,
+    /// Host name of this server as pods reach it.
+    pub server_host: String,
 }
 
 /// The image workflow pods run kfpd from unless configured.
@@ -398,12 +440,6 @@ impl Config {
                 message,
             })?;
 
-        let namespace = args
-            .namespace
-            .clone()
-            .or_else(|| env_nonempty("POD_NAMESPACE"))
-            .or(file.namespace.clone())
-            .unwrap_or_else(|| "kubeflow".to_string());
         let multi_user = match args.multi_user {
             Some(value) => value,
             None => match env_nonempty("MULTIUSER") {
@@ -436,16 +472,26 @@ impl Config {
             .clone()
             .or(file.executor.clone())
             .unwrap_or_else(|| "local".to_string());
-        let local_executor = match executor.trim().to_lowercase().as_str() {
-            "local" => true,
-            "none" | "off" => false,
+        let (local_executor, argo_executor) = match executor.trim().to_lowercase().as_str() {
+            "local" => (true, false),
+            "argo" => (false, true),
+            "none" | "off" => (false, false),
             other => {
                 return Err(Error::Invalid {
                     key: "executor",
-                    message: format!("{other:?} is not local or none"),
+                    message: format!("{other:?} is not local, argo or none"),
                 })
             }
         };
+        let namespace = args
+            .namespace
+            .clone()
+            .or_else(|| env_nonempty("POD_NAMESPACE"))
+            .or(file.namespace.clone())
+            .unwrap_or_else(|| "kubeflow".to_string());
+        let argo = argo_executor
+            .then(|| resolve_argo(args, &file, &namespace))
+            .transpose()?;
 
         let cache = resolve_cache(args, &file, &env_nonempty)?;
         let kfp_package = args
@@ -568,6 +614,7 @@ impl Config {
             max_parallel_tasks,
             scheduler,
             local_executor,
+            argo,
             cache,
             http_addr,
             grpc_addr,
@@ -583,6 +630,74 @@ impl Config {
             max_body_bytes,
         })
     }
+}
+
+/// The argo executor's settings; each is checked even where it has a default.
+fn resolve_argo(
+    args: &ServeArgs,
+    file: &FileSettings,
+    namespace: &str,
+) -> Result<ArgoSettings, Error> {
+    let version = args
+        .argo_version
+        .clone()
+        .or(file.argo_version.clone())
+        .map(|text| text.trim().to_string())
+        .filter(|text| !text.is_empty())
+        .unwrap_or_else(|| "3.7".to_string());
+    if !["3.7", "4.0"].contains(&version.as_str()) {
+        return Err(Error::Invalid {
+            key: "argo_version",
+            message: format!("{version:?} is not 3.7 or 4.0"),
+        });
+    }
+    let agent_text = args
+        .agent
+        .clone()
+        .or(file.agent.clone())
+        .unwrap_or_else(|| "on".to_string());
+    let agent = match agent_text.trim().to_lowercase().as_str() {
+        "on" | "true" | "1" => true,
+        "off" | "false" | "0" => false,
+        other => {
+            return Err(Error::Invalid {
+                key: "agent",
+                message: format!("{other:?} is not on or off"),
+            })
+        }
+    };
+    let ttl_text = args
+        .workflow_ttl
+        .clone()
+        .or(file.workflow_ttl.clone())
+        .unwrap_or_else(|| "24h".to_string());
+    let workflow_ttl = parse_duration(&ttl_text).map_err(|message| Error::Invalid {
+        key: "workflow_ttl",
+        message,
+    })?;
+    let grace_text = args
+        .agent_reconcile_grace
+        .clone()
+        .or(file.agent_reconcile_grace.clone())
+        .unwrap_or_else(|| "120s".to_string());
+    let reconcile_grace = parse_duration(&grace_text).map_err(|message| Error::Invalid {
+        key: "agent_reconcile_grace",
+        message,
+    })?;
+    let server_host = args
+        .workflow_server_host
+        .clone()
+        .or(file.workflow_server_host.clone())
+        .map(|text| text.trim().to_string())
+        .filter(|text| !text.is_empty())
+        .unwrap_or_else(|| format!("ml-pipeline.{namespace}.svc.cluster.local"));
+    Ok(ArgoSettings {
+        version,
+        agent,
+        workflow_ttl,
+        reconcile_grace,
+        server_host,
+    })
 }
 
 /// Cache settings: flag, `KFPD_*` variable, upstream's variable, config file.
@@ -1130,6 +1245,60 @@ mod tests {
             error.to_string().contains("maximum_cache_staleness"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn argo_executor_takes_the_manifests_names() {
+        assert_eq!(resolve(ServeArgs::default(), &[]).argo, None);
+        let args = ServeArgs {
+            executor: Some("argo".into()),
+            argo_version: Some("4.0".into()),
+            agent: Some("off".into()),
+            ..ServeArgs::default()
+        };
+        let config = resolve(args, &[("POD_NAMESPACE", "ml")]);
+        assert!(!config.local_executor);
+        let argo = config.argo.expect("argo settings");
+        assert_eq!(argo.version, "4.0");
+        assert!(!argo.agent);
+        assert_eq!(argo.workflow_ttl, Duration::from_secs(86_400));
+        assert_eq!(argo.server_host, "ml-pipeline.ml.svc.cluster.local");
+        for (key, args) in [
+            (
+                "argo_version",
+                ServeArgs {
+                    executor: Some("argo".into()),
+                    argo_version: Some("3.6".into()),
+                    ..ServeArgs::default()
+                },
+            ),
+            (
+                "agent",
+                ServeArgs {
+                    executor: Some("argo".into()),
+                    agent: Some("maybe".into()),
+                    ..ServeArgs::default()
+                },
+            ),
+            (
+                "workflow_ttl",
+                ServeArgs {
+                    executor: Some("argo".into()),
+                    workflow_ttl: Some("a day".into()),
+                    ..ServeArgs::default()
+                },
+            ),
+            (
+                "executor",
+                ServeArgs {
+                    executor: Some("k8s".into()),
+                    ..ServeArgs::default()
+                },
+            ),
+        ] {
+            let error = Config::resolve(&args, &|_| None).unwrap_err();
+            assert!(error.to_string().contains(key), "{key}: {error}");
+        }
     }
 
     #[test]

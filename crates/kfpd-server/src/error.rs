@@ -60,6 +60,10 @@ impl Error {
         Error::new(Code::InvalidArgument, message)
     }
 
+    pub fn unavailable(message: impl Into<String>) -> Error {
+        Error::new(Code::Unavailable, message)
+    }
+
     pub fn not_found(message: impl Into<String>) -> Error {
         Error::new(Code::NotFound, message)
     }

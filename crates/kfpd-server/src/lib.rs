@@ -1,6 +1,8 @@
 //! The kfpd API server: configuration, the KFP services and their REST and gRPC
 //! transports, started by `kfpd serve`.
 
+pub mod agent;
+pub mod argo;
 pub mod config;
 mod convert;
 pub mod driver;
@@ -173,6 +175,17 @@ pub async fn serve(
     if !config.local_executor {
         api = api.with_driver(Arc::clone(&engine));
     }
+    let argo = match &config.argo {
+        Some(settings) => Some(
+            argo::Argo::connect(&config, settings)
+                .await
+                .map_err(StartError::Startup)?,
+        ),
+        None => None,
+    };
+    if let Some(argo) = &argo {
+        api = api.with_argo(Arc::clone(argo));
+    }
     let executor = config
         .local_executor
         .then(|| kfpd_engine::executor::spawn(engine));
@@ -234,6 +247,17 @@ pub async fn serve(
             scheduler_shutdown.await;
             scheduler.shutdown();
         });
+    }
+    if let (Some(argo), Some(settings)) = (&argo, &config.argo) {
+        if settings.agent {
+            agent::spawn(
+                api.clone(),
+                argo.cluster.clone(),
+                &argo.namespace,
+                settings,
+                shutdown.clone(),
+            );
+        }
     }
     let executor_stopped = executor.clone();
     let executor_shutdown = shutdown.clone();

@@ -22,6 +22,10 @@ enum Command {
     /// next to `kfpd serve --scheduler off`, or several for availability (each
     /// tick fires once). Takes the same database settings as `serve`.
     Scheduler(kfpd_server::ServeArgs),
+    /// Watch the Argo Workflows of runs and report their states to the API server
+    /// (the persistence agent), for an agent of its own next to `kfpd serve
+    /// --executor argo` with KFPD_AGENT=off.
+    Agent(kfpd_server::agent::AgentArgs),
     /// Run one compiled pipeline here, without a server, showing task progress;
     /// exits non-zero when the run does not succeed.
     Run(RunCommand),
@@ -120,6 +124,7 @@ struct RunCommand {
 enum Loaded {
     Serve(kfpd_server::Config),
     Scheduler(kfpd_server::Config),
+    Agent(kfpd_server::agent::AgentArgs),
     Run(RunCommand),
     Gc(kfpd_server::Config, bool),
 }
@@ -147,6 +152,15 @@ fn main() -> anyhow::Result<()> {
             let config = kfpd_server::Config::load(&command.settings)?;
             let format = config.log_format;
             (Loaded::Gc(config, command.dry_run), format)
+        }
+        Command::Agent(args) => {
+            let format = match &args.log_format {
+                Some(text) => text
+                    .parse()
+                    .map_err(|message| anyhow::anyhow!("invalid setting log_format: {message}"))?,
+                None => LogFormat::default(),
+            };
+            (Loaded::Agent(args), format)
         }
         Command::Run(command) => {
             let format = match &command.log_format {
@@ -179,6 +193,11 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Loaded::Agent(args) => runtime.block_on(async {
+            kfpd_server::agent::run_alone(&args, shutdown_signal())
+                .await
+                .map_err(anyhow::Error::msg)
+        }),
         Loaded::Run(command) => {
             let succeeded = runtime.block_on(run(command))?;
             if !succeeded {

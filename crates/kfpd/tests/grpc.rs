@@ -25,12 +25,13 @@ use tonic::Code;
 /// What the test clients accept and send; the server's default limit.
 const LIMIT: usize = 64 << 20;
 
-const SERVICES: [&str; 6] = [
+const SERVICES: [&str; 7] = [
     "kubeflow.pipelines.backend.api.v2beta1.PipelineService",
     "kubeflow.pipelines.backend.api.v2beta1.ExperimentService",
     "kubeflow.pipelines.backend.api.v2beta1.RunService",
     "kubeflow.pipelines.backend.api.v2beta1.RecurringRunService",
     "kubeflow.pipelines.backend.api.v2beta1.ReportService",
+    "api.ReportService",
     "kfpd.v1.LauncherService",
 ];
 
@@ -819,7 +820,7 @@ async fn recurring_run_service_every_method() {
 }
 
 #[tokio::test]
-async fn report_service_explains_it_takes_no_argo_reports() {
+async fn report_service_checks_workflows_in_both_forms() {
     let server = Server::start();
     let mut grpc = connect(&server).await;
     let error = grpc
@@ -828,9 +829,23 @@ async fn report_service_explains_it_takes_no_argo_reports() {
             workflow: "{}".into(),
         })
         .await
-        .expect_err("ReportWorkflow is not accepted");
-    assert_status(&error, Code::Unimplemented);
-    assert!(error.message().contains("Argo"), "{}", error.message());
+        .expect_err("a workflow without a run id is refused");
+    assert_status(&error, Code::InvalidArgument);
+    assert!(error.message().contains("runid"), "{}", error.message());
+    let unknown = json!({
+        "metadata": {"name": "w", "namespace": "kubeflow", "uid": "u",
+                     "labels": {"pipeline/runid": "no-such-run"}},
+        "status": {"phase": "Running"},
+    });
+    let mut v1 =
+        kfpd_api::v1beta1::report_service_client::ReportServiceClient::new(grpc.channel.clone());
+    let error = v1
+        .report_workflow_v1(kfpd_api::v1beta1::ReportWorkflowRequest {
+            workflow: unknown.to_string(),
+        })
+        .await
+        .expect_err("an unknown run is not found");
+    assert_status(&error, Code::NotFound);
     let error = grpc
         .report
         .report_scheduled_workflow(api::ReportScheduledWorkflowRequest {
@@ -839,6 +854,11 @@ async fn report_service_explains_it_takes_no_argo_reports() {
         .await
         .expect_err("ReportScheduledWorkflow is not accepted");
     assert_status(&error, Code::Unimplemented);
+    assert!(
+        error.message().contains("ScheduledWorkflow"),
+        "{}",
+        error.message()
+    );
 }
 
 // ------------------------------------------------------ REST and gRPC agree

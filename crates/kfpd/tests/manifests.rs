@@ -9,6 +9,7 @@
 //! message, except under `CI=true`.
 
 mod common;
+mod kube;
 
 #[path = "../../kfpd-artifacts/tests/support/mod.rs"]
 mod moto;
@@ -223,12 +224,13 @@ async fn serves_with_overlay_env(overlay: &str, kind: &str) {
             .expect("create the bucket");
     }
     env.insert("OBJECTSTORECONFIG_BUCKETNAME".into(), bucket);
-    // Loopback ports for the test; the argo executor is the cluster issue's, so this
-    // server is API-only until it lands.
+    // Loopback ports for the test, and a scripted Kubernetes API server in place
+    // of the cluster's (the executor stays the manifests' `argo`).
     env.insert("KFPD_HTTP_ADDR".into(), "127.0.0.1:0".into());
     env.remove("KFPD_GRPC_ADDR");
-    env.insert("KFPD_EXECUTOR".into(), "none".into());
     env.remove("KFPD_DATA_DIR");
+    let cluster = kube::Kube::start().await;
+    env.insert("KUBECONFIG".into(), cluster.kubeconfig().to_string());
     let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let server = common::Server::start_with_env(&[], &pairs);
     let (status, _) = server.get("/healthz").await;
@@ -240,6 +242,26 @@ async fn serves_with_overlay_env(overlay: &str, kind: &str) {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+    // A run's Workflow goes to POD_NAMESPACE with the manifests' image and Secret.
+    let run = serde_json::json!({
+        "display_name": "from the manifests",
+        "pipeline_spec": common::pipeline_spec("hello.yaml"),
+    });
+    let (status, run) = server.post("/runs", &run).await;
+    assert_eq!(status, 200, "{run}");
+    let run_id = run["run_id"].as_str().expect("run_id");
+    let workflow = cluster
+        .of_run(run_id)
+        .pop()
+        .unwrap_or_else(|| panic!("no workflow for {run}; {}", server.stderr()));
+    assert_eq!(workflow["metadata"]["namespace"], "kubeflow");
+    let text = workflow.to_string();
+    assert!(text.contains("ghcr.io/kfpd/kfpd:latest"), "{text}");
+    assert!(text.contains("\"mlpipeline-minio-artifact\""), "{text}");
+    assert!(
+        text.contains("ml-pipeline.kubeflow.svc.cluster.local:8887"),
+        "{text}"
+    );
     drop(server);
     let _ = kfpd_store::sql::drop_database(&url).await;
 }
@@ -273,6 +295,7 @@ async fn split_overlay_scheduler_configuration_starts_kfpd_scheduler() {
         server.get("KFPD_SCHEDULER").map(String::as_str),
         Some("off")
     );
+    assert_eq!(server.get("KFPD_AGENT").map(String::as_str), Some("off"));
     let mut env = container_env(&objects, "ml-pipeline-scheduledworkflow", "kfpd");
     let database = url.rsplit('/').next().expect("name").to_string();
     let address = url.rsplit('@').next().unwrap_or_default();
@@ -324,4 +347,48 @@ async fn split_overlay_scheduler_configuration_starts_kfpd_scheduler() {
         String::from_utf8_lossy(&output.stderr)
     );
     let _ = kfpd_store::sql::drop_database(&url).await;
+}
+
+#[tokio::test]
+async fn split_overlay_agent_configuration_starts_kfpd_agent() {
+    let Some(kubectl) = kubectl() else {
+        return;
+    };
+    let objects = render(&kubectl, "overlays/split");
+    let env = container_env(&objects, "ml-pipeline-persistenceagent", "kfpd");
+    let deployment = find(&objects, "Deployment", "ml-pipeline-persistenceagent");
+    let mut args: Vec<String> = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_sequence()
+        .expect("args")
+        .iter()
+        .filter_map(text)
+        .collect();
+    assert_eq!(args, ["agent", "--server", "http://ml-pipeline:8888"]);
+    // The in-cluster Service name points at a server here.
+    let server = common::Server::start();
+    args[2] = server.base.clone();
+    let cluster = kube::Kube::start().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kfpd"))
+        .args(&args)
+        .env_clear()
+        .envs(&env)
+        .env("KUBECONFIG", cluster.kubeconfig())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn kfpd agent");
+    let started = std::time::Instant::now();
+    let watching = loop {
+        let watched = cluster.requests().iter().any(|request| {
+            request.path == "/namespaces/kubeflow/workflows"
+                && request.query.get("watch").map(String::as_str) == Some("true")
+        });
+        if watched || started.elapsed() > std::time::Duration::from_secs(30) {
+            break watched;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("wait");
+    assert!(watching, "{}", String::from_utf8_lossy(&output.stderr));
 }

@@ -37,14 +37,16 @@ use crate::error::{Error, Result};
 use crate::service::Api;
 
 pub use clear_tags::CLEAR_TAGS_HEADER;
+pub use report::NO_SCHEDULED_WORKFLOWS;
 
 /// Full names of the API services served, as health checking reports them.
-pub const SERVICES: [&str; 6] = [
+pub const SERVICES: [&str; 7] = [
     "kubeflow.pipelines.backend.api.v2beta1.PipelineService",
     "kubeflow.pipelines.backend.api.v2beta1.ExperimentService",
     "kubeflow.pipelines.backend.api.v2beta1.RunService",
     "kubeflow.pipelines.backend.api.v2beta1.RecurringRunService",
     "kubeflow.pipelines.backend.api.v2beta1.ReportService",
+    "api.ReportService",
     "kfpd.v1.LauncherService",
 ];
 
@@ -192,10 +194,15 @@ pub async fn serve(
     let launcher = LauncherServiceServer::new(launcher::Launcher(api.clone()))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
-    let recurring_runs = RecurringRunServiceServer::new(recurring_runs::RecurringRuns(api))
+    let report_v1 = kfpd_api::v1beta1::report_service_server::ReportServiceServer::new(
+        report::Report(api.clone()),
+    )
+    .max_decoding_message_size(limit)
+    .max_encoding_message_size(limit);
+    let report = ReportServiceServer::new(report::Report(api.clone()))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
-    let report = ReportServiceServer::new(report::Report)
+    let recurring_runs = RecurringRunServiceServer::new(recurring_runs::RecurringRuns(api))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
 
@@ -210,6 +217,7 @@ pub async fn serve(
         .add_service(runs)
         .add_service(recurring_runs)
         .add_service(report)
+        .add_service(report_v1)
         .add_service(launcher)
         .serve_with_incoming_shutdown(incoming, draining)
         .await?;

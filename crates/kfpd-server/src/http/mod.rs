@@ -6,6 +6,7 @@ mod execution;
 mod extract;
 mod nodes;
 mod pipelines;
+mod report;
 mod resources;
 mod ui;
 
@@ -34,6 +35,7 @@ pub fn router(api: Api, max_body_bytes: usize) -> Router {
         .merge(execution::routes())
         .merge(nodes::routes())
         .merge(events::routes())
+        .merge(report::routes())
         .merge(ui::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

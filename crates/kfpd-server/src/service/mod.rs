@@ -10,6 +10,7 @@ mod recurring_runs;
 mod runs;
 mod schedules;
 mod source;
+mod workflows;
 
 use std::sync::Arc;
 
@@ -56,6 +57,8 @@ pub struct Api {
     scheduler: Option<Arc<tokio::sync::Notify>>,
     /// Answers driver requests for runs executed on Argo (`--executor none`).
     driver: Option<Arc<kfpd_engine::Engine>>,
+    /// Submits runs as Argo Workflows (`--executor argo`).
+    argo: Option<Arc<crate::argo::Argo>>,
     /// What `GET /metrics` reports.
     metrics: Arc<crate::metrics::Metrics>,
 }
@@ -71,6 +74,7 @@ impl Api {
             executor: None,
             scheduler: None,
             driver: None,
+            argo: None,
             metrics: Arc::default(),
         }
     }

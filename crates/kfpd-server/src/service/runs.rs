@@ -97,6 +97,7 @@ impl Api {
                 inline_spec: source.inline,
             })
             .await?;
+        let created = self.submit_workflow(created).await?;
         self.wake_executor();
         convert::run(created)
     }
@@ -171,7 +172,13 @@ impl Api {
         Ok(Scope::default())
     }
 
+    /// Archiving keeps the run's rows; a finished run's Workflow is deleted (an
+    /// unfinished one's goes once it ends and its TTL passes).
     pub async fn archive_run(&self, request: api::ArchiveRunRequest) -> Result<()> {
+        let run = self.store.get_run(&request.run_id).await?;
+        if run.state.is_terminal() {
+            self.delete_workflows(&run).await?;
+        }
         self.store
             .set_run_storage_state(&request.run_id, StorageState::Archived, self.now())
             .await?;
@@ -186,6 +193,10 @@ impl Api {
     }
 
     pub async fn delete_run(&self, request: api::DeleteRunRequest) -> Result<()> {
+        if self.argo.is_some() {
+            let run = self.store.get_run(&request.run_id).await?;
+            self.delete_workflows(&run).await?;
+        }
         self.store.delete_run(&request.run_id).await?;
         Ok(())
     }
@@ -227,6 +238,8 @@ impl Api {
             ));
         };
         result?;
+        // A PENDING run's Workflow may exist already (its pods not started yet).
+        self.stop_workflow(&run).await?;
         self.wake_executor();
         Ok(())
     }
@@ -234,6 +247,15 @@ impl Api {
     /// Puts a failed or canceled run back to PENDING for its executor to pick up.
     pub async fn retry_run(&self, request: api::RetryRunRequest) -> Result<()> {
         let run = self.store.get_run(&request.run_id).await?;
+        if self.argo.is_some() {
+            return Err(Error::new(
+                Code::Unimplemented,
+                format!(
+                    "run {}: retrying a run executed on Argo is not supported yet; create a new run of the same pipeline (tasks with caching on are reused)",
+                    run.id
+                ),
+            ));
+        }
         match run.state {
             RunState::Failed | RunState::Canceled => {}
             RunState::Succeeded | RunState::Skipped => {

@@ -199,6 +199,7 @@ impl Api {
                     fired.runs += 1;
                     row.fired_count += 1;
                     active_runs = Some(active + 1);
+                    self.submit_workflow(*run).await?;
                     self.wake_executor();
                 }
                 FireOutcome::AlreadyFired => {}

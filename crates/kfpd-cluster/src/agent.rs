@@ -1,0 +1,458 @@
+//! The persistence agent: watches the Workflows kfpd labelled (selector
+//! `pipeline/runid`, never every Workflow of the namespace) and reports each
+//! change to the API server, which records run and task states.
+//!
+//! - Lists in pages (`limit`), handling each page as it arrives, so 20,000
+//!   existing Workflows cost a page of memory, not 20,000 objects.
+//! - Watches from the list's resourceVersion; a watch the API server closes is
+//!   reopened from the last version seen (bookmarks included); 410 Gone, or an
+//!   expired continue token, starts a new list.
+//! - Workflows labelled `pipeline/persistedFinalState=true` are not reported again;
+//!   they are deleted once `ttl` has passed since they finished.
+//! - After each complete list, runs the server still counts as unfinished whose
+//!   Workflow is in no page (deleted while nobody watched) are reported as gone.
+//!   A Workflow deleted while watched is reported from its Deleted event.
+
+use std::collections::{BTreeSet, HashSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+use crate::client::{Cluster, Error, Event, RUN_ID_LABEL};
+use crate::status;
+
+/// Why a report was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The server refused it for good (bad Workflow, unknown run): not retried.
+    #[error("refused: {0}")]
+    Permanent(String),
+    /// Worth retrying (server unavailable, database busy).
+    #[error("{0}")]
+    Transient(String),
+}
+
+/// Where the agent sends what it sees: the API server over HTTP (`kfpd agent`),
+/// or the service layer itself (the loop inside `kfpd serve`).
+#[async_trait::async_trait]
+pub trait Reporter: Send + Sync {
+    /// Records the Workflow, given as JSON text (ReportWorkflow's `workflow`).
+    async fn report(&self, workflow: &str) -> Result<(), ReportError>;
+    /// Runs that have not ended (PENDING, RUNNING, CANCELING): id and creation
+    /// time (Unix seconds).
+    async fn unfinished_runs(&self) -> Result<Vec<(String, i64)>, ReportError>;
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub namespace: String,
+    /// How long a finished, recorded Workflow stays in the cluster.
+    pub ttl: Duration,
+    pub page_size: u32,
+    /// How long one watch request stays open before it is reopened.
+    pub watch_timeout: Duration,
+    /// A run younger than this may still be getting its Workflow: not reconciled.
+    pub grace: Duration,
+}
+
+impl Options {
+    pub fn new(namespace: &str) -> Options {
+        Options {
+            namespace: namespace.to_string(),
+            ttl: Duration::from_secs(24 * 3600),
+            page_size: 500,
+            watch_timeout: Duration::from_secs(290),
+            grace: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Counters, for logs and benchmarks.
+#[derive(Default, Debug)]
+pub struct Stats {
+    pub listed: AtomicU64,
+    pub reported: AtomicU64,
+    pub refused: AtomicU64,
+    pub deleted: AtomicU64,
+    pub relists: AtomicU64,
+    pub reconciled: AtomicU64,
+}
+
+pub struct Agent {
+    cluster: Cluster,
+    reporter: Arc<dyn Reporter>,
+    options: Options,
+    stats: Arc<Stats>,
+    /// Recorded Workflows waiting for their TTL: (deadline, name).
+    expiries: tokio::sync::Mutex<BTreeSet<(i64, String)>>,
+}
+
+impl Agent {
+    pub fn new(cluster: Cluster, reporter: Arc<dyn Reporter>, options: Options) -> Agent {
+        Agent {
+            cluster,
+            reporter,
+            options,
+            stats: Arc::default(),
+            expiries: tokio::sync::Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Watches until `shutdown` completes; errors are logged and retried with
+    /// backoff, never fatal.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tracing::info!(namespace = %self.options.namespace, "persistence agent watching workflows");
+        tokio::select! {
+            () = shutdown => {}
+            () = self.run_forever() => {}
+        }
+    }
+
+    async fn run_forever(&self) {
+        let mut delay = Duration::from_millis(250);
+        loop {
+            match self.list_and_watch().await {
+                Ok(()) => delay = Duration::from_millis(250),
+                Err(error) => {
+                    tracing::warn!(
+                        %error,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "persistence agent: kubernetes call failed, retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+            self.stats.relists.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// One list, then watches until the API server says the version is gone.
+    async fn list_and_watch(&self) -> Result<(), Error> {
+        let namespace = &self.options.namespace;
+        let list_started = now();
+        let mut seen = HashSet::new();
+        let mut token = String::new();
+        let version = loop {
+            let page = self
+                .cluster
+                .list_page(namespace, RUN_ID_LABEL, self.options.page_size, &token)
+                .await?;
+            self.stats
+                .listed
+                .fetch_add(page.items.len() as u64, Ordering::Relaxed);
+            for object in page.items {
+                if let Some(run_id) = self.applied(object).await {
+                    seen.insert(run_id);
+                }
+            }
+            if page.continue_token.is_empty() {
+                break page.resource_version;
+            }
+            token = page.continue_token;
+        };
+        tracing::info!(workflows = seen.len(), "persistence agent listed workflows");
+        self.reconcile(&seen, list_started).await;
+        drop(seen);
+        let mut version = version;
+        let mut sweep = tokio::time::interval(sweep_period(self.options.ttl));
+        loop {
+            let mut events = self
+                .cluster
+                .watch(
+                    namespace,
+                    RUN_ID_LABEL,
+                    &version,
+                    self.options.watch_timeout.as_secs().max(1) as u32,
+                )
+                .await?;
+            loop {
+                let event = tokio::select! {
+                    event = events.next() => event,
+                    _ = sweep.tick() => {
+                        if self.collect_garbage().await == GC_BATCH {
+                            sweep.reset_immediately();
+                        }
+                        continue;
+                    }
+                };
+                let Some(event) = event else {
+                    break;
+                };
+                match event? {
+                    Event::Applied(object) => {
+                        version = object.metadata.resource_version.clone().unwrap_or(version);
+                        self.applied(object).await;
+                    }
+                    Event::Deleted(object) => {
+                        version = object.metadata.resource_version.clone().unwrap_or(version);
+                        self.deleted(object).await;
+                    }
+                    Event::Bookmark(bookmark) => version = bookmark,
+                    Event::Error { code: 410, message } => {
+                        tracing::info!(%message, "persistence agent: watch expired, listing again");
+                        return Ok(());
+                    }
+                    Event::Error { code, message } => {
+                        return Err(Error::Refused {
+                            action: "watch of Workflows".into(),
+                            code,
+                            reason: String::new(),
+                            message,
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    /// A Workflow as listed or changed; returns its run id.
+    async fn applied(&self, object: kube::api::DynamicObject) -> Option<String> {
+        let value = match serde_json::to_value(&object) {
+            Ok(value) => value,
+            Err(error) => {
+                tracing::warn!(%error, "persistence agent: cannot encode a workflow");
+                return None;
+            }
+        };
+        let workflow = match status::parse(&value) {
+            Ok(workflow) => workflow,
+            Err(error) => {
+                tracing::warn!(%error, name = ?object.metadata.name, "persistence agent: workflow skipped");
+                return None;
+            }
+        };
+        if workflow.persisted {
+            let finished = workflow.finished_at.unwrap_or_else(now);
+            let deadline = finished + self.options.ttl.as_secs() as i64;
+            // Deleted by the sweep of the watch loop, not here: a start with
+            // thousands of old Workflows lists them all before deleting any.
+            self.expiries
+                .lock()
+                .await
+                .insert((deadline, workflow.name.clone()));
+            return Some(workflow.run_id);
+        }
+        self.report(&value).await;
+        Some(workflow.run_id)
+    }
+
+    /// A Workflow deleted: one not recorded as finished is reported as going away.
+    async fn deleted(&self, object: kube::api::DynamicObject) {
+        let Ok(mut value) = serde_json::to_value(&object) else {
+            return;
+        };
+        let Ok(workflow) = status::parse(&value) else {
+            return;
+        };
+        if workflow.persisted {
+            return;
+        }
+        if value["metadata"]["deletionTimestamp"].is_null() {
+            value["metadata"]["deletionTimestamp"] = json!(rfc3339_now());
+        }
+        self.report(&value).await;
+    }
+
+    /// Reports with a few retries; after them the next list reports it again.
+    async fn report(&self, workflow: &Value) {
+        let text = workflow.to_string();
+        let mut delay = Duration::from_millis(200);
+        for attempt in 1..=5 {
+            match self.reporter.report(&text).await {
+                Ok(()) => {
+                    self.stats.reported.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(ReportError::Permanent(message)) => {
+                    self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%message, name = %workflow["metadata"]["name"], "persistence agent: report refused");
+                    return;
+                }
+                Err(ReportError::Transient(message)) => {
+                    tracing::warn!(%message, attempt, name = %workflow["metadata"]["name"], "persistence agent: report failed");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+    }
+
+    /// Unfinished runs old enough to have a Workflow but without one are
+    /// reported as gone, so the server can end them.
+    async fn reconcile(&self, seen: &HashSet<String>, list_started: i64) {
+        let runs = match self.reporter.unfinished_runs().await {
+            Ok(runs) => runs,
+            Err(error) => {
+                tracing::warn!(%error, "persistence agent: cannot list unfinished runs");
+                return;
+            }
+        };
+        let old_enough = list_started - self.options.grace.as_secs() as i64;
+        for (run_id, created_at) in runs {
+            if seen.contains(&run_id) || created_at > old_enough {
+                continue;
+            }
+            tracing::info!(run_id = %run_id, "persistence agent: run has no workflow");
+            let gone = json!({
+                "apiVersion": "argoproj.io/v1alpha1",
+                "kind": "Workflow",
+                "metadata": {
+                    "namespace": self.options.namespace,
+                    "labels": {RUN_ID_LABEL: run_id},
+                    "deletionTimestamp": rfc3339_now(),
+                },
+            });
+            self.report(&gone).await;
+            self.stats.reconciled.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Deletes recorded Workflows whose TTL has passed, a batch at a time so
+    /// events are not held up behind thousands of deletions.
+    async fn collect_garbage(&self) -> usize {
+        let now = now();
+        let due: Vec<(i64, String)> = {
+            let expiries = self.expiries.lock().await;
+            expiries
+                .iter()
+                .take_while(|(deadline, _)| *deadline <= now)
+                .take(GC_BATCH)
+                .cloned()
+                .collect()
+        };
+        let count = due.len();
+        for entry in due {
+            match self.cluster.delete(&self.options.namespace, &entry.1).await {
+                Ok(()) => {
+                    self.stats.deleted.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(name = %entry.1, "persistence agent: deleted workflow past its ttl");
+                    self.expiries.lock().await.remove(&entry);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "persistence agent: cannot delete workflow past its ttl");
+                    return 0;
+                }
+            }
+        }
+        count
+    }
+}
+
+/// Deletions per sweep; a full batch sweeps again at once.
+const GC_BATCH: usize = 200;
+
+/// How often recorded Workflows are checked for their TTL.
+fn sweep_period(ttl: Duration) -> Duration {
+    (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(300))
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn rfc3339_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Reports to a kfpd API server over REST (`POST /apis/v2beta1/workflows`).
+pub struct HttpReporter {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl HttpReporter {
+    pub fn new(base: &str) -> HttpReporter {
+        HttpReporter {
+            base: base.trim_end_matches('/').to_string(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+}
+
+fn classify(status: reqwest::StatusCode, body: String) -> ReportError {
+    if status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS {
+        ReportError::Permanent(format!("HTTP {status}: {body}"))
+    } else {
+        ReportError::Transient(format!("HTTP {status}: {body}"))
+    }
+}
+
+#[async_trait::async_trait]
+impl Reporter for HttpReporter {
+    async fn report(&self, workflow: &str) -> Result<(), ReportError> {
+        let response = self
+            .http
+            .post(format!("{}/apis/v2beta1/workflows", self.base))
+            .json(&workflow)
+            .send()
+            .await
+            .map_err(|error| ReportError::Transient(error.to_string()))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(classify(status, response.text().await.unwrap_or_default()))
+    }
+
+    async fn unfinished_runs(&self) -> Result<Vec<(String, i64)>, ReportError> {
+        let filter = json!({"predicates": [{
+            "key": "state",
+            "operation": "IN",
+            "string_values": {"values": ["PENDING", "RUNNING", "CANCELING"]},
+        }]})
+        .to_string();
+        let mut runs = Vec::new();
+        let mut token = String::new();
+        loop {
+            let response = self
+                .http
+                .get(format!("{}/apis/v2beta1/runs", self.base))
+                .query(&[
+                    ("filter", filter.as_str()),
+                    ("page_size", "500"),
+                    ("page_token", token.as_str()),
+                ])
+                .send()
+                .await
+                .map_err(|error| ReportError::Transient(error.to_string()))?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(classify(status, response.text().await.unwrap_or_default()));
+            }
+            let page: Value = response
+                .json()
+                .await
+                .map_err(|error| ReportError::Transient(error.to_string()))?;
+            for run in page["runs"].as_array().into_iter().flatten() {
+                let id = run["run_id"].as_str().unwrap_or_default().to_string();
+                let created = run["created_at"]
+                    .as_str()
+                    .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
+                    .map(|time| time.timestamp())
+                    .unwrap_or(0);
+                if !id.is_empty() {
+                    runs.push((id, created));
+                }
+            }
+            token = page["next_page_token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if token.is_empty() {
+                return Ok(runs);
+            }
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! kfpd on Kubernetes, with kube-rs: the argo executor's calls (submit, stop and
+//! delete a run's Workflow, read a task pod's log), reading Workflow status as
+//! Argo writes it, and the persistence agent that watches Workflows and reports
+//! them to the API server (docs/kubernetes.md).
+
+pub mod agent;
+mod client;
+pub mod status;
+
+pub use client::{read_all, Cluster, Error, Event, Page, PERSISTED_LABEL, RUN_ID_LABEL};

@@ -1,0 +1,120 @@
+//! The persistence agent's two homes: `kfpd agent`, reporting to an API server
+//! over REST, and the same loop inside `kfpd serve --executor argo`, calling the
+//! service layer directly (kfpd_cluster::agent has the loop).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use kfpd_api::v2beta1 as api;
+use kfpd_cluster::agent::{Agent, HttpReporter, Options, ReportError, Reporter};
+use kfpd_cluster::Cluster;
+use serde_json::json;
+
+use crate::error::Code;
+use crate::service::Api;
+
+/// Flags of `kfpd agent`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// The API server's REST address, where Workflows are reported.
+    #[arg(
+        long,
+        env = "KFPD_AGENT_SERVER",
+        default_value = "http://ml-pipeline:8888"
+    )]
+    pub server: String,
+    /// The namespace whose Workflows are watched. Upstream: POD_NAMESPACE.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "kubeflow")]
+    pub namespace: String,
+    /// How long a finished Workflow stays once its run's final state is recorded.
+    #[arg(long, env = "KFPD_WORKFLOW_TTL", default_value = "24h")]
+    pub workflow_ttl: String,
+    /// How old an unfinished run must be before, finding no Workflow for it, the
+    /// agent reports it gone (its Workflow may still be on its way).
+    #[arg(long, env = "KFPD_AGENT_RECONCILE_GRACE", default_value = "120s")]
+    pub reconcile_grace: String,
+    /// Log lines as `text` or `json`. [default: text]
+    #[arg(long, env = "KFPD_LOG_FORMAT", value_name = "text|json")]
+    pub log_format: Option<String>,
+}
+
+/// Runs `kfpd agent` until `shutdown` completes.
+pub async fn run_alone(args: &AgentArgs, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+    let ttl = crate::config::parse_duration(&args.workflow_ttl)
+        .map_err(|message| format!("invalid setting workflow_ttl: {message}"))?;
+    let grace = crate::config::parse_duration(&args.reconcile_grace)
+        .map_err(|message| format!("invalid setting reconcile_grace: {message}"))?;
+    let cluster = Cluster::connect()
+        .await
+        .map_err(|error| error.to_string())?;
+    let mut options = Options::new(&args.namespace);
+    options.ttl = ttl;
+    options.grace = grace;
+    let reporter = Arc::new(HttpReporter::new(&args.server));
+    tracing::info!(server = %args.server, "persistence agent reporting to the api server");
+    Agent::new(cluster, reporter, options).run(shutdown).await;
+    Ok(())
+}
+
+/// The loop inside `kfpd serve`.
+pub fn spawn(
+    api: Api,
+    cluster: Cluster,
+    namespace: &str,
+    settings: &crate::config::ArgoSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let mut options = Options::new(namespace);
+    options.ttl = settings.workflow_ttl;
+    options.grace = settings.reconcile_grace;
+    let agent = Agent::new(cluster, Arc::new(ApiReporter(api)), options);
+    tokio::spawn(agent.run(shutdown));
+}
+
+/// Reports straight to the service layer.
+pub struct ApiReporter(pub Api);
+
+fn report_error(error: crate::error::Error) -> ReportError {
+    match error.code {
+        Code::InvalidArgument | Code::NotFound => ReportError::Permanent(error.message),
+        _ => ReportError::Transient(error.message),
+    }
+}
+
+#[async_trait::async_trait]
+impl Reporter for ApiReporter {
+    async fn report(&self, workflow: &str) -> Result<(), ReportError> {
+        self.0.report_workflow(workflow).await.map_err(report_error)
+    }
+
+    async fn unfinished_runs(&self) -> Result<Vec<(String, i64)>, ReportError> {
+        let filter = json!({"predicates": [{
+            "key": "state",
+            "operation": "IN",
+            "string_values": {"values": ["PENDING", "RUNNING", "CANCELING"]},
+        }]})
+        .to_string();
+        let mut runs = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .0
+                .list_runs(api::ListRunsRequest {
+                    filter: filter.clone(),
+                    page_size: 500,
+                    page_token,
+                    ..api::ListRunsRequest::default()
+                })
+                .await
+                .map_err(report_error)?;
+            runs.extend(page.runs.into_iter().map(|run| {
+                let created = run.created_at.map(|time| time.seconds).unwrap_or(0);
+                (run.run_id, created)
+            }));
+            if page.next_page_token.is_empty() {
+                return Ok(runs);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+}

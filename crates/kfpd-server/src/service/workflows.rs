@@ -1,0 +1,222 @@
+//! Runs on Argo (`--executor argo`): submitting a run's Workflow, stopping and
+//! deleting it, and ReportService's ReportWorkflow, through which the persistence
+//! agent tells what the cluster did.
+
+use std::sync::Arc;
+
+use kfpd_cluster::status::{self, Nodes, Phase};
+use kfpd_store::{Run, RunState};
+
+use super::Api;
+use crate::argo::Argo;
+use crate::error::{Error, Result};
+
+/// The states a run is in before it ends.
+const UNFINISHED: [RunState; 4] = [
+    RunState::Pending,
+    RunState::Running,
+    RunState::Canceling,
+    RunState::Unspecified,
+];
+
+impl Api {
+    /// Submits runs as Argo Workflows from now on.
+    pub fn with_argo(mut self, argo: Arc<Argo>) -> Api {
+        self.argo = Some(argo);
+        self
+    }
+
+    pub fn argo(&self) -> Option<&Arc<Argo>> {
+        self.argo.as_ref()
+    }
+
+    /// Compiles and creates the run's Workflow. Whatever stops it (the compiler,
+    /// admission, a quota, an API server that does not answer) ends the run
+    /// FAILED with that message: a run never waits PENDING for a Workflow that
+    /// does not exist. Returns the run as it is afterwards.
+    pub(super) async fn submit_workflow(&self, run: Run) -> Result<Run> {
+        let Some(argo) = &self.argo else {
+            return Ok(run);
+        };
+        let namespace = argo.namespace_of(&run.namespace).to_string();
+        let submitted = async {
+            let spec = self
+                .store
+                .run_spec(&run.id)
+                .await
+                .map_err(|error| format!("cannot read the run's pipeline spec: {error}"))?;
+            let spec: serde_json::Value = serde_json::from_str(&spec)
+                .map_err(|error| format!("the run's pipeline spec is not JSON: {error}"))?;
+            let package = kfpd_ir::parse_spec_value(&spec).map_err(|error| error.to_string())?;
+            let (parameters, _) = kfpd_core::run::runtime_config(&run.runtime_config)
+                .map_err(|error| error.to_string())?;
+            let workflow = argo.compile(&package, &run.id, parameters, &run.service_account)?;
+            argo.cluster
+                .submit(&namespace, &workflow)
+                .await
+                .map_err(|error| error.to_string())
+        }
+        .await;
+        match submitted {
+            Ok(name) => {
+                tracing::info!(run_id = %run.id, workflow = %name, namespace = %namespace, "workflow submitted");
+                Ok(run)
+            }
+            Err(message) => {
+                tracing::warn!(run_id = %run.id, error = %message, "workflow not submitted");
+                let failed = self
+                    .store
+                    .transition_run(
+                        &run.id,
+                        &UNFINISHED,
+                        RunState::Failed,
+                        Some(message),
+                        self.now(),
+                    )
+                    .await?;
+                Ok(failed)
+            }
+        }
+    }
+
+    /// Tells Argo to stop the run's Workflow (`spec.shutdown: Terminate`).
+    pub(super) async fn stop_workflow(&self, run: &Run) -> Result<()> {
+        let Some(argo) = &self.argo else {
+            return Ok(());
+        };
+        let namespace = argo.namespace_of(&run.namespace);
+        argo.cluster
+            .terminate(namespace, &run.id)
+            .await
+            .map_err(|error| Error::unavailable(format!("terminate run {}: {error}", run.id)))?;
+        Ok(())
+    }
+
+    /// Deletes the run's Workflows (and so their pods); the run's rows stay.
+    pub(super) async fn delete_workflows(&self, run: &Run) -> Result<()> {
+        let Some(argo) = &self.argo else {
+            return Ok(());
+        };
+        let namespace = argo.namespace_of(&run.namespace);
+        argo.cluster
+            .delete_run(namespace, &run.id)
+            .await
+            .map_err(|error| {
+                Error::unavailable(format!(
+                    "cannot delete the Workflow of run {}: {error}",
+                    run.id
+                ))
+            })
+    }
+
+    /// ReportWorkflow: records what a Workflow says about its run. The server
+    /// ends tasks and runs itself as the launchers report; a report adds what
+    /// only the cluster knows: a pod that failed without its launcher reporting
+    /// (never started, killed, evicted), a Workflow that ended, was stopped or
+    /// deleted. A run that has ended keeps its state.
+    pub async fn report_workflow(&self, text: &str) -> Result<()> {
+        let workflow = status::parse_text(text)
+            .map_err(|error| Error::invalid(format!("report workflow: {error}")))?;
+        let run = self.store.get_run(&workflow.run_id).await?;
+        let now = self.now();
+        let ended = workflow.phase.is_final() || workflow.deleting;
+        if !run.state.is_terminal() {
+            if workflow.phase == Phase::Running && run.state == RunState::Pending {
+                self.store
+                    .transition_run(&run.id, &[RunState::Pending], RunState::Running, None, now)
+                    .await
+                    .ok();
+            }
+            if ended {
+                self.end_from_workflow(&run, &workflow).await?;
+            }
+        }
+        if workflow.phase.is_final() && !workflow.deleting && !workflow.persisted {
+            if let Some(argo) = &self.argo {
+                if let Err(error) = argo
+                    .cluster
+                    .mark_persisted(&workflow.namespace, &workflow.name)
+                    .await
+                {
+                    // The next report tries again; nothing is lost meanwhile.
+                    tracing::warn!(workflow = %workflow.name, %error, "cannot label workflow as recorded");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn end_from_workflow(&self, run: &Run, workflow: &status::Workflow) -> Result<()> {
+        // Pods that failed without their launcher's report fail their tasks; that
+        // ends the DAGs around them and the run as the launcher's report would.
+        let mut first_pod_failure = None;
+        if let (Nodes::Listed(nodes), Some(engine)) = (&workflow.nodes, &self.driver) {
+            let mut failed: Vec<&status::Node> = nodes
+                .iter()
+                .filter(|node| matches!(node.kind.as_str(), "Pod" | "Retry") && node.failed())
+                .filter(|node| node.task_path.is_some())
+                .collect();
+            failed.sort_by_key(|node| node.finished_at.unwrap_or(i64::MAX));
+            for node in failed {
+                let Some(path) = &node.task_path else {
+                    continue;
+                };
+                let message = if node.message.is_empty() {
+                    format!("pod {} {}", node.name, node.phase.to_lowercase())
+                } else {
+                    format!("pod {}: {}", node.name, node.message)
+                };
+                match engine.fail_task(&run.id, path, &message).await {
+                    Ok(true) => {
+                        first_pod_failure.get_or_insert(message);
+                    }
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::debug!(run_id = %run.id, task = %path, %error, "task not failed from its node")
+                    }
+                }
+            }
+        }
+        if let Nodes::Offloaded { version } = &workflow.nodes {
+            tracing::info!(
+                workflow = %workflow.name,
+                offload_version = %version,
+                "node status offloaded to argo's database, which kfpd does not read: the run ends from the workflow's phase"
+            );
+        }
+        let run = self.store.get_run(&run.id).await?;
+        if run.state.is_terminal() {
+            return Ok(());
+        }
+        let name = if workflow.name.is_empty() {
+            format!("of run {}", run.id)
+        } else {
+            workflow.name.clone()
+        };
+        let (state, error) = if run.state == RunState::Canceling || workflow.shutdown {
+            (RunState::Canceled, Some("run was terminated".to_string()))
+        } else if workflow.phase == Phase::Succeeded {
+            (RunState::Succeeded, None)
+        } else if !workflow.phase.is_final() {
+            (
+                RunState::Failed,
+                Some(format!("workflow {name} was deleted before the run ended")),
+            )
+        } else {
+            let message = first_pod_failure
+                .or_else(|| Some(workflow.message.clone()).filter(|m| !m.is_empty()))
+                .unwrap_or_else(|| format!("workflow {name} {:?}", workflow.phase).to_lowercase());
+            (RunState::Failed, Some(message))
+        };
+        match self
+            .store
+            .transition_run(&run.id, &UNFINISHED, state, error, self.now())
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Ended meanwhile by a launcher's report: that state stands.
+            Err(kfpd_store::Error::FailedPrecondition(_)) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+}

@@ -1,0 +1,656 @@
+//! `kfpd serve --executor argo` and the persistence agent against a scripted
+//! Kubernetes API server (tests/kube: a real HTTP server on 127.0.0.1; there is
+//! no cluster here). The test plays Argo's controller: it writes Workflow
+//! statuses shaped as Argo writes them (node phases, compressed and offloaded
+//! nodes), deletes Workflows, expires watches, and checks what the real server
+//! records in its real database.
+
+mod common;
+mod kube;
+
+use std::time::{Duration, Instant};
+
+use common::Server;
+use kube::{rfc3339, Kube};
+use serde_json::{json, Map, Value};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn serve(kube: &Kube, env: &[(&str, &str)], args: &[&str]) -> Server {
+    let mut all = vec![
+        ("KUBECONFIG", kube.kubeconfig()),
+        ("POD_NAMESPACE", "kubeflow"),
+        ("KFPD_EXECUTOR", "argo"),
+        ("KFPD_AGENT_RECONCILE_GRACE", "0s"),
+    ];
+    all.extend_from_slice(env);
+    Server::start_with_env(args, &all)
+}
+
+async fn create_run(server: &Server, pipeline: &str) -> Value {
+    let body = json!({
+        "display_name": "on argo",
+        "pipeline_spec": common::pipeline_spec(pipeline),
+    });
+    let (status, run) = server.post("/runs", &body).await;
+    assert_eq!(status, 200, "{run}");
+    run
+}
+
+async fn wait_until<T>(
+    what: &str,
+    server: &Server,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(found) = check().await {
+            return found;
+        }
+        assert!(
+            started.elapsed() < LIMIT,
+            "{what}: not within {LIMIT:?}; server stderr:\n{}",
+            server.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_state(server: &Server, run_id: &str, state: &str) -> Value {
+    wait_until(&format!("run {run_id} {state}"), server, async || {
+        let (_, run) = server.get(&format!("/runs/{run_id}")).await;
+        (run["state"] == state).then_some(run)
+    })
+    .await
+}
+
+/// The run's Workflow once the server created it: (name, object).
+async fn workflow_of(kube: &Kube, server: &Server, run_id: &str) -> (String, Value) {
+    wait_until("the run's workflow", server, async || {
+        let workflow = kube.of_run(run_id).into_iter().next()?;
+        let name = workflow["metadata"]["name"].as_str()?.to_string();
+        Some((name, workflow))
+    })
+    .await
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A pod node as Argo's controller writes it for a kfpd task template.
+fn pod_node(workflow: &str, task: &str, phase: &str, message: &str) -> (String, Value) {
+    let id = format!("{workflow}-{}", 1_000_000 + task.len());
+    let node = json!({
+        "id": id, "name": format!("{workflow}.{task}"), "displayName": task,
+        "type": "Pod", "templateName": format!("exec-{task}"),
+        "templateScope": format!("local/{workflow}"), "phase": phase,
+        "boundaryID": workflow, "message": message,
+        "startedAt": rfc3339(now() - 5), "finishedAt": rfc3339(now()),
+        "progress": "0/1", "hostNodeName": "node-1",
+        "inputs": {"parameters": [{"name": "task-path", "value": format!("root/{task}")}]},
+    });
+    (id, node)
+}
+
+fn dag_node(workflow: &str, phase: &str, children: &[&str]) -> Value {
+    json!({
+        "id": workflow, "name": workflow, "displayName": workflow, "type": "DAG",
+        "templateName": "root", "phase": phase, "children": children,
+        "startedAt": rfc3339(now() - 10), "finishedAt": rfc3339(now()), "progress": "0/1",
+    })
+}
+
+fn status(phase: &str, message: &str, nodes: Map<String, Value>) -> Value {
+    let mut status = json!({
+        "phase": phase, "startedAt": rfc3339(now() - 10), "progress": "0/1",
+        "nodes": nodes,
+    });
+    if !message.is_empty() {
+        status["message"] = json!(message);
+    }
+    if matches!(phase, "Succeeded" | "Failed" | "Error") {
+        status["finishedAt"] = json!(rfc3339(now()));
+    }
+    status
+}
+
+fn nodes(list: Vec<(String, Value)>) -> Map<String, Value> {
+    list.into_iter().collect()
+}
+
+async fn drive(server: &Server, run_id: &str, task_path: &str) {
+    let response = server
+        .client
+        .post(format!("{}/apis/v2beta1/runs/{run_id}/drive", server.base))
+        .json(&json!({"task_path": task_path}))
+        .send()
+        .await
+        .expect("drive");
+    assert_eq!(
+        response.status(),
+        200,
+        "{}",
+        response.text().await.unwrap_or_default()
+    );
+}
+
+async fn task_of(server: &Server, run_id: &str, display_name: &str) -> Value {
+    let (_, run) = server.get(&format!("/runs/{run_id}")).await;
+    run["run_details"]["task_details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|task| task["display_name"] == display_name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no task {display_name} in {run}"))
+}
+
+#[tokio::test]
+async fn create_run_submits_the_compiled_workflow_labelled_with_the_run() {
+    let kube = Kube::start().await;
+    let server = serve(
+        &kube,
+        &[("V2_LAUNCHER_IMAGE", "registry.example/kfpd:1.2")],
+        &[],
+    );
+    let run = create_run(&server, "hello.yaml").await;
+    let run_id = run["run_id"].as_str().unwrap();
+    assert_eq!(run["state"], "PENDING", "{run}");
+    let (_, workflow) = workflow_of(&kube, &server, run_id).await;
+    assert_eq!(workflow["metadata"]["namespace"], "kubeflow");
+    assert_eq!(workflow["metadata"]["labels"]["pipeline/runid"], run_id);
+
+    // The body sent is the compiler's output for this run with the server's settings.
+    let created = kube
+        .requests()
+        .into_iter()
+        .find(|request| request.method == "POST")
+        .expect("a create request");
+    assert_eq!(created.path, "/namespaces/kubeflow/workflows");
+    let bytes = std::fs::read(common::pipeline("hello.yaml")).unwrap();
+    let package = kfpd_ir::read_package("hello.yaml", &bytes).unwrap();
+    let options = kfpd_argo::Options {
+        run_id: Some(run_id.to_string()),
+        server_url: "http://ml-pipeline.kubeflow.svc.cluster.local:8888".into(),
+        server_grpc: "ml-pipeline.kubeflow.svc.cluster.local:8887".into(),
+        kfpd_image: "registry.example/kfpd:1.2".into(),
+        artifact_secret: "mlpipeline-minio-artifact".into(),
+        ..kfpd_argo::Options::default()
+    };
+    let expected = serde_json::to_value(kfpd_argo::compile(&package, &options).unwrap()).unwrap();
+    assert_eq!(created.body, expected);
+    let text = created.body.to_string();
+    assert!(text.contains("registry.example/kfpd:1.2"), "{text}");
+    assert!(text.contains("\"mlpipeline-minio-artifact\""), "{text}");
+    assert!(!text.contains("kfpd-artifacts"), "{text}");
+
+    // The driver's first request moves the run on, as on a cluster.
+    drive(&server, run_id, "root").await;
+    wait_state(&server, run_id, "RUNNING").await;
+}
+
+#[tokio::test]
+async fn refused_or_unreachable_submissions_end_the_run_failed_with_kubernetes_message() {
+    let kube = Kube::start().await;
+    let server = serve(&kube, &[("KFPD_AGENT", "off")], &[]);
+    kube.refuse_next_create(
+        403,
+        "Forbidden",
+        "workflows.argoproj.io \"echo-x\" is forbidden: exceeded quota: pods, requested: 1, used: 10, limited: 10",
+    );
+    let run = create_run(&server, "hello.yaml").await;
+    assert_eq!(run["state"], "FAILED", "{run}");
+    let error = run["error"]["message"].as_str().unwrap_or_default();
+    assert!(error.contains("exceeded quota"), "{run}");
+    assert!(error.contains("403"), "{run}");
+
+    kube.refuse_next_create(
+        400,
+        "BadRequest",
+        "admission webhook \"validate.policy.example\" denied the request: images must come from registry.example",
+    );
+    let run = create_run(&server, "hello.yaml").await;
+    assert_eq!(run["state"], "FAILED", "{run}");
+    assert!(
+        run["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("admission webhook"),
+        "{run}"
+    );
+    // Stored so, not only answered so.
+    let (_, stored) = server
+        .get(&format!("/runs/{}", run["run_id"].as_str().unwrap()))
+        .await;
+    assert_eq!(stored["state"], "FAILED");
+
+    // An API server that does not answer.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = closed.local_addr().unwrap();
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let text = std::fs::read_to_string(&kube.kubeconfig)
+        .unwrap()
+        .replace(&kube.url, &format!("http://{address}"));
+    std::fs::write(&kubeconfig, text).unwrap();
+    let down = Server::start_with_env(
+        &[],
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+            ("KFPD_EXECUTOR", "argo"),
+        ],
+    );
+    let run = create_run(&down, "hello.yaml").await;
+    assert_eq!(run["state"], "FAILED", "{run}");
+    assert!(
+        run["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not reachable"),
+        "{run}"
+    );
+}
+
+#[tokio::test]
+async fn the_agent_records_what_argo_writes_failed_pods_compressed_and_offloaded_nodes() {
+    let kube = Kube::start().await;
+    let server = serve(&kube, &[], &[]);
+
+    // Running, then a pod Argo failed before the launcher could report.
+    let run = create_run(&server, "hello.yaml").await;
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    let (name, _) = workflow_of(&kube, &server, &run_id).await;
+    kube.set_status(&name, status("Running", "", nodes(vec![])));
+    wait_state(&server, &run_id, "RUNNING").await;
+    drive(&server, &run_id, "root").await;
+    drive(&server, &run_id, "root/echo").await;
+    let (id, pod) = pod_node(
+        &name,
+        "echo",
+        "Failed",
+        "ImagePullBackOff: image alpine:nope not found",
+    );
+    let mut listed = nodes(vec![(id, pod)]);
+    listed.insert(name.clone(), dag_node(&name, "Failed", &[]));
+    kube.set_status(&name, status("Failed", "child failed", listed));
+    let ended = wait_state(&server, &run_id, "FAILED").await;
+    let echo = task_of(&server, &run_id, "echo").await;
+    assert_eq!(echo["state"], "FAILED", "{echo}");
+    assert!(
+        echo["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ImagePullBackOff"),
+        "{echo}"
+    );
+    assert!(
+        ended["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ImagePullBackOff"),
+        "{ended}"
+    );
+    // Recorded, so labelled: a restarted agent does not report it again.
+    wait_until("persisted label", &server, async || {
+        (kube.workflows()[&name]["metadata"]["labels"]["pipeline/persistedFinalState"] == "true")
+            .then_some(())
+    })
+    .await;
+
+    // The same Workflow status with compressed nodes.
+    let run = create_run(&server, "hello.yaml").await;
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    let (name, _) = workflow_of(&kube, &server, &run_id).await;
+    drive(&server, &run_id, "root").await;
+    drive(&server, &run_id, "root/echo").await;
+    let (id, pod) = pod_node(&name, "echo", "Error", "pod deleted");
+    let mut compressed = status("Error", "pod deleted", nodes(vec![]));
+    compressed.as_object_mut().unwrap().remove("nodes");
+    compressed["compressedNodes"] = json!(kfpd_cluster::status::compress(&nodes(vec![(id, pod)])));
+    kube.set_status(&name, compressed);
+    wait_state(&server, &run_id, "FAILED").await;
+    let echo = task_of(&server, &run_id, "echo").await;
+    assert!(
+        echo["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("pod deleted"),
+        "{echo}"
+    );
+
+    // Offloaded nodes (in Argo's database, which kfpd does not read): the run
+    // ends from the Workflow's phase and message.
+    let run = create_run(&server, "hello.yaml").await;
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    let (name, _) = workflow_of(&kube, &server, &run_id).await;
+    let mut offloaded = status("Failed", "node ran out of memory", nodes(vec![]));
+    offloaded.as_object_mut().unwrap().remove("nodes");
+    offloaded["offloadNodeStatusVersion"] = json!("fnv:1234567");
+    kube.set_status(&name, offloaded);
+    let ended = wait_state(&server, &run_id, "FAILED").await;
+    assert!(
+        ended["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("out of memory"),
+        "{ended}"
+    );
+}
+
+#[tokio::test]
+async fn watch_restarts_410_gone_and_deleted_workflows_are_survived() {
+    let kube = Kube::start().await;
+    let server = serve(&kube, &[], &[]);
+    let first = create_run(&server, "hello.yaml").await;
+    let first_id = first["run_id"].as_str().unwrap().to_string();
+    let (first_name, _) = workflow_of(&kube, &server, &first_id).await;
+    kube.set_status(&first_name, status("Running", "", nodes(vec![])));
+    wait_state(&server, &first_id, "RUNNING").await;
+
+    // The API server closes the watch: the agent watches again from where it was.
+    kube.close_watches();
+    kube.set_status(&first_name, status("Succeeded", "", nodes(vec![])));
+    wait_state(&server, &first_id, "SUCCEEDED").await;
+
+    // The change happens and its event is compacted away before the agent
+    // watches again: 410 Gone, a new list, and the change is seen.
+    let second = create_run(&server, "hello.yaml").await;
+    let second_id = second["run_id"].as_str().unwrap().to_string();
+    let (second_name, _) = workflow_of(&kube, &server, &second_id).await;
+    wait_state(&server, &second_id, "PENDING").await;
+    let lists_before = list_requests(&kube);
+    kube.set_status(
+        &second_name,
+        status("Failed", "workflow deadline exceeded", nodes(vec![])),
+    );
+    kube.compact();
+    let ended = wait_state(&server, &second_id, "FAILED").await;
+    assert!(
+        ended["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("deadline"),
+        "{ended}"
+    );
+    assert!(list_requests(&kube) > lists_before, "a new list after 410");
+
+    // Deleted while running.
+    let third = create_run(&server, "hello.yaml").await;
+    let third_id = third["run_id"].as_str().unwrap().to_string();
+    let (third_name, _) = workflow_of(&kube, &server, &third_id).await;
+    kube.set_status(&third_name, status("Running", "", nodes(vec![])));
+    wait_state(&server, &third_id, "RUNNING").await;
+    kube.remove(&third_name);
+    let ended = wait_state(&server, &third_id, "FAILED").await;
+    assert!(
+        ended["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("deleted before the run ended"),
+        "{ended}"
+    );
+
+    // Only Workflows kfpd labelled were ever asked for.
+    for request in kube.requests().iter().filter(|r| r.method == "GET") {
+        if request.path.ends_with("/workflows") {
+            assert_eq!(
+                request.query.get("labelSelector").map(String::as_str),
+                Some("pipeline/runid")
+            );
+        }
+    }
+}
+
+fn list_requests(kube: &Kube) -> usize {
+    kube.requests()
+        .iter()
+        .filter(|r| {
+            r.method == "GET" && r.path.ends_with("/workflows") && !r.query.contains_key("watch")
+        })
+        .count()
+}
+
+fn agent(server: &Server, kube: &Kube, env: &[(&str, &str)]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_kfpd"))
+        .args(["agent", "--server", &server.base])
+        .env("KUBECONFIG", kube.kubeconfig())
+        .env("POD_NAMESPACE", "kubeflow")
+        .env("KFPD_AGENT_RECONCILE_GRACE", "0s")
+        .env("KFPD_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn kfpd agent")
+}
+
+#[tokio::test]
+async fn a_separate_agent_restarted_mid_run_reconciles_what_happened_meanwhile() {
+    let kube = Kube::start().await;
+    let server = serve(&kube, &[("KFPD_AGENT", "off")], &[]);
+    let mut agent_process = agent(&server, &kube, &[]);
+    let finished = create_run(&server, "hello.yaml").await;
+    let finished_id = finished["run_id"].as_str().unwrap().to_string();
+    let (finished_name, _) = workflow_of(&kube, &server, &finished_id).await;
+    let vanished = create_run(&server, "hello.yaml").await;
+    let vanished_id = vanished["run_id"].as_str().unwrap().to_string();
+    let (vanished_name, _) = workflow_of(&kube, &server, &vanished_id).await;
+    kube.set_status(&finished_name, status("Running", "", nodes(vec![])));
+    kube.set_status(&vanished_name, status("Running", "", nodes(vec![])));
+    wait_state(&server, &finished_id, "RUNNING").await;
+    wait_state(&server, &vanished_id, "RUNNING").await;
+
+    // The agent is down while one Workflow succeeds and the other is deleted.
+    agent_process.kill().unwrap();
+    agent_process.wait().unwrap();
+    kube.set_status(&finished_name, status("Succeeded", "", nodes(vec![])));
+    kube.remove(&vanished_name);
+    kube.compact();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, still) = server.get(&format!("/runs/{finished_id}")).await;
+    assert_eq!(
+        still["state"], "RUNNING",
+        "nothing reports while the agent is down"
+    );
+
+    let mut agent_process = agent(&server, &kube, &[]);
+    wait_state(&server, &finished_id, "SUCCEEDED").await;
+    let ended = wait_state(&server, &vanished_id, "FAILED").await;
+    assert!(
+        ended["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("deleted before the run ended"),
+        "{ended}"
+    );
+    // The separate agent reports over REST; the server labels what it recorded.
+    wait_until("persisted label", &server, async || {
+        (kube.workflows()[&finished_name]["metadata"]["labels"]["pipeline/persistedFinalState"]
+            == "true")
+            .then_some(())
+    })
+    .await;
+    agent_process.kill().unwrap();
+    agent_process.wait().unwrap();
+}
+
+#[tokio::test]
+async fn terminate_delete_archive_and_ttl_clean_up_workflows_but_keep_runs() {
+    let kube = Kube::start().await;
+    let server = serve(&kube, &[("KFPD_WORKFLOW_TTL", "1s")], &[]);
+
+    // Terminate: Argo's shutdown, then the Workflow's end makes the run CANCELED.
+    let run = create_run(&server, "hello.yaml").await;
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    let (name, _) = workflow_of(&kube, &server, &run_id).await;
+    kube.set_status(&name, status("Running", "", nodes(vec![])));
+    wait_state(&server, &run_id, "RUNNING").await;
+    let (code, body) = server
+        .post(&format!("/runs/{run_id}:terminate"), &json!({}))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    wait_state(&server, &run_id, "CANCELING").await;
+    let patched = kube
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PATCH" && r.path.ends_with(&name))
+        .expect("a patch of the workflow");
+    assert_eq!(patched.body, json!({"spec": {"shutdown": "Terminate"}}));
+    assert_eq!(kube.workflows()[&name]["spec"]["shutdown"], "Terminate");
+    kube.set_status(
+        &name,
+        status("Failed", "Stopped with strategy 'Terminate'", nodes(vec![])),
+    );
+    wait_state(&server, &run_id, "CANCELED").await;
+
+    // Recorded and past its TTL: deleted from the cluster, kept in the database.
+    wait_until("ttl deletion", &server, async || {
+        (!kube.workflows().contains_key(&name)).then_some(())
+    })
+    .await;
+    let (code, kept) = server.get(&format!("/runs/{run_id}")).await;
+    assert_eq!((code, kept["state"].as_str()), (200, Some("CANCELED")));
+
+    // Delete: the Workflow goes with the run.
+    let run = create_run(&server, "hello.yaml").await;
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    let (name, _) = workflow_of(&kube, &server, &run_id).await;
+    let (code, body) = server.delete(&format!("/runs/{run_id}")).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(!kube.workflows().contains_key(&name));
+
+    // Archive: a finished run's Workflow is deleted, the run stays (archived).
+    let server_no_ttl = serve(&kube, &[("KFPD_AGENT", "off")], &[]);
+    let run = create_run(&server_no_ttl, "hello.yaml").await;
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    let (name, _) = workflow_of(&kube, &server_no_ttl, &run_id).await;
+    let (code, body) = server_no_ttl
+        .post(&format!("/runs/{run_id}:terminate"), &json!({}))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    wait_state(&server_no_ttl, &run_id, "CANCELED").await;
+    assert!(kube.workflows().contains_key(&name));
+    let (code, body) = server_no_ttl
+        .post(&format!("/runs/{run_id}:archive"), &json!({}))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(!kube.workflows().contains_key(&name));
+    let (_, archived) = server_no_ttl.get(&format!("/runs/{run_id}")).await;
+    assert_eq!(archived["storage_state"], "ARCHIVED");
+
+    // Retry is refused with what to do instead.
+    let (code, body) = server_no_ttl
+        .post(&format!("/runs/{run_id}:retry"), &json!({}))
+        .await;
+    assert_eq!(code, 501, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("create a new run"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn recurring_runs_fire_through_the_same_submission() {
+    let kube = Kube::start().await;
+    let server = serve(&kube, &[], &[]);
+    let body = json!({
+        "display_name": "every second",
+        "pipeline_spec": common::pipeline_spec("hello.yaml"),
+        "trigger": {"periodic_schedule": {"interval_second": "1"}},
+        "mode": "ENABLE",
+        "max_concurrency": "10",
+    });
+    let (code, recurring) = server.post("/recurringruns", &body).await;
+    assert_eq!(code, 200, "{recurring}");
+    let recurring_id = recurring["recurring_run_id"].as_str().unwrap().to_string();
+    let fired = wait_until("a fired run's workflow", &server, async || {
+        let (_, runs) = server.get("/runs").await;
+        let run = runs["runs"]
+            .as_array()?
+            .iter()
+            .find(|run| run["recurring_run_id"] == recurring_id.as_str())?
+            .clone();
+        let id = run["run_id"].as_str()?.to_string();
+        (!kube.of_run(&id).is_empty()).then_some(id)
+    })
+    .await;
+    let (name, _) = workflow_of(&kube, &server, &fired).await;
+    kube.set_status(&name, status("Succeeded", "", nodes(vec![])));
+    wait_state(&server, &fired, "SUCCEEDED").await;
+}
+
+#[tokio::test]
+async fn thousands_of_existing_workflows_are_listed_in_pages_and_gc_scheduled() {
+    let kube = Kube::start().await;
+    // Recorded Workflows of earlier runs, finished long ago.
+    let old = rfc3339(now() - 3 * 86_400);
+    kube.preload((0..1_200).map(|index| {
+        json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+            "metadata": {
+                "name": format!("old-{index:05}"), "namespace": "kubeflow",
+                "uid": format!("uid-{index}"),
+                "labels": {"pipeline/runid": format!("old-run-{index}"),
+                           "pipeline/persistedFinalState": "true"},
+            },
+            "spec": {},
+            "status": {"phase": "Succeeded", "finishedAt": old},
+        })
+    }));
+    let server = serve(&kube, &[], &[]);
+    // Past the default TTL of a day: deleted, without the runs being reported.
+    wait_until("old workflows deleted", &server, async || {
+        kube.workflows().is_empty().then_some(())
+    })
+    .await;
+    let pages: Vec<_> = kube
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.method == "GET" && r.path.ends_with("/workflows") && !r.query.contains_key("watch")
+        })
+        .collect();
+    assert!(pages.len() >= 3, "{} list requests", pages.len());
+    assert_eq!(pages[0].query.get("limit").map(String::as_str), Some("500"));
+    assert!(pages[1].query.contains_key("continue"));
+    // And the agent went on to watch: a new run is followed.
+    let run = create_run(&server, "hello.yaml").await;
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    let (name, _) = workflow_of(&kube, &server, &run_id).await;
+    kube.set_status(&name, status("Succeeded", "", nodes(vec![])));
+    wait_state(&server, &run_id, "SUCCEEDED").await;
+}
+
+#[tokio::test]
+async fn the_executor_works_on_postgresql_and_mysql() {
+    for kind in ["postgres", "mysql"] {
+        let Some(url) = common::database_url(kind).await else {
+            continue;
+        };
+        let kube = Kube::start().await;
+        let server = serve(&kube, &[], &["--database-url", &url]);
+        let run = create_run(&server, "hello.yaml").await;
+        let run_id = run["run_id"].as_str().unwrap().to_string();
+        let (name, _) = workflow_of(&kube, &server, &run_id).await;
+        drive(&server, &run_id, "root").await;
+        drive(&server, &run_id, "root/echo").await;
+        let (id, pod) = pod_node(&name, "echo", "Failed", "OOMKilled");
+        kube.set_status(&name, status("Failed", "", nodes(vec![(id, pod)])));
+        let ended = wait_state(&server, &run_id, "FAILED").await;
+        assert!(
+            ended["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("OOMKilled"),
+            "{kind}: {ended}"
+        );
+    }
+}

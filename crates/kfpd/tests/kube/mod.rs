@@ -1,0 +1,533 @@
+//! A scripted Kubernetes API server, for tests only (there is no cluster here):
+//! a real HTTP server on 127.0.0.1 answering the subset of the API kfpd calls —
+//! Workflows (`argoproj.io/v1alpha1`) created, listed in pages with label
+//! selectors, watched (newline-delimited events, bookmarks, 410 Gone once the
+//! watched version is compacted away), merge-patched and deleted; pod logs. Every
+//! request is recorded. The test plays Argo's controller by writing statuses
+//! with [`Kube::set_status`].
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+const WORKFLOWS: &str = "/apis/argoproj.io/v1alpha1/namespaces/{namespace}/workflows";
+
+/// One request the server answered.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub query: BTreeMap<String, String>,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct Cluster {
+    workflows: BTreeMap<String, Value>,
+    version: u64,
+    /// (resourceVersion, type, object); versions at or below `compacted` are gone.
+    events: Vec<(u64, String, Value)>,
+    compacted: u64,
+    requests: Vec<Request>,
+    /// Answered to the next creates instead of creating: (code, reason, message).
+    refuse_creates: Vec<(u16, String, String)>,
+    pod_logs: HashMap<String, String>,
+    /// Open watches are closed when this changes.
+    watch_epoch: u64,
+}
+
+#[derive(Clone)]
+pub struct Kube {
+    cluster: Arc<Mutex<Cluster>>,
+    changed: Arc<tokio::sync::Notify>,
+    pub url: String,
+    /// A kubeconfig naming this server; give it to kfpd as KUBECONFIG.
+    pub kubeconfig: PathBuf,
+    _dir: Arc<tempfile::TempDir>,
+}
+
+impl Kube {
+    pub async fn start() -> Kube {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let dir = tempfile::tempdir().expect("temp dir");
+        let kubeconfig = dir.path().join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: scripted\n  cluster:\n    server: {url}\nusers:\n- name: scripted\n  user:\n    token: scripted-token\ncontexts:\n- name: scripted\n  context:\n    cluster: scripted\n    user: scripted\n    namespace: kubeflow\ncurrent-context: scripted\n"
+            ),
+        )
+        .expect("kubeconfig");
+        let kube = Kube {
+            cluster: Arc::default(),
+            changed: Arc::default(),
+            url,
+            kubeconfig,
+            _dir: Arc::new(dir),
+        };
+        let app = Router::new()
+            .route(WORKFLOWS, get(list_or_watch).post(create))
+            .route(
+                &format!("{WORKFLOWS}/{{name}}"),
+                get(get_one).patch(patch).delete(delete),
+            )
+            .route(
+                "/api/v1/namespaces/{namespace}/pods/{pod}/log",
+                get(pod_log),
+            )
+            .fallback(unknown)
+            .with_state(kube.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        kube
+    }
+
+    pub fn kubeconfig(&self) -> &str {
+        self.kubeconfig.to_str().expect("utf-8 path")
+    }
+
+    fn record(&self, method: &str, path: &str, query: &BTreeMap<String, String>, body: Value) {
+        self.cluster.lock().unwrap().requests.push(Request {
+            method: method.into(),
+            path: path.into(),
+            query: query.clone(),
+            body,
+        });
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.cluster.lock().unwrap().requests.clone()
+    }
+
+    pub fn workflows(&self) -> BTreeMap<String, Value> {
+        self.cluster.lock().unwrap().workflows.clone()
+    }
+
+    /// The Workflows labelled with `run_id`.
+    pub fn of_run(&self, run_id: &str) -> Vec<Value> {
+        self.workflows()
+            .into_values()
+            .filter(|workflow| workflow["metadata"]["labels"]["pipeline/runid"] == run_id)
+            .collect()
+    }
+
+    pub fn refuse_next_create(&self, code: u16, reason: &str, message: &str) {
+        self.cluster.lock().unwrap().refuse_creates.push((
+            code,
+            reason.to_string(),
+            message.to_string(),
+        ));
+    }
+
+    pub fn set_pod_log(&self, pod: &str, text: &str) {
+        self.cluster
+            .lock()
+            .unwrap()
+            .pod_logs
+            .insert(pod.to_string(), text.to_string());
+    }
+
+    /// Adds a Workflow as if someone else created it.
+    pub fn insert(&self, workflow: Value) {
+        let mut cluster = self.cluster.lock().unwrap();
+        store(&mut cluster, workflow, "ADDED");
+        drop(cluster);
+        self.changed.notify_waiters();
+    }
+
+    /// Adds many Workflows without events (as if they existed before anyone watched).
+    pub fn preload(&self, workflows: impl IntoIterator<Item = Value>) {
+        let mut cluster = self.cluster.lock().unwrap();
+        for mut workflow in workflows {
+            cluster.version += 1;
+            workflow["metadata"]["resourceVersion"] = json!(cluster.version.to_string());
+            let name = workflow["metadata"]["name"].as_str().unwrap().to_string();
+            cluster.workflows.insert(name, workflow);
+        }
+        cluster.compacted = cluster.version;
+    }
+
+    /// Writes `status` as Argo's controller would (a MODIFIED event).
+    pub fn set_status(&self, name: &str, status: Value) {
+        let mut cluster = self.cluster.lock().unwrap();
+        let mut workflow = cluster
+            .workflows
+            .get(name)
+            .cloned()
+            .expect("workflow exists");
+        workflow["status"] = status;
+        store(&mut cluster, workflow, "MODIFIED");
+        drop(cluster);
+        self.changed.notify_waiters();
+    }
+
+    /// Deletes as `kubectl delete` would (a DELETED event).
+    pub fn remove(&self, name: &str) {
+        let mut cluster = self.cluster.lock().unwrap();
+        remove(&mut cluster, name);
+        drop(cluster);
+        self.changed.notify_waiters();
+    }
+
+    /// Forgets every event so far: watches from an older version get 410 Gone,
+    /// and open watches are closed.
+    pub fn compact(&self) {
+        let mut cluster = self.cluster.lock().unwrap();
+        cluster.compacted = cluster.version;
+        cluster.watch_epoch += 1;
+        drop(cluster);
+        self.changed.notify_waiters();
+    }
+
+    /// Closes open watches, as an API server does when its watch timeout ends.
+    pub fn close_watches(&self) {
+        self.cluster.lock().unwrap().watch_epoch += 1;
+        self.changed.notify_waiters();
+    }
+}
+
+fn store(cluster: &mut Cluster, mut workflow: Value, kind: &str) {
+    cluster.version += 1;
+    let version = cluster.version;
+    workflow["metadata"]["resourceVersion"] = json!(version.to_string());
+    let name = workflow["metadata"]["name"].as_str().unwrap().to_string();
+    cluster.workflows.insert(name, workflow.clone());
+    cluster.events.push((version, kind.into(), workflow));
+}
+
+fn remove(cluster: &mut Cluster, name: &str) -> Option<Value> {
+    let mut workflow = cluster.workflows.remove(name)?;
+    cluster.version += 1;
+    let version = cluster.version;
+    workflow["metadata"]["resourceVersion"] = json!(version.to_string());
+    cluster
+        .events
+        .push((version, "DELETED".into(), workflow.clone()));
+    Some(workflow)
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Response {
+    let body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": message, "reason": reason, "code": code,
+    });
+    (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        Json(body),
+    )
+        .into_response()
+}
+
+fn matches(selector: &str, workflow: &Value) -> bool {
+    let labels = &workflow["metadata"]["labels"];
+    selector
+        .split(',')
+        .filter(|term| !term.is_empty())
+        .all(|term| match term.split_once('=') {
+            Some((key, value)) => labels[key].as_str() == Some(value),
+            None => labels.get(term).is_some(),
+        })
+}
+
+async fn create(
+    State(kube): State<Kube>,
+    Path(namespace): Path<String>,
+    Json(mut workflow): Json<Value>,
+) -> Response {
+    kube.record(
+        "POST",
+        &format!("/namespaces/{namespace}/workflows"),
+        &BTreeMap::new(),
+        workflow.clone(),
+    );
+    let mut cluster = kube.cluster.lock().unwrap();
+    if !cluster.refuse_creates.is_empty() {
+        let (code, reason, message) = cluster.refuse_creates.remove(0);
+        return status(code, &reason, &message);
+    }
+    let prefix = workflow["metadata"]["generateName"]
+        .as_str()
+        .unwrap_or("workflow-")
+        .to_string();
+    let name = format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..5]
+    );
+    workflow["metadata"]["name"] = json!(name);
+    workflow["metadata"]["namespace"] = json!(namespace);
+    workflow["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
+    workflow["metadata"]["creationTimestamp"] = json!(chrono_now());
+    store(&mut cluster, workflow.clone(), "ADDED");
+    let created = cluster.workflows[&name].clone();
+    drop(cluster);
+    kube.changed.notify_waiters();
+    (StatusCode::CREATED, Json(created)).into_response()
+}
+
+fn chrono_now() -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    rfc3339(seconds as i64)
+}
+
+/// Unix seconds as RFC 3339 UTC, as Kubernetes writes times.
+pub fn rfc3339(seconds: i64) -> String {
+    let days = seconds.div_euclid(86_400);
+    let rest = seconds.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+async fn get_one(State(kube): State<Kube>, Path((_, name)): Path<(String, String)>) -> Response {
+    match kube.workflows().get(&name) {
+        Some(workflow) => Json(workflow.clone()).into_response(),
+        None => status(
+            404,
+            "NotFound",
+            &format!("workflows.argoproj.io \"{name}\" not found"),
+        ),
+    }
+}
+
+async fn patch(
+    State(kube): State<Kube>,
+    Path((namespace, name)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    kube.record(
+        "PATCH",
+        &format!("/namespaces/{namespace}/workflows/{name}"),
+        &BTreeMap::new(),
+        body.clone(),
+    );
+    let mut cluster = kube.cluster.lock().unwrap();
+    let Some(mut workflow) = cluster.workflows.get(&name).cloned() else {
+        return status(
+            404,
+            "NotFound",
+            &format!("workflows.argoproj.io \"{name}\" not found"),
+        );
+    };
+    merge(&mut workflow, &body);
+    store(&mut cluster, workflow, "MODIFIED");
+    let patched = cluster.workflows[&name].clone();
+    drop(cluster);
+    kube.changed.notify_waiters();
+    Json(patched).into_response()
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge(target: &mut Value, patch: &Value) {
+    let Value::Object(fields) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    for (key, value) in fields {
+        if value.is_null() {
+            target.as_object_mut().unwrap().remove(key);
+        } else {
+            merge(&mut target[key], value);
+        }
+    }
+}
+
+async fn delete(
+    State(kube): State<Kube>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Response {
+    kube.record(
+        "DELETE",
+        &format!("/namespaces/{namespace}/workflows/{name}"),
+        &BTreeMap::new(),
+        Value::Null,
+    );
+    let mut cluster = kube.cluster.lock().unwrap();
+    let removed = remove(&mut cluster, &name);
+    drop(cluster);
+    kube.changed.notify_waiters();
+    match removed {
+        Some(_) => {
+            Json(json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}))
+                .into_response()
+        }
+        None => status(
+            404,
+            "NotFound",
+            &format!("workflows.argoproj.io \"{name}\" not found"),
+        ),
+    }
+}
+
+async fn list_or_watch(
+    State(kube): State<Kube>,
+    Path(namespace): Path<String>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    kube.record(
+        "GET",
+        &format!("/namespaces/{namespace}/workflows"),
+        &query,
+        Value::Null,
+    );
+    let selector = query.get("labelSelector").cloned().unwrap_or_default();
+    if query.get("watch").map(String::as_str) == Some("true") {
+        let from: u64 = query
+            .get("resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        return watch(kube, selector, from);
+    }
+    let cluster = kube.cluster.lock().unwrap();
+    let limit: usize = query
+        .get("limit")
+        .and_then(|v| v.parse().ok())
+        .filter(|limit| *limit > 0)
+        .unwrap_or(usize::MAX);
+    // The continue token is the last name sent, so deletions between pages
+    // neither skip nor repeat items (as the real API server's snapshot).
+    let after = query.get("continue").cloned().unwrap_or_default();
+    let matching: Vec<&Value> = cluster
+        .workflows
+        .iter()
+        .filter(|(name, _)| after.is_empty() || name.as_str() > after.as_str())
+        .map(|(_, workflow)| workflow)
+        .filter(|workflow| matches(&selector, workflow))
+        .collect();
+    let end = limit.min(matching.len());
+    let items: Vec<Value> = matching[..end].iter().map(|w| (*w).clone()).collect();
+    let next = if end < matching.len() {
+        items
+            .last()
+            .and_then(|w| w["metadata"]["name"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    } else {
+        String::new()
+    };
+    Json(json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "WorkflowList",
+        "metadata": {"resourceVersion": cluster.version.to_string(), "continue": next},
+        "items": items,
+    }))
+    .into_response()
+}
+
+fn watch(kube: Kube, selector: String, from: u64) -> Response {
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(64);
+    tokio::spawn(async move {
+        let epoch = kube.cluster.lock().unwrap().watch_epoch;
+        let mut sent = from;
+        loop {
+            let changed = kube.changed.notified();
+            let (lines, closed) = {
+                let cluster = kube.cluster.lock().unwrap();
+                if sent < cluster.compacted {
+                    let gone = json!({"type": "ERROR", "object": {
+                        "kind": "Status", "apiVersion": "v1", "metadata": {},
+                        "status": "Failure", "reason": "Expired", "code": 410,
+                        "message": format!("too old resource version: {sent} ({})", cluster.compacted),
+                    }});
+                    (vec![gone.to_string()], true)
+                } else {
+                    let mut lines = Vec::new();
+                    for (version, kind, object) in &cluster.events {
+                        if *version > sent && matches(&selector, object) {
+                            lines.push(json!({"type": kind, "object": object}).to_string());
+                        }
+                    }
+                    if cluster.version > sent {
+                        sent = cluster.version;
+                        lines.push(
+                            json!({"type": "BOOKMARK", "object": {
+                                "kind": "Workflow", "apiVersion": "argoproj.io/v1alpha1",
+                                "metadata": {"resourceVersion": sent.to_string()},
+                            }})
+                            .to_string(),
+                        );
+                    }
+                    (lines, cluster.watch_epoch != epoch)
+                }
+            };
+            for line in lines {
+                if sender.send(Ok(format!("{line}\n"))).await.is_err() {
+                    return;
+                }
+            }
+            if closed {
+                return;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), changed).await;
+        }
+    });
+    let stream = tokio_stream_from(receiver);
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+fn tokio_stream_from(
+    mut receiver: tokio::sync::mpsc::Receiver<Result<String, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<String, std::io::Error>> {
+    futures::stream::poll_fn(move |context| receiver.poll_recv(context))
+}
+
+async fn pod_log(
+    State(kube): State<Kube>,
+    Path((namespace, pod)): Path<(String, String)>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    kube.record(
+        "GET",
+        &format!("/namespaces/{namespace}/pods/{pod}/log"),
+        &query,
+        Value::Null,
+    );
+    match kube.cluster.lock().unwrap().pod_logs.get(&pod) {
+        Some(text) => text.clone().into_response(),
+        None => status(404, "NotFound", &format!("pods \"{pod}\" not found")),
+    }
+}
+
+async fn unknown(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    status(
+        404,
+        "NotFound",
+        &format!("the scripted API server does not serve {method} {uri}"),
+    )
+}
