@@ -3,7 +3,9 @@
 //!
 //! Why: a lightweight component's process spends most of its CPU importing kfp
 //! (about 0.1 s), which dwarfs the engine's own cost per task and caps fan-outs on
-//! small machines. The fork inherits the imported modules; what runs in the child is
+//! small machines. The zygote keeps one child forked ahead, waiting for the next
+//! task on a pipe, with the imported objects frozen out of the garbage collector so
+//! the children copy fewer pages. The fork inherits the imported modules; what runs in the child is
 //! exactly what the task's own `sh -ec` program would run — the component source
 //! written to a fresh temp dir, then `python3 -m kfp.dsl.executor_main
 //! --component_module_path <it> <args>` — in the task's directory, environment and
@@ -49,7 +51,7 @@ const RETRY_BROKEN: Duration = Duration::from_secs(60);
 const ZYGOTE: &str = r#"
 import json, os, select, sys
 os.environ["_KFP_RUNTIME"] = "true"
-import atexit, runpy, tempfile, threading, traceback
+import atexit, gc, locale, runpy, tempfile, threading, traceback
 import kfp.dsl.executor_main  # the import every task would pay for
 
 def run_task(request):
@@ -72,6 +74,9 @@ def run_task(request):
         with open(module, "w") as f:
             f.write(request["source"])
         sys.argv = [kfp.dsl.executor_main.__file__, "--component_module_path", module] + request["args"]
+        # As under `python3 -m`: the module runs as __main__ without being imported
+        # first (runpy warns when it finds it imported).
+        sys.modules.pop("kfp.dsl.executor_main", None)
         try:
             runpy.run_module("kfp.dsl.executor_main", run_name="__main__", alter_sys=True)
             code = 0
@@ -113,10 +118,61 @@ def main():
     os.dup2(null, 0)
     os.dup2(2, 1)
     os.close(null)
+    children = {}
+
     def send(message):
         os.write(replies, (json.dumps(message) + "\n").encode())
+
+    def fork_spare():
+        # A child forked ahead of its task and waiting for it on a pipe: the fork is
+        # off the task's path, and done while the previous task runs.
+        inbox, outbox = os.pipe()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(inbox)
+            os.close(outbox)
+            return None
+        if pid == 0:
+            os.close(outbox)
+            os.close(requests)
+            os.close(replies)
+            for child_fd in children:
+                os.close(child_fd)
+            chunks = []
+            while True:
+                chunk = os.read(inbox, 1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            os.close(inbox)
+            if not chunks:
+                os._exit(0)  # the zygote went away before handing over a task
+            run_task(json.loads(b"".join(chunks)))
+        os.close(inbox)
+        try:
+            os.setpgid(pid, pid)
+        except OSError:
+            pass
+        return pid, outbox
+
+    def hand_over(spare, line):
+        pid, outbox = spare
+        try:
+            os.write(outbox, line)
+            os.close(outbox)
+            return pid
+        except OSError:
+            os.close(outbox)
+            os.waitpid(pid, 0)
+            return None
+
+    # Objects imported so far are never collected: the collector skips them, so
+    # forked children do not copy the pages it would otherwise touch.
+    gc.collect()
+    gc.freeze()
+    spare = fork_spare()
     send({"ready": True})
-    children = {}
     pending = b""
     while True:
         readable, _, _ = select.select([requests] + list(children), [], [])
@@ -129,23 +185,18 @@ def main():
                 while b"\n" in pending:
                     line, pending = pending.split(b"\n", 1)
                     request = json.loads(line)
-                    try:
-                        pid = os.fork()
-                    except OSError as error:
-                        send({"id": request["id"], "error": str(error)})
+                    pid = hand_over(spare, line) if spare else None
+                    spare = None
+                    if pid is None:
+                        spare = fork_spare()
+                        pid = hand_over(spare, line) if spare else None
+                        spare = None
+                    if pid is None:
+                        send({"id": request["id"], "error": "cannot fork a task process"})
                         continue
-                    if pid == 0:
-                        os.close(requests)
-                        os.close(replies)
-                        for child_fd in children:
-                            os.close(child_fd)
-                        run_task(request)
-                    try:
-                        os.setpgid(pid, pid)
-                    except OSError:
-                        pass
                     children[os.pidfd_open(pid)] = (request["id"], pid)
                     send({"id": request["id"], "pid": pid})
+                    spare = fork_spare()
             else:
                 request_id, pid = children.pop(fd)
                 os.close(fd)
