@@ -51,11 +51,39 @@ const RETRY_BROKEN: Duration = Duration::from_secs(60);
 const ZYGOTE: &str = r#"
 import json, os, select, sys
 os.environ["_KFP_RUNTIME"] = "true"
-import atexit, gc, locale, runpy, tempfile, threading, traceback
+import argparse, atexit, gc, importlib.util, locale, tempfile, threading, traceback, types
 import kfp.dsl.executor_main  # the import every task would pay for
 
-def run_task(request):
+# What `python3 -m kfp.dsl.executor_main` would find and compile, found once.
+EXECUTOR = importlib.util.find_spec("kfp.dsl.executor_main")
+EXECUTOR_CODE = EXECUTOR.loader.get_code(EXECUTOR.name)
+
+def rehearse():
+    # The executor's argument parser, built once here: the patterns argparse compiles
+    # stay in re's cache, so no task compiles them again.
+    parser = argparse.ArgumentParser(description="rehearsal")
+    for option in ("--component_module_path", "--function_to_execute", "--executor_input"):
+        parser.add_argument(option, type=str)
+    parser.parse_known_args(["--function_to_execute", "f", "--executor_input", "{}", "--component_module_path", "m.py"])
+
+def run_executor():
+    # As `python3 -m` runs a module: a new __main__ holding it, the module itself
+    # not imported (runpy would warn that it is).
+    sys.modules.pop(EXECUTOR.name, None)
+    main = types.ModuleType("__main__")
+    main.__dict__.update(
+        __file__=EXECUTOR.origin,
+        __cached__=EXECUTOR.cached,
+        __loader__=EXECUTOR.loader,
+        __spec__=EXECUTOR,
+        __package__=EXECUTOR.parent,
+    )
+    sys.modules["__main__"] = main
+    exec(EXECUTOR_CODE, main.__dict__)
+
+def run_task(request, done):
     code = 1
+    task_pid = os.getpid()
     try:
         os.setpgid(0, 0)
         log = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -73,12 +101,9 @@ def run_task(request):
         module = os.path.join(program_dir, "ephemeral_component.py")
         with open(module, "w") as f:
             f.write(request["source"])
-        sys.argv = [kfp.dsl.executor_main.__file__, "--component_module_path", module] + request["args"]
-        # As under `python3 -m`: the module runs as __main__ without being imported
-        # first (runpy warns when it finds it imported).
-        sys.modules.pop("kfp.dsl.executor_main", None)
+        sys.argv = [EXECUTOR.origin, "--component_module_path", module] + request["args"]
         try:
-            runpy.run_module("kfp.dsl.executor_main", run_name="__main__", alter_sys=True)
+            run_executor()
             code = 0
         except SystemExit as exit:
             if exit.code is None:
@@ -109,6 +134,13 @@ def run_task(request):
                 stream.flush()
             except BaseException:
                 pass
+        if os.getpid() == task_pid:
+            # Said before the exit, so the task's end is not held up by tearing
+            # down the process; a process the task forked does not say it.
+            try:
+                os.write(done, bytes([code & 0xFF]))
+            except OSError:
+                pass
         os._exit(code & 0xFF)
 
 def main():
@@ -118,7 +150,9 @@ def main():
     os.dup2(null, 0)
     os.dup2(2, 1)
     os.close(null)
+    # pidfd -> the task it watches; the read end of a task's "done" pipe -> the same.
     children = {}
+    dones = {}
 
     def send(message):
         os.write(replies, (json.dumps(message) + "\n").encode())
@@ -127,18 +161,16 @@ def main():
         # A child forked ahead of its task and waiting for it on a pipe: the fork is
         # off the task's path, and done while the previous task runs.
         inbox, outbox = os.pipe()
+        done_read, done_write = os.pipe()
         try:
             pid = os.fork()
         except OSError:
-            os.close(inbox)
-            os.close(outbox)
+            for fd in (inbox, outbox, done_read, done_write):
+                os.close(fd)
             return None
         if pid == 0:
-            os.close(outbox)
-            os.close(requests)
-            os.close(replies)
-            for child_fd in children:
-                os.close(child_fd)
+            for fd in [outbox, done_read, requests, replies] + list(children) + list(dones):
+                os.close(fd)
             chunks = []
             while True:
                 chunk = os.read(inbox, 1 << 16)
@@ -148,34 +180,37 @@ def main():
             os.close(inbox)
             if not chunks:
                 os._exit(0)  # the zygote went away before handing over a task
-            run_task(json.loads(b"".join(chunks)))
+            run_task(json.loads(b"".join(chunks)), done_write)
         os.close(inbox)
+        os.close(done_write)
         try:
             os.setpgid(pid, pid)
         except OSError:
             pass
-        return pid, outbox
+        return pid, outbox, done_read
 
     def hand_over(spare, line):
-        pid, outbox = spare
+        pid, outbox, done_read = spare
         try:
             os.write(outbox, line)
             os.close(outbox)
-            return pid
+            return pid, done_read
         except OSError:
             os.close(outbox)
+            os.close(done_read)
             os.waitpid(pid, 0)
             return None
 
     # Objects imported so far are never collected: the collector skips them, so
     # forked children do not copy the pages it would otherwise touch.
+    rehearse()
     gc.collect()
     gc.freeze()
     spare = fork_spare()
     send({"ready": True})
     pending = b""
     while True:
-        readable, _, _ = select.select([requests] + list(children), [], [])
+        readable, _, _ = select.select([requests] + list(children) + list(dones), [], [])
         for fd in readable:
             if fd == requests:
                 chunk = os.read(requests, 1 << 16)
@@ -185,26 +220,39 @@ def main():
                 while b"\n" in pending:
                     line, pending = pending.split(b"\n", 1)
                     request = json.loads(line)
-                    pid = hand_over(spare, line) if spare else None
+                    started = hand_over(spare, line) if spare else None
                     spare = None
-                    if pid is None:
+                    if started is None:
                         spare = fork_spare()
-                        pid = hand_over(spare, line) if spare else None
+                        started = hand_over(spare, line) if spare else None
                         spare = None
-                    if pid is None:
+                    if started is None:
                         send({"id": request["id"], "error": "cannot fork a task process"})
                         continue
-                    children[os.pidfd_open(pid)] = (request["id"], pid)
+                    pid, done_read = started
+                    task = {"id": request["id"], "pid": pid, "reported": False}
+                    children[os.pidfd_open(pid)] = task
+                    dones[done_read] = task
                     send({"id": request["id"], "pid": pid})
                     spare = fork_spare()
-            else:
-                request_id, pid = children.pop(fd)
+            elif fd in dones:
+                task = dones.pop(fd)
+                said = os.read(fd, 1)
                 os.close(fd)
-                _, status = os.waitpid(pid, 0)
+                if said and not task["reported"]:
+                    task["reported"] = True
+                    send({"id": task["id"], "exit": said[0]})
+            elif fd in children:
+                task = children.pop(fd)
+                os.close(fd)
+                _, status = os.waitpid(task["pid"], 0)
+                if task["reported"]:
+                    continue
+                task["reported"] = True
                 if os.WIFSIGNALED(status):
-                    send({"id": request_id, "signal": os.WTERMSIG(status)})
+                    send({"id": task["id"], "signal": os.WTERMSIG(status)})
                 else:
-                    send({"id": request_id, "exit": os.WEXITSTATUS(status)})
+                    send({"id": task["id"], "exit": os.WEXITSTATUS(status)})
 
 main()
 "#;
