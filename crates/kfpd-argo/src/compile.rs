@@ -491,7 +491,9 @@ impl<'a> Compiler<'a> {
             name: label.to_string(),
             inputs: Inputs { parameters: inputs },
             metadata: settings.metadata.clone(),
-            init_containers: vec![self.init_container()],
+            init_containers: std::iter::once(self.init_container())
+                .chain(settings.init_containers.iter().cloned())
+                .collect(),
             container: Some(Container {
                 name: "main".into(),
                 image: resolved
@@ -508,6 +510,7 @@ impl<'a> Compiler<'a> {
                 // upstream leaves them (many ML images run as root and install
                 // packages at start), unless the pipeline sets them.
                 security_context: settings.security_context.clone(),
+                restart_policy: None,
             }),
             volumes,
             node_selector: settings.node_selector.clone(),

@@ -88,6 +88,9 @@ pub fn pod_spec_patch(driven: Driven<'_>) -> Result<Value, Error> {
         main["imagePullPolicy"] = json!(policy);
     }
     let mut patch = json!({"containers": [main]});
+    if !settings.init_containers.is_empty() {
+        patch["initContainers"] = json!(settings.init_containers);
+    }
     if !settings.volumes.is_empty() {
         patch["volumes"] = json!(settings.volumes);
     }

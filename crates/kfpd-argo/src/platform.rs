@@ -14,11 +14,16 @@ use serde_json::{Map, Value};
 use crate::error::Error;
 use crate::scope::{Bound, Scope};
 use crate::workflow::{
-    Affinity, ConfigMapVolume, EmptyDir, EnvVar, EnvVarSource, EphemeralVolume, KeyRef, KeyToPath,
-    Metadata, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
-    PreferredSchedulingTerm, PvcResources, PvcSpec, PvcTemplate, PvcVolume, SecretVolume,
-    SecurityContext, Toleration, Volume, VolumeMount,
+    Affinity, ConfigMapVolume, Container, EmptyDir, EnvVar, EnvVarSource, EphemeralVolume, KeyRef,
+    KeyToPath, LabelSelector, Metadata, NodeAffinity, NodeSelector, NodeSelectorRequirement,
+    NodeSelectorTerm, PodAffinity, PodAffinityTerm, PreferredSchedulingTerm, PvcResources, PvcSpec,
+    PvcTemplate, PvcVolume, Resources, SecretVolume, SecurityContext, Toleration, Volume,
+    VolumeMount, WeightedPodAffinityTerm,
 };
+
+/// Container names of a task pod that are not the user's to take: kfpd's own
+/// containers, Argo's, and the launcher name upstream reserves.
+const RESERVED_CONTAINERS: [&str; 5] = ["main", "kfpd-init", "init", "wait", "kfp-launcher"];
 
 /// A value given as a `TaskInputsSpec.InputParameterSpec` in the platform spec.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -61,9 +66,62 @@ pub struct ExecutorConfig {
     pub tolerations: Vec<TolerationConfig>,
     pub generic_ephemeral_volume: Vec<GenericEphemeralVolume>,
     pub node_affinity: Vec<NodeAffinityTerm>,
+    pub pod_affinity: Vec<PodAffinityConfig>,
     pub enabled_shared_memory: Option<SharedMemory>,
     pub empty_dir_mounts: Vec<EmptyDirMount>,
     pub security_context: Option<SecurityContextConfig>,
+    pub init_containers: Vec<InitContainerConfig>,
+}
+
+/// `KubernetesExecutorConfig.pod_affinity`: one term, required unless it has a
+/// weight, against other pods unless `anti`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PodAffinityConfig {
+    pub match_pod_expressions: Vec<SelectorRequirement>,
+    pub match_pod_labels: BTreeMap<String, String>,
+    pub topology_key: String,
+    pub namespaces: Vec<String>,
+    pub match_namespace_expressions: Vec<SelectorRequirement>,
+    pub match_namespace_labels: BTreeMap<String, String>,
+    pub weight: Option<i32>,
+    pub anti: Option<bool>,
+}
+
+/// `KubernetesExecutorConfig.init_containers`: a container that runs to its end
+/// before the task's (or beside it, as a sidecar, with `restartPolicy: Always`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct InitContainerConfig {
+    pub name: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub args: Vec<String>,
+    pub env: Vec<PlainEnv>,
+    pub volume_mounts: Vec<InitVolumeMount>,
+    pub restart_policy: Option<String>,
+    pub resources: Option<InitResources>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PlainEnv {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct InitVolumeMount {
+    pub volume_name: String,
+    pub mount_path: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct InitResources {
+    pub requests: BTreeMap<String, String>,
+    pub limits: BTreeMap<String, String>,
 }
 
 /// `KubernetesExecutorConfig.security_context`: the user and group the task's
@@ -280,6 +338,8 @@ pub struct PodSettings {
     pub active_deadline_seconds: Option<i64>,
     /// The user's container's security context (`security_context`).
     pub security_context: Option<SecurityContext>,
+    /// The pipeline's own init containers and sidecars (`init_containers`).
+    pub init_containers: Vec<Container>,
     /// Some value is only known at run time: the template takes the driver's patch.
     pub needs_patch: bool,
 }
@@ -630,10 +690,35 @@ pub fn settings(config: &ExecutorConfig, scope: &Scope) -> Result<PodSettings, E
                 .push(term),
         }
     }
-    if affinity != NodeAffinity::default() {
-        out.affinity = Some(Affinity {
-            node_affinity: Some(affinity),
-        });
+    let mut pods = PodAffinity::default();
+    let mut anti_pods = PodAffinity::default();
+    for entry in &config.pod_affinity {
+        let term = pod_affinity_term(entry)?;
+        let side = if entry.anti.unwrap_or(false) {
+            &mut anti_pods
+        } else {
+            &mut pods
+        };
+        match entry.weight {
+            Some(weight) => side
+                .preferred_during_scheduling_ignored_during_execution
+                .push(WeightedPodAffinityTerm {
+                    weight,
+                    pod_affinity_term: term,
+                }),
+            None => side
+                .required_during_scheduling_ignored_during_execution
+                .push(term),
+        }
+    }
+    let given = |affinity: PodAffinity| Some(affinity).filter(|a| *a != PodAffinity::default());
+    let affinity = Affinity {
+        node_affinity: Some(affinity).filter(|a| *a != NodeAffinity::default()),
+        pod_affinity: given(pods),
+        pod_anti_affinity: given(anti_pods),
+    };
+    if affinity != Affinity::default() {
+        out.affinity = Some(affinity);
     }
 
     if let Some(meta) = &config.pod_metadata {
@@ -663,7 +748,123 @@ pub fn settings(config: &ExecutorConfig, scope: &Scope) -> Result<PodSettings, E
             ..SecurityContext::default()
         })
         .filter(|context| *context != SecurityContext::default());
+    out.init_containers = config
+        .init_containers
+        .iter()
+        .map(|entry| init_container(entry, &out))
+        .collect::<Result<_, _>>()?;
+    let mut names: Vec<&str> = out
+        .init_containers
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    names.sort_unstable();
+    if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(Error::Platform(format!(
+            "two init containers are named {:?}",
+            pair[0]
+        )));
+    }
     Ok(out)
+}
+
+fn pod_affinity_term(entry: &PodAffinityConfig) -> Result<PodAffinityTerm, Error> {
+    if entry.topology_key.trim().is_empty() {
+        return Err(Error::Platform(
+            "a pod affinity term needs a topology key (for example kubernetes.io/hostname)"
+                .to_string(),
+        ));
+    }
+    let selector = |expressions: &[SelectorRequirement], labels: &BTreeMap<String, String>| {
+        let selector = LabelSelector {
+            match_expressions: requirements(expressions),
+            match_labels: labels.clone(),
+        };
+        Some(selector).filter(|s| *s != LabelSelector::default())
+    };
+    Ok(PodAffinityTerm {
+        label_selector: selector(&entry.match_pod_expressions, &entry.match_pod_labels),
+        namespace_selector: selector(
+            &entry.match_namespace_expressions,
+            &entry.match_namespace_labels,
+        ),
+        namespaces: entry.namespaces.clone(),
+        topology_key: entry.topology_key.clone(),
+    })
+}
+
+/// One of the pipeline's init containers. Its mounts name volumes the task's
+/// other settings define (an empty dir, an ephemeral volume, a secret's or config
+/// map's volume by its generated name), or a mounted PVC by its claim name.
+fn init_container(entry: &InitContainerConfig, settings: &PodSettings) -> Result<Container, Error> {
+    let name = entry.name.trim();
+    if name.is_empty() {
+        return Err(Error::Platform("an init container has no name".to_string()));
+    }
+    if RESERVED_CONTAINERS.contains(&name) {
+        return Err(Error::Platform(format!(
+            "init container {name:?}: the name is taken by the task pod's own containers ({})",
+            RESERVED_CONTAINERS.join(", ")
+        )));
+    }
+    if entry.image.trim().is_empty() {
+        return Err(Error::Platform(format!(
+            "init container {name:?} has no image"
+        )));
+    }
+    if let Some(policy) = entry.restart_policy.as_deref() {
+        if policy != "Always" {
+            return Err(Error::Platform(format!(
+                "init container {name:?}: restart policy {policy:?} is not supported (only \"Always\", which makes it a sidecar)"
+            )));
+        }
+    }
+    let mut mounts = Vec::new();
+    for wanted in &entry.volume_mounts {
+        let by_name = settings
+            .volumes
+            .iter()
+            .find(|v| v.name == wanted.volume_name);
+        let by_claim = || {
+            settings.volumes.iter().find(|v| {
+                v.persistent_volume_claim
+                    .as_ref()
+                    .is_some_and(|claim| claim.claim_name == wanted.volume_name)
+            })
+        };
+        let volume = match by_name.or_else(by_claim) {
+            Some(volume) => volume.name.clone(),
+            // A volume only named at run time is in the driver's patch; the
+            // patch resolves this mount again once it is known.
+            None if settings.needs_patch => continue,
+            None => {
+                return Err(Error::Platform(format!(
+                    "init container {name:?} mounts volume {:?}, which the task's pod does not have (define it with a PVC mount, an empty dir or an ephemeral volume)",
+                    wanted.volume_name
+                )))
+            }
+        };
+        mounts.push(mount(&volume, &wanted.mount_path, None));
+    }
+    let resources = entry.resources.clone().unwrap_or_default();
+    Ok(Container {
+        name: name.to_string(),
+        image: entry.image.clone(),
+        command: entry.command.clone(),
+        args: entry.args.clone(),
+        env: entry
+            .env
+            .iter()
+            .map(|e| EnvVar::value(&e.name, e.value.clone()))
+            .collect(),
+        resources: Resources {
+            limits: resources.limits,
+            requests: resources.requests,
+        },
+        volume_mounts: mounts,
+        restart_policy: entry.restart_policy.clone(),
+        ..Container::default()
+    })
 }
 
 fn items(list: &[ItemConfig]) -> Vec<KeyToPath> {

@@ -511,3 +511,210 @@ fn settings_beyond_the_corpus() {
     }
     assert_eq!(kfpd_argo::lint::lint(&wf), Vec::<String>::new());
 }
+
+/// One task with the given kubernetes executor config, compiled.
+fn compile_with(config: Value) -> Result<Value, String> {
+    let spec = json!({
+        "components": {"comp-echo": {"executorLabel": "exec-echo",
+            "inputDefinitions": {"parameters": {"claim": {"parameterType": "STRING"}}}}},
+        "deploymentSpec": {"executors": {"exec-echo": {"container": {
+            "image": "alpine", "command": ["echo", "hi"]}}}},
+        "pipelineInfo": {"name": "init-and-affinity"},
+        "root": {
+            "inputDefinitions": {"parameters": {"claim": {"parameterType": "STRING", "defaultValue": "data-claim"}}},
+            "dag": {"tasks": {"echo": {
+                "componentRef": {"name": "comp-echo"}, "taskInfo": {"name": "echo"},
+                "inputs": {"parameters": {"claim": {"componentInputParameter": "claim"}}}}}}},
+        "schemaVersion": "2.1.0", "sdkVersion": "kfp-2.15.0"
+    });
+    let platform = json!({"platforms": {"kubernetes": {
+        "deploymentSpec": {"executors": {"exec-echo": config}}}}});
+    let package = kfpd_ir::Package::from_parts(spec, Some(platform)).expect("valid package");
+    let workflow = compile(&package, &Options::default()).map_err(|e| e.to_string())?;
+    Ok(serde_json::to_value(workflow).expect("json"))
+}
+
+/// The fields of kfp-kubernetes' `init_containers` and `pod_affinity`, as the
+/// platform spec's JSON names them.
+#[test]
+fn init_containers_and_pod_affinity() {
+    let wf = compile_with(json!({
+        "emptyDirMounts": [{"volumeName": "scratch", "mountPath": "/scratch"}],
+        "pvcMount": [{"pvcNameParameter": {"componentInputParameter": "claim"}, "mountPath": "/data"}],
+        "initContainers": [
+            {"name": "fetch", "image": "busybox", "command": ["sh", "-c"], "args": ["echo hi > /work/hello"],
+             "env": [{"name": "MODE", "value": "fast"}],
+             "volumeMounts": [{"volumeName": "scratch", "mountPath": "/work"},
+                              {"volumeName": "data-claim", "mountPath": "/in"}],
+             "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "64Mi"}}},
+            {"name": "proxy", "image": "envoy", "restartPolicy": "Always"}
+        ],
+        "podAffinity": [
+            {"matchPodLabels": {"app": "cache"}, "topologyKey": "kubernetes.io/hostname"},
+            {"matchPodExpressions": [{"key": "tier", "operator": "In", "values": ["gpu"]}],
+             "matchNamespaceLabels": {"team": "ml"}, "topologyKey": "zone", "weight": 20},
+            {"matchPodLabels": {"app": "noisy"}, "topologyKey": "kubernetes.io/hostname", "anti": true}
+        ]
+    }))
+    .expect("compiles");
+    let pod = pod(&wf, "root", "echo");
+    let inits = pod["initContainers"].as_array().unwrap();
+    let names: Vec<&str> = inits.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["kfpd-init", "fetch", "proxy"],
+        "kfpd's own copy step runs first"
+    );
+    let fetch = &inits[1];
+    assert_eq!(fetch["image"], "busybox");
+    assert_eq!(fetch["args"], json!(["echo hi > /work/hello"]));
+    assert_eq!(fetch["env"], json!([{"name": "MODE", "value": "fast"}]));
+    assert_eq!(
+        fetch["resources"],
+        json!({"requests": {"cpu": "100m"}, "limits": {"memory": "64Mi"}})
+    );
+    // Mounts name the pod's volumes: the empty dir by its name, the PVC by its claim.
+    let volumes = pod["volumes"].as_array().unwrap();
+    let claim_volume = volumes
+        .iter()
+        .find(|v| v["persistentVolumeClaim"]["claimName"] == "data-claim")
+        .expect("the PVC volume")["name"]
+        .clone();
+    assert_eq!(
+        fetch["volumeMounts"],
+        json!([{"name": "scratch", "mountPath": "/work"}, {"name": claim_volume, "mountPath": "/in"}])
+    );
+    assert_eq!(inits[2]["restartPolicy"], "Always");
+    assert!(inits[2].get("volumeMounts").is_none());
+
+    let affinity = &pod["affinity"];
+    assert_eq!(
+        affinity["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"],
+        json!([{"labelSelector": {"matchLabels": {"app": "cache"}}, "topologyKey": "kubernetes.io/hostname"}])
+    );
+    assert_eq!(
+        affinity["podAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"],
+        json!([{"weight": 20, "podAffinityTerm": {
+            "labelSelector": {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["gpu"]}]},
+            "namespaceSelector": {"matchLabels": {"team": "ml"}},
+            "topologyKey": "zone"}}])
+    );
+    assert_eq!(
+        affinity["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0]
+            ["labelSelector"]["matchLabels"]["app"],
+        "noisy"
+    );
+    assert!(affinity.get("nodeAffinity").is_none());
+
+    if let Some(shared) = support::shared_dir() {
+        for v in ["v3.7.8", "v4.0.5"] {
+            let crd = support::schema::Crd::load(
+                &shared.schemas.join(format!("crd-workflows-full-{v}.yaml")),
+                v,
+            );
+            assert_eq!(crd.validate(&wf), Vec::<String>::new(), "{v}");
+        }
+    }
+    assert_eq!(kfpd_argo::lint::lint(&wf), Vec::<String>::new());
+}
+
+#[test]
+fn init_containers_and_pod_affinity_that_cannot_work_are_refused_by_name() {
+    let refused = |config: Value, expected: &[&str]| {
+        let error = compile_with(config).expect_err("refused");
+        for part in expected {
+            assert!(error.contains(part), "{error} should name {part}");
+        }
+    };
+    refused(
+        json!({"initContainers": [{"name": "fetch", "image": "busybox",
+            "volumeMounts": [{"volumeName": "missing", "mountPath": "/x"}]}]}),
+        &["\"fetch\"", "\"missing\""],
+    );
+    refused(
+        json!({"initContainers": [{"name": "main", "image": "busybox"}]}),
+        &["\"main\"", "taken"],
+    );
+    refused(
+        json!({"initContainers": [{"name": "fetch", "image": ""}]}),
+        &["\"fetch\"", "no image"],
+    );
+    refused(
+        json!({"initContainers": [{"name": "a", "image": "x"}, {"name": "a", "image": "y"}]}),
+        &["\"a\"", "two init containers"],
+    );
+    refused(
+        json!({"initContainers": [{"name": "a", "image": "x", "restartPolicy": "OnFailure"}]}),
+        &["\"a\"", "OnFailure"],
+    );
+    refused(
+        json!({"podAffinity": [{"matchPodLabels": {"app": "x"}}]}),
+        &["topology key"],
+    );
+}
+
+/// A PVC named by an upstream task's output is known only when the task is
+/// driven: the init container that mounts it gets the mount in the driver's patch.
+#[test]
+fn an_init_container_mounting_a_pvc_named_at_run_time_gets_it_in_the_patch() {
+    let spec = json!({
+        "components": {
+            "comp-make": {"executorLabel": "exec-make",
+                "outputDefinitions": {"parameters": {"Output": {"parameterType": "STRING"}}}},
+            "comp-use": {"executorLabel": "exec-use",
+                "inputDefinitions": {"parameters": {"claim": {"parameterType": "STRING"}}}}},
+        "deploymentSpec": {"executors": {
+            "exec-make": {"container": {"image": "alpine", "command": ["echo"]}},
+            "exec-use": {"container": {"image": "alpine", "command": ["echo"]}}}},
+        "pipelineInfo": {"name": "runtime-claim"},
+        "root": {"dag": {"tasks": {
+            "make": {"componentRef": {"name": "comp-make"}, "taskInfo": {"name": "make"}},
+            "use": {"componentRef": {"name": "comp-use"}, "taskInfo": {"name": "use"},
+                "dependentTasks": ["make"],
+                "inputs": {"parameters": {"claim": {"taskOutputParameter":
+                    {"producerTask": "make", "outputParameterKey": "Output"}}}}}}}},
+        "schemaVersion": "2.1.0", "sdkVersion": "kfp-2.15.0"
+    });
+    let platform = json!({"platforms": {"kubernetes": {"deploymentSpec": {"executors": {"exec-use": {
+        "pvcMount": [{"pvcNameParameter": {"taskOutputParameter":
+            {"producerTask": "make", "outputParameterKey": "Output"}}, "mountPath": "/data"}],
+        "initContainers": [{"name": "fetch", "image": "busybox",
+            "volumeMounts": [{"volumeName": "claim-7", "mountPath": "/in"}]}]
+    }}}}}});
+    let package = kfpd_ir::Package::from_parts(spec, Some(platform)).expect("valid package");
+    let wf = serde_json::to_value(compile(&package, &Options::default()).unwrap()).unwrap();
+    assert!(takes_patch(&wf, "root", "use"));
+    let template_fetch = &pod(&wf, "root", "use")["initContainers"][1];
+    assert_eq!(template_fetch["name"], "fetch");
+    assert!(template_fetch.get("volumeMounts").is_none());
+
+    let ir = package.spec();
+    let dag = ir.root.dag.as_ref().unwrap();
+    let mut sibling_outputs = std::collections::BTreeMap::new();
+    sibling_outputs.insert(
+        "make".to_string(),
+        Map::from_iter([("Output".to_string(), json!("claim-7"))]),
+    );
+    let patch = kfpd_argo::patch::pod_spec_patch(kfpd_argo::patch::Driven {
+        spec: ir,
+        platform: package.platform(),
+        name: "use",
+        task: &dag.tasks["use"],
+        component: ir.component("comp-use").unwrap(),
+        dag,
+        dag_inputs: &Map::new(),
+        sibling_outputs,
+        task_inputs: Map::from_iter([("claim".to_string(), json!("claim-7"))]),
+    })
+    .expect("patch");
+    let volume = patch["volumes"][0]["name"].clone();
+    assert_eq!(
+        patch["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        "claim-7"
+    );
+    assert_eq!(
+        patch["initContainers"],
+        json!([{"name": "fetch", "image": "busybox",
+            "volumeMounts": [{"name": volume, "mountPath": "/in"}]}])
+    );
+}
