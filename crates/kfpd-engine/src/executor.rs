@@ -104,21 +104,9 @@ fn state_filter(state: RunState) -> Vec<Predicate> {
 }
 
 impl Executor {
+    /// The oldest runs in `state`, one page of 50.
     async fn runs_in(&self, state: RunState) -> Vec<Run> {
-        let query = match ListQuery::new(
-            Resource::Run,
-            50,
-            "",
-            "created_at",
-            Some(state_filter(state)),
-        ) {
-            Ok(query) => query,
-            Err(error) => {
-                tracing::error!(%error, "cannot build the executor's run query");
-                return Vec::new();
-            }
-        };
-        match self.engine.store.list_runs(&Scope::default(), &query).await {
+        match self.page_of(state, "").await {
             Ok(page) => page.items,
             Err(error) => {
                 tracing::warn!(%error, state = state.as_str(), "cannot list runs");
@@ -127,10 +115,53 @@ impl Executor {
         }
     }
 
+    async fn page_of(
+        &self,
+        state: RunState,
+        token: &str,
+    ) -> Result<kfpd_store::Page<Run>, kfpd_store::Error> {
+        let query = ListQuery::new(
+            Resource::Run,
+            50,
+            token,
+            "created_at",
+            Some(state_filter(state)),
+        )?;
+        self.engine.store.list_runs(&Scope::default(), &query).await
+    }
+
+    /// Every run in `state`, page after page. A database that cannot be read (still
+    /// starting, or briefly gone) is asked again until it answers or shutdown begins:
+    /// a run left out here would stay in that state until the next restart.
+    async fn all_runs_in(&self, state: RunState) -> Vec<Run> {
+        let mut runs = Vec::new();
+        let mut token = String::new();
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match self.page_of(state, &token).await {
+                Ok(page) => {
+                    runs.extend(page.items);
+                    if page.next_page_token.is_empty() {
+                        return runs;
+                    }
+                    token = page.next_page_token;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, state = state.as_str(), "cannot list runs to recover; retrying");
+                    if self.shutdown.is_cancelled() {
+                        return runs;
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
     /// Runs left RUNNING by a previous process resume (succeeded tasks are kept);
     /// runs left CANCELING end CANCELED.
     async fn recover(self: &Arc<Executor>) {
-        for run in self.runs_in(RunState::Canceling).await {
+        for run in self.all_runs_in(RunState::Canceling).await {
             let result = self
                 .engine
                 .store
@@ -146,7 +177,7 @@ impl Executor {
                 tracing::warn!(run = %run.id, %error, "cannot finish a canceled run");
             }
         }
-        for run in self.runs_in(RunState::Running).await {
+        for run in self.all_runs_in(RunState::Running).await {
             tracing::info!(run = %run.id, "resuming a run interrupted by a restart");
             self.start(run);
         }
@@ -247,16 +278,36 @@ impl Executor {
         });
     }
 
+    /// Records the run's end. A database that is briefly gone is asked again (the
+    /// run would otherwise stay RUNNING with nothing executing it); shutdown stops
+    /// asking, and the next start resumes the run.
     async fn finish(&self, run_id: &str, outcome: Outcome) {
         let from = [RunState::Running, RunState::Canceling];
-        let result = self
-            .engine
-            .store
-            .transition_run(run_id, &from, outcome.state, outcome.error.clone(), now())
-            .await;
-        match result {
-            Ok(_) => tracing::info!(run = %run_id, state = outcome.state.as_str(), "run finished"),
-            Err(error) => tracing::warn!(run = %run_id, %error, "cannot record the end of a run"),
+        let mut pause = Duration::from_millis(250);
+        loop {
+            let result = self
+                .engine
+                .store
+                .transition_run(run_id, &from, outcome.state, outcome.error.clone(), now())
+                .await;
+            match result {
+                Ok(_) => {
+                    tracing::info!(run = %run_id, state = outcome.state.as_str(), "run finished");
+                    return;
+                }
+                Err(error) if error.is_retryable() && !self.shutdown.is_cancelled() => {
+                    tracing::warn!(run = %run_id, %error, "cannot record the end of a run yet; retrying");
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {},
+                        () = self.shutdown.cancelled() => {},
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(error) => {
+                    tracing::warn!(run = %run_id, %error, "cannot record the end of a run");
+                    return;
+                }
+            }
         }
     }
 }
