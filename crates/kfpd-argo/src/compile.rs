@@ -448,6 +448,10 @@ impl<'a> Compiler<'a> {
         if retry.is_some_and(|r| r.max_retry_count > 0) {
             env.push(EnvVar::value("KFPD_RETRY_INDEX", "{{retries}}"));
         }
+        if self.workspace {
+            // `{{$.workspace_path}}` of every task: the run's shared volume.
+            env.push(EnvVar::value("KFPD_WORKSPACE", WORKSPACE_PATH));
+        }
         // A value holding `{{` would be taken for an Argo variable; the launcher
         // sets the component's variables itself anyway.
         env.extend(

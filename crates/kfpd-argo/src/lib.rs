@@ -22,7 +22,7 @@ mod resources;
 mod scope;
 pub mod workflow;
 
-pub use compile::{compile, DRIVER_TEMPLATE, ROOT_TEMPLATE};
+pub use compile::{compile, DRIVER_TEMPLATE, ROOT_TEMPLATE, WORKSPACE_VOLUME};
 pub use error::Error;
 pub use options::{ArgoVersion, Options};
 pub use workflow::Workflow;

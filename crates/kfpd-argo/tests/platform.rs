@@ -400,6 +400,8 @@ fn workspace_retries_and_timeouts() {
             .unwrap()
             .iter()
             .any(|m| m["name"] == "kfp-workspace" && m["mountPath"] == "/kfp-workspace"));
+        // The launcher resolves `{{$.workspace_path}}` to the shared volume.
+        assert_eq!(env(pod, "KFPD_WORKSPACE")["value"], "/kfp-workspace");
     }
 
     let wf = workflow("critical/pipeline_with_retry.yaml", json!({})).unwrap();

@@ -36,6 +36,10 @@ pub struct LauncherArgs {
     /// Where the task's inputs, outputs and log are kept while it runs.
     #[arg(long, env = "KFPD_WORK_DIR", default_value = "/tmp/kfpd")]
     pub work_dir: PathBuf,
+    /// The run's shared workspace (`{{$.workspace_path}}`), mounted in every task
+    /// pod when the pipeline has one; without it, a directory of the task's own.
+    #[arg(long, env = "KFPD_WORKSPACE")]
+    pub workspace: Option<PathBuf>,
 }
 
 /// Why the launcher could not run the task or report it; the message says what to do.
@@ -107,7 +111,11 @@ pub async fn launch(args: &LauncherArgs) -> Result<i32, Error> {
         .join(&task.task_id)
         .join(format!("attempt-{attempt}"));
     let started_at = now();
-    let ran = run_task(&task, run_id, &store, &work).await;
+    let workspace = args
+        .workspace
+        .clone()
+        .unwrap_or_else(|| work.join("workspace"));
+    let ran = run_task(&task, run_id, &store, &work, &workspace).await;
     let log_path = work.join("main.log");
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     // The pod's own log shows the task's output too.
@@ -274,6 +282,7 @@ async fn run_task(
     run_id: &str,
     store: &ArtifactStore,
     work: &Path,
+    workspace: &Path,
 ) -> Result<Done, String> {
     let bad = |field: &str, error: serde_json::Error| {
         format!("the server's {field} is not valid: {error}")
@@ -307,7 +316,6 @@ async fn run_task(
             .map_err(|error| format!("cannot fetch input artifact {}: {error}", download.uri))?;
     }
     let mut input = prepared.input;
-    let workspace = work.join("workspace");
     let job = JobInfo {
         job_name: task.job_name.clone(),
         job_resource_name: task.job_resource_name.clone(),

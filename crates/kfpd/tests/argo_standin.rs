@@ -302,12 +302,17 @@ async fn check_on(relative: &str, overrides: Overrides, store_env: &[(&str, &str
             scratch: &local_scratch,
             resource: &local_resource,
             pods: None,
+            workspace: None,
             random_metrics,
         },
     )
     .await;
     let argo_scratch = argo_scratch.display().to_string();
     let pod_dirs = pods.join("pods");
+    let workspace = pods
+        .join("claims")
+        .join(&outcome.name)
+        .join(kfpd_argo::WORKSPACE_VOLUME);
     let argo_snapshot = compare::snapshot(
         &argo,
         &argo_id,
@@ -315,6 +320,7 @@ async fn check_on(relative: &str, overrides: Overrides, store_env: &[(&str, &str
             scratch: &argo_scratch,
             resource: &outcome.name,
             pods: Some(&pod_dirs),
+            workspace: Some(&workspace),
             random_metrics,
         },
     )
@@ -383,6 +389,7 @@ standin_tests! {
     critical_pipeline_with_env => "critical/pipeline_with_env.yaml";
     critical_pipeline_with_input_status_state => "critical/pipeline_with_input_status_state.yaml";
     critical_pipeline_with_retry => "critical/pipeline_with_retry.yaml";
+    critical_pipeline_with_workspace => "critical/pipeline_with_workspace.yaml";
     critical_producer_consumer_param_pipeline => "critical/producer_consumer_param_pipeline.yaml";
     critical_pythonic_artifacts_test_pipeline => "critical/pythonic_artifacts_test_pipeline.yaml";
     critical_two_step_pipeline_containerized => "critical/two_step_pipeline_containerized.yaml";

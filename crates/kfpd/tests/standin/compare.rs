@@ -46,6 +46,9 @@ pub async fn snapshot(server: &Server, run_id: &str, given: &Normalise<'_>) -> V
     if let Some(pods) = given.pods {
         names.add(&format!("{}/", pods.display()), "<pods>/");
     }
+    if let Some(workspace) = given.workspace {
+        names.add(&format!("{}/", workspace.display()), "<work>/workspace/");
+    }
     let mut by_key: BTreeMap<&str, usize> = BTreeMap::new();
     for row in &rows {
         if !row.fingerprint.is_empty() {
@@ -191,6 +194,9 @@ pub struct Normalise<'a> {
     pub resource: &'a str,
     /// Where the stand-in's pods keep their files.
     pub pods: Option<&'a std::path::Path>,
+    /// The stand-in's directory for the run's workspace volume, which reads as the
+    /// local engine's `<work>/workspace`.
+    pub workspace: Option<&'a std::path::Path>,
     /// The pipeline logs random numbers as metrics.
     pub random_metrics: bool,
 }

@@ -862,6 +862,14 @@ impl Walk {
             } else {
                 panic!("{name}: env {variable}");
             };
+            // The workspace is a volume of the pod; here, its directory on this machine.
+            let value = match key.as_str() {
+                "KFPD_WORKSPACE" => host_path(&value, container, volumes)
+                    .unwrap_or_else(|| panic!("{name}: {value} is not on a volume of the pod"))
+                    .display()
+                    .to_string(),
+                _ => value,
+            };
             env.retain(|(existing, _)| *existing != key);
             env.push((key, value));
         }
