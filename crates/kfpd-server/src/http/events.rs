@@ -7,25 +7,24 @@ use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use axum::response::IntoResponse;
 use futures::Stream;
 use kfpd_api::v2beta1 as api;
 use kfpd_ir::spec::PipelineSpec;
 use serde::Serialize;
 
-use super::extract::Params;
+use super::extract::Query;
+use super::openapi::{EventStream, Routes};
 use crate::error::{Code, Result};
 use crate::metrics::{StreamGuard, StreamKind};
 use crate::service::{Api, Node, RunView};
 
-pub fn routes() -> Router<Api> {
-    Router::new()
-        .route("/apis/v2beta1/runs/{run_id}/events", get(run_events))
-        .route("/apis/v2beta1/runs:watch", get(watch_runs))
+pub fn routes(routes: Routes) -> Routes {
+    routes
+        .get("/apis/v2beta1/runs/{run_id}/events", run_events)
+        .get("/apis/v2beta1/runs:watch", watch_runs)
 }
 
 /// How often a run's stream looks at its rows while the run is live. One stream
@@ -36,15 +35,17 @@ const RUN_INTERVAL: Duration = Duration::from_millis(500);
 /// How often a runs table's stream reads its page again while a run on it is live.
 const LIST_INTERVAL: Duration = Duration::from_secs(1);
 
-type Events = Response;
+type Events = EventStream;
 
 fn sse<S>(stream: S) -> Events
 where
     S: Stream<Item = std::result::Result<Event, Infallible>> + Send + 'static,
 {
-    Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response()
+    EventStream(
+        Sse::new(stream)
+            .keep_alive(KeepAlive::default())
+            .into_response(),
+    )
 }
 
 /// `GET /apis/v2beta1/runs/{run_id}/events`: `event: run` with `{"run", "nodes"}`
@@ -177,16 +178,10 @@ impl RunWatch {
 /// run on it is live. Once no run on the page is live the stream ends, so a page
 /// of finished runs holds no connection. A bad filter or an unknown experiment is
 /// answered as ListRuns answers it, before the stream starts.
-async fn watch_runs(State(api): State<Api>, RawQuery(query): RawQuery) -> Result<Events> {
-    let params = Params::parse(query.as_deref());
-    let request = api::ListRunsRequest {
-        namespace: params.text("namespace"),
-        experiment_id: params.text("experiment_id"),
-        page_token: params.text("page_token"),
-        page_size: params.int32("page_size")?,
-        sort_by: params.text("sort_by"),
-        filter: params.text("filter"),
-    };
+async fn watch_runs(
+    State(api): State<Api>,
+    Query(request): Query<api::ListRunsRequest>,
+) -> Result<Events> {
     let page = api.list_runs(request.clone()).await?;
     let guard = api.metrics().open_stream(StreamKind::Runs);
     let mut watch = ListWatch {

@@ -5,36 +5,74 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::header;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::response::IntoResponse;
+use axum::Json;
 use base64::Engine as _;
-use serde_json::json;
+use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::extract::{id_and_verb, Params};
+use super::extract::{id_and_verb, named_fields, JsonBody, Query, QueryField, QueryShape};
+use super::openapi::{local, Components, Routes, Schema, Text};
 use crate::error::{Error, Result};
 use crate::service::{Api, ArtifactView, ListArtifactsResponse, TaskLog};
 
-pub fn routes() -> Router<Api> {
-    Router::new()
-        .route(
-            "/apis/v1alpha1/runs/{run_id}/nodes/{node_id}/log",
-            get(task_log),
-        )
-        .route(
+pub fn routes(routes: Routes) -> Routes {
+    routes
+        .get("/apis/v1alpha1/runs/{run_id}/nodes/{node_id}/log", task_log)
+        .get_verbs(
             "/apis/v2beta1/runs/{run_id}/nodes/{node_id}/artifacts/{artifact}",
-            get(read_artifact),
+            READ,
+            read_artifact,
         )
-        .route(
+        .get_verbs(
             "/apis/v1beta1/runs/{run_id}/nodes/{node_id}/artifacts/{artifact}",
-            get(read_artifact),
+            READ,
+            read_artifact,
         )
-        .route("/apis/v2beta1/runs/{run_id}/drive", post(drive))
-        .route("/apis/v2beta1/artifacts", get(list_artifacts))
-        .route("/apis/v2beta1/artifacts/{artifact_id}", get(get_artifact))
+        .post("/apis/v2beta1/runs/{run_id}/drive", drive)
+        .get("/apis/v2beta1/artifacts", list_artifacts)
+        .get("/apis/v2beta1/artifacts/{artifact_id}", get_artifact)
+}
+
+/// The one custom method on an artifact.
+const READ: &[&str] = &["read"];
+
+/// `?follow=true` on a task's log.
+struct LogQuery {
+    follow: bool,
+}
+
+impl QueryShape for LogQuery {
+    fn fields() -> Vec<QueryField> {
+        named_fields(&[], &["follow"])
+    }
+
+    fn decode(object: Map<String, Value>) -> Result<Self> {
+        let follow = object.get("follow").and_then(Value::as_bool);
+        Ok(LogQuery {
+            follow: follow.unwrap_or_default(),
+        })
+    }
+}
+
+/// `?run_id=` on the artifact list.
+struct ArtifactsQuery {
+    run_id: String,
+}
+
+impl QueryShape for ArtifactsQuery {
+    fn fields() -> Vec<QueryField> {
+        named_fields(&["run_id"], &[])
+    }
+
+    fn decode(object: Map<String, Value>) -> Result<Self> {
+        let run_id = object.get("run_id").and_then(Value::as_str);
+        Ok(ArtifactsQuery {
+            run_id: run_id.unwrap_or_default().to_string(),
+        })
+    }
 }
 
 /// A task's log, or one attempt's part of it (node `<task_id>-attempt-<n>`).
@@ -43,16 +81,14 @@ pub fn routes() -> Router<Api> {
 async fn task_log(
     State(api): State<Api>,
     Path((run_id, node_id)): Path<(String, String)>,
-    RawQuery(query): RawQuery,
-) -> Result<Response> {
-    let params = Params::parse(query.as_deref());
-    let follow = params.bool("follow")?;
+    Query(LogQuery { follow }): Query<LogQuery>,
+) -> Result<Text> {
     let log = api.task_log(&run_id, &node_id).await?;
     let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
     if log.local_path.is_none() {
         if let Some(uri) = &log.object_uri {
             let whole = api.read_object(uri).await?;
-            return Ok((text_plain, log.slice(whole)).into_response());
+            return Ok(Text((text_plain, log.slice(whole)).into_response()));
         }
     }
     if !follow || log.finished {
@@ -65,10 +101,12 @@ async fn task_log(
             // Not started yet: nothing written so far.
             None => bytes::Bytes::new(),
         };
-        return Ok((text_plain, bytes).into_response());
+        return Ok(Text((text_plain, bytes).into_response()));
     }
     let stream = follow_log(api, run_id, node_id, log);
-    Ok((text_plain, Body::from_stream(stream)).into_response())
+    Ok(Text(
+        (text_plain, Body::from_stream(stream)).into_response(),
+    ))
 }
 
 /// How far a follower has come.
@@ -210,19 +248,36 @@ async fn read_range(path: &PathBuf, start: u64, end: Option<u64>) -> std::io::Re
 async fn read_artifact(
     State(api): State<Api>,
     Path((run_id, node_id, segment)): Path<(String, String, String)>,
-) -> Result<Json<serde_json::Value>> {
-    let (name, _) = id_and_verb(&segment, &["read"])?;
+) -> Result<Json<ArtifactData>> {
+    let (name, _) = id_and_verb(&segment, READ)?;
     let bytes = api.read_artifact(&run_id, &node_id, name).await?;
     let data = base64::engine::general_purpose::STANDARD.encode(&bytes);
-    Ok(Json(json!({ "data": data })))
+    Ok(Json(ArtifactData(json!({ "data": data }))))
+}
+
+/// `{"data": "<base64>"}`.
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+struct ArtifactData(Value);
+
+impl Schema for ArtifactData {
+    fn schema(components: &mut Components) -> Value {
+        components.named("kfpd.ReadArtifactResponse", |_| {
+            json!({
+                "type": "object",
+                "properties": { "data": { "type": "string", "format": "byte" } },
+                "required": ["data"],
+                "additionalProperties": false,
+            })
+        })
+    }
 }
 
 async fn list_artifacts(
     State(api): State<Api>,
-    RawQuery(query): RawQuery,
+    Query(ArtifactsQuery { run_id }): Query<ArtifactsQuery>,
 ) -> Result<Json<ListArtifactsResponse>> {
-    let params = Params::parse(query.as_deref());
-    Ok(Json(api.list_artifacts(&params.text("run_id")).await?))
+    Ok(Json(api.list_artifacts(&run_id).await?))
 }
 
 async fn get_artifact(
@@ -233,6 +288,7 @@ async fn get_artifact(
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct DriveRequest {
     #[serde(default)]
     task_path: String,
@@ -244,24 +300,36 @@ struct DriveRequest {
     pod_spec_patch: bool,
 }
 
+impl Schema for DriveRequest {
+    fn schema(components: &mut Components) -> Value {
+        local::drive_request_schema(components)
+    }
+}
+
+/// The driver's decision for one task.
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+struct Decision(Value);
+
+impl Schema for Decision {
+    fn schema(components: &mut Components) -> Value {
+        local::drive_response_schema(components)
+    }
+}
+
 /// The driver request of the Argo pod interface: decides the task at `task_path`.
 async fn drive(
     State(api): State<Api>,
     Path(run_id): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Json<serde_json::Value>> {
-    let request: DriveRequest = serde_json::from_slice(&body).map_err(|error| {
-        Error::invalid(format!(
-            "the body must be a JSON object like {{\"task_path\": \"root/train\"}}: {error}"
-        ))
-    })?;
-    Ok(Json(
-        api.drive(
+    JsonBody { value: request, .. }: JsonBody<DriveRequest>,
+) -> Result<Json<Decision>> {
+    let decision = api
+        .drive(
             &run_id,
             &request.task_path,
             &request.workflow,
             request.pod_spec_patch,
         )
-        .await?,
-    ))
+        .await?;
+    Ok(Json(Decision(decision)))
 }

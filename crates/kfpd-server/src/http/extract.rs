@@ -4,9 +4,14 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::http::{header, HeaderMap};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use prost_types::field_descriptor_proto::Type;
 use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
 
+use super::openapi::schema::query_fields;
 use crate::error::{Code, Error, Result};
 
 /// Query parameters; each is looked up by its proto name and its lowerCamel name.
@@ -22,10 +27,15 @@ impl Params {
 
     /// The value under `name` (snake_case) or its lowerCamel form.
     pub fn text(&self, name: &str) -> String {
-        if let Some(value) = self.0.get(name) {
-            return value.clone();
-        }
-        self.0.get(&lower_camel(name)).cloned().unwrap_or_default()
+        self.get(name).unwrap_or_default().to_string()
+    }
+
+    /// The value under `name` or its lowerCamel form, if given at all.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .or_else(|| self.0.get(&lower_camel(name)))
+            .map(String::as_str)
     }
 
     pub fn int32(&self, name: &str) -> Result<i32> {
@@ -94,6 +104,120 @@ fn check_json_content_type(headers: &HeaderMap) -> Result<()> {
     Err(Error::invalid(format!(
         "unsupported content type {mime:?}: send application/json"
     )))
+}
+
+/// A JSON request body decoded into `T` (strictly, see [`json_body`]), with the
+/// bytes it came from for handlers that need to see which fields were sent.
+pub struct JsonBody<T> {
+    pub value: T,
+    pub raw: Bytes,
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self> {
+        let headers = request.headers().clone();
+        let raw = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    Code::ResourceExhausted
+                } else {
+                    Code::InvalidArgument
+                };
+                Error::new(
+                    code,
+                    format!("cannot read the request body: {}", rejection.body_text()),
+                )
+            })?;
+        let value = json_body(&headers, &raw)?;
+        Ok(JsonBody { value, raw })
+    }
+}
+
+/// One query parameter a [`QueryShape`] reads.
+pub struct QueryField {
+    pub name: String,
+    pub schema: Value,
+    kind: Type,
+}
+
+/// Something decoded from the query string, naming the parameters it reads.
+pub trait QueryShape: Sized {
+    fn fields() -> Vec<QueryField>;
+    fn decode(object: Map<String, Value>) -> Result<Self>;
+}
+
+/// Request messages: their scalar fields are the query parameters (as upstream's
+/// gateway reads them), under their proto or lowerCamel names.
+impl<T: prost::Name + DeserializeOwned> QueryShape for T {
+    fn fields() -> Vec<QueryField> {
+        query_fields(&T::full_name())
+            .into_iter()
+            .map(|(name, schema, kind)| QueryField { name, schema, kind })
+            .collect()
+    }
+
+    fn decode(object: Map<String, Value>) -> Result<Self> {
+        serde_json::from_value(Value::Object(object))
+            .map_err(|error| Error::invalid(format!("invalid query parameter: {error}")))
+    }
+}
+
+/// Query parameters of kfpd's own routes, by name; strings unless `flags` says
+/// they are true or false.
+pub fn named_fields(strings: &[&str], flags: &[&str]) -> Vec<QueryField> {
+    let string = strings.iter().map(|name| QueryField {
+        name: name.to_string(),
+        schema: serde_json::json!({ "type": "string" }),
+        kind: Type::String,
+    });
+    let flag = flags.iter().map(|name| QueryField {
+        name: name.to_string(),
+        schema: serde_json::json!({ "type": "boolean" }),
+        kind: Type::Bool,
+    });
+    string.chain(flag).collect()
+}
+
+/// The query string decoded into `T`: only the parameters `T` names are read.
+pub struct Query<T>(pub T);
+
+impl<T: QueryShape, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self> {
+        let params = Params::parse(parts.uri.query());
+        let mut object = Map::new();
+        for field in T::fields() {
+            let name = field.name.as_str();
+            let Some(text) = params.get(name) else {
+                continue;
+            };
+            let value = match field.kind {
+                Type::Bool => Value::Bool(params.bool(name)?),
+                Type::Int32 | Type::Sint32 | Type::Sfixed32 | Type::Uint32 | Type::Fixed32 => {
+                    if text.trim().is_empty() {
+                        continue;
+                    }
+                    Value::from(params.int32(name)?)
+                }
+                Type::Double | Type::Float => {
+                    let number = text.trim().parse::<f64>().map_err(|_| {
+                        Error::invalid(format!(
+                            "query parameter {name} must be a number, got {text:?}"
+                        ))
+                    })?;
+                    Value::from(number)
+                }
+                Type::Enum if text.is_empty() => continue,
+                _ => Value::String(text.to_string()),
+            };
+            object.insert(name.to_string(), value);
+        }
+        Ok(Query(T::decode(object)?))
+    }
 }
 
 /// Whether a PATCH body sets `tags` to exactly `{}` (meaning: remove all tags),

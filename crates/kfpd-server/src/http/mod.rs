@@ -5,6 +5,7 @@ mod events;
 mod execution;
 mod extract;
 mod nodes;
+pub mod openapi;
 mod pipelines;
 mod report;
 mod resources;
@@ -13,9 +14,10 @@ mod ui;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
 use axum::{Json, Router};
 use serde_json::json;
+
+use openapi::{Document, Routes, Slot, Text};
 
 use crate::error::{Code, Error};
 use crate::service::Api;
@@ -23,20 +25,38 @@ use crate::service::Api;
 /// Version reported by healthz (upstream's `tag_name`).
 const TAG_NAME: &str = env!("CARGO_PKG_VERSION");
 
+/// Every REST route, in the one table the OpenAPI document is made from.
+fn table(document: Slot) -> Routes {
+    let v2 = "/apis/v2beta1";
+    let routes = Routes::default()
+        .get(&format!("{v2}/healthz"), healthz_v2)
+        .get("/apis/v1beta1/healthz", healthz_v1)
+        .get("/metrics", metrics)
+        .get("/openapi.json", move || {
+            let document = document.clone();
+            async move { Json(Document(document.get().cloned().unwrap_or_default())) }
+        });
+    let routes = resources::routes(routes, v2);
+    let routes = pipelines::routes(routes, v2);
+    let routes = execution::routes(routes);
+    let routes = nodes::routes(routes);
+    let routes = events::routes(routes);
+    let routes = report::routes(routes);
+    ui::routes(routes)
+}
+
+/// The OpenAPI 3 document of every REST route kfpd serves.
+pub fn document() -> serde_json::Value {
+    table(Slot::default()).finish().1
+}
+
 /// All REST routes, answering JSON errors for unknown paths and methods.
 pub fn router(api: Api, max_body_bytes: usize) -> Router {
-    let v2 = "/apis/v2beta1";
-    Router::new()
-        .route(&format!("{v2}/healthz"), any(healthz_v2))
-        .route("/apis/v1beta1/healthz", any(healthz_v1))
-        .route("/metrics", axum::routing::get(metrics))
-        .merge(resources::routes(v2))
-        .merge(pipelines::routes(v2))
-        .merge(execution::routes())
-        .merge(nodes::routes())
-        .merge(events::routes())
-        .merge(report::routes())
-        .merge(ui::routes())
+    let slot = Slot::default();
+    let (routes, document) = table(slot.clone()).finish();
+    // Set once, right here, on a slot nobody else holds yet.
+    let _ = slot.set(document);
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -61,30 +81,51 @@ fn health_body(api: &Api) -> serde_json::Value {
     })
 }
 
-async fn healthz_v2(
-    axum::extract::State(api): axum::extract::State<Api>,
-) -> Json<serde_json::Value> {
+async fn healthz_v2(axum::extract::State(api): axum::extract::State<Api>) -> Json<Health> {
     let mut body = health_body(&api);
     body["pipeline_store"] = json!("database");
-    Json(body)
+    Json(Health(body))
 }
 
-async fn healthz_v1(
-    axum::extract::State(api): axum::extract::State<Api>,
-) -> Json<serde_json::Value> {
-    Json(health_body(&api))
+async fn healthz_v1(axum::extract::State(api): axum::extract::State<Api>) -> Json<Health> {
+    Json(Health(health_body(&api)))
 }
 
-async fn metrics(axum::extract::State(api): axum::extract::State<Api>) -> Response {
+/// Upstream's healthz body: `{commit_sha, tag_name, multi_user[, pipeline_store]}`.
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+struct Health(serde_json::Value);
+
+impl openapi::Schema for Health {
+    fn schema(components: &mut openapi::Components) -> serde_json::Value {
+        components.named("kfpd.Health", |_| {
+            json!({
+                "type": "object",
+                "properties": {
+                    "commit_sha": { "type": "string" },
+                    "tag_name": { "type": "string" },
+                    "multi_user": { "type": "boolean" },
+                    "pipeline_store": { "type": "string" },
+                },
+                "required": ["commit_sha", "tag_name", "multi_user"],
+                "additionalProperties": false,
+            })
+        })
+    }
+}
+
+async fn metrics(axum::extract::State(api): axum::extract::State<Api>) -> Text {
     let body = api.metrics().render().await;
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
+    Text(
+        (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
     )
-        .into_response()
 }
 
 /// Counts every request by its route template (the raw path would let clients
@@ -125,8 +166,8 @@ async fn method_not_allowed(method: Method) -> Response {
 }
 
 /// `{}`, the body of every call that returns `google.protobuf.Empty`.
-fn empty() -> Json<serde_json::Value> {
-    Json(json!({}))
+fn empty() -> Json<kfpd_api::wkt::Empty> {
+    Json(kfpd_api::wkt::Empty::default())
 }
 
 /// Rewrites the plain-text errors axum produces before a handler runs (body too

@@ -2,16 +2,16 @@
 //! edges) and one node's record. The run's changes stream from `events.rs`.
 
 use axum::extract::{Path, State};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 
+use super::openapi::Routes;
 use crate::error::Result;
 use crate::service::{Api, ListNodesResponse, NodeDetail};
 
-pub fn routes() -> Router<Api> {
-    Router::new()
-        .route("/apis/v2beta1/runs/{run_id}/nodes", get(list_nodes))
-        .route("/apis/v2beta1/runs/{run_id}/nodes/{node_id}", get(get_node))
+pub fn routes(routes: Routes) -> Routes {
+    routes
+        .get("/apis/v2beta1/runs/{run_id}/nodes", list_nodes)
+        .get("/apis/v2beta1/runs/{run_id}/nodes/{node_id}", get_node)
 }
 
 async fn list_nodes(

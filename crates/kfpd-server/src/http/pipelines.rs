@@ -1,64 +1,56 @@
 //! REST routes of PipelineService and the multipart upload endpoints.
 
-use axum::body::Bytes;
 use axum::extract::multipart::{Multipart, MultipartRejection};
-use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::extract::{Path, State};
+use axum::Json;
 use kfpd_api::v2beta1 as api;
-use serde_json::Value;
+use kfpd_api::wkt::Empty;
+use serde_json::{Map, Value};
 
 use super::empty;
-use super::extract::{clears_tags, json_body, Params};
+use super::extract::{clears_tags, named_fields, JsonBody, Query, QueryField, QueryShape};
+use super::openapi::Routes;
 use crate::error::{Error, Result, UploadError};
 use crate::service::{Api, Upload, UploadVersion};
 
 type Reply<T> = Result<Json<T>>;
 
-pub fn routes(v2: &str) -> Router<Api> {
-    Router::new()
-        .route(
-            &format!("{v2}/pipelines"),
-            post(create_pipeline).get(list_pipelines),
-        )
-        .route(
+pub fn routes(routes: Routes, v2: &str) -> Routes {
+    let pipeline = format!("{v2}/pipelines/{{pipeline_id}}");
+    let versions = format!("{pipeline}/versions");
+    let version = format!("{versions}/{{pipeline_version_id}}");
+    routes
+        .post(&format!("{v2}/pipelines"), create_pipeline)
+        .get(&format!("{v2}/pipelines"), list_pipelines)
+        .post(
             &format!("{v2}/pipelines/create"),
-            post(create_pipeline_and_version),
+            create_pipeline_and_version,
         )
-        .route(&format!("{v2}/pipelines/upload"), post(upload_pipeline))
-        .route(
+        .post(&format!("{v2}/pipelines/upload"), upload_pipeline)
+        .post(
             &format!("{v2}/pipelines/upload_version"),
-            post(upload_pipeline_version),
+            upload_pipeline_version,
         )
-        .route(
+        .get(
             &format!("{v2}/pipelines/names/{{name}}"),
-            get(get_pipeline_by_name),
+            get_pipeline_by_name,
         )
-        .route(
-            &format!("{v2}/pipelines/{{id}}"),
-            get(get_pipeline)
-                .delete(delete_pipeline)
-                .patch(update_pipeline),
-        )
-        .route(
-            &format!("{v2}/pipelines/{{id}}/versions"),
-            post(create_pipeline_version).get(list_pipeline_versions),
-        )
-        .route(
-            &format!("{v2}/pipelines/{{id}}/versions/{{version_id}}"),
-            get(get_pipeline_version)
-                .delete(delete_pipeline_version)
-                .patch(update_pipeline_version),
-        )
+        .get(&pipeline, get_pipeline)
+        .delete(&pipeline, delete_pipeline)
+        .patch(&pipeline, update_pipeline)
+        .post(&versions, create_pipeline_version)
+        .get(&versions, list_pipeline_versions)
+        .get(&version, get_pipeline_version)
+        .delete(&version, delete_pipeline_version)
+        .patch(&version, update_pipeline_version)
 }
 
 async fn create_pipeline(
     State(api): State<Api>,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody {
+        value: pipeline, ..
+    }: JsonBody<api::Pipeline>,
 ) -> Reply<api::Pipeline> {
-    let pipeline = json_body(&headers, &body)?;
     let request = api::CreatePipelineRequest {
         pipeline: Some(pipeline),
     };
@@ -67,25 +59,15 @@ async fn create_pipeline(
 
 async fn create_pipeline_and_version(
     State(api): State<Api>,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody { value: request, .. }: JsonBody<api::CreatePipelineAndVersionRequest>,
 ) -> Reply<api::Pipeline> {
-    let request: api::CreatePipelineAndVersionRequest = json_body(&headers, &body)?;
     Ok(Json(api.create_pipeline_and_version(request).await?))
 }
 
 async fn list_pipelines(
     State(api): State<Api>,
-    RawQuery(query): RawQuery,
+    Query(request): Query<api::ListPipelinesRequest>,
 ) -> Reply<api::ListPipelinesResponse> {
-    let params = Params::parse(query.as_deref());
-    let request = api::ListPipelinesRequest {
-        namespace: params.text("namespace"),
-        page_token: params.text("page_token"),
-        page_size: params.int32("page_size")?,
-        sort_by: params.text("sort_by"),
-        filter: params.text("filter"),
-    };
     Ok(Json(api.list_pipelines(request).await?))
 }
 
@@ -97,26 +79,18 @@ async fn get_pipeline(State(api): State<Api>, Path(id): Path<String>) -> Reply<a
 async fn get_pipeline_by_name(
     State(api): State<Api>,
     Path(name): Path<String>,
-    RawQuery(query): RawQuery,
+    Query(mut request): Query<api::GetPipelineByNameRequest>,
 ) -> Reply<api::Pipeline> {
-    let params = Params::parse(query.as_deref());
-    let request = api::GetPipelineByNameRequest {
-        namespace: params.text("namespace"),
-        name,
-    };
+    request.name = name;
     Ok(Json(api.get_pipeline_by_name(request).await?))
 }
 
 async fn delete_pipeline(
     State(api): State<Api>,
     Path(id): Path<String>,
-    RawQuery(query): RawQuery,
-) -> Reply<Value> {
-    let params = Params::parse(query.as_deref());
-    let request = api::DeletePipelineRequest {
-        pipeline_id: id,
-        cascade: params.bool("cascade")?,
-    };
+    Query(mut request): Query<api::DeletePipelineRequest>,
+) -> Reply<Empty> {
+    request.pipeline_id = id;
     api.delete_pipeline(request).await?;
     Ok(empty())
 }
@@ -124,26 +98,23 @@ async fn delete_pipeline(
 async fn update_pipeline(
     State(api): State<Api>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody {
+        value: mut pipeline,
+        raw,
+    }: JsonBody<api::Pipeline>,
 ) -> Reply<api::Pipeline> {
-    let mut pipeline: api::Pipeline = json_body(&headers, &body)?;
     pipeline.pipeline_id = id;
     let request = api::UpdatePipelineRequest {
         pipeline: Some(pipeline),
     };
-    Ok(Json(
-        api.update_pipeline(request, clears_tags(&body)).await?,
-    ))
+    Ok(Json(api.update_pipeline(request, clears_tags(&raw)).await?))
 }
 
 async fn create_pipeline_version(
     State(api): State<Api>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody { value: version, .. }: JsonBody<api::PipelineVersion>,
 ) -> Reply<api::PipelineVersion> {
-    let version = json_body(&headers, &body)?;
     let request = api::CreatePipelineVersionRequest {
         pipeline_id: id,
         pipeline_version: Some(version),
@@ -154,16 +125,9 @@ async fn create_pipeline_version(
 async fn list_pipeline_versions(
     State(api): State<Api>,
     Path(id): Path<String>,
-    RawQuery(query): RawQuery,
+    Query(mut request): Query<api::ListPipelineVersionsRequest>,
 ) -> Reply<api::ListPipelineVersionsResponse> {
-    let params = Params::parse(query.as_deref());
-    let request = api::ListPipelineVersionsRequest {
-        pipeline_id: id,
-        page_token: params.text("page_token"),
-        page_size: params.int32("page_size")?,
-        sort_by: params.text("sort_by"),
-        filter: params.text("filter"),
-    };
+    request.pipeline_id = id;
     Ok(Json(api.list_pipeline_versions(request).await?))
 }
 
@@ -181,7 +145,7 @@ async fn get_pipeline_version(
 async fn delete_pipeline_version(
     State(api): State<Api>,
     Path((pipeline_id, version_id)): Path<(String, String)>,
-) -> Reply<Value> {
+) -> Reply<Empty> {
     let request = api::DeletePipelineVersionRequest {
         pipeline_id,
         pipeline_version_id: version_id,
@@ -193,24 +157,65 @@ async fn delete_pipeline_version(
 async fn update_pipeline_version(
     State(api): State<Api>,
     Path((pipeline_id, version_id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody {
+        value: mut version,
+        raw,
+    }: JsonBody<api::PipelineVersion>,
 ) -> Reply<api::PipelineVersion> {
-    let mut version: api::PipelineVersion = json_body(&headers, &body)?;
     version.pipeline_id = pipeline_id;
     version.pipeline_version_id = version_id;
     let request = api::UpdatePipelineVersionRequest {
         pipeline_version: Some(version),
     };
     Ok(Json(
-        api.update_pipeline_version(request, clears_tags(&body))
+        api.update_pipeline_version(request, clears_tags(&raw))
             .await?,
     ))
 }
 
+/// The query parameters of an upload: the new pipeline's (or version's) fields,
+/// and for a version the pipeline it belongs to.
+#[derive(Default)]
+struct UploadQuery(Map<String, Value>);
+
+const UPLOAD_FIELDS: &[&str] = &[
+    "name",
+    "display_name",
+    "description",
+    "namespace",
+    "tags",
+    "code_source_url",
+    "pipelineid",
+    "pipeline_id",
+];
+
+impl QueryShape for UploadQuery {
+    fn fields() -> Vec<QueryField> {
+        named_fields(UPLOAD_FIELDS, &[])
+    }
+
+    fn decode(object: Map<String, Value>) -> Result<Self> {
+        Ok(UploadQuery(object))
+    }
+}
+
+impl UploadQuery {
+    fn text(&self, name: &str) -> String {
+        debug_assert!(
+            UPLOAD_FIELDS.contains(&name),
+            "{name} is not an upload field"
+        );
+        self.0
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
 /// Reads the `uploadfile` part of an upload request.
 async fn read_upload(
-    params: &Params,
+    params: &UploadQuery,
     multipart: std::result::Result<Multipart, MultipartRejection>,
 ) -> Result<Upload> {
     let mut multipart = multipart.map_err(|rejection| {
@@ -263,20 +268,18 @@ async fn read_upload(
 
 async fn upload_pipeline(
     State(api): State<Api>,
-    RawQuery(query): RawQuery,
+    Query(params): Query<UploadQuery>,
     multipart: std::result::Result<Multipart, MultipartRejection>,
 ) -> std::result::Result<Json<api::Pipeline>, UploadError> {
-    let params = Params::parse(query.as_deref());
     let upload = read_upload(&params, multipart).await?;
     Ok(Json(api.upload_pipeline(upload).await?))
 }
 
 async fn upload_pipeline_version(
     State(api): State<Api>,
-    RawQuery(query): RawQuery,
+    Query(params): Query<UploadQuery>,
     multipart: std::result::Result<Multipart, MultipartRejection>,
 ) -> std::result::Result<Json<api::PipelineVersion>, UploadError> {
-    let params = Params::parse(query.as_deref());
     let upload = read_upload(&params, multipart).await?;
     let pipeline_id = match params.text("pipelineid") {
         id if id.is_empty() => params.text("pipeline_id"),

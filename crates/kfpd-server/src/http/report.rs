@@ -2,29 +2,58 @@
 //! being the `workflow` field, a JSON string holding the Workflow's JSON (a JSON
 //! object is taken as the Workflow itself).
 
-use axum::extract::State;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::extract::{FromRequest, Request, State};
+use axum::Json;
+use kfpd_api::wkt::Empty;
 use serde_json::{json, Value};
 
+use super::openapi::{Doc, Part, Routes, Unimplemented};
 use crate::error::{Code, Error, Result};
 use crate::grpc::NO_SCHEDULED_WORKFLOWS;
 use crate::service::Api;
 
-pub fn routes() -> Router<Api> {
-    let mut router = Router::new();
+pub fn routes(mut routes: Routes) -> Routes {
     for version in ["v2beta1", "v1beta1"] {
-        router = router
-            .route(&format!("/apis/{version}/workflows"), post(report_workflow))
-            .route(
+        routes = routes
+            .post(&format!("/apis/{version}/workflows"), report_workflow)
+            .post(
                 &format!("/apis/{version}/scheduledworkflows"),
-                post(report_scheduled_workflow),
+                report_scheduled_workflow,
             );
     }
-    router
+    routes
 }
 
-async fn report_workflow(State(api): State<Api>, body: String) -> Result<Json<Value>> {
+/// The request body as text, whatever its content type (upstream's persistence
+/// agent sends the Workflow's JSON as a JSON string).
+struct Report(String);
+
+impl<S: Send + Sync> FromRequest<S> for Report {
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self> {
+        String::from_request(request, state)
+            .await
+            .map(Report)
+            .map_err(|rejection| {
+                Error::invalid(format!(
+                    "cannot read the request body: {}",
+                    rejection.body_text()
+                ))
+            })
+    }
+}
+
+impl Part for Report {
+    fn describe(doc: &mut Doc) {
+        doc.json_body(json!({
+            "description": "The Workflow's JSON as a JSON string, or the Workflow object itself",
+            "oneOf": [{ "type": "string" }, { "type": "object", "additionalProperties": {} }],
+        }));
+    }
+}
+
+async fn report_workflow(State(api): State<Api>, Report(body): Report) -> Result<Json<Empty>> {
     let text = match serde_json::from_str::<Value>(&body) {
         Ok(Value::String(text)) => text,
         Ok(object @ Value::Object(_)) => object.to_string(),
@@ -35,9 +64,9 @@ async fn report_workflow(State(api): State<Api>, body: String) -> Result<Json<Va
         }
     };
     api.report_workflow(&text).await?;
-    Ok(Json(json!({})))
+    Ok(Json(Empty::default()))
 }
 
-async fn report_scheduled_workflow() -> Result<Json<Value>> {
-    Err(Error::new(Code::Unimplemented, NO_SCHEDULED_WORKFLOWS))
+async fn report_scheduled_workflow() -> Unimplemented {
+    Unimplemented(Error::new(Code::Unimplemented, NO_SCHEDULED_WORKFLOWS))
 }

@@ -1,56 +1,52 @@
 //! REST routes of ExperimentService, RunService and RecurringRunService.
 
-use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::extract::{Path, State};
+use axum::Json;
 use kfpd_api::v2beta1 as api;
-use serde_json::Value;
+use kfpd_api::wkt::Empty;
 
 use super::empty;
-use super::extract::{id_and_verb, json_body, Params};
+use super::extract::{id_and_verb, JsonBody, Query};
+use super::openapi::Routes;
 use crate::error::Result;
 use crate::service::Api;
 
 type Reply<T> = Result<Json<T>>;
 
-pub fn routes(v2: &str) -> Router<Api> {
-    Router::new()
-        .route(
-            &format!("{v2}/experiments"),
-            post(create_experiment).get(list_experiments),
-        )
-        .route(
-            &format!("{v2}/experiments/{{id}}"),
-            get(get_experiment)
-                .delete(delete_experiment)
-                .post(experiment_action),
-        )
-        .route(&format!("{v2}/runs"), post(create_run).get(list_runs))
-        .route(
-            &format!("{v2}/runs/{{id}}"),
-            get(get_run).delete(delete_run).post(run_action),
-        )
-        .route(
-            &format!("{v2}/recurringruns"),
-            post(create_recurring_run).get(list_recurring_runs),
-        )
-        .route(
-            &format!("{v2}/recurringruns/{{id}}"),
-            get(get_recurring_run)
-                .delete(delete_recurring_run)
-                .patch(update_recurring_run)
-                .post(recurring_run_action),
-        )
+/// Custom methods on one experiment, run and recurring run.
+const EXPERIMENT_VERBS: &[&str] = &["archive", "unarchive"];
+const RUN_VERBS: &[&str] = &["archive", "unarchive", "terminate", "retry"];
+const RECURRING_RUN_VERBS: &[&str] = &["enable", "disable"];
+
+pub fn routes(routes: Routes, v2: &str) -> Routes {
+    let experiment = format!("{v2}/experiments/{{experiment_id}}");
+    let run = format!("{v2}/runs/{{run_id}}");
+    let recurring_run = format!("{v2}/recurringruns/{{recurring_run_id}}");
+    routes
+        .post(&format!("{v2}/experiments"), create_experiment)
+        .get(&format!("{v2}/experiments"), list_experiments)
+        .get(&experiment, get_experiment)
+        .delete(&experiment, delete_experiment)
+        .post_verbs(&experiment, EXPERIMENT_VERBS, experiment_action)
+        .post(&format!("{v2}/runs"), create_run)
+        .get(&format!("{v2}/runs"), list_runs)
+        .get(&run, get_run)
+        .delete(&run, delete_run)
+        .post_verbs(&run, RUN_VERBS, run_action)
+        .post(&format!("{v2}/recurringruns"), create_recurring_run)
+        .get(&format!("{v2}/recurringruns"), list_recurring_runs)
+        .get(&recurring_run, get_recurring_run)
+        .delete(&recurring_run, delete_recurring_run)
+        .patch(&recurring_run, update_recurring_run)
+        .post_verbs(&recurring_run, RECURRING_RUN_VERBS, recurring_run_action)
 }
 
 async fn create_experiment(
     State(api): State<Api>,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody {
+        value: experiment, ..
+    }: JsonBody<api::Experiment>,
 ) -> Reply<api::Experiment> {
-    let experiment = json_body(&headers, &body)?;
     let request = api::CreateExperimentRequest {
         experiment: Some(experiment),
     };
@@ -64,28 +60,20 @@ async fn get_experiment(State(api): State<Api>, Path(id): Path<String>) -> Reply
 
 async fn list_experiments(
     State(api): State<Api>,
-    RawQuery(query): RawQuery,
+    Query(request): Query<api::ListExperimentsRequest>,
 ) -> Reply<api::ListExperimentsResponse> {
-    let params = Params::parse(query.as_deref());
-    let request = api::ListExperimentsRequest {
-        page_token: params.text("page_token"),
-        page_size: params.int32("page_size")?,
-        sort_by: params.text("sort_by"),
-        filter: params.text("filter"),
-        namespace: params.text("namespace"),
-    };
     Ok(Json(api.list_experiments(request).await?))
 }
 
-async fn delete_experiment(State(api): State<Api>, Path(id): Path<String>) -> Reply<Value> {
+async fn delete_experiment(State(api): State<Api>, Path(id): Path<String>) -> Reply<Empty> {
     api.delete_experiment(api::DeleteExperimentRequest { experiment_id: id })
         .await?;
     Ok(empty())
 }
 
 /// `POST /experiments/{id}:archive` and `:unarchive`.
-async fn experiment_action(State(api): State<Api>, Path(segment): Path<String>) -> Reply<Value> {
-    let (id, verb) = id_and_verb(&segment, &["archive", "unarchive"])?;
+async fn experiment_action(State(api): State<Api>, Path(segment): Path<String>) -> Reply<Empty> {
+    let (id, verb) = id_and_verb(&segment, EXPERIMENT_VERBS)?;
     let experiment_id = id.to_string();
     match verb {
         "archive" => {
@@ -103,16 +91,10 @@ async fn experiment_action(State(api): State<Api>, Path(segment): Path<String>) 
 #[allow(deprecated)] // the request still carries the legacy experiment_id
 async fn create_run(
     State(api): State<Api>,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    Query(mut request): Query<api::CreateRunRequest>,
+    JsonBody { value: run, .. }: JsonBody<api::Run>,
 ) -> Reply<api::Run> {
-    let params = Params::parse(query.as_deref());
-    let run = json_body(&headers, &body)?;
-    let request = api::CreateRunRequest {
-        experiment_id: params.text("experiment_id"),
-        run: Some(run),
-    };
+    request.run = Some(run);
     Ok(Json(api.create_run(request).await?))
 }
 
@@ -126,21 +108,12 @@ async fn get_run(State(api): State<Api>, Path(id): Path<String>) -> Reply<api::R
 
 async fn list_runs(
     State(api): State<Api>,
-    RawQuery(query): RawQuery,
+    Query(request): Query<api::ListRunsRequest>,
 ) -> Reply<api::ListRunsResponse> {
-    let params = Params::parse(query.as_deref());
-    let request = api::ListRunsRequest {
-        namespace: params.text("namespace"),
-        experiment_id: params.text("experiment_id"),
-        page_token: params.text("page_token"),
-        page_size: params.int32("page_size")?,
-        sort_by: params.text("sort_by"),
-        filter: params.text("filter"),
-    };
     Ok(Json(api.list_runs(request).await?))
 }
 
-async fn delete_run(State(api): State<Api>, Path(id): Path<String>) -> Reply<Value> {
+async fn delete_run(State(api): State<Api>, Path(id): Path<String>) -> Reply<Empty> {
     let request = api::DeleteRunRequest {
         run_id: id,
         ..Default::default()
@@ -150,8 +123,8 @@ async fn delete_run(State(api): State<Api>, Path(id): Path<String>) -> Reply<Val
 }
 
 /// `POST /runs/{id}:archive`, `:unarchive`, `:terminate` and `:retry`.
-async fn run_action(State(api): State<Api>, Path(segment): Path<String>) -> Reply<Value> {
-    let (id, verb) = id_and_verb(&segment, &["archive", "unarchive", "terminate", "retry"])?;
+async fn run_action(State(api): State<Api>, Path(segment): Path<String>) -> Reply<Empty> {
+    let (id, verb) = id_and_verb(&segment, RUN_VERBS)?;
     let run_id = id.to_string();
     match verb {
         "archive" => {
@@ -188,10 +161,11 @@ async fn run_action(State(api): State<Api>, Path(segment): Path<String>) -> Repl
 
 async fn create_recurring_run(
     State(api): State<Api>,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody {
+        value: recurring_run,
+        ..
+    }: JsonBody<api::RecurringRun>,
 ) -> Reply<api::RecurringRun> {
-    let recurring_run = json_body(&headers, &body)?;
     let request = api::CreateRecurringRunRequest {
         recurring_run: Some(recurring_run),
     };
@@ -210,21 +184,12 @@ async fn get_recurring_run(
 
 async fn list_recurring_runs(
     State(api): State<Api>,
-    RawQuery(query): RawQuery,
+    Query(request): Query<api::ListRecurringRunsRequest>,
 ) -> Reply<api::ListRecurringRunsResponse> {
-    let params = Params::parse(query.as_deref());
-    let request = api::ListRecurringRunsRequest {
-        page_token: params.text("page_token"),
-        page_size: params.int32("page_size")?,
-        sort_by: params.text("sort_by"),
-        namespace: params.text("namespace"),
-        filter: params.text("filter"),
-        experiment_id: params.text("experiment_id"),
-    };
     Ok(Json(api.list_recurring_runs(request).await?))
 }
 
-async fn delete_recurring_run(State(api): State<Api>, Path(id): Path<String>) -> Reply<Value> {
+async fn delete_recurring_run(State(api): State<Api>, Path(id): Path<String>) -> Reply<Empty> {
     let request = api::DeleteRecurringRunRequest {
         recurring_run_id: id,
         ..Default::default()
@@ -238,11 +203,13 @@ async fn delete_recurring_run(State(api): State<Api>, Path(id): Path<String>) ->
 async fn update_recurring_run(
     State(api): State<Api>,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody {
+        value: recurring_run,
+        raw,
+    }: JsonBody<api::RecurringRun>,
 ) -> Reply<api::RecurringRun> {
-    let recurring_run: api::RecurringRun = json_body(&headers, &body)?;
-    let named: serde_json::Map<String, Value> = json_body(&headers, &body)?;
+    let named: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&raw)
+        .map_err(|error| crate::error::Error::invalid(format!("invalid JSON body: {error}")))?;
     let fields: Vec<String> = named.keys().cloned().collect();
     Ok(Json(
         api.update_recurring_run(&id, recurring_run, &fields)
@@ -251,8 +218,8 @@ async fn update_recurring_run(
 }
 
 /// `POST /recurringruns/{id}:enable` and `:disable`.
-async fn recurring_run_action(State(api): State<Api>, Path(segment): Path<String>) -> Reply<Value> {
-    let (id, verb) = id_and_verb(&segment, &["enable", "disable"])?;
+async fn recurring_run_action(State(api): State<Api>, Path(segment): Path<String>) -> Reply<Empty> {
+    let (id, verb) = id_and_verb(&segment, RECURRING_RUN_VERBS)?;
     let recurring_run_id = id.to_string();
     match verb {
         "enable" => {

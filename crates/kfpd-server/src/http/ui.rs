@@ -7,11 +7,9 @@ use std::sync::OnceLock;
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 
+use super::openapi::{Page, Routes};
 use crate::error::{Code, Error};
-use crate::service::Api;
 
 /// One embedded file: its name under `/ui/`, content type and bytes.
 struct Asset {
@@ -57,21 +55,19 @@ const fn script(name: &'static str, body: &'static [u8]) -> Asset {
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; \
      object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
-pub fn routes() -> Router<Api> {
-    Router::new()
-        .route("/", get(index))
-        .route("/ui/{name}", get(asset))
+pub fn routes(routes: Routes) -> Routes {
+    routes.get("/", index).get("/ui/{name}", asset)
 }
 
-async fn index(headers: HeaderMap) -> Response {
-    serve(&INDEX, &headers)
+async fn index(headers: HeaderMap) -> Page {
+    Page(serve(&INDEX, &headers))
 }
 
-async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
-    match ASSETS.iter().find(|asset| asset.name == name) {
+async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Page {
+    Page(match ASSETS.iter().find(|asset| asset.name == name) {
         Some(asset) => serve(asset, &headers),
         None => Error::new(Code::NotFound, format!("no UI asset named {name:?}")).into_response(),
-    }
+    })
 }
 
 /// Answers an asset with a content-derived ETag and `no-cache`: browsers keep the
