@@ -160,8 +160,12 @@ pub async fn serve(
             config.retention,
         )
     });
+    // The executor waits out a database that went away (a restart, a failover)
+    // instead of losing task rows and run ends; the API answers 503 meanwhile.
+    let engine_store: Arc<dyn kfpd_store::MetadataStore> =
+        Arc::new(sql_store.with_patience(ENGINE_DATABASE_PATIENCE));
     let engine = engine::build_with(
-        Arc::clone(&store),
+        engine_store,
         artifacts.clone(),
         &config.data_dir,
         config.max_parallel_tasks,
@@ -343,6 +347,9 @@ pub async fn gc(config: Config, dry_run: bool) -> Result<retention::Report, Star
         .await
         .map_err(|error| StartError::Startup(error.to_string()))
 }
+
+/// How long the executor's database calls wait out an unreachable database.
+pub const ENGINE_DATABASE_PATIENCE: Duration = Duration::from_secs(600);
 
 /// How long `serve` lets calls in flight finish after shutdown begins: under
 /// the 30 s Kubernetes waits between SIGTERM and SIGKILL.

@@ -98,9 +98,13 @@ fn map_sqlx(error: sqlx::Error) -> Error {
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
-        | sqlx::Error::Tls(_) => Error::Unavailable(error.to_string()),
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => Error::Unavailable(error.to_string()),
         sqlx::Error::Database(db) => {
             let code = db.code().map(|code| code.to_string()).unwrap_or_default();
+            if is_going_away(db.as_ref(), &code) {
+                return Error::Unavailable(db.message().to_string());
+            }
             // 28P01/28000: PostgreSQL bad password or role; 1045: MySQL access denied.
             if matches!(code.as_str(), "28P01" | "28000" | "1045") {
                 return Error::Unauthenticated(db.message().to_string());
@@ -132,6 +136,21 @@ fn is_conflict(db: &dyn sqlx::error::DatabaseError, code: &str) -> bool {
     }
     db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
         .is_some_and(|mysql| matches!(mysql.number(), 1205 | 1213))
+}
+
+/// The server is shutting down, restarting, or dropped the connection: PostgreSQL's
+/// connection exceptions (class 08), admin or crash shutdown and "cannot connect
+/// now" (57P01–57P03), too many connections (53300); MySQL's server shutdown (1053),
+/// too many connections (1040), killed or lost connections (1927, 2006, 2013, 4031).
+fn is_going_away(db: &dyn sqlx::error::DatabaseError, code: &str) -> bool {
+    if db
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some()
+    {
+        return code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300");
+    }
+    db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+        .is_some_and(|mysql| matches!(mysql.number(), 1040 | 1053 | 1927 | 2006 | 2013 | 4031))
 }
 
 /// SQLITE_BUSY (5) and SQLITE_LOCKED (6) with their extended codes: the primary code

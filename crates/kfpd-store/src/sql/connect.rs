@@ -94,7 +94,9 @@ impl SqlStore {
         let pool = AnyPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .max_lifetime(options.conn_max_lifetime)
-            .acquire_timeout(Duration::from_secs(30))
+            // An unreachable database fails a call within this (503 from the API)
+            // instead of holding the request; the executor's store retries.
+            .acquire_timeout(Duration::from_secs(5))
             .after_connect(move |conn, _meta| {
                 let busy_timeout = busy_timeout.clone();
                 Box::pin(async move {
@@ -131,6 +133,7 @@ impl SqlStore {
             dialect,
             write_lock: is_sqlite.then(|| Arc::new(Mutex::new(()))),
             run_batches: Arc::default(),
+            patience: Duration::ZERO,
         };
         migrate::run(&store).await?;
         Ok(store)

@@ -42,6 +42,9 @@ pub struct SqlStore {
     write_lock: Option<Arc<Mutex<()>>>,
     /// Concurrent CreateRun calls share transactions (group commit).
     run_batches: Arc<run_batch::RunBatches>,
+    /// How long a call waits out an unreachable database (retrying) before it fails
+    /// with `Unavailable`; zero for the API, which answers 503 at once.
+    patience: std::time::Duration,
 }
 
 /// A write transaction, holding the SQLite writer lock while it lives. Fields drop
@@ -62,16 +65,53 @@ impl SqlStore {
         &self.pool
     }
 
+    /// The same store (same pool) whose calls wait out an unreachable database for
+    /// up to `patience`, retrying with backoff: for the executor, whose task rows and
+    /// run ends must not be lost to a database restart.
+    pub fn with_patience(&self, patience: std::time::Duration) -> SqlStore {
+        SqlStore {
+            patience,
+            ..self.clone()
+        }
+    }
+
+    /// Runs `call` again while it fails with `Unavailable`, for up to the store's
+    /// patience (not at all without).
+    pub(crate) async fn patiently<T, F, Fut>(&self, mut call: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(100);
+        loop {
+            match call().await {
+                Err(Error::Unavailable(message)) if started.elapsed() < self.patience => {
+                    tracing::debug!(error = %message, wait_ms = pause.as_millis() as u64, "database unavailable, waiting");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                }
+                done => return done,
+            }
+        }
+    }
+
     pub(crate) async fn fetch_all(&self, sql: &Sql) -> Result<Vec<AnyRow>, Error> {
-        let (text, args) = sql.build(self.dialect);
-        Ok(sqlx::query_with(&text, args).fetch_all(&self.pool).await?)
+        self.patiently(|| async {
+            let (text, args) = sql.build(self.dialect);
+            Ok(sqlx::query_with(&text, args).fetch_all(&self.pool).await?)
+        })
+        .await
     }
 
     pub(crate) async fn fetch_optional(&self, sql: &Sql) -> Result<Option<AnyRow>, Error> {
-        let (text, args) = sql.build(self.dialect);
-        Ok(sqlx::query_with(&text, args)
-            .fetch_optional(&self.pool)
-            .await?)
+        self.patiently(|| async {
+            let (text, args) = sql.build(self.dialect);
+            Ok(sqlx::query_with(&text, args)
+                .fetch_optional(&self.pool)
+                .await?)
+        })
+        .await
     }
 
     /// Runs a list query and its count in one read transaction, so `total_size`
@@ -110,12 +150,17 @@ impl SqlStore {
 
         // A read-only transaction: it never writes, so on SQLite it cannot meet the
         // busy error of a reader that turns writer.
-        let mut tx = self.pool.begin().await?;
-        let (text, args) = page.build(self.dialect);
-        let mut rows = sqlx::query_with(&text, args).fetch_all(&mut *tx).await?;
-        let (text, args) = count.build(self.dialect);
-        let counted = sqlx::query_with(&text, args).fetch_one(&mut *tx).await?;
-        tx.commit().await?;
+        let (mut rows, counted) = self
+            .patiently(|| async {
+                let mut tx = self.pool.begin().await?;
+                let (text, args) = page.build(self.dialect);
+                let rows = sqlx::query_with(&text, args).fetch_all(&mut *tx).await?;
+                let (text, args) = count.build(self.dialect);
+                let counted = sqlx::query_with(&text, args).fetch_one(&mut *tx).await?;
+                tx.commit().await?;
+                Ok((rows, counted))
+            })
+            .await?;
 
         let next_page_token = if rows.len() > query.page_size {
             let first_of_next = &rows[query.page_size];

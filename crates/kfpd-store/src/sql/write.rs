@@ -53,7 +53,8 @@ impl SqlStore {
         let mut pause = FIRST_PAUSE;
         let mut number = 1;
         loop {
-            let message = match attempt().await {
+            // A store with patience waits out an unreachable database first.
+            let message = match self.patiently(&mut attempt).await {
                 Err(Error::Conflict(message)) => message,
                 done => return done,
             };
