@@ -1045,6 +1045,8 @@ const POD_SPEC_PATCH: &str = "pod_spec_patch";
 fn decision_of(row: &Task) -> Decision {
     let execute = match row.kind {
         TaskKind::Importer => false,
+        // Its pod ran already: a retried run's new Workflow skips it.
+        TaskKind::Runtime if row.state == TaskState::Succeeded => false,
         _ => !matches!(
             row.state,
             TaskState::Cached | TaskState::Skipped | TaskState::Failed | TaskState::Canceled

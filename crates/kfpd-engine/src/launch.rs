@@ -115,21 +115,32 @@ impl Driver {
 
 impl Engine {
     /// What the launcher of the task at `task_path` runs with.
+    /// `pod` (namespace, name), when given, is recorded on the task: a running
+    /// task's log is read from its pod.
     pub async fn launch(
         self: &Arc<Engine>,
         run_id: &str,
         task_path: &str,
+        pod: Option<(&str, &str)>,
     ) -> Result<Launch, DriveError> {
         let _one_at_a_time = self.driving.lock().await;
         let driver = Driver::open(self, run_id).await?;
-        let driven = driver.driven(task_path)?;
-        let task = &driven.record.task;
-        if task.state.is_final() {
+        let mut driven = driver.driven(task_path)?;
+        if driven.record.task.state.is_final() {
             return Err(DriveError::Invalid(format!(
                 "task {task_path:?} already ended ({}): nothing to launch",
-                task.state.as_str()
+                driven.record.task.state.as_str()
             )));
         }
+        if let Some((namespace, name)) = pod {
+            driven.record.set_detail("pod_namespace", json!(namespace));
+            driven.record.set_detail("pod_name", json!(name));
+            driven.record.save(&driver.context);
+            self.writer.flush().await.map_err(|error| {
+                DriveError::Internal(format!("cannot record task {task_path:?}: {error}"))
+            })?;
+        }
+        let task = &driven.record.task;
         let facts = &driver.context.facts;
         // The kfp a lightweight component installs, as the local engine replaces it.
         let mut container = driven.container.clone();

@@ -95,6 +95,9 @@ pub async fn launch(args: &LauncherArgs) -> Result<i32, Error> {
         .get_task(GetTaskRequest {
             run_id: run_id.clone(),
             task_path: task_path.clone(),
+            // From the template's field refs (docs/argo.md).
+            pod_name: std::env::var("KFPD_POD_NAME").unwrap_or_default(),
+            pod_namespace: std::env::var("KFPD_NAMESPACE").unwrap_or_default(),
         })
         .await
         .map_err(|status| refused(format!("give task {task_path:?} of run {run_id}"), status))?
@@ -332,9 +335,14 @@ async fn run_task(
     let log_path = work.join("main.log");
     let log = std::fs::File::create(&log_path)
         .map_err(|error| format!("cannot create {}: {error}", log_path.display()))?;
-    let log_err = log
+    // stdout and stderr share one pipe, so their lines keep their order; what
+    // comes through goes to the log file and to the pod's own output, where the
+    // Kubernetes log API shows it while the task runs.
+    let (reader, writer) =
+        rustix::pipe::pipe().map_err(|error| format!("cannot make the log pipe: {error}"))?;
+    let writer_err = writer
         .try_clone()
-        .map_err(|error| format!("cannot open {}: {error}", log_path.display()))?;
+        .map_err(|error| format!("cannot make the log pipe: {error}"))?;
     let mut process = tokio::process::Command::new(&command.argv[0]);
     process
         .args(&command.argv[1..])
@@ -342,9 +350,24 @@ async fn run_task(
         .envs(command.env.iter().map(|(name, value)| (name, value)))
         .current_dir(work)
         .stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(log_err));
-    let status = match process.status().await {
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::from(writer_err));
+    let spawned = process.spawn();
+    // The command holds the pipe's writing end: dropped, the copy ends with the process.
+    drop(process);
+    let copier = std::thread::spawn(move || copy_log(std::fs::File::from(reader), log));
+    let status = match spawned {
+        Ok(mut child) => child.wait().await,
+        Err(error) => Err(error),
+    };
+    // A background process the command left behind may hold the pipe open: its
+    // output after this point is not waited for.
+    let copied = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio::task::spawn_blocking(move || copier.join()),
+    )
+    .await;
+    let status = match status {
         Ok(status) => status,
         Err(error) => {
             return Ok(Done {
@@ -354,6 +377,9 @@ async fn run_task(
             })
         }
     };
+    if let Ok(Ok(Ok(Err(error)))) = copied {
+        return Err(format!("cannot write {}: {error}", log_path.display()));
+    }
     use std::os::unix::process::ExitStatusExt;
     if !status.success() {
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
@@ -374,6 +400,26 @@ async fn run_task(
         exit_code: status.code(),
         outcome,
     })
+}
+
+/// Copies the task's output to its log file and to this process's stdout.
+fn copy_log(mut from: std::fs::File, mut log: std::fs::File) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let mut buffer = [0u8; 16 * 1024];
+    let mut stdout = std::io::stdout();
+    loop {
+        let read = match from.read(&mut buffer) {
+            Ok(0) => return log.flush(),
+            Ok(read) => read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        log.write_all(&buffer[..read])?;
+        // The pod's output is a convenience; a closed stdout must not fail the task.
+        let _ = stdout
+            .write_all(&buffer[..read])
+            .and_then(|()| stdout.flush());
+    }
 }
 
 /// Reads the outputs back and uploads the output artifacts.

@@ -21,7 +21,9 @@ fn serve(kube: &Kube, env: &[(&str, &str)], args: &[&str]) -> Server {
         ("KUBECONFIG", kube.kubeconfig()),
         ("POD_NAMESPACE", "kubeflow"),
         ("KFPD_EXECUTOR", "argo"),
-        ("KFPD_AGENT_RECONCILE_GRACE", "0s"),
+        // Short, but longer than a CreateRun takes: with 0 s an agent listing while
+        // a run is being submitted would count it as having no Workflow.
+        ("KFPD_AGENT_RECONCILE_GRACE", "2s"),
     ];
     all.extend_from_slice(env);
     Server::start_with_env(args, &all)
@@ -420,7 +422,7 @@ fn agent(server: &Server, kube: &Kube, env: &[(&str, &str)]) -> std::process::Ch
         .args(["agent", "--server", &server.base])
         .env("KUBECONFIG", kube.kubeconfig())
         .env("POD_NAMESPACE", "kubeflow")
-        .env("KFPD_AGENT_RECONCILE_GRACE", "0s")
+        .env("KFPD_AGENT_RECONCILE_GRACE", "2s")
         .env("KFPD_LOG", "warn")
         .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
@@ -458,6 +460,8 @@ async fn a_separate_agent_restarted_mid_run_reconciles_what_happened_meanwhile()
         "nothing reports while the agent is down"
     );
 
+    // Older than the reconcile grace when the agent lists again.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
     let mut agent_process = agent(&server, &kube, &[]);
     wait_state(&server, &finished_id, "SUCCEEDED").await;
     let ended = wait_state(&server, &vanished_id, "FAILED").await;
@@ -542,19 +546,6 @@ async fn terminate_delete_archive_and_ttl_clean_up_workflows_but_keep_runs() {
     assert!(!kube.workflows().contains_key(&name));
     let (_, archived) = server_no_ttl.get(&format!("/runs/{run_id}")).await;
     assert_eq!(archived["storage_state"], "ARCHIVED");
-
-    // Retry is refused with what to do instead.
-    let (code, body) = server_no_ttl
-        .post(&format!("/runs/{run_id}:retry"), &json!({}))
-        .await;
-    assert_eq!(code, 501, "{body}");
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("create a new run"),
-        "{body}"
-    );
 }
 
 #[tokio::test]
@@ -653,4 +644,188 @@ async fn the_executor_works_on_postgresql_and_mysql() {
             "{kind}: {ended}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_running_tasks_log_streams_from_its_pod_then_from_the_launchers_copy() {
+    let kube = Kube::start().await;
+    let server = serve(&kube, &[], &[]);
+    let run = create_run(&server, "hello.yaml").await;
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    workflow_of(&kube, &server, &run_id).await;
+    drive(&server, &run_id, "root").await;
+    drive(&server, &run_id, "root/echo").await;
+
+    // The launcher in pod `echo-pod-1` asks for its task: the server notes the pod.
+    let grpc = server.grpc.clone().expect("grpc");
+    let mut launcher =
+        kfpd_api::kfpd_v1::launcher_service_client::LauncherServiceClient::connect(grpc.clone())
+            .await
+            .expect("connect");
+    let task = launcher
+        .get_task(kfpd_api::kfpd_v1::GetTaskRequest {
+            run_id: run_id.clone(),
+            task_path: "root/echo".into(),
+            pod_name: "echo-pod-1".into(),
+            pod_namespace: "kubeflow".into(),
+        })
+        .await
+        .expect("get task")
+        .into_inner();
+    kube.set_pod_log("echo-pod-1", "line one from the pod\nline two\n");
+    let log_url = format!(
+        "{}/apis/v1alpha1/runs/{run_id}/nodes/{}/log",
+        server.base, task.task_id
+    );
+    for follow in ["false", "true"] {
+        let response = server
+            .client
+            .get(format!("{log_url}?follow={follow}"))
+            .send()
+            .await
+            .expect("log");
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.text().await.unwrap(),
+            "line one from the pod\nline two\n"
+        );
+    }
+    let asked: Vec<_> = kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/namespaces/kubeflow/pods/echo-pod-1/log")
+        .collect();
+    assert_eq!(asked.len(), 2);
+    assert_eq!(
+        asked[0].query.get("container").map(String::as_str),
+        Some("main")
+    );
+    assert_eq!(
+        asked[1].query.get("follow").map(String::as_str),
+        Some("true")
+    );
+
+    // The real launcher runs the command (its output also on its own stdout, which
+    // is what the pod log shows), uploads the log and reports; then the pod is gone
+    // and the stored copy is served.
+    let work = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kfpd"))
+        .args([
+            "launcher",
+            "--server",
+            grpc.trim_start_matches("http://"),
+            "--run-id",
+            &run_id,
+            "--task-path",
+            "root/echo",
+            "--work-dir",
+            work.path().to_str().unwrap(),
+        ])
+        .env("KFPD_POD_NAME", "echo-pod-1")
+        .env("KFPD_NAMESPACE", "kubeflow")
+        .env("KFPD_LOG", "warn")
+        .output()
+        .expect("run the launcher");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("hello world"));
+    wait_state(&server, &run_id, "SUCCEEDED").await;
+    let stored = server
+        .client
+        .get(format!("{log_url}?follow=true"))
+        .send()
+        .await
+        .expect("log")
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(stored, "hello world\n");
+    let asked = kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/log"))
+        .count();
+    assert_eq!(asked, 2, "a finished task's log is not asked of the pod");
+}
+
+fn launcher(server: &Server, run_id: &str, task_path: &str) -> std::process::Output {
+    let grpc = server.grpc.clone().expect("grpc");
+    let work = tempfile::tempdir().unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_kfpd"))
+        .args([
+            "launcher",
+            "--server",
+            grpc.trim_start_matches("http://"),
+            "--run-id",
+            run_id,
+            "--task-path",
+            task_path,
+            "--work-dir",
+            work.path().to_str().unwrap(),
+        ])
+        .env("KFPD_LOG", "warn")
+        .output()
+        .expect("run the launcher")
+}
+
+async fn drive_answer(server: &Server, run_id: &str, task_path: &str) -> Value {
+    server
+        .client
+        .post(format!("{}/apis/v2beta1/runs/{run_id}/drive", server.base))
+        .json(&json!({"task_path": task_path}))
+        .send()
+        .await
+        .expect("drive")
+        .json()
+        .await
+        .expect("json")
+}
+
+#[tokio::test]
+async fn retry_runs_the_failed_part_in_a_new_workflow() {
+    let kube = Kube::start().await;
+    let server = serve(&kube, &[], &[]);
+    let run = create_run(&server, "hello.yaml").await;
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    let (first, _) = workflow_of(&kube, &server, &run_id).await;
+    drive(&server, &run_id, "root").await;
+    drive(&server, &run_id, "root/echo").await;
+    let (id, pod) = pod_node(&first, "echo", "Failed", "ImagePullBackOff");
+    kube.set_status(&first, status("Failed", "", nodes(vec![(id, pod)])));
+    wait_state(&server, &run_id, "FAILED").await;
+
+    let (code, body) = server
+        .post(&format!("/runs/{run_id}:retry"), &json!({}))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    // The old Workflow is gone; a new one carries the run's label.
+    assert!(!kube.workflows().contains_key(&first));
+    let (second, _) = workflow_of(&kube, &server, &run_id).await;
+    assert_ne!(first, second);
+    let (_, pending) = server.get(&format!("/runs/{run_id}")).await;
+    assert_eq!(pending["state"], "PENDING", "{pending}");
+    // Argo runs it again: the failed task is driven and launched afresh.
+    drive(&server, &run_id, "root").await;
+    let answer = drive_answer(&server, &run_id, "root/echo").await;
+    assert_eq!(answer["execute"], "true", "{answer}");
+    let output = launcher(&server, &run_id, "root/echo");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    wait_state(&server, &run_id, "SUCCEEDED").await;
+    let echo = task_of(&server, &run_id, "echo").await;
+    assert_eq!(echo["state"], "SUCCEEDED", "{echo}");
+    // A task that succeeded is not run again by a later Workflow of the run.
+    let answer = drive_answer(&server, &run_id, "root/echo").await;
+    assert_eq!(answer["execute"], "false", "{answer}");
+    // Only a finished run can be retried.
+    let (code, body) = server
+        .post(&format!("/runs/{run_id}:retry"), &json!({}))
+        .await;
+    assert_ne!(code, 200, "{body}");
 }

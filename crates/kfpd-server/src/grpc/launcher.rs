@@ -25,7 +25,13 @@ fn object(field: &str, json: &str) -> Result<Map<String, Value>> {
 impl LauncherService for Launcher {
     async fn get_task(&self, request: Request<api::GetTaskRequest>) -> Reply<api::TaskExecution> {
         let request = request.into_inner();
-        reply(self.0.launch(&request.run_id, &request.task_path).await)
+        let pod = (!request.pod_name.is_empty() && !request.pod_namespace.is_empty())
+            .then_some((request.pod_namespace.as_str(), request.pod_name.as_str()));
+        reply(
+            self.0
+                .launch(&request.run_id, &request.task_path, pod)
+                .await,
+        )
     }
 
     async fn finish_attempt(

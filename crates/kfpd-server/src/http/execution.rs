@@ -85,6 +85,11 @@ async fn task_log(
 ) -> Result<Text> {
     let log = api.task_log(&run_id, &node_id).await?;
     let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    if let Some(stream) = pod_log(&api, &log, follow).await {
+        return Ok(Text(
+            (text_plain, Body::from_stream(stream)).into_response(),
+        ));
+    }
     if log.local_path.is_none() {
         if let Some(uri) = &log.object_uri {
             let whole = api.read_object(uri).await?;
@@ -107,6 +112,37 @@ async fn task_log(
     Ok(Text(
         (text_plain, Body::from_stream(stream)).into_response(),
     ))
+}
+
+/// A running task's log from its pod (Kubernetes' log API, `follow` passed on).
+/// None when there is no pod to ask or it cannot be read (gone already): the
+/// stored copy is served instead.
+async fn pod_log(
+    api: &Api,
+    log: &TaskLog,
+    follow: bool,
+) -> Option<impl futures::Stream<Item = std::io::Result<bytes::Bytes>>> {
+    let (namespace, pod) = log.pod.as_ref()?;
+    let argo = api.argo()?;
+    let reader = match argo.cluster.pod_log(namespace, pod, "main", follow).await {
+        Ok(reader) => reader,
+        Err(error) => {
+            tracing::debug!(%error, pod = %pod, "pod log not readable, serving the stored log");
+            return None;
+        }
+    };
+    Some(futures::stream::unfold(Some(reader), |reader| async move {
+        let mut reader = reader?;
+        let mut buffer = vec![0u8; 16 * 1024];
+        match futures::AsyncReadExt::read(&mut reader, &mut buffer).await {
+            Ok(0) => None,
+            Ok(read) => {
+                buffer.truncate(read);
+                Some((Ok(bytes::Bytes::from(buffer)), Some(reader)))
+            }
+            Err(error) => Some((Err(error), None)),
+        }
+    }))
 }
 
 /// How far a follower has come.

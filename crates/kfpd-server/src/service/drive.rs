@@ -32,10 +32,16 @@ impl Api {
     }
 
     /// What `kfpd launcher` runs the container task at `task_path` with.
-    pub async fn launch(&self, run_id: &str, task_path: &str) -> Result<launcher::TaskExecution> {
+    /// `pod` is the launcher's (namespace, pod name), when it runs in one.
+    pub async fn launch(
+        &self,
+        run_id: &str,
+        task_path: &str,
+        pod: Option<(&str, &str)>,
+    ) -> Result<launcher::TaskExecution> {
         let launch = self
             .driver()?
-            .launch(run_id, task_path.trim())
+            .launch(run_id, task_path.trim(), pod)
             .await
             .map_err(drive_error)?;
         let artifacts: serde_json::Map<String, Value> = launch

@@ -35,6 +35,9 @@ pub struct TaskLog {
     pub end: Option<u64>,
     /// Nothing more will be written for this node: its task or attempt ended.
     pub finished: bool,
+    /// The pod (namespace, name) of a task running on Argo: its log is read there
+    /// while it runs (the launcher uploads the copy above when it ends).
+    pub pod: Option<(String, String)>,
 }
 
 impl TaskLog {
@@ -302,6 +305,14 @@ impl Api {
             .and_then(Value::as_str)
             .map(str::to_string);
         let task_finished = task_ended(&task);
+        let pod = match (details.get("pod_namespace"), details.get("pod_name")) {
+            (Some(Value::String(namespace)), Some(Value::String(name)))
+                if !task_finished && self.argo.is_some() =>
+            {
+                Some((namespace.clone(), name.clone()))
+            }
+            _ => None,
+        };
         if local_path.is_none() {
             let deleted_at = self.store.run_artifacts_deleted_at(run_id).await?;
             if deleted_at > 0 {
@@ -325,6 +336,7 @@ impl Api {
                 start: 0,
                 end: None,
                 finished: task_finished,
+                pod,
             });
         };
         if !attempts.exists(number) {
@@ -334,12 +346,15 @@ impl Api {
             )));
         }
         let (start, end) = attempts.log_range(number);
+        let attempt_finished = task_finished || attempts.ended(number);
         Ok(TaskLog {
             local_path,
             object_uri,
             start,
             end,
-            finished: task_finished || attempts.ended(number),
+            finished: attempt_finished,
+            // A pod holds the attempt that runs now, not the earlier ones.
+            pod: pod.filter(|_| !attempt_finished),
         })
     }
 

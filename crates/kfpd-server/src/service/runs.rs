@@ -247,15 +247,6 @@ impl Api {
     /// Puts a failed or canceled run back to PENDING for its executor to pick up.
     pub async fn retry_run(&self, request: api::RetryRunRequest) -> Result<()> {
         let run = self.store.get_run(&request.run_id).await?;
-        if self.argo.is_some() {
-            return Err(Error::new(
-                Code::Unimplemented,
-                format!(
-                    "run {}: retrying a run executed on Argo is not supported yet; create a new run of the same pipeline (tasks with caching on are reused)",
-                    run.id
-                ),
-            ));
-        }
         match run.state {
             RunState::Failed | RunState::Canceled => {}
             RunState::Succeeded | RunState::Skipped => {
@@ -289,6 +280,9 @@ impl Api {
                     super::execution::rfc3339(deleted_at)
                 ),
             ));
+        }
+        if self.argo.is_some() {
+            return self.retry_on_argo(run).await;
         }
         self.store
             .transition_run(

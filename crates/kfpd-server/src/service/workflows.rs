@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use kfpd_cluster::status::{self, Nodes, Phase};
-use kfpd_store::{Run, RunState};
+use kfpd_store::{Run, RunState, TaskState, TaskStateChange};
 
 use super::Api;
 use crate::argo::Argo;
@@ -107,6 +107,64 @@ impl Api {
                     run.id
                 ))
             })
+    }
+
+    /// RetryRun on Argo: the failed part runs again in a new Workflow. Tasks that
+    /// succeeded, were cached or skipped keep their rows (the driver answers them
+    /// without a pod); every other row (failed, canceled, or left running) goes
+    /// back to PENDING with its attempts cleared, so its driver request and
+    /// launcher run it afresh. The old Workflow is deleted first.
+    pub(super) async fn retry_on_argo(&self, run: Run) -> Result<()> {
+        self.delete_workflows(&run).await?;
+        let now = self.now();
+        let mut reset = Vec::new();
+        for mut task in self.store.list_tasks(&run.id).await? {
+            // Skipped by a condition or a skipped upstream: the same again.
+            if task.state.is_done() || task.state == TaskState::Skipped {
+                continue;
+            }
+            let mut details: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&task.details).unwrap_or_default();
+            for key in [
+                "attempt",
+                "attempts",
+                "exit_code",
+                "pod_name",
+                "pod_namespace",
+            ] {
+                details.remove(key);
+            }
+            task.details = serde_json::Value::Object(details).to_string();
+            task.state = TaskState::Pending;
+            task.state_history.push(TaskStateChange {
+                time: now,
+                state: TaskState::Pending,
+            });
+            task.error = None;
+            task.finished_at = 0;
+            task.attempts = 0;
+            reset.push(task);
+        }
+        self.store.save_tasks(&reset).await?;
+        let pending = self
+            .store
+            .transition_run(
+                &run.id,
+                &[RunState::Failed, RunState::Canceled],
+                RunState::Pending,
+                None,
+                now,
+            )
+            .await?;
+        let submitted = self.submit_workflow(pending).await?;
+        if submitted.state == RunState::Failed {
+            return Err(Error::unavailable(format!(
+                "retry run {}: {}",
+                run.id,
+                submitted.error.unwrap_or_default()
+            )));
+        }
+        Ok(())
     }
 
     /// ReportWorkflow: records what a Workflow says about its run. The server

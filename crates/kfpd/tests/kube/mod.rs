@@ -45,6 +45,8 @@ struct Cluster {
     pod_logs: HashMap<String, String>,
     /// Open watches are closed when this changes.
     watch_epoch: u64,
+    /// Set by a compaction: every watch answers 410 Gone until the next list.
+    expired: bool,
 }
 
 #[derive(Clone)]
@@ -184,11 +186,12 @@ impl Kube {
         self.changed.notify_waiters();
     }
 
-    /// Forgets every event so far: watches from an older version get 410 Gone,
-    /// and open watches are closed.
+    /// Forgets every event so far: open watches are closed and every watch gets
+    /// 410 Gone until the client lists again.
     pub fn compact(&self) {
         let mut cluster = self.cluster.lock().unwrap();
         cluster.compacted = cluster.version;
+        cluster.expired = true;
         cluster.watch_epoch += 1;
         drop(cluster);
         self.changed.notify_waiters();
@@ -411,7 +414,8 @@ async fn list_or_watch(
             .unwrap_or(0);
         return watch(kube, selector, from);
     }
-    let cluster = kube.cluster.lock().unwrap();
+    let mut cluster = kube.cluster.lock().unwrap();
+    cluster.expired = false;
     let limit: usize = query
         .get("limit")
         .and_then(|v| v.parse().ok())
@@ -456,7 +460,7 @@ fn watch(kube: Kube, selector: String, from: u64) -> Response {
             let changed = kube.changed.notified();
             let (lines, closed) = {
                 let cluster = kube.cluster.lock().unwrap();
-                if sent < cluster.compacted {
+                if sent < cluster.compacted || cluster.expired {
                     let gone = json!({"type": "ERROR", "object": {
                         "kind": "Status", "apiVersion": "v1", "metadata": {},
                         "status": "Failure", "reason": "Expired", "code": 410,
@@ -465,8 +469,11 @@ fn watch(kube: Kube, selector: String, from: u64) -> Response {
                     (vec![gone.to_string()], true)
                 } else {
                     let mut lines = Vec::new();
-                    for (version, kind, object) in &cluster.events {
-                        if *version > sent && matches(&selector, object) {
+                    let first = cluster
+                        .events
+                        .partition_point(|(version, _, _)| *version <= sent);
+                    for (_, kind, object) in &cluster.events[first..] {
+                        if matches(&selector, object) {
                             lines.push(json!({"type": kind, "object": object}).to_string());
                         }
                     }
