@@ -9,6 +9,7 @@
 #   CARGO_TARGET_DIR  cargo target directory (default: ~/.cache/kfpd-target)
 #   KFPD_BIN          use this binary instead of building one
 #   KFPD_E2E_SCREENSHOTS  directory for the browser tests' screenshots
+#   KFPD_SCHEMATHESIS_VENV  venv for schemathesis (default: ~/.cache/kfpd-schemathesis-venv)
 #
 # The browser tests (test_ui.py) need Debian's chromium and chromium-driver; run as
 # root, this script installs them when missing. Elsewhere they are skipped with a
@@ -61,6 +62,21 @@ if [[ ! -x "$venv/bin/python" ]] || [[ ! -f "$marker" ]] || [[ "$(cat "$marker")
     printf '%s\n' "$wanted" >"$marker.tmp"
     mv "$marker.tmp" "$marker"
 fi
+
+# Schemathesis (the hostile REST input test) in a venv of its own: its pins
+# (hypothesis, jsonschema, requests) stay apart from the kfp SDK's.
+st_venv="${KFPD_SCHEMATHESIS_VENV:-$HOME/.cache/kfpd-schemathesis-venv}"
+st_requirements=("schemathesis==4.32.5")
+st_marker="$st_venv/.kfpd-requirements"
+st_wanted="$(printf '%s\n' "${st_requirements[@]}")"
+if [[ ! -x "$st_venv/bin/schemathesis" ]] || [[ ! -f "$st_marker" ]] || [[ "$(cat "$st_marker")" != "$st_wanted" ]]; then
+    echo "run.sh: installing ${st_requirements[*]} into $st_venv" >&2
+    [[ -x "$st_venv/bin/python" ]] || "$(pick_python)" -m venv "$st_venv"
+    "$st_venv/bin/python" -m pip install --quiet --disable-pip-version-check "${st_requirements[@]}"
+    printf '%s\n' "$st_wanted" >"$st_marker.tmp"
+    mv "$st_marker.tmp" "$st_marker"
+fi
+export KFPD_SCHEMATHESIS_VENV="$st_venv"
 
 # The Rust tests use this venv too (its moto serves S3 on loopback).
 if [[ "${KFPD_E2E_SETUP_ONLY:-}" == "1" ]]; then

@@ -444,11 +444,13 @@ impl Routes {
     }
 
     /// The router of every route added, and the document describing them.
-    pub fn finish(self) -> (Router<Api>, Value) {
+    pub fn finish(mut self) -> (Router<Api>, Value) {
         let mut router = Router::new();
-        for (path, methods) in self.methods {
+        for (path, methods) in std::mem::take(&mut self.methods) {
             router = router.route(&path, methods);
         }
+        let schemas = std::mem::take(&mut self.components).into_map();
+        add_links(&mut self.paths, &schemas);
         let document = json!({
             "openapi": "3.0.3",
             "info": {
@@ -458,9 +460,62 @@ impl Routes {
                 "version": env!("CARGO_PKG_VERSION"),
             },
             "paths": self.paths,
-            "components": { "schemas": self.components.into_map() },
+            "components": { "schemas": schemas },
         });
         (router, document)
+    }
+}
+
+/// OpenAPI links from each create call to the calls whose path parameters its
+/// answer carries (`experiment_id` of a created experiment to GetExperiment, ...),
+/// so clients and test generators can follow them.
+fn add_links(paths: &mut BTreeMap<String, Map<String, Value>>, schemas: &Map<String, Value>) {
+    let mut consumers = Vec::new();
+    for (path, operations) in paths.iter() {
+        let params = template_params(path);
+        if params.is_empty() {
+            continue;
+        }
+        for operation in operations.values() {
+            if let Some(id) = operation["operationId"].as_str() {
+                consumers.push((id.to_string(), params.clone()));
+            }
+        }
+    }
+    for operations in paths.values_mut() {
+        let Some(Value::Object(create)) = operations.get_mut("post") else {
+            continue;
+        };
+        let answer = &create["responses"]["200"]["content"]["application/json"]["schema"]["$ref"];
+        let Some(name) = answer
+            .as_str()
+            .and_then(|answer| answer.strip_prefix("#/components/schemas/"))
+        else {
+            continue;
+        };
+        let Some(properties) = schemas
+            .get(name)
+            .and_then(|schema| schema["properties"].as_object())
+        else {
+            continue;
+        };
+        let mut links = Map::new();
+        for (consumer, params) in &consumers {
+            if !params.iter().all(|param| properties.contains_key(param)) {
+                continue;
+            }
+            let parameters: Map<String, Value> = params
+                .iter()
+                .map(|param| (param.clone(), json!(format!("$response.body#/{param}"))))
+                .collect();
+            links.insert(
+                consumer.clone(),
+                json!({ "operationId": consumer, "parameters": parameters }),
+            );
+        }
+        if !links.is_empty() {
+            create["responses"]["200"]["links"] = Value::Object(links);
+        }
     }
 }
 
