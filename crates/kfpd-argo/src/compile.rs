@@ -621,12 +621,18 @@ impl<'a> Compiler<'a> {
     /// An importer that copies its artifact into the workspace.
     fn importer_template(&self) -> Template {
         let mut mounts = Vec::new();
+        let mut env = vec![
+            EnvVar::field("KFPD_POD_NAME", "metadata.name"),
+            EnvVar::field("KFPD_POD_UID", "metadata.uid"),
+            EnvVar::field("KFPD_NAMESPACE", "metadata.namespace"),
+        ];
         if self.workspace {
             mounts.push(VolumeMount {
                 name: WORKSPACE_VOLUME.into(),
                 mount_path: WORKSPACE_PATH.into(),
                 sub_path: None,
             });
+            env.push(EnvVar::value("KFPD_WORKSPACE", WORKSPACE_PATH));
         }
         Template {
             name: IMPORTER_TEMPLATE.into(),
@@ -638,11 +644,7 @@ impl<'a> Compiler<'a> {
                 image: self.options.kfpd_image.clone(),
                 command: vec!["kfpd".into(), "launcher".into()],
                 args: self.launcher_args(),
-                env: vec![
-                    EnvVar::field("KFPD_POD_NAME", "metadata.name"),
-                    EnvVar::field("KFPD_POD_UID", "metadata.uid"),
-                    EnvVar::field("KFPD_NAMESPACE", "metadata.namespace"),
-                ],
+                env,
                 env_from: self.env_from(),
                 volume_mounts: mounts,
                 security_context: Some(container_security()),

@@ -4,7 +4,7 @@
 
 use crate::error::Error;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use kfpd_ir::spec::{ComponentOutputsSpec, PipelineContainerSpec};
 
@@ -501,6 +501,34 @@ pub fn prepare(
     }
 }
 
+/// Where an artifact an importer copied into the run's workspace is:
+/// `<workspace>/.artifacts/<its URI as a local path>`, the remote schemes mapped as
+/// upstream maps them (`gs://b/k` → `gcs/b/k`, `minio://` → `minio/`, `s3://` →
+/// `s3/`) and a `file://` URI or a path taken as it is. A URI with `..` in it
+/// would leave the workspace and is refused.
+pub fn workspace_artifact_path(workspace: &Path, uri: &str) -> Result<PathBuf, String> {
+    let schemes = [
+        ("gs://", "gcs/"),
+        ("minio://", "minio/"),
+        ("s3://", "s3/"),
+        ("file://", ""),
+    ];
+    let relative = schemes
+        .iter()
+        .find_map(|(scheme, prefix)| {
+            uri.strip_prefix(scheme)
+                .map(|rest| format!("{prefix}{}", rest.trim_start_matches('/')))
+        })
+        .unwrap_or_else(|| uri.trim_start_matches('/').to_string());
+    let relative = relative.trim_end_matches('/');
+    if relative.is_empty() || relative.split('/').any(|part| part == "..") {
+        return Err(format!(
+            "artifact URI {uri:?} does not name a place inside the workspace"
+        ));
+    }
+    Ok(workspace.join(".artifacts").join(relative))
+}
+
 /// The file name an input artifact is downloaded as: its URI's last segment.
 fn local_name(uri: &str) -> String {
     let last = uri
@@ -550,6 +578,30 @@ pub fn resolve_container(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn workspace_paths_map_uris_as_upstream_and_stay_inside() {
+        let workspace = std::path::Path::new("/kfp-workspace");
+        let path = |uri: &str| super::workspace_artifact_path(workspace, uri);
+        assert_eq!(
+            path("minio://mlpipeline/sample/sample.txt").unwrap(),
+            workspace.join(".artifacts/minio/mlpipeline/sample/sample.txt")
+        );
+        assert_eq!(
+            path("s3://b/k/").unwrap(),
+            workspace.join(".artifacts/s3/b/k")
+        );
+        assert_eq!(
+            path("gs://b/k").unwrap(),
+            workspace.join(".artifacts/gcs/b/k")
+        );
+        assert_eq!(
+            path("file:///data/in.csv").unwrap(),
+            workspace.join(".artifacts/data/in.csv")
+        );
+        assert!(path("s3://b/../../etc/passwd").is_err());
+        assert!(path("file:///").is_err());
+    }
+
     use super::*;
 
     fn input() -> ExecutorInput {

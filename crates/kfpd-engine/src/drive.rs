@@ -491,6 +491,13 @@ impl Driver {
                     Some(ExecutorKind::Importer(spec)) => {
                         let mut record = self.begin(&call, kind);
                         match importer::run(context, &call, spec, &record).await {
+                            // The artifact is recorded; the importer's pod copies it
+                            // into the workspace, and its launcher's report ends the task.
+                            Ok(_) if spec.download_to_workspace => {
+                                record.set_detail(DOWNLOAD_TO_WORKSPACE, json!(true));
+                                self.write(&mut record, &call.artifacts).await?;
+                                Ok(EXECUTED)
+                            }
                             Ok(result) => {
                                 record.finish(context, result.state, None, &result.parameters);
                                 Ok(NOT_EXECUTED)
@@ -1040,19 +1047,24 @@ const NOT_EXECUTED: Decision = Decision {
 
 /// The details key of the pod spec patch a container task was answered with.
 const POD_SPEC_PATCH: &str = "pod_spec_patch";
+/// The details key marking an importer whose pod copies its artifact into the
+/// run's workspace.
+pub(crate) const DOWNLOAD_TO_WORKSPACE: &str = "download_to_workspace";
 
 /// The answer for a task driven before.
 fn decision_of(row: &Task) -> Decision {
-    let execute = match row.kind {
-        TaskKind::Importer => false,
-        // Its pod ran already: a retried run's new Workflow skips it.
-        TaskKind::Runtime if row.state == TaskState::Succeeded => false,
-        _ => !matches!(
-            row.state,
-            TaskState::Cached | TaskState::Skipped | TaskState::Failed | TaskState::Canceled
-        ),
-    };
     let details = serde_json::from_str::<Value>(&row.details).unwrap_or_default();
+    let ran = !matches!(
+        row.state,
+        TaskState::Cached | TaskState::Skipped | TaskState::Failed | TaskState::Canceled
+    );
+    let execute = match row.kind {
+        // Its pod ran already (a retried run's new Workflow skips it), or it never
+        // had one.
+        TaskKind::Runtime | TaskKind::Importer if row.state == TaskState::Succeeded => false,
+        TaskKind::Importer => ran && details[DOWNLOAD_TO_WORKSPACE] == json!(true),
+        _ => ran,
+    };
     let iteration_count = details
         .get("iteration_count")
         .and_then(Value::as_u64)

@@ -3,7 +3,7 @@
 //! decides nothing the core does not: it resolves the command and reads outputs
 //! back with the same `kfpd_core` functions the local engine uses.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use kfpd_artifacts::ArtifactStore;
@@ -15,7 +15,7 @@ use kfpd_store::{Artifact, TaskKind, TaskState, TaskStateChange};
 use serde_json::{json, Map, Value};
 
 use crate::container::{log_object_uri, replace_kfp_pin};
-use crate::drive::{object, DriveError, Driver};
+use crate::drive::{object, DriveError, Driver, DOWNLOAD_TO_WORKSPACE};
 use crate::engine::Engine;
 use crate::importer::new_artifact_id;
 use crate::records::{now, TaskRecord};
@@ -27,8 +27,13 @@ pub struct Launch {
     pub task_name: String,
     pub display_name: String,
     pub parameters: Map<String, Value>,
+    /// A container's input artifacts; an importer's output, which it copies.
     pub artifacts: Artifacts,
-    pub container: PipelineContainerSpec,
+    /// Of those, the ones an importer copied into the run's workspace: read
+    /// there, not fetched.
+    pub in_workspace: BTreeSet<i64>,
+    /// None for an importer that copies its artifact into the workspace.
+    pub container: Option<PipelineContainerSpec>,
     pub outputs: ComponentOutputsSpec,
     pub output_uris: BTreeMap<String, String>,
     pub log_uri: String,
@@ -64,12 +69,13 @@ pub struct AttemptReport {
     pub log_length: u64,
 }
 
-/// The container task at `path`, which a driver request started.
+/// The task at `path` a driver request started: a container task, or an importer
+/// that copies its artifact into the workspace (no container).
 struct Driven {
     record: TaskRecord,
     task_name: String,
     display_name: String,
-    container: PipelineContainerSpec,
+    container: Option<PipelineContainerSpec>,
     outputs: ComponentOutputsSpec,
     max_attempts: u32,
 }
@@ -81,6 +87,23 @@ impl Driver {
                 "task {path:?} has not been driven: send its driver request first"
             ))
         })?;
+        let record = TaskRecord::resume(row.clone());
+        if row.kind == TaskKind::Importer
+            && record.detail(DOWNLOAD_TO_WORKSPACE) == Some(&json!(true))
+        {
+            let located = self.locate(path)?;
+            let Some((task_name, _)) = located.task else {
+                return Err(DriveError::Invalid(format!("{path:?} is not a task")));
+            };
+            return Ok(Driven {
+                record,
+                task_name,
+                display_name: row.display_name.clone(),
+                container: None,
+                outputs: located.component.output_definitions.clone(),
+                max_attempts: 1,
+            });
+        }
         if row.kind != TaskKind::Runtime {
             return Err(DriveError::Invalid(format!(
                 "task {path:?} is a {} task, not a container: it has no pod to launch",
@@ -103,13 +126,32 @@ impl Driver {
         };
         let plan = RetryPlan::of(task.retry_policy.as_ref());
         Ok(Driven {
-            record: TaskRecord::resume(row.clone()),
+            record,
             task_name,
             display_name: row.display_name.clone(),
-            container: container.clone(),
+            container: Some(container.clone()),
             outputs: located.component.output_definitions.clone(),
             max_attempts: plan.max_retries + 1,
         })
+    }
+}
+
+impl Driver {
+    /// Ids of the artifacts importers of this run copied into its workspace.
+    fn workspace_artifacts(&self) -> BTreeSet<i64> {
+        self.context
+            .previous
+            .values()
+            .filter(|row| row.kind == TaskKind::Importer)
+            .filter(|row| object(&row.details).get(DOWNLOAD_TO_WORKSPACE) == Some(&json!(true)))
+            .flat_map(|row| {
+                self.linked(&row.id, kfpd_store::Direction::Output)
+                    .into_values()
+                    .flatten()
+                    .map(|artifact| artifact.id)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
 }
 
@@ -144,10 +186,17 @@ impl Engine {
         let facts = &driver.context.facts;
         // The kfp a lightweight component installs, as the local engine replaces it.
         let mut container = driven.container.clone();
-        if let Some(package) = self.options.kfp_package.as_deref() {
+        if let (Some(container), Some(package)) =
+            (container.as_mut(), self.options.kfp_package.as_deref())
+        {
             replace_kfp_pin(&mut container.command, Some(package));
             replace_kfp_pin(&mut container.args, Some(package));
         }
+        let artifacts = match container {
+            Some(_) => driver.linked(&task.id, kfpd_store::Direction::Input),
+            None => driver.linked(&task.id, kfpd_store::Direction::Output),
+        };
+        let in_workspace = driver.workspace_artifacts();
         let output_uris = driven
             .outputs
             .artifacts
@@ -169,7 +218,8 @@ impl Engine {
             task_name: driven.task_name.clone(),
             display_name: driven.display_name.clone(),
             parameters: object(&task.inputs),
-            artifacts: driver.linked(&task.id, kfpd_store::Direction::Input),
+            artifacts,
+            in_workspace,
             container,
             outputs: driven.outputs.clone(),
             output_uris,
@@ -235,7 +285,9 @@ impl Engine {
         record.task.attempts += 1;
         record.set_detail("attempt", json!(report.attempt));
         record.set_detail("attempts", Value::Array(attempts));
-        record.set_detail("image", json!(container.image));
+        if let Some(container) = &container {
+            record.set_detail("image", json!(container.image));
+        }
         record.set_detail("command", json!(report.command));
         if !report.log_uri.is_empty() {
             record.set_detail("log_uri", json!(report.log_uri));

@@ -4,7 +4,7 @@
 //! log, and reports the attempt. The command line, ExecutorInput and outputs are
 //! resolved and read by `kfpd_core`, as the local engine does.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -12,7 +12,9 @@ use kfpd_api::kfpd_v1::launcher_service_client::LauncherServiceClient;
 use kfpd_api::kfpd_v1::{FinishAttemptRequest, GetTaskRequest, OutputArtifact, TaskExecution};
 use kfpd_artifacts::{ArtifactStore, Options as ArtifactOptions};
 use kfpd_core::attempts::{exit_reason, last_line};
-use kfpd_core::executor_input::{self, resolve_self_references, JobInfo, Layout};
+use kfpd_core::executor_input::{
+    self, resolve_self_references, workspace_artifact_path, JobInfo, Layout,
+};
 use kfpd_core::outputs::{content_path, read_outputs};
 use kfpd_core::{ArtifactRef, Artifacts};
 use kfpd_ir::spec::{ComponentOutputsSpec, PipelineContainerSpec};
@@ -114,11 +116,15 @@ pub async fn launch(args: &LauncherArgs) -> Result<i32, Error> {
         .join(&task.task_id)
         .join(format!("attempt-{attempt}"));
     let started_at = now();
-    let workspace = args
-        .workspace
-        .clone()
-        .unwrap_or_else(|| work.join("workspace"));
-    let ran = run_task(&task, run_id, &store, &work, &workspace).await;
+    let ran = if task.download_to_workspace {
+        import_to_workspace(&task, &store, args.workspace.as_deref(), &work).await
+    } else {
+        let workspace = args
+            .workspace
+            .clone()
+            .unwrap_or_else(|| work.join("workspace"));
+        run_task(&task, run_id, &store, &work, &workspace).await
+    };
     let log_path = work.join("main.log");
     let log = std::fs::read_to_string(&log_path).unwrap_or_default();
     // The pod's own log shows the task's output too.
@@ -279,6 +285,47 @@ struct Done {
     outcome: Result<(Map<String, Value>, Vec<OutputArtifact>), String>,
 }
 
+/// An importer's pod: copies the artifact it imported into the run's workspace,
+/// where the tasks after it read it.
+async fn import_to_workspace(
+    task: &TaskExecution,
+    store: &ArtifactStore,
+    workspace: Option<&Path>,
+    work: &Path,
+) -> Result<Done, String> {
+    let Some(workspace) = workspace else {
+        return Err(format!(
+            "importer {:?} copies its artifact into the workspace, but the pod has none (KFPD_WORKSPACE is not set: give the pipeline a workspace with pipelineConfig.workspace)",
+            task.display_name
+        ));
+    };
+    let (artifacts, _) = input_artifacts(&task.artifacts_json)
+        .map_err(|error| format!("the server's artifacts are not valid: {error}"))?;
+    std::fs::create_dir_all(work)
+        .map_err(|error| format!("cannot create {}: {error}", work.display()))?;
+    let mut log = String::new();
+    for artifact in artifacts.values().flatten() {
+        let local = workspace_artifact_path(workspace, &artifact.uri)?;
+        if let Some(parent) = local.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|error| format!("cannot create {}: {error}", parent.display()))?;
+        }
+        store
+            .download(&artifact.uri, &local)
+            .await
+            .map_err(|error| format!("cannot copy {} into the workspace: {error}", artifact.uri))?;
+        log.push_str(&format!("copied {} to {}\n", artifact.uri, local.display()));
+    }
+    let log_path = work.join("main.log");
+    std::fs::write(&log_path, log)
+        .map_err(|error| format!("cannot write {}: {error}", log_path.display()))?;
+    Ok(Done {
+        command: Vec::new(),
+        exit_code: Some(0),
+        outcome: Ok((Map::new(), Vec::new())),
+    })
+}
+
 /// Prepares, runs and collects the task; `Err` when it could not even start.
 async fn run_task(
     task: &TaskExecution,
@@ -292,7 +339,7 @@ async fn run_task(
     };
     let parameters: Map<String, Value> =
         serde_json::from_str(&task.parameters_json).map_err(|error| bad("parameters", error))?;
-    let artifacts =
+    let (artifacts, in_workspace) =
         input_artifacts(&task.artifacts_json).map_err(|error| bad("artifacts", error))?;
     let container: PipelineContainerSpec =
         serde_json::from_str(&task.container_json).map_err(|error| bad("container", error))?;
@@ -309,9 +356,30 @@ async fn run_task(
             .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
     }
     let uris: &BTreeMap<String, String> = &task.output_uris.clone().into_iter().collect();
-    let prepared = executor_input::prepare(&parameters, &artifacts, &outputs, &layout, |name| {
-        uris.get(name).cloned().unwrap_or_default()
-    });
+    let mut prepared =
+        executor_input::prepare(&parameters, &artifacts, &outputs, &layout, |name| {
+            uris.get(name).cloned().unwrap_or_default()
+        });
+    // Artifacts an importer copied into the workspace are read there.
+    for (name, list) in &artifacts {
+        for (index, artifact) in list.iter().enumerate() {
+            if !in_workspace.contains(&artifact.id) {
+                continue;
+            }
+            let local = workspace_artifact_path(workspace, &artifact.uri)?;
+            if let Some(runtime) = prepared
+                .input
+                .artifacts
+                .get_mut(name)
+                .and_then(|runtime| runtime.get_mut(index))
+            {
+                runtime.uri = local.display().to_string();
+            }
+            prepared.downloads.retain(|download| {
+                !(download.input == *name && download.artifact_id == artifact.id)
+            });
+        }
+    }
     for download in &prepared.downloads {
         store
             .download(&download.uri, &download.local)
@@ -456,10 +524,16 @@ async fn collect(
     Ok((read.parameters, artifacts))
 }
 
-/// Input artifacts as the server lists them.
-fn input_artifacts(json: &str) -> Result<Artifacts, serde_json::Error> {
+/// Input artifacts as the server lists them, and the ids of those in the workspace.
+fn input_artifacts(json: &str) -> Result<(Artifacts, BTreeSet<i64>), serde_json::Error> {
     let by_name: BTreeMap<String, Vec<Value>> = serde_json::from_str(json)?;
-    Ok(by_name
+    let in_workspace = by_name
+        .values()
+        .flatten()
+        .filter(|item| item["in_workspace"] == Value::Bool(true))
+        .filter_map(|item| item["id"].as_i64())
+        .collect();
+    let artifacts = by_name
         .into_iter()
         .map(|(name, list)| {
             let refs = list
@@ -481,5 +555,6 @@ fn input_artifacts(json: &str) -> Result<Artifacts, serde_json::Error> {
                 .collect();
             (name, refs)
         })
-        .collect())
+        .collect();
+    Ok((artifacts, in_workspace))
 }

@@ -628,3 +628,151 @@ async fn pvc_tasks_run_through_resource_templates() {
     let inputs: Value = serde_json::from_str(&delete.inputs).expect("inputs");
     assert_eq!(inputs["pvc_name"], format!("{}-data", outcome.name));
 }
+
+/// An importer with `download_to_workspace`, and a task reading what it imported.
+const IMPORT_TO_WORKSPACE: &str = r#"
+pipelineInfo: {name: standin-import-to-workspace}
+schemaVersion: 2.1.0
+sdkVersion: kfp-2.15.0
+components:
+  comp-importer:
+    executorLabel: exec-importer
+    inputDefinitions:
+      parameters:
+        uri: {parameterType: STRING}
+    outputDefinitions:
+      artifacts:
+        artifact:
+          artifactType: {schemaTitle: system.Dataset, schemaVersion: 0.0.1}
+  comp-read:
+    executorLabel: exec-read
+    inputDefinitions:
+      artifacts:
+        data:
+          artifactType: {schemaTitle: system.Dataset, schemaVersion: 0.0.1}
+    outputDefinitions:
+      parameters:
+        Output: {parameterType: STRING}
+        where: {parameterType: STRING}
+deploymentSpec:
+  executors:
+    exec-importer:
+      importer:
+        artifactUri: {runtimeParameter: uri}
+        downloadToWorkspace: true
+        typeSchema: {schemaTitle: system.Dataset, schemaVersion: 0.0.1}
+    exec-read:
+      container:
+        image: alpine
+        command: [sh, -c, 'cat "$0" > "$1" && printf %s "$0" > "$2"']
+        args:
+        - "{{$.inputs.artifacts['data'].path}}"
+        - "{{$.outputs.parameters['Output'].output_file}}"
+        - "{{$.outputs.parameters['where'].output_file}}"
+root:
+  inputDefinitions:
+    parameters:
+      file_uri: {parameterType: STRING}
+  dag:
+    tasks:
+      importer:
+        componentRef: {name: comp-importer}
+        inputs:
+          parameters:
+            uri: {componentInputParameter: file_uri}
+        taskInfo: {name: importer}
+      read:
+        componentRef: {name: comp-read}
+        dependentTasks: [importer]
+        inputs:
+          artifacts:
+            data:
+              taskOutputArtifact: {producerTask: importer, outputArtifactKey: artifact}
+        taskInfo: {name: read}
+---
+platforms:
+  kubernetes:
+    pipelineConfig:
+      workspace:
+        size: 1Gi
+"#;
+
+/// The importer's pod copies the object it imported into the run's workspace
+/// volume, and the task after it reads it there (not from the store): the
+/// workspace's copy is what it finds at its input's path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_importer_copies_its_artifact_into_the_workspace() {
+    let argo = Server::start();
+    let object = argo.dir.path().join("artifacts/inputs/greeting.txt");
+    std::fs::create_dir_all(object.parent().expect("parent")).expect("inputs dir");
+    std::fs::write(&object, "hello from the store").expect("object");
+    let uri = format!("file://{}", object.display());
+    let package =
+        kfpd_ir::read_package("import.yaml", IMPORT_TO_WORKSPACE.as_bytes()).expect("package");
+    let parameters = Map::from_iter([("file_uri".to_string(), json!(uri))]);
+    let scratch = tempfile::tempdir().expect("scratch");
+    let run_id = create_run(&argo, &package, &parameters).await;
+    let outcome = run_on_standin(
+        &argo,
+        &run_id,
+        &package,
+        &parameters,
+        cluster(scratch.path(), &package, false, &[]),
+    )
+    .await;
+    assert_eq!(
+        outcome.phase,
+        standin::Phase::Succeeded,
+        "{}\n{}",
+        outcome.summary(),
+        argo.stderr()
+    );
+    let run = wait_for_end(&argo, &run_id, Duration::from_secs(10)).await;
+    assert_eq!(run["state"], "SUCCEEDED", "{run}");
+    // The importer's pod ran (the driver request alone does not copy).
+    let importer_pod = outcome
+        .nodes
+        .iter()
+        .find(|node| node.name.ends_with(".importer") && node.kind == standin::Kind::Pod);
+    assert!(importer_pod.is_some(), "{}", outcome.summary());
+
+    let url = format!("sqlite://{}", argo.dir.path().join("kfpd.db").display());
+    let store = kfpd_store::sql::SqlStore::connect(&kfpd_store::sql::Options::new(url))
+        .await
+        .expect("store");
+    let rows = kfpd_store::ExecutionStore::list_tasks(&store, &run_id)
+        .await
+        .expect("rows");
+    let row = |path: &str| {
+        rows.iter()
+            .find(|row| row.path == path)
+            .unwrap_or_else(|| panic!("no row {path}"))
+    };
+    assert_eq!(row("root/importer").state, kfpd_store::TaskState::Succeeded);
+    let read = row("root/read");
+    assert_eq!(read.state, kfpd_store::TaskState::Succeeded);
+    let outputs: Value = serde_json::from_str(&read.outputs).expect("outputs");
+    assert_eq!(outputs["Output"], "hello from the store");
+    let workspace = scratch
+        .path()
+        .join("claims")
+        .join(&outcome.name)
+        .join(kfpd_argo::WORKSPACE_VOLUME);
+    let copy = workspace
+        .join(".artifacts")
+        .join(object.display().to_string().trim_start_matches('/'));
+    assert_eq!(outputs["where"], copy.display().to_string());
+    assert_eq!(
+        std::fs::read_to_string(&copy).expect("the workspace's copy"),
+        "hello from the store"
+    );
+    // The artifact API shows the imported URI, not the copy.
+    let (_, listed) = argo.get(&format!("/artifacts?run_id={run_id}")).await;
+    let uris: Vec<&str> = listed["artifacts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|artifact| artifact["uri"].as_str())
+        .collect();
+    assert_eq!(uris, [uri.as_str()], "{listed}");
+}

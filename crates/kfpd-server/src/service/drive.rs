@@ -51,14 +51,18 @@ impl Api {
                 let items: Vec<Value> = list
                     .iter()
                     .map(|artifact| {
-                        json!({
+                        let mut item = json!({
                             "id": artifact.id,
                             "name": artifact.name,
                             "uri": artifact.uri,
                             "schema_title": artifact.schema_title,
                             "schema_version": artifact.schema_version,
                             "metadata": artifact.metadata,
-                        })
+                        });
+                        if launch.in_workspace.contains(&artifact.id) {
+                            item["in_workspace"] = json!(true);
+                        }
+                        item
                     })
                     .collect();
                 (name.clone(), Value::Array(items))
@@ -74,7 +78,10 @@ impl Api {
             display_name: launch.display_name,
             parameters_json: Value::Object(launch.parameters).to_string(),
             artifacts_json: Value::Object(artifacts).to_string(),
-            container_json: to_json(serde_json::to_string(&launch.container))?,
+            container_json: match &launch.container {
+                Some(container) => to_json(serde_json::to_string(container))?,
+                None => String::new(),
+            },
             outputs_json: to_json(serde_json::to_string(&launch.outputs))?,
             output_uris: launch.output_uris.into_iter().collect(),
             log_uri: launch.log_uri,
@@ -84,6 +91,7 @@ impl Api {
             job_create_time: job.create_time,
             pipeline_root: job.pipeline_root,
             max_attempts: launch.max_attempts,
+            download_to_workspace: launch.container.is_none(),
         })
     }
 
