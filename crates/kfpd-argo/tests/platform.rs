@@ -544,9 +544,9 @@ fn init_containers_and_pod_affinity() {
         "emptyDirMounts": [{"volumeName": "scratch", "mountPath": "/scratch"}],
         "pvcMount": [{"pvcNameParameter": {"componentInputParameter": "claim"}, "mountPath": "/data"}],
         "initContainers": [
-            {"name": "fetch", "image": "busybox", "command": ["sh", "-c"], "args": ["echo hi > /work/hello"],
+            {"name": "fetch", "image": "busybox", "command": ["sh", "-c"], "args": ["echo hi > /prep/hello"],
              "env": [{"name": "MODE", "value": "fast"}],
-             "volumeMounts": [{"volumeName": "scratch", "mountPath": "/work"},
+             "volumeMounts": [{"volumeName": "scratch", "mountPath": "/prep"},
                               {"volumeName": "data-claim", "mountPath": "/in"}],
              "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "64Mi"}}},
             {"name": "proxy", "image": "envoy", "restartPolicy": "Always"}
@@ -569,7 +569,7 @@ fn init_containers_and_pod_affinity() {
     );
     let fetch = &inits[1];
     assert_eq!(fetch["image"], "busybox");
-    assert_eq!(fetch["args"], json!(["echo hi > /work/hello"]));
+    assert_eq!(fetch["args"], json!(["echo hi > /prep/hello"]));
     assert_eq!(fetch["env"], json!([{"name": "MODE", "value": "fast"}]));
     assert_eq!(
         fetch["resources"],
@@ -584,7 +584,7 @@ fn init_containers_and_pod_affinity() {
         .clone();
     assert_eq!(
         fetch["volumeMounts"],
-        json!([{"name": "scratch", "mountPath": "/work"}, {"name": claim_volume, "mountPath": "/in"}])
+        json!([{"name": "scratch", "mountPath": "/prep"}, {"name": claim_volume, "mountPath": "/in"}])
     );
     assert_eq!(inits[2]["restartPolicy"], "Always");
     assert!(inits[2].get("volumeMounts").is_none());
