@@ -909,6 +909,7 @@ async function route() {
     } catch (error) {
       showError(error, SECTION_TITLES[section]);
     }
+    markRendered();
     return;
   }
   notFound(location.hash);

@@ -162,6 +162,7 @@ class RunPage {
       tabs,
       h("div", { class: "run-body" }, this.viewHost, this.panel));
     this.update();
+    markRendered();
   }
 
   renderTabs(tabs) {
