@@ -37,11 +37,15 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
 use kfpd_store::sql::{Options, SqlStore};
-use kfpd_store::{NewRun, RunState, RunStore, Task, TaskKind, TaskState, TaskStateChange, ExecutionStore};
+use kfpd_store::{
+    ExecutionStore, NewRun, RunState, RunStore, Task, TaskKind, TaskState, TaskStateChange,
+};
 use serde_json::{json, Value};
 
 #[derive(Parser, Debug)]
-#[command(about = "Time to first render, bytes per page and server CPU per open page of the web UI")]
+#[command(
+    about = "Time to first render, bytes per page and server CPU per open page of the web UI"
+)]
 struct Args {
     /// Runs seeded before the measurement.
     #[arg(long, default_value_t = 1_000_000)]
@@ -128,9 +132,27 @@ async fn main() -> Result<()> {
     let kfpd = launch.start(&client).await?;
     let base = kfpd.base.clone();
     let browser = Browser::start(&args.chromium, &args.chromedriver).await?;
-    let result = measure(&args, &client, &browser, &base, kfpd.pid, &finished, &live, &live_small).await;
+    let result = measure(
+        &args,
+        &client,
+        &browser,
+        &base,
+        kfpd.pid,
+        &finished,
+        &live,
+        &live_small,
+    )
+    .await;
     browser.quit().await;
     kfpd.stop().await?;
+    // What kfpd complained about while measured, if anything.
+    let log = std::fs::read_to_string(work.path().join("kfpd.log")).unwrap_or_default();
+    for line in log
+        .lines()
+        .filter(|line| line.contains("WARN") || line.contains("ERROR"))
+    {
+        eprintln!("kfpd: {line}");
+    }
     let report = result?;
     println!("{report}");
     Ok(())
@@ -163,7 +185,10 @@ async fn measure(
         ),
         (
             "1,000-task run, the loop's 1,000 iterations (`?scope=<loop>`)",
-            format!("{base}/#/runs/details/{}?scope={}", finished.run_id, finished.loop_id),
+            format!(
+                "{base}/#/runs/details/{}?scope={}",
+                finished.run_id, finished.loop_id
+            ),
         ),
         (
             "1,000-task run, task table (`?view=tasks`)",
@@ -204,11 +229,34 @@ async fn measure(
         thousands(warm_assets)
     ));
     let answers = [
-        ("runs page: first event of `runs:watch` (20 runs)", format!("{base}/apis/v2beta1/runs:watch?page_size=20&sort_by=created_at%20desc"), true),
-        ("runs page as `ListRuns` JSON (the same 20 runs)", format!("{base}/apis/v2beta1/runs?page_size=20&sort_by=created_at%20desc"), false),
-        ("1,000-task run: its stream (one event, 2,002 nodes)", format!("{base}/apis/v2beta1/runs/{}/events", finished.run_id), true),
-        ("1,000-task run as `GetRun` JSON (what upstream's UI reads)", format!("{base}/apis/v2beta1/runs/{}", finished.run_id), false),
-        ("one task's record (`/nodes/{id}`)", format!("{base}/apis/v2beta1/runs/{}/nodes/{}", finished.run_id, finished.loop_id), false),
+        (
+            "runs page: first event of `runs:watch` (20 runs)",
+            format!("{base}/apis/v2beta1/runs:watch?page_size=20&sort_by=created_at%20desc"),
+            true,
+        ),
+        (
+            "runs page as `ListRuns` JSON (the same 20 runs)",
+            format!("{base}/apis/v2beta1/runs?page_size=20&sort_by=created_at%20desc"),
+            false,
+        ),
+        (
+            "1,000-task run: its stream (one event, 2,002 nodes)",
+            format!("{base}/apis/v2beta1/runs/{}/events", finished.run_id),
+            true,
+        ),
+        (
+            "1,000-task run as `GetRun` JSON (what upstream's UI reads)",
+            format!("{base}/apis/v2beta1/runs/{}", finished.run_id),
+            false,
+        ),
+        (
+            "one task's record (`/nodes/{id}`)",
+            format!(
+                "{base}/apis/v2beta1/runs/{}/nodes/{}",
+                finished.run_id, finished.loop_id
+            ),
+            false,
+        ),
     ];
     for (label, url, stream) in answers {
         let bytes = answer_bytes(client, &url, stream).await?;
@@ -221,15 +269,30 @@ async fn measure(
         args.cpu_seconds
     ));
     let idle = cpu_share(pid, args.cpu_seconds).await?;
-    out.push_str(&format!("| no page open | 0 | {:.2} % | | 0 |\n", idle * 100.0));
+    out.push_str(&format!(
+        "| no page open | 0 | {:.2} % | | 0 |\n",
+        idle * 100.0
+    ));
     let scenarios = [
-        ("nothing runs: finished runs' pages and the runs page filtered to SUCCEEDED", vec![
-            format!("{base}/#/runs/details/{}", finished.run_id),
-            format!("{base}/#/runs?state=SUCCEEDED"),
-        ]),
-        ("a live run's page (RUNNING, no tasks)", vec![format!("{base}/#/runs/details/{live_small}")]),
-        ("the live 1,000-task run's page", vec![format!("{base}/#/runs/details/{}", live.run_id)]),
-        ("the runs page, live runs on it (page 1 of a million)", vec![format!("{base}/#/runs")]),
+        (
+            "nothing runs: finished runs' pages and the runs page filtered to SUCCEEDED",
+            vec![
+                format!("{base}/#/runs/details/{}", finished.run_id),
+                format!("{base}/#/runs?state=SUCCEEDED"),
+            ],
+        ),
+        (
+            "a live run's page (RUNNING, no tasks)",
+            vec![format!("{base}/#/runs/details/{live_small}")],
+        ),
+        (
+            "the live 1,000-task run's page",
+            vec![format!("{base}/#/runs/details/{}", live.run_id)],
+        ),
+        (
+            "the runs page, live runs on it (page 1 of a million)",
+            vec![format!("{base}/#/runs")],
+        ),
     ];
     for (label, urls) in scenarios {
         let handles = browser.open_windows(args.pages, &urls).await?;
@@ -258,14 +321,22 @@ struct LargeRun {
 /// A ParallelFor of `items` container tasks, written through the store as the local
 /// engine leaves it: finished (every task SUCCEEDED) or live (the run RUNNING, the
 /// first 64 tasks RUNNING, the rest PENDING).
-async fn large_run(store: &SqlStore, experiment: &str, items: usize, finished: bool) -> Result<LargeRun> {
+async fn large_run(
+    store: &SqlStore,
+    experiment: &str,
+    items: usize,
+    finished: bool,
+) -> Result<LargeRun> {
     let spec = loop_spec(items);
     let now = seed::unix_now();
     let run = store
         .create_run(NewRun {
             experiment_id: experiment.to_string(),
             namespace: String::new(),
-            display_name: format!("ui-bench-{items}-{}", if finished { "finished" } else { "live" }),
+            display_name: format!(
+                "ui-bench-{items}-{}",
+                if finished { "finished" } else { "live" }
+            ),
             description: String::new(),
             service_account: String::new(),
             created_at: now,
@@ -290,12 +361,38 @@ async fn large_run(store: &SqlStore, experiment: &str, items: usize, finished: b
             TaskState::Pending
         }
     };
-    let group_state = if finished { TaskState::Succeeded } else { TaskState::Running };
+    let group_state = if finished {
+        TaskState::Succeeded
+    } else {
+        TaskState::Running
+    };
     let root_id = uuid::Uuid::new_v4().to_string();
     let loop_id = uuid::Uuid::new_v4().to_string();
     let mut tasks = vec![
-        task(&run.id, &root_id, "", "root", TaskKind::Root, "bench-parallelfor", -1, group_state, now, finished),
-        task(&run.id, &loop_id, &root_id, "root/for-loop-1", TaskKind::Loop, "for-loop-1", -1, group_state, now, finished),
+        task(
+            &run.id,
+            &root_id,
+            "",
+            "root",
+            TaskKind::Root,
+            "bench-parallelfor",
+            -1,
+            group_state,
+            now,
+            finished,
+        ),
+        task(
+            &run.id,
+            &loop_id,
+            &root_id,
+            "root/for-loop-1",
+            TaskKind::Loop,
+            "for-loop-1",
+            -1,
+            group_state,
+            now,
+            finished,
+        ),
     ];
     for index in 0..items {
         let iteration_id = uuid::Uuid::new_v4().to_string();
@@ -304,14 +401,30 @@ async fn large_run(store: &SqlStore, experiment: &str, items: usize, finished: b
         let iteration_state = if ended { TaskState::Succeeded } else { state };
         let index_value = i64::try_from(index).unwrap_or(i64::MAX);
         let mut iteration = task(
-            &run.id, &iteration_id, &loop_id, &format!("root/for-loop-1/{index}"), TaskKind::LoopIteration,
-            "for-loop-1", index_value, iteration_state, now, ended,
+            &run.id,
+            &iteration_id,
+            &loop_id,
+            &format!("root/for-loop-1/{index}"),
+            TaskKind::LoopIteration,
+            "for-loop-1",
+            index_value,
+            iteration_state,
+            now,
+            ended,
         );
         iteration.display_name = format!("for-loop-1-iteration-{index}");
         tasks.push(iteration);
         let mut echo = task(
-            &run.id, &uuid::Uuid::new_v4().to_string(), &iteration_id, &format!("root/for-loop-1/{index}/echo"),
-            TaskKind::Runtime, "echo", -1, state, now, ended,
+            &run.id,
+            &uuid::Uuid::new_v4().to_string(),
+            &iteration_id,
+            &format!("root/for-loop-1/{index}/echo"),
+            TaskKind::Runtime,
+            "echo",
+            -1,
+            state,
+            now,
+            ended,
         );
         echo.inputs = json!({"n": index}).to_string();
         tasks.push(echo);
@@ -319,7 +432,13 @@ async fn large_run(store: &SqlStore, experiment: &str, items: usize, finished: b
     store.save_tasks(&tasks).await?;
     if finished {
         store
-            .transition_run(&run.id, &[RunState::Running], RunState::Succeeded, None, now + 3)
+            .transition_run(
+                &run.id,
+                &[RunState::Running],
+                RunState::Succeeded,
+                None,
+                now + 3,
+            )
             .await?;
     }
     Ok(LargeRun {
@@ -346,7 +465,10 @@ fn task(
         state: TaskState::Running,
     }];
     if ended {
-        history.push(TaskStateChange { time: now + 2, state });
+        history.push(TaskStateChange {
+            time: now + 2,
+            state,
+        });
     }
     let started = if state == TaskState::Pending { 0 } else { now };
     Task {
@@ -359,7 +481,11 @@ fn task(
         display_name: name.to_string(),
         iteration_index,
         state,
-        state_history: if state == TaskState::Pending { Vec::new() } else { history },
+        state_history: if state == TaskState::Pending {
+            Vec::new()
+        } else {
+            history
+        },
         error: None,
         created_at: now,
         started_at: started,
@@ -429,8 +555,10 @@ fn load_spec(args: &Args) -> Result<String> {
             .map_err(|missing| anyhow!("the seeded runs carry the corpus's hello_world.yaml: {missing}; or pass --spec"))?
             .join("hello_world.yaml"),
     };
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let value: Value = serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let value: Value =
+        serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     Ok(serde_json::to_string(&value)?)
 }
 
@@ -451,7 +579,12 @@ async fn answer_bytes(client: &reqwest::Client, url: &str, stream: bool) -> Resu
 }
 
 async fn open_streams(client: &reqwest::Client, base: &str) -> Result<i64> {
-    let text = client.get(format!("{base}/metrics")).send().await?.text().await?;
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
     Ok(text
         .lines()
         .filter(|line| line.starts_with("kfpd_event_streams{"))
@@ -471,7 +604,10 @@ async fn cpu_share(pid: u32, seconds: u64) -> Result<f64> {
 
 fn process_ticks(pid: u32) -> Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
     let fields: Vec<&str> = after.split_whitespace().collect();
     let field = |index: usize| -> Result<u64> {
         fields
@@ -504,7 +640,9 @@ struct Browser {
 
 impl Browser {
     async fn start(chromium: &str, chromedriver: &str) -> Result<Browser> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let driver = tokio::process::Command::new(chromedriver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -539,8 +677,12 @@ impl Browser {
             .ok_or_else(|| anyhow!("no WebDriver session: {created}"))?;
         let version = format!(
             "{} {}",
-            created["value"]["capabilities"]["browserName"].as_str().unwrap_or("chromium"),
-            created["value"]["capabilities"]["browserVersion"].as_str().unwrap_or("?")
+            created["value"]["capabilities"]["browserName"]
+                .as_str()
+                .unwrap_or("chromium"),
+            created["value"]["capabilities"]["browserVersion"]
+                .as_str()
+                .unwrap_or("?")
         );
         Ok(Browser {
             client,
@@ -552,7 +694,9 @@ impl Browser {
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Result<Value> {
         let get = method == reqwest::Method::GET;
-        let mut request = self.client.request(method, format!("{}{path}", self.session));
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.session));
         if !get {
             request = request.json(&body);
         }
@@ -564,13 +708,18 @@ impl Browser {
     }
 
     async fn goto(&self, url: &str) -> Result<()> {
-        self.call(reqwest::Method::POST, "/url", json!({"url": url})).await?;
+        self.call(reqwest::Method::POST, "/url", json!({"url": url}))
+            .await?;
         Ok(())
     }
 
     async fn script(&self, source: &str) -> Result<Value> {
-        self.call(reqwest::Method::POST, "/execute/sync", json!({"script": source, "args": []}))
-            .await
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            json!({"script": source, "args": []}),
+        )
+        .await
     }
 
     /// Loads `url` as a new document; milliseconds from navigation start to the
@@ -601,7 +750,9 @@ impl Browser {
                    .filter((e) => !e.name.includes('/apis/')).reduce((sum, e) => sum + e.transferSize, 0);",
             )
             .await?;
-        total.as_u64().ok_or_else(|| anyhow!("no transfer size: {total}"))
+        total
+            .as_u64()
+            .ok_or_else(|| anyhow!("no transfer size: {total}"))
     }
 
     /// Opens `count` windows, each on the next of `urls` in turn; returns their handles.
@@ -609,10 +760,18 @@ impl Browser {
         let mut handles = Vec::new();
         for index in 0..count {
             let made = self
-                .call(reqwest::Method::POST, "/window/new", json!({"type": "window"}))
+                .call(
+                    reqwest::Method::POST,
+                    "/window/new",
+                    json!({"type": "window"}),
+                )
                 .await?;
-            let handle = made["handle"].as_str().ok_or_else(|| anyhow!("no window handle"))?.to_string();
-            self.call(reqwest::Method::POST, "/window", json!({"handle": handle})).await?;
+            let handle = made["handle"]
+                .as_str()
+                .ok_or_else(|| anyhow!("no window handle"))?
+                .to_string();
+            self.call(reqwest::Method::POST, "/window", json!({"handle": handle}))
+                .await?;
             self.goto(&urls[index % urls.len()]).await?;
             handles.push(handle);
         }
@@ -621,12 +780,17 @@ impl Browser {
 
     async fn close_windows(&self, handles: Vec<String>) -> Result<()> {
         for handle in handles {
-            self.call(reqwest::Method::POST, "/window", json!({"handle": handle})).await?;
-            self.call(reqwest::Method::DELETE, "/window", json!({})).await?;
+            self.call(reqwest::Method::POST, "/window", json!({"handle": handle}))
+                .await?;
+            self.call(reqwest::Method::DELETE, "/window", json!({}))
+                .await?;
         }
-        let left = self.call(reqwest::Method::GET, "/window/handles", json!({})).await?;
+        let left = self
+            .call(reqwest::Method::GET, "/window/handles", json!({}))
+            .await?;
         if let Some(first) = left.as_array().and_then(|list| list.first()) {
-            self.call(reqwest::Method::POST, "/window", json!({"handle": first})).await?;
+            self.call(reqwest::Method::POST, "/window", json!({"handle": first}))
+                .await?;
         }
         Ok(())
     }
