@@ -494,6 +494,8 @@ async fn terminate_delete_archive_and_ttl_clean_up_workflows_but_keep_runs() {
     let (name, _) = workflow_of(&kube, &server, &run_id).await;
     kube.set_status(&name, status("Running", "", nodes(vec![])));
     wait_state(&server, &run_id, "RUNNING").await;
+    drive(&server, &run_id, "root").await;
+    drive(&server, &run_id, "root/echo").await;
     let (code, body) = server
         .post(&format!("/runs/{run_id}:terminate"), &json!({}))
         .await;
@@ -511,6 +513,9 @@ async fn terminate_delete_archive_and_ttl_clean_up_workflows_but_keep_runs() {
         status("Failed", "Stopped with strategy 'Terminate'", nodes(vec![])),
     );
     wait_state(&server, &run_id, "CANCELED").await;
+    // The task whose pod was killed will not report: it ends with the run.
+    let echo = task_of(&server, &run_id, "echo").await;
+    assert_eq!(echo["state"], "CANCELED", "{echo}");
 
     // Recorded and past its TTL: deleted from the cluster, kept in the database.
     wait_until("ttl deletion", &server, async || {

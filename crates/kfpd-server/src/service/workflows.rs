@@ -271,10 +271,33 @@ impl Api {
             .transition_run(&run.id, &UNFINISHED, state, error, self.now())
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => self.end_open_tasks(&run.id).await,
             // Ended meanwhile by a launcher's report: that state stands.
             Err(kfpd_store::Error::FailedPrecondition(_)) => Ok(()),
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// Tasks still open when the Workflow ended (stopped, deleted, or their pods
+    /// gone without a report) will never report: they end CANCELED.
+    async fn end_open_tasks(&self, run_id: &str) -> Result<()> {
+        let now = self.now();
+        let mut ended = Vec::new();
+        for mut task in self.store.list_tasks(run_id).await? {
+            if task.state.is_final() {
+                continue;
+            }
+            task.state = TaskState::Canceled;
+            task.state_history.push(TaskStateChange {
+                time: now,
+                state: TaskState::Canceled,
+            });
+            task.finished_at = now;
+            task.error
+                .get_or_insert_with(|| "the run's Workflow ended before this task did".into());
+            ended.push(task);
+        }
+        self.store.save_tasks(&ended).await?;
+        Ok(())
     }
 }
