@@ -6,6 +6,7 @@
 # nothing. The venvs are the ones tests/e2e/run.sh installs.
 #
 #   bench/hostile_rest.sh [SECONDS] [MAX_EXAMPLES]   # default 900 s, 200 cases per operation
+#   KFPD_BIN=path/to/kfpd bench/hostile_rest.sh ...   # another build (e.g. debug)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -13,8 +14,10 @@ seconds="${1:-900}"
 examples="${2:-200}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kfpd-target}"
 KFPD_E2E_SETUP_ONLY=1 bash tests/e2e/run.sh
-cargo build --quiet --release -p kfpd
-export KFPD_BIN="$CARGO_TARGET_DIR/release/kfpd"
+if [[ -z "${KFPD_BIN:-}" ]]; then
+    cargo build --quiet --release -p kfpd
+    export KFPD_BIN="$CARGO_TARGET_DIR/release/kfpd"
+fi
 export KFPD_SCHEMATHESIS_VENV="${KFPD_SCHEMATHESIS_VENV:-$HOME/.cache/kfpd-schemathesis-venv}"
 venv="${KFPD_E2E_VENV:-$HOME/.cache/kfpd-e2e-venv}"
 PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=tests/e2e "$venv/bin/python" - "$seconds" "$examples" <<'PY'

@@ -32,6 +32,16 @@ pub fn condition(
     parameters: &Map<String, Value>,
     artifacts: &BTreeMap<String, Vec<ConditionArtifact>>,
 ) -> Result<bool, String> {
+    stacker::grow(EXPRESSION_STACK, || {
+        evaluate_condition(expression, parameters, artifacts)
+    })
+}
+
+fn evaluate_condition(
+    expression: &str,
+    parameters: &Map<String, Value>,
+    artifacts: &BTreeMap<String, Vec<ConditionArtifact>>,
+) -> Result<bool, String> {
     let program = compile(expression)?;
     let mut inputs: HashMap<String, CelValue> = HashMap::new();
     inputs.insert(
@@ -70,6 +80,10 @@ pub fn condition(
 /// so `parseJson(string_value)["key"]` reads a field of a struct (or of a string
 /// holding JSON, which is how loop items over a producer's output arrive).
 pub fn select(expression: &str, value: &Value) -> Result<Value, Error> {
+    stacker::grow(EXPRESSION_STACK, || evaluate_select(expression, value))
+}
+
+fn evaluate_select(expression: &str, value: &Value) -> Result<Value, Error> {
     (|| -> Result<Value, String> {
         let program = compile(expression)?;
         let mut context = context();
@@ -96,7 +110,58 @@ pub fn select(expression: &str, value: &Value) -> Result<Value, Error> {
     .map_err(Error::Condition)
 }
 
+/// Bounds on an expression's shape. The CEL parser and evaluator recurse once per
+/// level of nesting and per operator in a chain, so without them a pipeline with a
+/// deeply nested condition would overflow the stack and take the server down.
+/// Conditions and selectors the SDK compiles are far below these.
+const MAX_EXPRESSION_BYTES: usize = 16 * 1024;
+const MAX_NESTING: usize = 32;
+const MAX_OPERATORS: usize = 256;
+
+/// The stack an expression is parsed and evaluated on: enough for the bounds above
+/// with room to spare, whatever thread the caller runs on.
+const EXPRESSION_STACK: usize = 16 << 20;
+
+/// Refuses an expression deeper or longer than the bounds, naming which.
+fn check_shape(expression: &str) -> Result<(), String> {
+    if expression.len() > MAX_EXPRESSION_BYTES {
+        return Err(format!(
+            "CEL expression of {} bytes is longer than the limit of {MAX_EXPRESSION_BYTES}",
+            expression.len()
+        ));
+    }
+    // Brackets count inside string literals too: a lexer that ends an unclosed
+    // literal early would otherwise see nesting the scan did not.
+    let mut depth = 0usize;
+    let mut deepest = 0usize;
+    let mut operators = 0usize;
+    for ch in expression.chars() {
+        match ch {
+            '(' | '[' | '{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            '+' | '-' | '*' | '/' | '%' | '!' | '&' | '|' | '=' | '<' | '>' | '?' | ':' | '.'
+            | ',' => operators += 1,
+            _ => {}
+        }
+    }
+    if deepest > MAX_NESTING {
+        return Err(format!(
+            "CEL expression nests {deepest} levels deep; the limit is {MAX_NESTING}"
+        ));
+    }
+    if operators > MAX_OPERATORS {
+        return Err(format!(
+            "CEL expression has {operators} operators; the limit is {MAX_OPERATORS}"
+        ));
+    }
+    Ok(())
+}
+
 fn compile(expression: &str) -> Result<Program, String> {
+    check_shape(expression)?;
     Program::compile(expression)
         .map_err(|error| format!("invalid CEL expression {expression:?}: {error}"))
 }
@@ -204,6 +269,34 @@ mod tests {
 
     fn parameters(value: Value) -> Map<String, Value> {
         value.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn deep_or_long_expressions_are_refused_not_overflowed() {
+        let none = Map::new();
+        let artifacts = BTreeMap::new();
+        let deep = format!("{}true{}", "(".repeat(5000), ")".repeat(5000));
+        let error = condition(&deep, &none, &artifacts).unwrap_err();
+        assert!(error.contains("nests 5000 levels deep"), "{error}");
+        let chain = vec!["1"; 3000].join(" + ");
+        let error = select(&chain, &json!(1)).unwrap_err().to_string();
+        assert!(error.contains("operators"), "{error}");
+        let long = format!("'{}' == ''", "x".repeat(20_000));
+        let error = condition(&long, &none, &artifacts).unwrap_err();
+        assert!(error.contains("longer than the limit"), "{error}");
+        // An unclosed literal does not hide the nesting after it.
+        let unclosed = format!("'x\n{}", "{".repeat(138));
+        let error = condition(&unclosed, &none, &artifacts).unwrap_err();
+        assert!(error.contains("nests 138 levels deep"), "{error}");
+        // At the bounds, the expression is evaluated.
+        let nested = format!("{}true{}", "(".repeat(32), ")".repeat(32));
+        assert_eq!(condition(&nested, &none, &artifacts), Ok(true));
+        for open in ["{", "[", "(", "{1: ", "[1, ", "size("] {
+            let unclosed = open.repeat(32);
+            assert!(condition(&unclosed, &none, &artifacts).is_err());
+        }
+        let sum = vec!["1"; 200].join(" + ");
+        assert_eq!(select(&sum, &json!(1)).unwrap(), json!(200));
     }
 
     #[test]
