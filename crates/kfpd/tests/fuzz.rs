@@ -23,6 +23,10 @@ use rand::rngs::StdRng;
 use rand::Rng;
 use serde_json::{json, Value};
 
+/// Mutations every run tries at least, whatever the time budget, so the short run
+/// in the suite goes past the corpus.
+const MIN_MUTATIONS: usize = 200;
+
 /// Longest one input may take before it counts as a hang.
 const HANG: Duration = Duration::from_secs(30);
 
@@ -141,7 +145,7 @@ fn package_reader_validator_and_cel_survive_hostile_input() {
     let mut rng = budget.rng(1);
     let (mut tried, mut accepted, mut specs) = (0u64, 0u64, 0u64);
     let mut valid_specs: Vec<Value> = Vec::new();
-    while tried < corpus.len() as u64 || started.elapsed() < budget.seconds / 2 {
+    while tried < (corpus.len() + MIN_MUTATIONS) as u64 || started.elapsed() < budget.seconds / 2 {
         let upload = match corpus.get(tried as usize) {
             Some(seed) => seed.clone(),
             None => hostile::mutated_upload(&mut rng, &corpus),
@@ -191,7 +195,9 @@ fn package_reader_validator_and_cel_survive_hostile_input() {
     let cel_started = Instant::now();
     let cel = hostile::cel_corpus();
     let mut expressions = 0u64;
-    while expressions < cel.len() as u64 || cel_started.elapsed() < budget.seconds / 4 {
+    while expressions < (cel.len() + MIN_MUTATIONS) as u64
+        || cel_started.elapsed() < budget.seconds / 4
+    {
         let expression = match cel.get(expressions as usize) {
             Some(seed) => seed.clone(),
             None => {
@@ -251,7 +257,7 @@ async fn the_server_refuses_hostile_uploads_filters_and_tokens_with_a_4xx() {
     // Uploads: the corpus once, then mutations, for half the budget.
     let corpus = hostile::package_corpus();
     let (mut uploads, mut stored) = (0usize, 0u64);
-    while uploads < corpus.len() || started.elapsed() < budget.seconds / 2 {
+    while uploads < corpus.len() + MIN_MUTATIONS / 4 || started.elapsed() < budget.seconds / 2 {
         let upload = match corpus.get(uploads) {
             Some(seed) => seed.clone(),
             None => hostile::mutated_upload(&mut rng, &corpus),
@@ -292,7 +298,7 @@ async fn the_server_refuses_hostile_uploads_filters_and_tokens_with_a_4xx() {
     let filters = hostile::filter_corpus();
     let lists = ["/runs", "/experiments", "/pipelines", "/recurringruns"];
     let mut queries = 0usize;
-    while queries < filters.len() || started.elapsed() < budget.seconds {
+    while queries < filters.len() + MIN_MUTATIONS || started.elapsed() < budget.seconds {
         let list = lists[rng.gen_range(0..lists.len())];
         let filter = match filters.get(queries) {
             Some(seed) => seed.clone(),
