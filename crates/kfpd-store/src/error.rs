@@ -95,8 +95,11 @@ impl From<sqlx::Error> for Error {
 
 fn map_sqlx(error: sqlx::Error) -> Error {
     match &error {
+        sqlx::Error::PoolTimedOut => Error::Unavailable(format!(
+            "no database connection within {} s: the database is not reachable, or every connection is in use",
+            crate::sql::ACQUIRE_TIMEOUT.as_secs()
+        )),
         sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed => Error::Unavailable(error.to_string()),

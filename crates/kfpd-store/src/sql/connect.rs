@@ -11,6 +11,11 @@ use tokio::sync::Mutex;
 use super::{migrate, Dialect, SqlStore};
 use crate::Error;
 
+/// How long a call waits for a pooled connection: an unreachable database fails a
+/// call within this (503 from the API) instead of holding the request; the
+/// executor's store retries.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 #[derive(Clone, Debug)]
 pub struct Options {
     /// `sqlite://path`, `postgres://user:pass@host:port/db` or `mysql://…/db`.
@@ -94,9 +99,7 @@ impl SqlStore {
         let pool = AnyPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .max_lifetime(options.conn_max_lifetime)
-            // An unreachable database fails a call within this (503 from the API)
-            // instead of holding the request; the executor's store retries.
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(move |conn, _meta| {
                 let busy_timeout = busy_timeout.clone();
                 Box::pin(async move {

@@ -25,7 +25,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::Mutex;
 
-pub use connect::{drop_database, split_database_url, Options};
+pub use connect::{drop_database, split_database_url, Options, ACQUIRE_TIMEOUT};
 pub use query::{Arg, Dialect, Sql};
 
 use crate::list::{Kind, ListQuery, Page, Value};
