@@ -352,7 +352,7 @@ async fn main() -> Result<()> {
                 .or_insert(0usize) += 1;
         }
         let done = finished.get("SUCCEEDED").copied().unwrap_or(0);
-        if done == created.len() || settle.elapsed() > Duration::from_secs(300) {
+        if done == created.len() || settle.elapsed() > Duration::from_secs(60) {
             break;
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -411,7 +411,7 @@ async fn main() -> Result<()> {
     );
     println!("| runs created during the load | {} |", created.len());
     println!(
-        "| of them SUCCEEDED {:.0} s after the load ended | {} ({finished:?}) |",
+        "| of them SUCCEEDED at most {:.0} s after the load ended (the rest still queued for a task slot) | {} ({finished:?}) |",
         settled_in.as_secs_f64(),
         finished.get("SUCCEEDED").copied().unwrap_or(0)
     );
