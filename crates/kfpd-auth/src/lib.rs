@@ -7,6 +7,9 @@
 
 use std::fmt;
 
+pub mod cache;
+pub mod oidc;
+
 /// The API group of upstream's pipeline resources in RBAC rules.
 pub const GROUP: &str = "pipelines.kubeflow.org";
 /// The API group upstream checks viewer resources against.

@@ -1,0 +1,238 @@
+//! A short-lived memory of authorization decisions, in front of any
+//! [`Authorizer`]: a page of the UI makes several requests with the same identity,
+//! namespace and verb, and each would otherwise cost a SubjectAccessReview.
+//! Allowed and denied answers are both kept for `ttl`; errors are never kept.
+//! The memory is bounded: at `capacity` the oldest decision goes first.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::{Access, Authorizer, Error, Identity, Resource, Verb};
+
+/// The default time a decision is kept: short, so a revoked role binding takes
+/// effect within seconds.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(5);
+/// The default number of decisions kept.
+pub const DEFAULT_CAPACITY: usize = 10_000;
+
+/// Everything a decision depends on.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Key {
+    user: String,
+    groups: Vec<String>,
+    namespace: String,
+    resource: Resource,
+    verb: Verb,
+    name: Option<String>,
+}
+
+impl Key {
+    fn new(who: &Identity, access: &Access<'_>) -> Key {
+        Key {
+            user: who.user.clone(),
+            groups: who.groups.clone(),
+            namespace: access.namespace.to_string(),
+            resource: access.resource,
+            verb: access.verb,
+            name: access.name.map(str::to_string),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Memory {
+    decisions: HashMap<Key, (bool, Instant)>,
+    /// Insertion order; with one TTL for all, also the order of expiry. An entry
+    /// whose time differs from the map's was replaced and is skipped.
+    order: VecDeque<(Key, Instant)>,
+}
+
+impl Memory {
+    /// Drops expired decisions, and the oldest ones while at `capacity`.
+    fn make_room(&mut self, now: Instant, ttl: Duration, capacity: usize) {
+        while let Some((key, stored)) = self.order.front() {
+            let expired = now.duration_since(*stored) >= ttl;
+            if !expired && self.decisions.len() < capacity {
+                break;
+            }
+            if self.decisions.get(key).map(|(_, at)| at) == Some(stored) {
+                self.decisions.remove(key);
+            }
+            self.order.pop_front();
+        }
+    }
+}
+
+/// An [`Authorizer`] that remembers the decisions of another.
+pub struct Cached<A> {
+    inner: A,
+    ttl: Duration,
+    capacity: usize,
+    memory: Mutex<Memory>,
+}
+
+impl<A: Authorizer> Cached<A> {
+    pub fn new(inner: A, ttl: Duration, capacity: usize) -> Cached<A> {
+        Cached {
+            inner,
+            ttl,
+            capacity: capacity.max(1),
+            memory: Mutex::default(),
+        }
+    }
+
+    pub fn inner(&self) -> &A {
+        &self.inner
+    }
+
+    /// How many decisions are held now (expired ones until the next insert).
+    pub fn len(&self) -> usize {
+        self.lock().decisions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.memory
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait::async_trait]
+impl<A: Authorizer> Authorizer for Cached<A> {
+    async fn authorize(&self, who: &Identity, access: &Access<'_>) -> Result<bool, Error> {
+        if self.ttl.is_zero() {
+            return self.inner.authorize(who, access).await;
+        }
+        let key = Key::new(who, access);
+        if let Some((allowed, at)) = self.lock().decisions.get(&key) {
+            if at.elapsed() < self.ttl {
+                return Ok(*allowed);
+            }
+        }
+        let allowed = self.inner.authorize(who, access).await?;
+        let now = Instant::now();
+        let mut memory = self.lock();
+        memory.make_room(now, self.ttl, self.capacity);
+        memory.decisions.insert(key.clone(), (allowed, now));
+        memory.order.push_back((key, now));
+        Ok(allowed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Allows namespaces starting with "team-", counting its calls; "broken" fails.
+    #[derive(Default)]
+    struct Counting {
+        calls: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Authorizer for Counting {
+        async fn authorize(&self, _who: &Identity, access: &Access<'_>) -> Result<bool, Error> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if access.namespace == "broken" {
+                return Err(Error::Unavailable("down".into()));
+            }
+            Ok(access.namespace.starts_with("team-"))
+        }
+    }
+
+    fn alice() -> Identity {
+        Identity {
+            user: "alice".into(),
+            groups: vec!["g".into()],
+        }
+    }
+
+    fn access(namespace: &str) -> Access<'_> {
+        Access {
+            namespace,
+            resource: Resource::Runs,
+            verb: Verb::Get,
+            name: None,
+        }
+    }
+
+    fn calls(cache: &Cached<Counting>) -> usize {
+        cache.inner().calls.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn decisions_are_kept_per_identity_and_access() {
+        let cache = Cached::new(Counting::default(), Duration::from_secs(60), 100);
+        assert!(cache.authorize(&alice(), &access("team-a")).await.unwrap());
+        assert!(cache.authorize(&alice(), &access("team-a")).await.unwrap());
+        assert!(!cache.authorize(&alice(), &access("other")).await.unwrap());
+        assert!(!cache.authorize(&alice(), &access("other")).await.unwrap());
+        assert_eq!(calls(&cache), 2);
+
+        // Another group, verb or name is another decision.
+        let mut other_groups = alice();
+        other_groups.groups.push("admins".into());
+        cache
+            .authorize(&other_groups, &access("team-a"))
+            .await
+            .unwrap();
+        let mut delete = access("team-a");
+        delete.verb = Verb::Delete;
+        cache.authorize(&alice(), &delete).await.unwrap();
+        let mut named = access("team-a");
+        named.name = Some("run-1");
+        cache.authorize(&alice(), &named).await.unwrap();
+        assert_eq!(calls(&cache), 5);
+    }
+
+    #[tokio::test]
+    async fn errors_are_not_kept() {
+        let cache = Cached::new(Counting::default(), Duration::from_secs(60), 100);
+        for _ in 0..2 {
+            assert!(cache.authorize(&alice(), &access("broken")).await.is_err());
+        }
+        assert_eq!(calls(&cache), 2);
+        assert!(cache.is_empty());
+    }
+
+    #[tokio::test]
+    async fn decisions_expire_after_the_ttl() {
+        let cache = Cached::new(Counting::default(), Duration::from_millis(50), 100);
+        cache.authorize(&alice(), &access("team-a")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        cache.authorize(&alice(), &access("team-a")).await.unwrap();
+        assert_eq!(calls(&cache), 2);
+        // The expired entry was replaced, not duplicated.
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_memory_is_bounded_and_drops_the_oldest_first() {
+        let cache = Cached::new(Counting::default(), Duration::from_secs(60), 3);
+        let namespaces: Vec<String> = (0..10).map(|i| format!("team-{i}")).collect();
+        for namespace in &namespaces {
+            cache.authorize(&alice(), &access(namespace)).await.unwrap();
+        }
+        assert_eq!(cache.len(), 3);
+        assert_eq!(calls(&cache), 10);
+        // The newest are kept, the oldest asked again.
+        cache.authorize(&alice(), &access("team-9")).await.unwrap();
+        assert_eq!(calls(&cache), 10);
+        cache.authorize(&alice(), &access("team-0")).await.unwrap();
+        assert_eq!(calls(&cache), 11);
+    }
+
+    #[tokio::test]
+    async fn a_zero_ttl_keeps_nothing() {
+        let cache = Cached::new(Counting::default(), Duration::ZERO, 100);
+        cache.authorize(&alice(), &access("team-a")).await.unwrap();
+        cache.authorize(&alice(), &access("team-a")).await.unwrap();
+        assert_eq!(calls(&cache), 2);
+    }
+}
