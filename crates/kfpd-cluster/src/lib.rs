@@ -1,10 +1,12 @@
 //! kfpd on Kubernetes, with kube-rs: the argo executor's calls (submit, stop and
 //! delete a run's Workflow, read a task pod's log), reading Workflow status as
 //! Argo writes it, and the persistence agent that watches Workflows and reports
-//! them to the API server (docs/kubernetes.md).
+//! them to the API server (docs/kubernetes.md); TokenReview and
+//! SubjectAccessReview for multi-user mode ([`review`]).
 
 pub mod agent;
 mod client;
+pub mod review;
 pub mod status;
 
 pub use client::{read_all, Cluster, Error, Event, Page, PERSISTED_LABEL, RUN_ID_LABEL};
