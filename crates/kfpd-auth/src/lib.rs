@@ -7,7 +7,10 @@
 
 use std::fmt;
 
+pub use chain::Chain;
+
 pub mod cache;
+pub mod chain;
 pub mod oidc;
 
 /// The API group of upstream's pipeline resources in RBAC rules.
@@ -181,6 +184,17 @@ pub trait Authenticator: Send + Sync {
 #[async_trait::async_trait]
 pub trait Authorizer: Send + Sync {
     async fn authorize(&self, who: &Identity, access: &Access<'_>) -> Result<bool, Error>;
+}
+
+/// Allows every access: multi-user mode with namespaces and identities but no
+/// access checks (`authorizer = none`), for installs that trust every caller.
+pub struct AllowAll;
+
+#[async_trait::async_trait]
+impl Authorizer for AllowAll {
+    async fn authorize(&self, _who: &Identity, _access: &Access<'_>) -> Result<bool, Error> {
+        Ok(true)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -11,6 +11,18 @@ use k8s_openapi::api::authorization::v1::{
 use kfpd_auth::{Access, Authenticator, Authorizer, Error, Identity};
 use kube::api::{Api, PostParams};
 
+/// A client for the reviews: the in-cluster service account, else KUBECONFIG or
+/// ~/.kube/config. Nothing is sent yet.
+pub async fn connect() -> Result<kube::Client, Error> {
+    let config = kube::Config::infer().await.map_err(|error| {
+        Error::Config(format!(
+            "no Kubernetes configuration for token and access reviews ({error}): in a cluster kfpd uses its service account; elsewhere set KUBECONFIG"
+        ))
+    })?;
+    kube::Client::try_from(config)
+        .map_err(|error| Error::Config(format!("kubernetes client for reviews: {error}")))
+}
+
 /// Why a review could not be had, in the words an operator can act on.
 fn unavailable(action: &str, error: kube::Error) -> Error {
     match error {

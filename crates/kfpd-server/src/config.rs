@@ -203,12 +203,15 @@ pub struct ServeArgs {
     /// [default: 1h]
     #[arg(long, env = "KFPD_RETENTION_INTERVAL")]
     pub retention_interval: Option<String>,
+    /// Identity providers and authorizer of multi-user mode (auth.rs).
+    #[command(flatten)]
+    pub auth: crate::auth::AuthArgs,
 }
 
 /// The same settings as they may appear in the config file.
 #[derive(Deserialize, Debug, Default)]
 #[serde(deny_unknown_fields)]
-struct FileSettings {
+pub(crate) struct FileSettings {
     http_addr: Option<SocketAddr>,
     grpc_addr: Option<String>,
     grpc_max_message_bytes: Option<usize>,
@@ -249,6 +252,16 @@ struct FileSettings {
     run_retention_days: Option<String>,
     run_retention_per_experiment: Option<String>,
     retention_interval: Option<String>,
+    // Multi-user mode's identity providers and authorizer (auth.rs).
+    pub(crate) oidc_issuer: Option<String>,
+    pub(crate) oidc_audience: Option<Vec<String>>,
+    pub(crate) oidc_username_claim: Option<String>,
+    pub(crate) oidc_username_prefix: Option<String>,
+    pub(crate) oidc_groups_claim: Option<String>,
+    pub(crate) oidc_groups_prefix: Option<String>,
+    pub(crate) token_review: Option<String>,
+    pub(crate) authorizer: Option<String>,
+    pub(crate) authz_cache_ttl: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -324,6 +337,8 @@ pub struct Config {
     pub retention: crate::retention::Policy,
     /// How often `kfpd serve` runs a retention pass.
     pub retention_interval: Duration,
+    /// Identity providers and authorizer of multi-user mode.
+    pub auth: crate::auth::AuthSettings,
 }
 
 /// The settings of `--executor argo`.
@@ -601,7 +616,10 @@ impl Config {
             });
         }
 
+        let auth = crate::auth::resolve(&args.auth, &file, env)?;
+
         Ok(Config {
+            auth,
             retention,
             retention_interval,
             kfpd_image,

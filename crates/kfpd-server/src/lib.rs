@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod argo;
+pub mod auth;
 pub mod config;
 mod convert;
 pub mod driver;
