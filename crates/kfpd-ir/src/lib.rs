@@ -15,6 +15,7 @@
 mod archive;
 mod de;
 mod error;
+mod nesting;
 mod package;
 mod params;
 pub mod spec;

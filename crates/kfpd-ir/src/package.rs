@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use crate::archive::{self, Text};
 use crate::de::kind_of;
 use crate::error::Error;
+use crate::nesting;
 use crate::spec::{ComponentInputsSpec, ParameterSpec, PipelineSpec, PlatformSpec};
 use crate::validate;
 
@@ -240,6 +241,12 @@ fn parse_json(text: &[u8]) -> Result<Map<String, Value>, Error> {
 /// Parses every YAML document; empty documents are skipped.
 fn parse_yaml(text: &[u8]) -> Result<Vec<Map<String, Value>>, Error> {
     let text = strip_bom(text);
+    if let Some(line) = nesting::too_deep(text, nesting::MAX_DEPTH) {
+        return Err(Error::Syntax(format!(
+            "invalid YAML: collections nest deeper than {} levels (at line {line})",
+            nesting::MAX_DEPTH
+        )));
+    }
     let mut out = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_slice(text).enumerate() {
         let mut yaml = serde_yaml::Value::deserialize(document)
