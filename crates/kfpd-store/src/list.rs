@@ -27,6 +27,9 @@ pub struct Field {
     /// The column in our schema; only ever one of these constants reaches SQL.
     pub column: &'static str,
     pub kind: Kind,
+    /// For enum columns, every value the column can hold; empty: any value. A
+    /// filter naming another value is refused instead of matching nothing.
+    pub values: &'static [&'static str],
 }
 
 const fn int(key: &'static str, column: &'static str) -> Field {
@@ -34,6 +37,7 @@ const fn int(key: &'static str, column: &'static str) -> Field {
         key,
         column,
         kind: Kind::Int,
+        values: &[],
     }
 }
 
@@ -42,8 +46,41 @@ const fn text(key: &'static str, column: &'static str) -> Field {
         key,
         column,
         kind: Kind::Str,
+        values: &[],
     }
 }
+
+const fn one_of(key: &'static str, column: &'static str, values: &'static [&'static str]) -> Field {
+    Field {
+        key,
+        column,
+        kind: Kind::Str,
+        values,
+    }
+}
+
+/// `RuntimeState` names, as runs store them.
+const RUN_STATES: &[&str] = &[
+    "RUNTIME_STATE_UNSPECIFIED",
+    "PENDING",
+    "RUNNING",
+    "SUCCEEDED",
+    "SKIPPED",
+    "FAILED",
+    "CANCELING",
+    "CANCELED",
+    "PAUSED",
+];
+
+/// `StorageState` names, and the `STORAGESTATE_` forms rows from older upstream
+/// databases may hold.
+const STORAGE_STATES: &[&str] = &[
+    "AVAILABLE",
+    "ARCHIVED",
+    "STORAGE_STATE_UNSPECIFIED",
+    "STORAGESTATE_AVAILABLE",
+    "STORAGESTATE_ARCHIVED",
+];
 
 /// A listable resource: its fields and whether it has tags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,7 +101,7 @@ const EXPERIMENT_FIELDS: &[Field] = &[
     int("last_run_created_at", "last_run_created_at"),
     text("description", "description"),
     text("namespace", "namespace"),
-    text("storage_state", "storage_state"),
+    one_of("storage_state", "storage_state", STORAGE_STATES),
 ];
 
 const PIPELINE_FIELDS: &[Field] = &[
@@ -97,11 +134,11 @@ const RUN_FIELDS: &[Field] = &[
     int("finished_at", "finished_at"),
     int("scheduled_at", "scheduled_at"),
     text("description", "description"),
-    text("storage_state", "storage_state"),
+    one_of("storage_state", "storage_state", STORAGE_STATES),
     text("status", "conditions"),
     text("namespace", "namespace"),
     text("experiment_id", "experiment_uuid"),
-    text("state", "state"),
+    one_of("state", "state", RUN_STATES),
     text("state_history", "state_history"),
     text("runtime_details", "runtime_details"),
     text("recurring_run_id", "recurring_run_uuid"),
@@ -419,11 +456,35 @@ fn check_predicate(resource: Resource, predicate: &Predicate) -> Result<Conditio
         )));
     }
     let value = coerce(field, &predicate.value)?;
+    if predicate.op != Op::Substring {
+        check_enum_values(field, &value)?;
+    }
     Ok(Condition::Column {
         field,
         op: predicate.op,
         value,
     })
+}
+
+/// An enum column holds only its names: an unknown one is a mistake to report (a
+/// typo, a lowercase name), not a filter that matches nothing.
+fn check_enum_values(field: Field, value: &Value) -> Result<(), Error> {
+    if field.values.is_empty() {
+        return Ok(());
+    }
+    let given: Vec<&str> = match value {
+        Value::Str(text) => vec![text.as_str()],
+        Value::Strs(texts) => texts.iter().map(String::as_str).collect(),
+        Value::Int(_) | Value::Ints(_) => Vec::new(),
+    };
+    match given.into_iter().find(|text| !field.values.contains(text)) {
+        None => Ok(()),
+        Some(unknown) => Err(Error::invalid(format!(
+            "invalid filter: {:?} has no value {unknown:?}; use one of {}",
+            field.key,
+            field.values.join(", ")
+        ))),
+    }
 }
 
 /// Brings a value to the column's kind. Upstream binds values untyped and lets the
@@ -538,6 +599,39 @@ mod tests {
         let tag = eq("tags.team", Value::Str("ml".into()));
         assert!(ListQuery::new(Resource::Pipeline, 10, "", "", Some(vec![tag.clone()])).is_ok());
         assert!(ListQuery::new(Resource::Run, 10, "", "", Some(vec![tag])).is_err());
+    }
+
+    #[test]
+    fn enum_fields_refuse_unknown_values() {
+        let query =
+            |resource, predicate| ListQuery::new(resource, 10, "", "", Some(vec![predicate]));
+        assert!(query(Resource::Run, eq("state", Value::Str("FAILED".into()))).is_ok());
+        let error = query(Resource::Run, eq("state", Value::Str("DONE".into()))).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("\"state\" has no value \"DONE\"") && message.contains("SUCCEEDED"),
+            "{message}"
+        );
+        assert!(query(Resource::Run, eq("state", Value::Str("failed".into()))).is_err());
+        assert!(query(Resource::Run, eq("state", Value::Int(3))).is_err());
+        let listed = Predicate {
+            key: "state".into(),
+            op: Op::In,
+            value: Value::Strs(vec!["RUNNING".into(), "WAITING".into()]),
+        };
+        let message = query(Resource::Run, listed).unwrap_err().to_string();
+        assert!(message.contains("\"WAITING\""), "{message}");
+        for resource in [Resource::Run, Resource::Experiment] {
+            assert!(query(resource, eq("storage_state", Value::Str("ARCHIVED".into()))).is_ok());
+            assert!(query(resource, eq("storage_state", Value::Str("DELETED".into()))).is_err());
+        }
+        // A substring of a name is not a name.
+        let part = Predicate {
+            key: "state".into(),
+            op: Op::Substring,
+            value: Value::Str("RUN".into()),
+        };
+        assert!(query(Resource::Run, part).is_ok());
     }
 
     #[test]
