@@ -96,6 +96,26 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes (uploads included). [default: 33554432]
     #[arg(long, env = "KFPD_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Open connections per listener (REST, gRPC); more are closed as soon as
+    /// accepted (REST answers them 503). [default: 10000]
+    #[arg(long, env = "KFPD_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// How long a client may take to send a request's head once its first byte
+    /// arrived (HTTP/2: from connecting to its first call). [default: 30s]
+    #[arg(long, env = "KFPD_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<String>,
+    /// How long a connection may stay open with no request in flight. [default: 120s]
+    #[arg(long, env = "KFPD_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<String>,
+    /// Grace for a request body before the minimum rate applies: a body must
+    /// arrive within this long plus a second for every `--min-body-rate` bytes.
+    /// [default: 60s]
+    #[arg(long, env = "KFPD_BODY_READ_TIMEOUT")]
+    pub body_read_timeout: Option<String>,
+    /// Bytes per second a request body must keep up (0: the whole body within
+    /// `--body-read-timeout`). [default: 1024]
+    #[arg(long, env = "KFPD_MIN_BODY_RATE")]
+    pub min_body_rate: Option<u64>,
     /// What executes runs: `local` (tasks as processes on this machine), `argo`
     /// (each run's Argo Workflow is submitted to the Kubernetes cluster, in
     /// POD_NAMESPACE; docs/kubernetes.md) or `none` (an API-only server; runs stay
@@ -231,6 +251,11 @@ pub(crate) struct FileSettings {
     multi_user: Option<bool>,
     default_service_account: Option<String>,
     max_body_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    header_read_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    body_read_timeout: Option<String>,
+    min_body_rate: Option<u64>,
     max_parallel_tasks: Option<usize>,
     executor: Option<String>,
     argo_version: Option<String>,
@@ -310,6 +335,8 @@ pub struct Config {
     pub multi_user: bool,
     pub default_service_account: String,
     pub max_body_bytes: usize,
+    /// Connection cap and timeouts of both listeners.
+    pub connections: crate::connections::Limits,
     pub max_parallel_tasks: usize,
     /// Whether `kfpd serve` fires recurring runs itself.
     pub scheduler: bool,
@@ -475,6 +502,7 @@ impl Config {
             .max_body_bytes
             .or(file.max_body_bytes)
             .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        let connections = resolve_connection_limits(args, &file)?;
 
         let max_parallel_tasks = args
             .max_parallel_tasks
@@ -646,8 +674,68 @@ impl Config {
             multi_user,
             default_service_account,
             max_body_bytes,
+            connections,
         })
     }
+}
+
+/// The connection cap and timeouts; every timeout must be above zero.
+fn resolve_connection_limits(
+    args: &ServeArgs,
+    file: &FileSettings,
+) -> Result<crate::connections::Limits, Error> {
+    let defaults = crate::connections::DEFAULT_LIMITS;
+    let duration = |key: &'static str,
+                    flag: &Option<String>,
+                    from_file: &Option<String>,
+                    default: Duration| {
+        let Some(text) = flag.clone().or(from_file.clone()) else {
+            return Ok(default);
+        };
+        let value = parse_duration(&text).map_err(|message| Error::Invalid { key, message })?;
+        if value.is_zero() {
+            return Err(Error::Invalid {
+                key,
+                message: "must be greater than 0".into(),
+            });
+        }
+        Ok(value)
+    };
+    let max_connections = args
+        .max_connections
+        .or(file.max_connections)
+        .unwrap_or(defaults.max_connections);
+    if max_connections == 0 {
+        return Err(Error::Invalid {
+            key: "max_connections",
+            message: "must be greater than 0".into(),
+        });
+    }
+    Ok(crate::connections::Limits {
+        max_connections,
+        header_read_timeout: duration(
+            "header_read_timeout",
+            &args.header_read_timeout,
+            &file.header_read_timeout,
+            defaults.header_read_timeout,
+        )?,
+        idle_timeout: duration(
+            "idle_timeout",
+            &args.idle_timeout,
+            &file.idle_timeout,
+            defaults.idle_timeout,
+        )?,
+        body_read_timeout: duration(
+            "body_read_timeout",
+            &args.body_read_timeout,
+            &file.body_read_timeout,
+            defaults.body_read_timeout,
+        )?,
+        min_body_rate: args
+            .min_body_rate
+            .or(file.min_body_rate)
+            .unwrap_or(defaults.min_body_rate),
+    })
 }
 
 /// The argo executor's settings; each is checked even where it has a default.
@@ -1124,6 +1212,73 @@ mod tests {
         assert_eq!(config.conn_max_lifetime, Duration::from_secs(120));
         assert_eq!(config.namespace, "kubeflow");
         assert!(!config.multi_user);
+    }
+
+    #[test]
+    fn connection_limits_from_defaults_file_and_flags() {
+        let defaults = resolve(ServeArgs::default(), &[]).connections;
+        assert_eq!(defaults, crate::connections::DEFAULT_LIMITS);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kfpd.toml");
+        std::fs::write(
+            &path,
+            "max_connections = 50\nheader_read_timeout = \"5s\"\nidle_timeout = \"1m\"\nbody_read_timeout = \"20s\"\nmin_body_rate = 0\n",
+        )
+        .unwrap();
+        let from_file = resolve(
+            ServeArgs {
+                config: Some(path.clone()),
+                ..ServeArgs::default()
+            },
+            &[],
+        )
+        .connections;
+        assert_eq!(from_file.max_connections, 50);
+        assert_eq!(from_file.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(from_file.idle_timeout, Duration::from_secs(60));
+        assert_eq!(from_file.body_read_timeout, Duration::from_secs(20));
+        assert_eq!(from_file.min_body_rate, 0);
+
+        let flag_wins = resolve(
+            ServeArgs {
+                config: Some(path),
+                max_connections: Some(7),
+                idle_timeout: Some("500ms".into()),
+                ..ServeArgs::default()
+            },
+            &[],
+        )
+        .connections;
+        assert_eq!(flag_wins.max_connections, 7);
+        assert_eq!(flag_wins.idle_timeout, Duration::from_millis(500));
+
+        for (args, key) in [
+            (
+                ServeArgs {
+                    max_connections: Some(0),
+                    ..ServeArgs::default()
+                },
+                "max_connections",
+            ),
+            (
+                ServeArgs {
+                    header_read_timeout: Some("0s".into()),
+                    ..ServeArgs::default()
+                },
+                "header_read_timeout",
+            ),
+            (
+                ServeArgs {
+                    body_read_timeout: Some("soon".into()),
+                    ..ServeArgs::default()
+                },
+                "body_read_timeout",
+            ),
+        ] {
+            let error = Config::resolve(&args, &|_| None).unwrap_err();
+            assert!(error.to_string().contains(key), "{error}");
+        }
     }
 
     #[test]

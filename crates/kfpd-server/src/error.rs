@@ -9,6 +9,8 @@ use serde_json::json;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Code {
     InvalidArgument = 3,
+    /// A client sent its request too slowly (HTTP 408).
+    DeadlineExceeded = 4,
     NotFound = 5,
     AlreadyExists = 6,
     PermissionDenied = 7,
@@ -27,6 +29,7 @@ impl Code {
         match self {
             Code::InvalidArgument | Code::FailedPrecondition => StatusCode::BAD_REQUEST,
             Code::NotFound => StatusCode::NOT_FOUND,
+            Code::DeadlineExceeded => StatusCode::REQUEST_TIMEOUT,
             Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
             Code::PermissionDenied => StatusCode::FORBIDDEN,
             Code::ResourceExhausted => StatusCode::PAYLOAD_TOO_LARGE,

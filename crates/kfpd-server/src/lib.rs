@@ -5,6 +5,7 @@ pub mod agent;
 pub mod argo;
 pub mod auth;
 pub mod config;
+pub mod connections;
 mod convert;
 pub mod driver;
 pub mod engine;
@@ -282,6 +283,7 @@ pub async fn serve(
                 grpc_listener,
                 api.clone(),
                 config.grpc_max_message_bytes,
+                config.connections,
                 shutdown.clone(),
             )
             .map(|result| result.map_err(StartError::from))
@@ -291,11 +293,10 @@ pub async fn serve(
     };
     let app = http::router(api, config.max_body_bytes);
     let rest_shutdown = shutdown.clone();
+    let rest_limits = config.connections;
     let rest = async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(rest_shutdown)
-            .await
-            .map_err(StartError::Serve)
+        connections::serve_rest(listener, app, rest_limits, rest_shutdown).await;
+        Ok::<(), StartError>(())
     };
     // Ends once both servers have answered their last call and the executor has
     // stopped its task processes and written their rows (runs stay RUNNING and

@@ -234,6 +234,8 @@ impl Metrics {
             );
         }
 
+        write_connections(&mut out);
+
         if let Some(store) = &store {
             match store.runs_by_state().await {
                 Ok(counts) => {
@@ -414,6 +416,51 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Connections of both listeners: open now, shed over the cap, closed by a timeout.
+fn write_connections(out: &mut String) {
+    use crate::connections::{GRPC_COUNTS, REST_COUNTS};
+    let listeners = [("rest", &REST_COUNTS), ("grpc", &GRPC_COUNTS)];
+    header(
+        out,
+        "kfpd_connections_open",
+        "gauge",
+        "Open client connections by listener.",
+    );
+    for (listener, counts) in listeners {
+        let open = counts.open.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "kfpd_connections_open{{listener=\"{listener}\"}} {open}"
+        );
+    }
+    header(
+        out,
+        "kfpd_connections_shed_total",
+        "counter",
+        "Connections closed at once because the listener was at --max-connections.",
+    );
+    for (listener, counts) in listeners {
+        let shed = counts.shed.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "kfpd_connections_shed_total{{listener=\"{listener}\"}} {shed}"
+        );
+    }
+    header(
+        out,
+        "kfpd_connections_timed_out_total",
+        "counter",
+        "Connections closed by the idle or header read timeout.",
+    );
+    for (listener, counts) in listeners {
+        let closed = counts.timed_out.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "kfpd_connections_timed_out_total{{listener=\"{listener}\"}} {closed}"
+        );
+    }
 }
 
 #[cfg(test)]

@@ -27,7 +27,6 @@ use kfpd_api::v2beta1::report_service_server::ReportServiceServer;
 use kfpd_api::v2beta1::run_service_server::RunServiceServer;
 use kfpd_api::{google_rpc, wkt};
 use prost::{Message, Name};
-use tonic::transport::server::TcpIncoming;
 use tonic::{Response, Status};
 use tonic_health::ServingStatus;
 use tower_http::classify::{GrpcCode, GrpcErrorsAsFailures, SharedClassifier};
@@ -150,6 +149,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     api: Api,
     max_message_bytes: usize,
+    limits: crate::connections::Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::result::Result<(), ServeError> {
     // Advertise exactly what is served: the descriptor set also describes
@@ -206,9 +206,11 @@ pub async fn serve(
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
 
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    // Capped and timed out like REST's connections (crate::connections).
+    let incoming = crate::connections::grpc_incoming(listener, limits);
     tonic::transport::Server::builder()
         .layer(TraceLayer::new(classifier()))
+        .layer(crate::connections::GrpcLayer(limits))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -217,18 +217,29 @@ async fn reject_oversized(
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    let Some(length) = declared else {
-        return next.run(request).await;
+    let upload = request.uri().path().contains("/pipelines/upload");
+    let too_large = |message: String| {
+        let error = Error::new(Code::ResourceExhausted, message);
+        if upload {
+            return crate::error::UploadError(error).into_response();
+        }
+        error.into_response()
     };
-    if length <= limit as u64 {
-        return next.run(request).await;
+    match declared {
+        Some(length) if length > limit as u64 => too_large(format!(
+            "request body of {length} bytes is larger than the limit of {limit} bytes (--max-body-bytes)"
+        )),
+        Some(_) => next.run(request).await,
+        None => {
+            // A body of undeclared length was cut off while it was read; the
+            // handler's message cannot say the limit, this one does.
+            let response = next.run(request).await;
+            if response.status() != StatusCode::PAYLOAD_TOO_LARGE {
+                return response;
+            }
+            too_large(format!(
+                "request body is larger than the limit of {limit} bytes (--max-body-bytes)"
+            ))
+        }
     }
-    let error = Error::new(
-        Code::ResourceExhausted,
-        format!("request body of {length} bytes is larger than the limit of {limit} bytes"),
-    );
-    if request.uri().path().contains("/pipelines/upload") {
-        return crate::error::UploadError(error).into_response();
-    }
-    error.into_response()
 }
