@@ -4,9 +4,14 @@
 //! selectors, watched (newline-delimited events, bookmarks, 410 Gone once the
 //! watched version is compacted away), merge-patched and deleted; pod logs. Every
 //! request is recorded. The test plays Argo's controller by writing statuses
-//! with [`Kube::set_status`].
+//! with [`Kube::set_status`]. TokenReviews and SubjectAccessReviews are answered
+//! for the tokens and role bindings a test scripts (reviews.rs).
 
 #![allow(dead_code)]
+
+mod reviews;
+
+pub use reviews::{ACCESS_REVIEWS, TOKEN_REVIEWS};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -47,6 +52,7 @@ struct Cluster {
     watch_epoch: u64,
     /// Set by a compaction: every watch answers 410 Gone until the next list.
     expired: bool,
+    reviews: reviews::Script,
 }
 
 #[derive(Clone)]
@@ -91,6 +97,8 @@ impl Kube {
                 "/api/v1/namespaces/{namespace}/pods/{pod}/log",
                 get(pod_log),
             )
+            .route(TOKEN_REVIEWS, axum::routing::post(reviews::token_review))
+            .route(ACCESS_REVIEWS, axum::routing::post(reviews::access_review))
             .fallback(unknown)
             .with_state(kube.clone());
         tokio::spawn(async move {
