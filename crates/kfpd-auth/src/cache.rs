@@ -1,10 +1,11 @@
 //! A short-lived memory of authorization decisions, in front of any
-//! [`Authorizer`]: a page of the UI makes several requests with the same identity,
+//! [`Authorizer`] (and of reviewed tokens, see [`Memory`]): a page of the UI makes several requests with the same identity,
 //! namespace and verb, and each would otherwise cost a SubjectAccessReview.
 //! Allowed and denied answers are both kept for `ttl`; errors are never kept.
 //! The memory is bounded: at `capacity` the oldest decision goes first.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -40,45 +41,94 @@ impl Key {
     }
 }
 
-#[derive(Default)]
-struct Memory {
-    decisions: HashMap<Key, (bool, Instant)>,
-    /// Insertion order; with one TTL for all, also the order of expiry. An entry
-    /// whose time differs from the map's was replaced and is skipped.
-    order: VecDeque<(Key, Instant)>,
+/// Values kept for a fixed time, at most `capacity` of them, the oldest dropped
+/// first. Used for authorization decisions and for reviewed tokens.
+pub struct Memory<K, V> {
+    ttl: Duration,
+    capacity: usize,
+    inner: Mutex<Entries<K, V>>,
 }
 
-impl Memory {
-    /// Drops expired decisions, and the oldest ones while at `capacity`.
-    fn make_room(&mut self, now: Instant, ttl: Duration, capacity: usize) {
-        while let Some((key, stored)) = self.order.front() {
-            let expired = now.duration_since(*stored) >= ttl;
-            if !expired && self.decisions.len() < capacity {
+struct Entries<K, V> {
+    values: HashMap<K, (V, Instant)>,
+    /// Insertion order; with one TTL for all, also the order of expiry. An entry
+    /// whose time differs from the map's was replaced and is skipped.
+    order: VecDeque<(K, Instant)>,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Memory<K, V> {
+    pub fn new(ttl: Duration, capacity: usize) -> Memory<K, V> {
+        Memory {
+            ttl,
+            capacity: capacity.max(1),
+            inner: Mutex::new(Entries {
+                values: HashMap::new(),
+                order: VecDeque::new(),
+            }),
+        }
+    }
+
+    /// Whether anything is kept at all (a zero TTL keeps nothing).
+    pub fn enabled(&self) -> bool {
+        !self.ttl.is_zero()
+    }
+
+    /// The value stored for `key` less than `ttl` ago.
+    pub fn get(&self, key: &K) -> Option<V> {
+        let entries = self.lock();
+        let (value, stored) = entries.values.get(key)?;
+        (stored.elapsed() < self.ttl).then(|| value.clone())
+    }
+
+    pub fn insert(&self, key: K, value: V) {
+        if !self.enabled() {
+            return;
+        }
+        let now = Instant::now();
+        let mut entries = self.lock();
+        // Drop expired values, and the oldest ones while full.
+        while let Some((oldest, stored)) = entries.order.front() {
+            let expired = now.duration_since(*stored) >= self.ttl;
+            if !expired && entries.values.len() < self.capacity {
                 break;
             }
-            if self.decisions.get(key).map(|(_, at)| at) == Some(stored) {
-                self.decisions.remove(key);
+            if entries.values.get(oldest).map(|(_, at)| at) == Some(stored) {
+                let oldest = oldest.clone();
+                entries.values.remove(&oldest);
             }
-            self.order.pop_front();
+            entries.order.pop_front();
         }
+        entries.values.insert(key.clone(), (value, now));
+        entries.order.push_back((key, now));
+    }
+
+    /// How many values are held (expired ones until the next insert).
+    pub fn len(&self) -> usize {
+        self.lock().values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries<K, V>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 /// An [`Authorizer`] that remembers the decisions of another.
 pub struct Cached<A> {
     inner: A,
-    ttl: Duration,
-    capacity: usize,
-    memory: Mutex<Memory>,
+    memory: Memory<Key, bool>,
 }
 
 impl<A: Authorizer> Cached<A> {
     pub fn new(inner: A, ttl: Duration, capacity: usize) -> Cached<A> {
         Cached {
             inner,
-            ttl,
-            capacity: capacity.max(1),
-            memory: Mutex::default(),
+            memory: Memory::new(ttl, capacity),
         }
     }
 
@@ -88,38 +138,26 @@ impl<A: Authorizer> Cached<A> {
 
     /// How many decisions are held now (expired ones until the next insert).
     pub fn len(&self) -> usize {
-        self.lock().decisions.len()
+        self.memory.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Memory> {
-        self.memory
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.memory.is_empty()
     }
 }
 
 #[async_trait::async_trait]
 impl<A: Authorizer> Authorizer for Cached<A> {
     async fn authorize(&self, who: &Identity, access: &Access<'_>) -> Result<bool, Error> {
-        if self.ttl.is_zero() {
+        if !self.memory.enabled() {
             return self.inner.authorize(who, access).await;
         }
         let key = Key::new(who, access);
-        if let Some((allowed, at)) = self.lock().decisions.get(&key) {
-            if at.elapsed() < self.ttl {
-                return Ok(*allowed);
-            }
+        if let Some(allowed) = self.memory.get(&key) {
+            return Ok(allowed);
         }
         let allowed = self.inner.authorize(who, access).await?;
-        let now = Instant::now();
-        let mut memory = self.lock();
-        memory.make_room(now, self.ttl, self.capacity);
-        memory.decisions.insert(key.clone(), (allowed, now));
-        memory.order.push_back((key, now));
+        self.memory.insert(key, allowed);
         Ok(allowed)
     }
 }

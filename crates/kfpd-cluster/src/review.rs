@@ -4,12 +4,16 @@
 //! audience `pipelines.kubeflow.org`, and each access with a SubjectAccessReview
 //! of upstream's resource attributes, so Kubeflow's RBAC roles decide.
 
+use std::time::Duration;
+
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
+use kfpd_auth::cache::Memory;
 use kfpd_auth::{Access, Authenticator, Authorizer, Error, Identity};
 use kube::api::{Api, PostParams};
+use sha2::{Digest, Sha256};
 
 /// A client for the reviews: the in-cluster service account, else KUBECONFIG or
 /// ~/.kube/config. Nothing is sent yet.
@@ -46,6 +50,9 @@ fn unavailable(action: &str, error: kube::Error) -> Error {
 pub struct TokenReviewer {
     client: kube::Client,
     audiences: Vec<String>,
+    /// Identities of tokens reviewed lately, by the token's SHA-256 (the token
+    /// itself is not kept). Only accepted tokens are remembered.
+    reviewed: Memory<[u8; 32], Identity>,
 }
 
 impl TokenReviewer {
@@ -55,11 +62,32 @@ impl TokenReviewer {
     }
 
     pub fn with_audiences(client: kube::Client, audiences: Vec<String>) -> TokenReviewer {
-        TokenReviewer { client, audiences }
+        TokenReviewer {
+            client,
+            audiences,
+            reviewed: Memory::new(Duration::ZERO, 1),
+        }
     }
 
-    /// The identity the API server finds in `token`.
+    /// Reuses an accepted token's identity for `ttl` (SDK clients send the same
+    /// token with every request), keeping at most `capacity` of them.
+    pub fn with_cache(mut self, ttl: Duration, capacity: usize) -> TokenReviewer {
+        self.reviewed = Memory::new(ttl, capacity);
+        self
+    }
+
+    /// The identity the API server finds in `token` (or found within the cache's TTL).
     pub async fn review(&self, token: &str) -> Result<Identity, Error> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(identity) = self.reviewed.get(&digest) {
+            return Ok(identity);
+        }
+        let identity = self.ask(token).await?;
+        self.reviewed.insert(digest, identity.clone());
+        Ok(identity)
+    }
+
+    async fn ask(&self, token: &str) -> Result<Identity, Error> {
         let request = TokenReview {
             spec: TokenReviewSpec {
                 token: Some(token.to_string()),

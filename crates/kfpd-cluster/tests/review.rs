@@ -271,3 +271,35 @@ async fn the_decision_cache_spares_the_second_review_and_expires() {
     }
     assert_eq!(reviews(), 5);
 }
+
+#[tokio::test]
+async fn reviewed_tokens_are_remembered_for_the_ttl_rejected_ones_never() {
+    let (server, client) = api_server().await;
+    let ttl = Duration::from_millis(300);
+    let reviewer = TokenReviewer::new(client).with_cache(ttl, 100);
+    let reviews = || server.reviews(TOKEN_REVIEWS).len();
+
+    for _ in 0..5 {
+        let identity = reviewer
+            .authenticate(&bearer("sa-token-alice"), None)
+            .await
+            .expect("reviewed")
+            .expect("an identity");
+        assert_eq!(identity.user, "system:serviceaccount:team-a:default-editor");
+    }
+    assert_eq!(reviews(), 1);
+    for _ in 0..3 {
+        assert!(reviewer
+            .authenticate(&bearer("forged"), None)
+            .await
+            .is_err());
+    }
+    assert_eq!(reviews(), 4);
+
+    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+    reviewer
+        .authenticate(&bearer("sa-token-alice"), None)
+        .await
+        .expect("reviewed again");
+    assert_eq!(reviews(), 5);
+}

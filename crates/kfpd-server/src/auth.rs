@@ -53,7 +53,8 @@ pub struct AuthArgs {
     #[arg(long, env = "KFPD_AUTHORIZER")]
     pub authorizer: Option<String>,
     /// How long a SubjectAccessReview decision is reused for the same caller and
-    /// access (`5s`, `500ms`; `0` asks every time). [default: 5s]
+    /// access, and a reviewed token's identity for the same token (`5s`,
+    /// `500ms`; `0` asks every time). [default: 5s]
     #[arg(long, env = "KFPD_AUTHZ_CACHE_TTL")]
     pub authz_cache_ttl: Option<String>,
 }
@@ -207,7 +208,9 @@ pub async fn authenticator(
     }
     if settings.token_review {
         let client = kfpd_cluster::review::connect().await?;
-        links.push(Arc::new(kfpd_cluster::review::TokenReviewer::new(client)));
+        let reviewer = kfpd_cluster::review::TokenReviewer::new(client)
+            .with_cache(settings.cache_ttl, DEFAULT_CAPACITY);
+        links.push(Arc::new(reviewer));
     }
     Ok(Arc::new(Chain::new(links)))
 }
