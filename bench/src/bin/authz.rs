@@ -5,7 +5,7 @@
 //!    on 127.0.0.1 (in this process; a real API server adds its own RBAC
 //!    evaluation and network time): every request reviewed, then behind the
 //!    decision cache, for one repeated access and for a mix of `--distinct`
-//!    accesses drawn at random.
+//!    accesses drawn at random, sequentially and from `--callers` concurrent tasks.
 //! 2. TokenReview per request against the same server, and behind its cache.
 //! 3. OIDC: verifying one RS256 and one ES256 token per request with the keys
 //!    cached, and the first request's discovery and key set fetch.
@@ -40,6 +40,9 @@ struct Args {
     /// Distinct (user, namespace, verb) accesses of the mixed rows.
     #[arg(long, default_value_t = 200)]
     distinct: usize,
+    /// Concurrent callers of the concurrent row.
+    #[arg(long, default_value_t = 16)]
+    callers: usize,
     /// Decision cache TTL of the cached rows (ms).
     #[arg(long, default_value_t = 5_000)]
     ttl_ms: u64,
@@ -287,6 +290,57 @@ async fn main() -> Result<()> {
         "{sent} reviews sent for {} calls (warm-up included)",
         requests + requests.min(50)
     );
+
+    // The same mix from concurrent callers, as a server's request tasks would.
+    let shared = Arc::new(Cached::new(
+        AccessReviewer::new(client.clone()),
+        ttl,
+        10_000,
+    ));
+    let accesses = Arc::new(accesses);
+    let before = reviews.load(std::sync::atomic::Ordering::Relaxed);
+    let callers = args.callers.max(1);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for caller in 0..callers {
+        let (cache, accesses) = (shared.clone(), accesses.clone());
+        let count = requests / callers;
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::with_capacity(count);
+            let mut pick = caller * 7919;
+            for _ in 0..count {
+                pick = (pick * 31 + 17) % accesses.len();
+                let (who, namespace, verb) = &accesses[pick];
+                let access = Access {
+                    namespace,
+                    resource: Resource::Runs,
+                    verb: *verb,
+                    name: None,
+                };
+                let start = Instant::now();
+                cache.authorize(who, &access).await?;
+                samples.push(start.elapsed());
+            }
+            anyhow::Ok(samples)
+        }));
+    }
+    let mut samples = Vec::new();
+    for task in tasks {
+        samples.extend(task.await??);
+    }
+    let elapsed = started.elapsed();
+    let sent = reviews.load(std::sync::atomic::Ordering::Relaxed) - before;
+    rows.push(Row {
+        what: format!(
+            "SubjectAccessReview, cached, {} accesses, {callers} concurrent callers",
+            accesses.len()
+        ),
+        note: format!(
+            "{:.0} checks/s in all; {sent} reviews sent",
+            samples.len() as f64 / elapsed.as_secs_f64()
+        ),
+        samples,
+    });
 
     let token_reviewer = TokenReviewer::new(client.clone());
     let mut headers = http::HeaderMap::new();
