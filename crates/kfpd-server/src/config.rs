@@ -226,6 +226,11 @@ pub struct ServeArgs {
     /// Identity providers and authorizer of multi-user mode (auth.rs).
     #[command(flatten)]
     pub auth: crate::auth::AuthArgs,
+    /// Before serving, bring over what changed in this upstream KFP database
+    /// (`mysql://…/mlpipeline` or `postgres://…/mlpipeline?schema=…`), as
+    /// `kfpd adopt --from` does (docs/upgrade.md). [default: none]
+    #[arg(long, env = "KFPD_ADOPT_FROM", value_name = "URL")]
+    pub adopt_from: Option<String>,
 }
 
 /// The same settings as they may appear in the config file.
@@ -287,6 +292,7 @@ pub(crate) struct FileSettings {
     pub(crate) token_review: Option<String>,
     pub(crate) authorizer: Option<String>,
     pub(crate) authz_cache_ttl: Option<String>,
+    adopt_from: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -366,6 +372,8 @@ pub struct Config {
     pub retention_interval: Duration,
     /// Identity providers and authorizer of multi-user mode.
     pub auth: crate::auth::AuthSettings,
+    /// An upstream KFP database `kfpd serve` adopts from before serving.
+    pub adopt_from: Option<String>,
 }
 
 /// The settings of `--executor argo`.
@@ -646,8 +654,14 @@ impl Config {
 
         let auth = crate::auth::resolve(&args.auth, &file, env)?;
 
+                let adopt_from = args
+            .adopt_from
+            .clone()
+            .or(file.adopt_from.clone())
+            .filter(|url| !url.trim().is_empty());
         Ok(Config {
             auth,
+            adopt_from,
             retention,
             retention_interval,
             kfpd_image,

@@ -139,6 +139,9 @@ pub async fn serve(
         source,
     })?;
     let store = open_store(&config).await?;
+    if let Some(source) = &config.adopt_from {
+        adopt_before_serving(&store, source).await?;
+    }
     let settings = service::Settings {
         multi_user: config.multi_user,
         pod_namespace: config.namespace.clone(),
@@ -348,6 +351,62 @@ pub async fn gc(config: Config, dry_run: bool) -> Result<retention::Report, Star
         .run_once(retention::unix_now(), dry_run)
         .await
         .map_err(|error| StartError::Startup(error.to_string()))
+}
+
+/// What an adoption pass takes from the configuration: the bucket upstream's
+/// object store keys are in (upstream's `OBJECTSTORECONFIG_BUCKETNAME`).
+pub fn adopt_options(dry_run: bool, batch_size: usize) -> kfpd_adopt::Options {
+    let bucket = std::env::var("OBJECTSTORECONFIG_BUCKETNAME")
+        .ok()
+        .filter(|bucket| !bucket.is_empty())
+        .unwrap_or_else(|| kfpd_artifacts::DEFAULT_BUCKET.to_string());
+    kfpd_adopt::Options {
+        dry_run,
+        batch_size,
+        bucket,
+    }
+}
+
+/// `kfpd adopt`: one pass from the upstream database at `source` into the
+/// configured database (docs/upgrade.md).
+pub async fn adopt(
+    config: &Config,
+    source: &str,
+    options: &kfpd_adopt::Options,
+) -> Result<kfpd_adopt::Report, StartError> {
+    let store = open_store(config).await?;
+    kfpd_adopt::adopt(source, &store, options)
+        .await
+        .map_err(|error| {
+            StartError::Startup(format!(
+                "adopting from {}: {error}",
+                kfpd_adopt::redact(source)
+            ))
+        })
+}
+
+/// The pass `kfpd serve --adopt-from` makes before it serves.
+async fn adopt_before_serving(store: &SqlStore, source: &str) -> Result<(), StartError> {
+    let options = adopt_options(false, 500);
+    let report = kfpd_adopt::adopt(source, store, &options)
+        .await
+        .map_err(|error| {
+            StartError::Startup(format!(
+                "adopting from {}: {error}",
+                kfpd_adopt::redact(source)
+            ))
+        })?;
+    tracing::info!(
+        source = %report.source,
+        brought = report.brought(),
+        unchanged = report.unchanged(),
+        refused = report.refused.len(),
+        "adopted what changed upstream"
+    );
+    for problem in &report.refused {
+        tracing::warn!(table = problem.table, id = %problem.id, reason = %problem.reason, "upstream row not adopted");
+    }
+    Ok(())
 }
 
 /// How long the executor's database calls wait out an unreachable database.

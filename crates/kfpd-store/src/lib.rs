@@ -3,6 +3,7 @@
 //! SQLite, PostgreSQL and MySQL; `tests/conformance.rs` holds every backend to the
 //! same behaviour.
 
+pub mod adopt;
 mod error;
 pub mod list;
 pub mod model;

@@ -44,6 +44,27 @@ enum Command {
     /// `--run-retention-days`, `--run-retention-per-experiment`) and print what was
     /// deleted; `kfpd serve` does the same every `--retention-interval`.
     Gc(GcCommand),
+    /// Bring an upstream KFP database (its experiments, pipelines, runs, recurring
+    /// runs and tasks) into kfpd's database, keeping ids, names, states and times;
+    /// run again to bring only what changed since (docs/upgrade.md).
+    Adopt(AdoptCommand),
+}
+
+#[derive(clap::Args)]
+struct AdoptCommand {
+    /// The upstream database: `mysql://user:password@host:3306/mlpipeline`, or
+    /// `postgres://user:password@host:5432/mlpipeline` (add `?schema=NAME` for a
+    /// schema other than the user's default). It is only read. [default: --adopt-from]
+    #[arg(long = "from", value_name = "URL")]
+    from: Option<String>,
+    /// Print what would be brought and every row that cannot be, writing nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Upstream rows per transaction.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    batch_size: u64,
+    #[command(flatten)]
+    settings: kfpd_server::ServeArgs,
 }
 
 #[derive(clap::Args)]
@@ -127,6 +148,7 @@ enum Loaded {
     Agent(kfpd_server::agent::AgentArgs),
     Run(RunCommand),
     Gc(kfpd_server::Config, bool),
+    Adopt(kfpd_server::Config, String, kfpd_adopt::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -152,6 +174,19 @@ fn main() -> anyhow::Result<()> {
             let config = kfpd_server::Config::load(&command.settings)?;
             let format = config.log_format;
             (Loaded::Gc(config, command.dry_run), format)
+        }
+        Command::Adopt(command) => {
+            let config = kfpd_server::Config::load(&command.settings)?;
+            let format = config.log_format;
+            let source = command
+                .from
+                .clone()
+                .or_else(|| config.adopt_from.clone())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("kfpd adopt needs the upstream database: --from mysql://…/mlpipeline or postgres://…/mlpipeline")
+                })?;
+            let options = kfpd_server::adopt_options(command.dry_run, command.batch_size as usize);
+            (Loaded::Adopt(config, source, options), format)
         }
         Command::Agent(args) => {
             let format = match &args.log_format {
@@ -191,6 +226,11 @@ fn main() -> anyhow::Result<()> {
             if report.failures > 0 {
                 std::process::exit(1);
             }
+            Ok(())
+        }
+        Loaded::Adopt(config, source, options) => {
+            let report = runtime.block_on(kfpd_server::adopt(&config, &source, &options))?;
+            print!("{report}");
             Ok(())
         }
         Loaded::Agent(args) => runtime.block_on(async {

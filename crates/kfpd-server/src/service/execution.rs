@@ -177,6 +177,88 @@ fn deleted_by_retention(what: String, at: i64) -> Error {
     ))
 }
 
+/// Artifact ids by key, as the API's `inputs`/`outputs` maps.
+fn artifact_lists(map: Option<&BTreeMap<String, Vec<i64>>>) -> BTreeMap<String, api::ArtifactList> {
+    map.map(|map| {
+        map.iter()
+            .map(|(key, ids)| {
+                (
+                    key.clone(),
+                    api::ArtifactList {
+                        artifact_ids: ids.clone(),
+                    },
+                )
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// A task adopted from upstream's `tasks` table, shown as upstream shows it:
+/// its own state and history, its ML Metadata execution id, every time set (zero
+/// ones too) and its children as the pod names upstream recorded.
+fn adopted_task_detail(
+    run_id: &str,
+    task: &Task,
+    adopted: &Value,
+    inputs: &HashMap<&str, BTreeMap<String, Vec<i64>>>,
+    outputs: &HashMap<&str, BTreeMap<String, Vec<i64>>>,
+) -> api::PipelineTaskDetail {
+    let state = |value: Option<&Value>| {
+        let name = value.and_then(Value::as_str).unwrap_or_default();
+        crate::convert::runtime_state(kfpd_store::RunState::parse(name)) as i32
+    };
+    let history = adopted
+        .get("history")
+        .and_then(Value::as_array)
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|entry| api::RuntimeStatus {
+                    update_time: timestamp(entry.get("t").and_then(Value::as_i64).unwrap_or(0)),
+                    state: state(entry.get("s")),
+                    error: None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let children = adopted
+        .get("children_pods")
+        .and_then(Value::as_array)
+        .map(|pods| {
+            pods.iter()
+                .filter_map(Value::as_str)
+                .map(|pod| api::pipeline_task_detail::ChildTask {
+                    child_task: Some(api::pipeline_task_detail::child_task::ChildTask::PodName(
+                        pod.to_string(),
+                    )),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    api::PipelineTaskDetail {
+        run_id: run_id.to_string(),
+        task_id: task.id.clone(),
+        display_name: task.display_name.clone(),
+        create_time: timestamp(task.created_at),
+        start_time: timestamp(task.started_at),
+        end_time: timestamp(task.finished_at),
+        executor_detail: None,
+        state: state(adopted.get("state")),
+        execution_id: adopted
+            .get("execution_id")
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
+        error: None,
+        inputs: artifact_lists(inputs.get(task.id.as_str())),
+        outputs: artifact_lists(outputs.get(task.id.as_str())),
+        parent_task_id: task.parent_id.clone(),
+        state_history: history,
+        pod_name: String::new(),
+        child_tasks: children,
+    }
+}
+
 /// `run_details.task_details` from the run's task rows and artifact links.
 pub(crate) fn run_details(
     run_id: &str,
@@ -208,26 +290,14 @@ pub(crate) fn run_details(
                 .push(task.id.as_str());
         }
     }
-    let artifact_lists =
-        |map: Option<&BTreeMap<String, Vec<i64>>>| -> BTreeMap<String, api::ArtifactList> {
-            map.map(|map| {
-                map.iter()
-                    .map(|(key, ids)| {
-                        (
-                            key.clone(),
-                            api::ArtifactList {
-                                artifact_ids: ids.clone(),
-                            },
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-        };
     let details = tasks
         .iter()
         .map(|task| {
-            let attempts = Attempts::of(&details_of(task));
+            let details = details_of(task);
+            if let Some(adopted) = details.get("adopted") {
+                return adopted_task_detail(run_id, task, adopted, &inputs, &outputs);
+            }
+            let attempts = Attempts::of(&details);
             let history_errors = attempts.history_errors(&task.state_history);
             api::PipelineTaskDetail {
                 run_id: run_id.to_string(),

@@ -65,10 +65,17 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../migrations/postgres/0007_retention.sql"),
         mysql: include_str!("../../migrations/mysql/0007_retention.sql"),
     },
+    Migration {
+        version: 9,
+        name: "adopt",
+        sqlite: include_str!("../../migrations/sqlite/0009_adopt.sql"),
+        postgres: include_str!("../../migrations/postgres/0009_adopt.sql"),
+        mysql: include_str!("../../migrations/mysql/0009_adopt.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const LATEST_VERSION: i64 = 7;
+pub const LATEST_VERSION: i64 = 9;
 
 const LOCK_NAME: &str = "kfpd_migrations";
 

@@ -4,6 +4,7 @@
 //! few places where the dialects differ (placeholders, substring tests, row locks,
 //! database creation, the migration files) look at [`Dialect`].
 
+mod adopt;
 mod connect;
 mod experiments;
 mod migrate;
