@@ -654,7 +654,7 @@ impl Config {
 
         let auth = crate::auth::resolve(&args.auth, &file, env)?;
 
-                let adopt_from = args
+        let adopt_from = args
             .adopt_from
             .clone()
             .or(file.adopt_from.clone())
