@@ -161,6 +161,78 @@ async fn assets_have_their_types_and_revalidate_by_etag() {
     assert_eq!(etags.len(), cases.len(), "each file has its own etag");
 }
 
+/// The body of `path` asked for with `Accept-Encoding: gzip`: its encoding and
+/// its bytes decoded.
+async fn gzipped(server: &Server, path: &str) -> (String, String, Vec<u8>) {
+    use std::io::Read;
+    let response = server
+        .client
+        .get(format!("{}{path}", server.base))
+        .header(reqwest::header::ACCEPT_ENCODING, "gzip")
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("GET {path}: {error}"));
+    assert_eq!(response.status(), StatusCode::OK, "{path}");
+    let encoding = header(&response, reqwest::header::CONTENT_ENCODING);
+    let vary = header(&response, reqwest::header::VARY);
+    let bytes = response.bytes().await.unwrap().to_vec();
+    if encoding != "gzip" {
+        return (encoding, vary, bytes);
+    }
+    let mut decoded = Vec::new();
+    flate2::read::GzDecoder::new(bytes.as_slice())
+        .read_to_end(&mut decoded)
+        .unwrap_or_else(|error| panic!("{path}: not gzip: {error}"));
+    (encoding, vary, decoded)
+}
+
+#[tokio::test]
+async fn assets_and_large_json_are_gzipped_for_clients_that_ask() {
+    let server = Server::start();
+    for path in ["/ui/app.js", "/ui/app.css", "/"] {
+        let plain = fetch(&server, path).await;
+        assert_eq!(
+            header(&plain, reqwest::header::CONTENT_ENCODING),
+            "",
+            "{path}"
+        );
+        let plain = plain.bytes().await.unwrap().to_vec();
+        let (encoding, vary, decoded) = gzipped(&server, path).await;
+        assert_eq!(encoding, "gzip", "{path}");
+        assert!(
+            vary.to_ascii_lowercase().contains("accept-encoding"),
+            "{path}: {vary}"
+        );
+        assert_eq!(decoded, plain, "{path} decodes to the plain bytes");
+    }
+    // A large JSON answer: a list of 30 runs with their inline specs.
+    let spec = common::pipeline_spec("hello.yaml");
+    for index in 0..30 {
+        let (status, _) = server
+            .post(
+                "/runs",
+                &json!({"display_name": format!("gzip {index}"), "pipeline_spec": spec}),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (encoding, _, decoded) = gzipped(&server, "/apis/v2beta1/runs?page_size=30").await;
+    assert_eq!(encoding, "gzip");
+    let listed: serde_json::Value = serde_json::from_slice(&decoded).unwrap();
+    assert_eq!(listed["runs"].as_array().map(Vec::len), Some(30));
+    // Event streams are never compressed: each event must arrive as it happens.
+    let run_id = listed["runs"][0]["run_id"].as_str().unwrap().to_string();
+    let stream = server
+        .client
+        .get(server.url(&format!("/runs/{run_id}/events")))
+        .header(reqwest::header::ACCEPT_ENCODING, "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&stream, CONTENT_TYPE), "text/event-stream");
+    assert_eq!(header(&stream, reqwest::header::CONTENT_ENCODING), "");
+}
+
 #[tokio::test]
 async fn unknown_assets_are_not_found() {
     let server = Server::start();

@@ -65,6 +65,9 @@ pub fn router(api: Api, max_body_bytes: usize) -> Router {
             max_body_bytes,
             reject_oversized,
         ))
+        // gzip for clients that ask (assets, large JSON); never event streams,
+        // whose events must leave as they happen, nor answers under 32 bytes.
+        .layer(tower_http::compression::CompressionLayer::new())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(axum::middleware::from_fn_with_state(
             api.clone(),
