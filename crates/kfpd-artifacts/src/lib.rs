@@ -416,6 +416,38 @@ impl ArtifactStore {
         }
     }
 
+    /// Where runs of `namespace` keep their artifacts and logs in multi-user mode:
+    /// `<default root>/namespaces/<namespace>`. The namespace must be a checked
+    /// namespace name (no `/`, no `..`).
+    pub fn namespace_root(&self, namespace: &str) -> String {
+        format!(
+            "{}/namespaces/{namespace}",
+            self.default_root().trim_end_matches('/')
+        )
+    }
+
+    /// The root a run writes under: the one it asked for, else its namespace's
+    /// (a run in a namespace, multi-user mode), else the default root.
+    pub fn run_root(&self, requested: &str, namespace: &str) -> Result<String, Error> {
+        if requested.trim().is_empty() && !namespace.is_empty() {
+            return Ok(self.namespace_root(namespace));
+        }
+        self.pipeline_root(requested)
+    }
+
+    /// Whether `uri` lies in `root` (a root as [`ArtifactStore::pipeline_root`]
+    /// gives it): equal to it or below it, with no `..` step that could climb out.
+    pub fn is_within(root: &str, uri: &str) -> bool {
+        let root = root.trim_end_matches('/');
+        let Some(rest) = uri.strip_prefix(root) else {
+            return false;
+        };
+        if !(rest.is_empty() || rest.starts_with('/')) {
+            return false;
+        }
+        !rest.split('/').any(|step| step == ".." || step == ".")
+    }
+
     /// `<root>/<pipeline>/<run>/<task>/<id>/<output>` (root without trailing slash), as
     /// upstream's driver provisions output artifacts.
     pub fn output_uri(

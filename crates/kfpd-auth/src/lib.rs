@@ -8,10 +8,14 @@
 use std::fmt;
 
 pub use chain::Chain;
+pub use header::{Cidr, TrustedHeader};
+pub use policy::PolicyFile;
 
 pub mod cache;
 pub mod chain;
+pub mod header;
 pub mod oidc;
+pub mod policy;
 
 /// The API group of upstream's pipeline resources in RBAC rules.
 pub const GROUP: &str = "pipelines.kubeflow.org";

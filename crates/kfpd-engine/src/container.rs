@@ -231,7 +231,12 @@ async fn run_container(
     let plan = RetryPlan::of(call.task.retry_policy.as_ref());
     let max_attempts = plan.max_retries + 1;
     let first_start = Instant::now();
-    let log_uri = log_object_uri(&engine.artifacts, &context.run.id, &task_id);
+    let log_uri = log_object_uri(
+        &engine.artifacts,
+        &context.run.namespace,
+        &context.run.id,
+        &task_id,
+    );
     let mut attempts: Vec<Value> = Vec::new();
     let mut last_upload: Option<tokio::sync::oneshot::Receiver<()>> = None;
     let mut attempt: u32 = 0;
@@ -332,11 +337,22 @@ async fn run_container(
 }
 
 /// Where a task's log is kept once its process ended: beside the artifacts, in
-/// the spirit of upstream's archived pod logs (`<bucket>/artifacts/<workflow>/<pod>/main.log`).
-pub(crate) fn log_object_uri(store: &ArtifactStore, run_id: &str, task_id: &str) -> String {
+/// the spirit of upstream's archived pod logs (`<bucket>/artifacts/<workflow>/<pod>/main.log`);
+/// a run in a namespace (multi-user mode) keeps it under its namespace's root.
+pub(crate) fn log_object_uri(
+    store: &ArtifactStore,
+    namespace: &str,
+    run_id: &str,
+    task_id: &str,
+) -> String {
+    let root = if namespace.is_empty() {
+        store.default_root()
+    } else {
+        store.namespace_root(namespace)
+    };
     format!(
         "{}/logs/{run_id}/{task_id}/main.log",
-        store.default_root().trim_end_matches('/')
+        root.trim_end_matches('/')
     )
 }
 

@@ -193,7 +193,7 @@ impl Driver {
             run_rules::runtime_config(&run.runtime_config).map_err(DriveError::from)?;
         let pipeline_root = engine
             .artifacts
-            .pipeline_root(&requested_root)
+            .run_root(&requested_root, &run.namespace)
             .map_err(|error| DriveError::Invalid(error.to_string()))?;
         let previous: HashMap<String, Task> = store
             .list_tasks(run_id)

@@ -28,6 +28,7 @@ pub(crate) async fn run(
     record: &TaskRecord,
 ) -> Result<TaskResult, String> {
     let import = rules::plan(importer, &call.component, &call.parameters)?;
+    check_in_namespace(context, &import.uri)?;
     if !import.reimport {
         if let Some(existing) = find_imported(context, &import).await? {
             let link = ArtifactLink {
@@ -64,6 +65,24 @@ pub(crate) async fn run(
         .await
         .map_err(|error| format!("cannot record the imported artifact: {error}"))?;
     Ok(imported(import.output_key, &artifact))
+}
+
+/// A run in a namespace (multi-user mode) imports nothing this server stores
+/// outside its namespace's root: the artifact API would otherwise serve another
+/// namespace's objects through it.
+fn check_in_namespace(context: &RunContext, uri: &str) -> Result<(), String> {
+    let namespace = &context.run.namespace;
+    let store = &context.engine.artifacts;
+    if namespace.is_empty() || !store.handles(uri) {
+        return Ok(());
+    }
+    let root = store.namespace_root(namespace);
+    if kfpd_artifacts::ArtifactStore::is_within(&root, uri) {
+        return Ok(());
+    }
+    Err(format!(
+        "importer: {uri} lies outside the artifacts of namespace {namespace} ({root}); runs in a namespace import only from there"
+    ))
 }
 
 fn imported(output_key: String, artifact: &Artifact) -> TaskResult {

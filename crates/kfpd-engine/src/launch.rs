@@ -223,7 +223,7 @@ impl Engine {
             container,
             outputs: driven.outputs.clone(),
             output_uris,
-            log_uri: log_object_uri(&self.artifacts, run_id, &task.id),
+            log_uri: log_object_uri(&self.artifacts, &facts.namespace, run_id, &task.id),
             artifact_root: self.artifacts.default_root(),
             run: facts.clone(),
             max_attempts: driven.max_attempts,

@@ -55,7 +55,7 @@ impl Engine {
         // server's allowed roots changed since.
         let pipeline_root = self
             .artifacts
-            .pipeline_root(&requested_root)
+            .run_root(&requested_root, &run.namespace)
             .map_err(|error| error.to_string())?;
         let root_parameters = rules::root_inputs(&spec, parameters)?;
 

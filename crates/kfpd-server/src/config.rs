@@ -89,6 +89,28 @@ pub struct ServeArgs {
     /// Multi-user mode (namespaced resources, no default experiment). Upstream: MULTIUSER.
     #[arg(long, env = "KFPD_MULTI_USER")]
     pub multi_user: Option<bool>,
+    /// Multi-user mode: the header an authenticating proxy names the user in.
+    /// Upstream: KUBEFLOW_USERID_HEADER. [default: kubeflow-userid]
+    #[arg(long, env = "KFPD_USER_HEADER")]
+    pub user_header: Option<String>,
+    /// Multi-user mode: the prefix before the user in that header, removed.
+    /// Upstream: KUBEFLOW_USERID_PREFIX. [default: none]
+    #[arg(long, env = "KFPD_USER_PREFIX")]
+    pub user_prefix: Option<String>,
+    /// Multi-user mode: addresses or CIDR blocks of the proxies whose user header
+    /// is believed (`10.0.0.0/8,127.0.0.1`); from any other peer the header is
+    /// refused. [default: none, the header is never believed]
+    #[arg(
+        long,
+        env = "KFPD_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "CIDRS"
+    )]
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Multi-user mode: YAML file binding users and groups to roles in namespaces
+    /// (docs/multi-user.md), read again when it changes.
+    #[arg(long, env = "KFPD_POLICY_FILE")]
+    pub policy_file: Option<PathBuf>,
     /// Service account runs get when they name none. Upstream:
     /// DEFAULTPIPELINERUNNERSERVICEACCOUNT. [default: pipeline-runner]
     #[arg(long, env = "KFPD_DEFAULT_SERVICE_ACCOUNT")]
@@ -254,6 +276,10 @@ pub(crate) struct FileSettings {
     db_busy_timeout: Option<String>,
     namespace: Option<String>,
     multi_user: Option<bool>,
+    user_header: Option<String>,
+    user_prefix: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
+    policy_file: Option<PathBuf>,
     default_service_account: Option<String>,
     max_body_bytes: Option<usize>,
     max_connections: Option<usize>,
@@ -339,6 +365,8 @@ pub struct Config {
     pub busy_timeout: Duration,
     pub namespace: String,
     pub multi_user: bool,
+    /// Who may call and what they may do in multi-user mode.
+    pub access: AccessSettings,
     pub default_service_account: String,
     pub max_body_bytes: usize,
     /// Connection cap and timeouts of both listeners.
@@ -374,6 +402,15 @@ pub struct Config {
     pub auth: crate::auth::AuthSettings,
     /// An upstream KFP database `kfpd serve` adopts from before serving.
     pub adopt_from: Option<String>,
+}
+
+/// How multi-user mode learns who is calling and decides what they may do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessSettings {
+    pub user_header: String,
+    pub user_prefix: String,
+    pub trusted_proxies: Vec<kfpd_auth::Cidr>,
+    pub policy_file: Option<PathBuf>,
 }
 
 /// The settings of `--executor argo`.
@@ -500,6 +537,7 @@ impl Config {
                 None => file.multi_user.unwrap_or(false),
             },
         };
+        let access = resolve_access(args, &file, &env_nonempty)?;
         let default_service_account = args
             .default_service_account
             .clone()
@@ -686,6 +724,7 @@ impl Config {
             busy_timeout,
             namespace,
             multi_user,
+            access,
             default_service_account,
             max_body_bytes,
             connections,
@@ -749,6 +788,57 @@ fn resolve_connection_limits(
             .min_body_rate
             .or(file.min_body_rate)
             .unwrap_or(defaults.min_body_rate),
+    })
+}
+
+/// The identity settings of multi-user mode (checked also when it is off, so a
+/// typo does not wait for the day the mode is turned on).
+fn resolve_access(
+    args: &ServeArgs,
+    file: &FileSettings,
+    env_nonempty: &dyn Fn(&str) -> Option<String>,
+) -> Result<AccessSettings, Error> {
+    let user_header = args
+        .user_header
+        .clone()
+        .or_else(|| env_nonempty("KUBEFLOW_USERID_HEADER"))
+        .or(file.user_header.clone())
+        .map(|text| text.trim().to_string())
+        .filter(|text| !text.is_empty())
+        .unwrap_or_else(|| kfpd_auth::header::DEFAULT_HEADER.to_string());
+    if http::HeaderName::from_bytes(user_header.to_ascii_lowercase().as_bytes()).is_err() {
+        return Err(Error::Invalid {
+            key: "user_header",
+            message: format!("{user_header:?} is not an HTTP header name"),
+        });
+    }
+    let user_prefix = args
+        .user_prefix
+        .clone()
+        .or_else(|| env_nonempty("KUBEFLOW_USERID_PREFIX"))
+        .or(file.user_prefix.clone())
+        .unwrap_or_default();
+    let trusted_proxies = args
+        .trusted_proxies
+        .clone()
+        .or(file.trusted_proxies.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|text| !text.trim().is_empty())
+        .map(|text| {
+            text.parse::<kfpd_auth::Cidr>()
+                .map_err(|error| Error::Invalid {
+                    key: "trusted_proxies",
+                    message: error.to_string(),
+                })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let policy_file = args.policy_file.clone().or(file.policy_file.clone());
+    Ok(AccessSettings {
+        user_header,
+        user_prefix,
+        trusted_proxies,
+        policy_file,
     })
 }
 

@@ -716,6 +716,7 @@ pub async fn serve_rest(
             router: router.clone(),
             activity: io.activity(),
             limits,
+            remote_addr: io.remote_addr,
         };
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(io), service)
@@ -738,6 +739,9 @@ struct RestService {
     router: axum::Router,
     activity: Activity,
     limits: Limits,
+    /// The peer, as `ConnectInfo` for the handlers (multi-user mode believes a
+    /// user header only from trusted proxies).
+    remote_addr: Option<std::net::SocketAddr>,
 }
 
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for RestService {
@@ -751,10 +755,15 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for RestServi
         let guard = self.activity.begin();
         let slow = SlowBody::default();
         let limits = self.limits;
-        let request = request.map({
+        let mut request = request.map({
             let slow = slow.clone();
             move |body| axum::body::Body::new(RateLimited::new(body, limits, slow))
         });
+        if let Some(peer) = self.remote_addr {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+        }
         let router = self.router.clone();
         Box::pin(async move {
             let response = match router.oneshot(request).await {

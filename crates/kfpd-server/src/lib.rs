@@ -1,6 +1,7 @@
 //! The kfpd API server: configuration, the KFP services and their REST and gRPC
 //! transports, started by `kfpd serve`.
 
+pub mod access;
 pub mod agent;
 pub mod argo;
 pub mod auth;
@@ -179,6 +180,13 @@ pub async fn serve(
     )
     .map_err(StartError::Startup)?;
     let mut api = Api::new(store, settings, service::system_clock());
+    if config.multi_user {
+        api = api.with_guard(
+            access::guard_for(&config)
+                .await
+                .map_err(StartError::Startup)?,
+        );
+    }
     api.metrics().attach_store(sql_store);
     api.metrics().attach_engine(Arc::clone(&engine));
     if !config.local_executor {

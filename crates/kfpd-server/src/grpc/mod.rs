@@ -181,6 +181,7 @@ pub async fn serve(
         }
     };
 
+    let access = crate::access::GrpcLayer::new(api.guard().cloned());
     let limit = max_message_bytes;
     let pipelines = PipelineServiceServer::new(pipelines::Pipelines(api.clone()))
         .max_decoding_message_size(limit)
@@ -211,6 +212,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .layer(TraceLayer::new(classifier()))
         .layer(crate::connections::GrpcLayer(limits))
+        .layer(access)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

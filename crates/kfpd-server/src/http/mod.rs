@@ -60,6 +60,10 @@ pub fn router(api: Api, max_body_bytes: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            api.clone(),
+            authenticate,
+        ))
         .layer(axum::middleware::from_fn(json_errors))
         .layer(axum::middleware::from_fn_with_state(
             max_body_bytes,
@@ -152,6 +156,58 @@ async fn count_requests(
         response.status().as_u16(),
         started.elapsed(),
     );
+    response
+}
+
+/// Routes that answer without an identity in multi-user mode: health, metrics,
+/// the API description and the web UI's static files, none of which holds
+/// anyone's data (the UI reads that through the API routes, which are checked).
+pub const OPEN_ROUTES: &[&str] = &[
+    "/apis/v2beta1/healthz",
+    "/apis/v1beta1/healthz",
+    "/metrics",
+    "/openapi.json",
+    "/",
+    "/ui/{name}",
+];
+
+/// Multi-user mode: finds who is calling (401 when nobody) and serves the
+/// request as them; a successful answer from a route that checked no access
+/// is refused (see [`crate::access`]).
+async fn authenticate(
+    axum::extract::State(api): axum::extract::State<Api>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(guard) = api.guard().cloned() else {
+        return next.run(request).await;
+    };
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|path| path.as_str().to_string());
+    // Unknown paths answer 404 whoever asks.
+    let Some(route) = route else {
+        return next.run(request).await;
+    };
+    if OPEN_ROUTES.contains(&route.as_str()) {
+        return next.run(request).await;
+    }
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0);
+    let identity = match guard.authenticate(request.headers(), peer).await {
+        Ok(identity) => identity,
+        Err(error) => return error.into_response(),
+    };
+    let caller = crate::access::Caller::new(identity);
+    let response = std::sync::Arc::clone(&caller)
+        .scope(next.run(request))
+        .await;
+    if response.status().is_success() && !caller.was_checked() {
+        return crate::access::unchecked(&route).into_response();
+    }
     response
 }
 

@@ -39,6 +39,7 @@ impl Api {
         task_path: &str,
         pod: Option<(&str, &str)>,
     ) -> Result<launcher::TaskExecution> {
+        self.run_for(run_id, kfpd_auth::Verb::Report).await?;
         let launch = self
             .driver()?
             .launch(run_id, task_path.trim(), pod)
@@ -102,6 +103,7 @@ impl Api {
         task_path: &str,
         report: AttemptReport,
     ) -> Result<TaskState> {
+        self.run_for(run_id, kfpd_auth::Verb::Report).await?;
         self.driver()?
             .finish_attempt(run_id, task_path.trim(), report)
             .await
@@ -120,6 +122,7 @@ impl Api {
         workflow: &str,
         pod_spec_patch: bool,
     ) -> Result<Value> {
+        self.run_for(run_id, kfpd_auth::Verb::Report).await?;
         let engine = self.driver()?;
         let task_path = task_path.trim();
         if task_path.is_empty() {

@@ -362,6 +362,7 @@ impl Api {
     /// as DAGs), are not found; a container task that has not started its process
     /// yet has a log to come.
     pub async fn task_log(&self, run_id: &str, node_id: &str) -> Result<TaskLog> {
+        self.run_for(run_id, kfpd_auth::Verb::ReadLog).await?;
         let (task, attempt) = self.log_node(run_id, node_id).await?;
         let details = details_of(&task);
         let attempts = Attempts::of(&details);
@@ -482,6 +483,7 @@ impl Api {
         node_id: &str,
         artifact_name: &str,
     ) -> Result<bytes::Bytes> {
+        let run = self.run_for(run_id, kfpd_auth::Verb::ReadArtifact).await?;
         let artifacts = self.store.list_artifacts(run_id).await?;
         // The task's output link names it also when another run recorded it (an
         // importer that reused an artifact).
@@ -514,6 +516,7 @@ impl Api {
             ));
         }
         let store = self.artifact_store()?;
+        self.check_in_namespace(store, &run.namespace, &artifact.uri)?;
         if !store.handles(&artifact.uri) {
             return Err(Error::new(
                 Code::FailedPrecondition,
@@ -541,7 +544,7 @@ impl Api {
         if run_id.is_empty() {
             return Err(Error::invalid("list artifacts: run_id is required"));
         }
-        self.store.get_run(run_id).await?;
+        self.run_for(run_id, kfpd_auth::Verb::Get).await?;
         let artifacts = self.store.list_artifacts(run_id).await?;
         let links = self.store.run_artifact_links(run_id).await?;
         let names = self.task_names(run_id).await?;
@@ -563,6 +566,7 @@ impl Api {
             .parse()
             .map_err(|_| Error::invalid(format!("artifact id {artifact_id:?} is not a number")))?;
         let artifact = self.store.get_artifact(id).await?;
+        self.check_artifact_run(&artifact, artifact_id).await?;
         let links = self.store.artifact_links(id).await?;
         let names = self.task_names(&artifact.run_id).await?;
         let deleted = self.store.artifacts_deleted_at(&[id]).await?;

@@ -1,6 +1,7 @@
 //! ExperimentService.
 
 use kfpd_api::v2beta1 as api;
+use kfpd_auth::{Resource as Kind, Verb};
 use kfpd_store::list::Resource;
 use kfpd_store::{NewExperiment, StorageState};
 
@@ -8,6 +9,9 @@ use super::list::{query, total};
 use super::{check_length, Api};
 use crate::convert;
 use crate::error::{Error, Result};
+
+/// Upstream's answer to an experiment request without a namespace in multi-user mode.
+const EMPTY_NAMESPACE: &str = "An experiment cannot have an empty namespace in multi-user mode";
 
 impl Api {
     pub async fn create_experiment(
@@ -22,7 +26,9 @@ impl Api {
         }
         check_length("Experiment.Name", &experiment.display_name, 128)?;
         check_length("Experiment.Namespace", &experiment.namespace, 63)?;
-        let namespace = self.namespace(&experiment.namespace, "create experiment")?;
+        let namespace = self.namespace(&experiment.namespace, EMPTY_NAMESPACE)?;
+        self.check_namespace(&namespace, Kind::Experiments, Verb::Create)
+            .await?;
         let created = self
             .store
             .create_experiment(NewExperiment {
@@ -39,7 +45,9 @@ impl Api {
         &self,
         request: api::GetExperimentRequest,
     ) -> Result<api::Experiment> {
-        let found = self.store.get_experiment(&request.experiment_id).await?;
+        let found = self
+            .experiment_checked(&request.experiment_id, Verb::Get)
+            .await?;
         Ok(convert::experiment(found))
     }
 
@@ -54,7 +62,9 @@ impl Api {
             &request.sort_by,
             &request.filter,
         )?;
-        let namespace = self.namespace(&request.namespace, "list experiments")?;
+        let namespace = self.namespace(&request.namespace, EMPTY_NAMESPACE)?;
+        self.check_namespace(&namespace, Kind::Experiments, Verb::List)
+            .await?;
         let page = self.store.list_experiments(Some(&namespace), &list).await?;
         Ok(api::ListExperimentsResponse {
             experiments: page.items.into_iter().map(convert::experiment).collect(),
@@ -64,6 +74,8 @@ impl Api {
     }
 
     pub async fn archive_experiment(&self, request: api::ArchiveExperimentRequest) -> Result<()> {
+        self.experiment_checked(&request.experiment_id, Verb::Archive)
+            .await?;
         self.store
             .set_experiment_storage_state(
                 &request.experiment_id,
@@ -78,6 +90,8 @@ impl Api {
         &self,
         request: api::UnarchiveExperimentRequest,
     ) -> Result<()> {
+        self.experiment_checked(&request.experiment_id, Verb::Unarchive)
+            .await?;
         self.store
             .set_experiment_storage_state(
                 &request.experiment_id,
@@ -89,24 +103,23 @@ impl Api {
     }
 
     pub async fn delete_experiment(&self, request: api::DeleteExperimentRequest) -> Result<()> {
+        self.experiment_checked(&request.experiment_id, Verb::Delete)
+            .await?;
         self.store.delete_experiment(&request.experiment_id).await?;
         Ok(())
     }
 
     /// The experiment a run or recurring run goes to: the given one (which must
-    /// exist), or the default experiment in single-user mode.
-    pub(super) async fn experiment_for(
-        &self,
-        given: &str,
-        what: &str,
-    ) -> Result<kfpd_store::Experiment> {
+    /// exist and be visible to the caller), or the default experiment in
+    /// single-user mode.
+    pub(super) async fn experiment_for(&self, given: &str) -> Result<kfpd_store::Experiment> {
         if !given.is_empty() {
-            return Ok(self.store.get_experiment(given).await?);
+            return self.experiment_checked(given, Verb::Get).await;
         }
         if self.settings.multi_user {
-            return Err(Error::invalid(format!(
-                "{what}: experiment_id is required in multi-user mode"
-            )));
+            return Err(Error::invalid(
+                "Experiment id can not be empty in multi-user mode",
+            ));
         }
         Ok(self.store.default_experiment(self.now()).await?)
     }

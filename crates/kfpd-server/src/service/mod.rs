@@ -1,6 +1,7 @@
 //! The KFP services, one implementation that every transport calls. Methods take
 //! the API's request messages and return its response messages.
 
+mod access;
 mod drive;
 mod execution;
 mod experiments;
@@ -61,6 +62,8 @@ pub struct Api {
     argo: Option<Arc<crate::argo::Argo>>,
     /// What `GET /metrics` reports.
     metrics: Arc<crate::metrics::Metrics>,
+    /// Who may do what, in multi-user mode.
+    guard: Option<Arc<crate::access::Guard>>,
 }
 
 impl Api {
@@ -76,7 +79,18 @@ impl Api {
             driver: None,
             argo: None,
             metrics: Arc::default(),
+            guard: None,
         }
+    }
+
+    /// Checks every access against `guard` (multi-user mode).
+    pub fn with_guard(mut self, guard: Arc<crate::access::Guard>) -> Api {
+        self.guard = Some(guard);
+        self
+    }
+
+    pub fn guard(&self) -> Option<&Arc<crate::access::Guard>> {
+        self.guard.as_ref()
     }
 
     pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
@@ -128,16 +142,16 @@ impl Api {
     }
 
     /// The namespace a request acts in: always "" in single-user mode (as upstream),
-    /// required in multi-user mode.
-    fn namespace(&self, given: &str, what: &str) -> Result<String> {
+    /// required in multi-user mode, where `missing` (upstream's words) answers
+    /// its absence.
+    fn namespace(&self, given: &str, missing: &str) -> Result<String> {
         if !self.settings.multi_user {
             return Ok(String::new());
         }
         if given.is_empty() {
-            return Err(Error::invalid(format!(
-                "{what}: namespace is required in multi-user mode"
-            )));
+            return Err(Error::invalid(missing));
         }
+        access::check_namespace_name(given)?;
         Ok(given.to_string())
     }
 }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use kfpd_api::v2beta1 as api;
+use kfpd_auth::Verb;
 use kfpd_ir::Package;
 use kfpd_store::list::Resource;
 use kfpd_store::{NewPipeline, NewPipelineVersion, PipelineUpdate, Tags};
@@ -125,6 +126,8 @@ impl Api {
         let display_name = first_non_empty(&[&pipeline.display_name, &name]).to_string();
         check_pipeline_fields(&name, &pipeline.namespace)?;
         let namespace = self.namespace_for_pipeline(&pipeline.namespace)?;
+        self.check_pipeline_namespace(&namespace, Verb::Create)
+            .await?;
         let tags = check_tags(&pipeline.tags.into_iter().collect())?;
         let (created, _) = self
             .store
@@ -148,6 +151,9 @@ impl Api {
         if !self.settings.multi_user {
             return Ok(String::new());
         }
+        if !given.is_empty() {
+            super::access::check_namespace_name(given)?;
+        }
         Ok(given.to_string())
     }
 
@@ -164,6 +170,9 @@ impl Api {
             .as_ref()
             .map(|url| url.pipeline_url.clone())
             .unwrap_or_default();
+        let requested_namespace = self.namespace_for_pipeline(&pipeline.namespace)?;
+        self.check_pipeline_namespace(&requested_namespace, Verb::Create)
+            .await?;
         let source = self.download(&url).await?;
         let url_base = source.file_name.clone();
         let name =
@@ -204,7 +213,7 @@ impl Api {
 
     pub async fn get_pipeline(&self, request: api::GetPipelineRequest) -> Result<api::Pipeline> {
         Ok(convert::pipeline(
-            self.store.get_pipeline(&request.pipeline_id).await?,
+            self.pipeline_for(&request.pipeline_id, Verb::Get).await?,
         ))
     }
 
@@ -217,6 +226,14 @@ impl Api {
             .store
             .get_pipeline_by_name(&namespace, &request.name)
             .await?;
+        let name = &request.name;
+        self.check_pipeline(&namespace, Verb::Get, name, || {
+            // Word for word the store's answer for a missing name.
+            Error::from(kfpd_store::Error::NotFound(format!(
+                "pipeline named {name:?} not found in namespace {namespace:?}"
+            )))
+        })
+        .await?;
         Ok(convert::pipeline(found))
     }
 
@@ -232,6 +249,8 @@ impl Api {
             &request.filter,
         )?;
         let namespace = self.namespace_for_pipeline(&request.namespace)?;
+        self.check_pipeline_namespace(&namespace, Verb::List)
+            .await?;
         let page = self.store.list_pipelines(Some(&namespace), &list).await?;
         Ok(api::ListPipelinesResponse {
             pipelines: page.items.into_iter().map(convert::pipeline).collect(),
@@ -241,6 +260,8 @@ impl Api {
     }
 
     pub async fn delete_pipeline(&self, request: api::DeletePipelineRequest) -> Result<()> {
+        self.pipeline_for(&request.pipeline_id, Verb::Delete)
+            .await?;
         self.store
             .delete_pipeline(&request.pipeline_id, request.cascade)
             .await?;
@@ -261,6 +282,8 @@ impl Api {
             pipeline.tags.into_iter().collect(),
             clear_tags,
         )?;
+        self.pipeline_for(&pipeline.pipeline_id, Verb::Update)
+            .await?;
         let updated = self
             .store
             .update_pipeline(&pipeline.pipeline_id, update)
@@ -290,7 +313,7 @@ impl Api {
             .map(|url| url.pipeline_url.clone())
             .unwrap_or_default();
         // Fail on a missing pipeline before downloading anything.
-        self.store.get_pipeline(&pipeline_id).await?;
+        self.pipeline_for(&pipeline_id, Verb::Create).await?;
         let source = self.download(&url).await?;
         let created = self
             .store
@@ -314,8 +337,7 @@ impl Api {
         request: api::GetPipelineVersionRequest,
     ) -> Result<api::PipelineVersion> {
         let found = self
-            .store
-            .get_pipeline_version(&request.pipeline_version_id)
+            .version_for(&request.pipeline_version_id, Verb::Get)
             .await?;
         convert::pipeline_version(found)
     }
@@ -332,7 +354,7 @@ impl Api {
             &request.filter,
         )?;
         // A missing pipeline is a 404, not an empty list.
-        self.store.get_pipeline(&request.pipeline_id).await?;
+        self.pipeline_for(&request.pipeline_id, Verb::List).await?;
         let page = self
             .store
             .list_pipeline_versions(&request.pipeline_id, &list)
@@ -352,6 +374,8 @@ impl Api {
         &self,
         request: api::DeletePipelineVersionRequest,
     ) -> Result<()> {
+        self.version_for(&request.pipeline_version_id, Verb::Delete)
+            .await?;
         self.store
             .delete_pipeline_version(&request.pipeline_version_id)
             .await?;
@@ -371,6 +395,8 @@ impl Api {
             version.tags.into_iter().collect(),
             clear_tags,
         )?;
+        self.version_for(&version.pipeline_version_id, Verb::Update)
+            .await?;
         let updated = self
             .store
             .update_pipeline_version(&version.pipeline_version_id, update)
@@ -386,6 +412,8 @@ impl Api {
         let display_name = first_non_empty(&[&upload.display_name, &name]).to_string();
         check_pipeline_fields(&name, &upload.namespace)?;
         let namespace = self.namespace_for_pipeline(&upload.namespace)?;
+        self.check_pipeline_namespace(&namespace, Verb::Create)
+            .await?;
         let tags = parse_tags_param(&upload.tags)?;
         let now = self.now();
         let first = NewPipelineVersion {
@@ -431,6 +459,8 @@ impl Api {
         let display_name = first_non_empty(&[&upload.display_name, &name]).to_string();
         check_version_name(&name)?;
         let tags = parse_tags_param(&upload.tags)?;
+        self.pipeline_for(&request.pipeline_id, Verb::Create)
+            .await?;
         let created = self
             .store
             .create_pipeline_version(NewPipelineVersion {

@@ -2,6 +2,7 @@
 
 use kfpd_api::v2beta1 as api;
 use kfpd_api::wkt::Timestamp;
+use kfpd_auth::{Resource as Kind, Verb};
 use kfpd_store::list::Resource;
 use kfpd_store::{NewRecurringRun, Trigger};
 
@@ -89,10 +90,22 @@ impl Api {
             .resolve_requested(what, recurring.pipeline_source.as_ref().into(), false)
             .await?;
         check_parameters(what, &source.package, recurring.runtime_config.as_ref())?;
-        self.check_pipeline_root(what, recurring.runtime_config.as_ref(), false)
-            .await?;
-        let experiment = self.experiment_for(&recurring.experiment_id, what).await?;
+        let experiment = self.experiment_for(&recurring.experiment_id).await?;
+        self.check_pipeline_root(
+            what,
+            recurring.runtime_config.as_ref(),
+            false,
+            &experiment.namespace,
+        )
+        .await?;
         let namespace = if self.settings.multi_user {
+            if experiment.namespace.is_empty() {
+                return Err(Error::invalid(
+                    "Recurring run cannot have an empty namespace in multi-user mode",
+                ));
+            }
+            self.check_namespace(&experiment.namespace, Kind::RecurringRuns, Verb::Create)
+                .await?;
             experiment.namespace.clone()
         } else {
             self.settings.pod_namespace.clone()
@@ -129,8 +142,7 @@ impl Api {
         request: api::GetRecurringRunRequest,
     ) -> Result<api::RecurringRun> {
         convert::recurring_run(
-            self.store
-                .get_recurring_run(&request.recurring_run_id)
+            self.recurring_run_for(&request.recurring_run_id, Verb::Get)
                 .await?,
         )
     }
@@ -150,7 +162,8 @@ impl Api {
             .scope(
                 &request.namespace,
                 &request.experiment_id,
-                "list recurring runs",
+                Kind::RecurringRuns,
+                "a recurring run cannot have an empty namespace in multi-user mode",
             )
             .await?;
         let page = self.store.list_recurring_runs(&scope, &list).await?;
@@ -169,6 +182,8 @@ impl Api {
         &self,
         request: api::EnableRecurringRunRequest,
     ) -> Result<()> {
+        self.recurring_run_for(&request.recurring_run_id, Verb::Enable)
+            .await?;
         self.set_recurring_run_enabled(&request.recurring_run_id, true)
             .await
     }
@@ -177,6 +192,8 @@ impl Api {
         &self,
         request: api::DisableRecurringRunRequest,
     ) -> Result<()> {
+        self.recurring_run_for(&request.recurring_run_id, Verb::Disable)
+            .await?;
         self.set_recurring_run_enabled(&request.recurring_run_id, false)
             .await
     }
@@ -185,6 +202,8 @@ impl Api {
         &self,
         request: api::DeleteRecurringRunRequest,
     ) -> Result<()> {
+        self.recurring_run_for(&request.recurring_run_id, Verb::Delete)
+            .await?;
         self.store
             .delete_recurring_run(&request.recurring_run_id)
             .await?;

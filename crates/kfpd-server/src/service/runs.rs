@@ -1,6 +1,7 @@
 //! RunService.
 
 use kfpd_api::v2beta1 as api;
+use kfpd_auth::{Resource as Kind, Verb};
 use kfpd_store::list::Resource;
 use kfpd_store::{NewRun, RunState, Scope, StorageState};
 
@@ -9,6 +10,9 @@ use super::source::check_parameters;
 use super::Api;
 use crate::convert;
 use crate::error::{Code, Error, Result};
+
+/// Upstream's answer to a run request without a namespace in multi-user mode.
+const EMPTY_RUN_NAMESPACE: &str = "A run cannot have an empty namespace in multi-user mode";
 
 impl Api {
     /// Refuses, naming it, a pipeline root the artifact store does not serve, before
@@ -19,6 +23,7 @@ impl Api {
         what: &str,
         config: Option<&api::RuntimeConfig>,
         io: bool,
+        namespace: &str,
     ) -> Result<()> {
         let Some(store) = &self.artifacts else {
             return Ok(());
@@ -29,6 +34,7 @@ impl Api {
         else {
             return Ok(());
         };
+        self.check_root_in_namespace(what, root, namespace)?;
         let checked = if io {
             store.check_root(root).await
         } else {
@@ -66,13 +72,25 @@ impl Api {
         } else {
             run.experiment_id.as_str()
         };
-        let experiment = self.experiment_for(experiment_id, "create run").await?;
+        let experiment = self.experiment_for(experiment_id).await?;
+        if self.settings.multi_user {
+            if experiment.namespace.is_empty() {
+                return Err(Error::invalid(EMPTY_RUN_NAMESPACE));
+            }
+            self.check_namespace(&experiment.namespace, Kind::Runs, Verb::Create)
+                .await?;
+        }
         let source = self
             .resolve_requested("create run", run.pipeline_source.as_ref().into(), true)
             .await?;
         check_parameters("create run", &source.package, run.runtime_config.as_ref())?;
-        self.check_pipeline_root("create run", run.runtime_config.as_ref(), true)
-            .await?;
+        self.check_pipeline_root(
+            "create run",
+            run.runtime_config.as_ref(),
+            true,
+            &experiment.namespace,
+        )
+        .await?;
         let service_account = if run.service_account.is_empty() {
             self.settings.default_service_account.clone()
         } else {
@@ -103,7 +121,7 @@ impl Api {
     }
 
     pub async fn get_run(&self, request: api::GetRunRequest) -> Result<api::Run> {
-        let run = self.store.get_run(&request.run_id).await?;
+        let run = self.run_for(&request.run_id, Verb::Get).await?;
         let tasks = self.store.list_tasks(&run.id).await?;
         let links = if tasks.is_empty() {
             Vec::new()
@@ -125,7 +143,12 @@ impl Api {
             &request.filter,
         )?;
         let scope = self
-            .scope(&request.namespace, &request.experiment_id, "list runs")
+            .scope(
+                &request.namespace,
+                &request.experiment_id,
+                Kind::Runs,
+                EMPTY_RUN_NAMESPACE,
+            )
             .await?;
         let page = self.store.list_runs(&scope, &list).await?;
         Ok(api::ListRunsResponse {
@@ -139,23 +162,30 @@ impl Api {
         })
     }
 
-    /// Which runs or recurring runs a list covers: one experiment, or in multi-user
-    /// mode one namespace; everything in single-user mode.
+    /// Which runs or recurring runs (`kind`) a list covers: one experiment, or in
+    /// multi-user mode one namespace (`missing` answers its absence); everything in
+    /// single-user mode.
     pub(super) async fn scope(
         &self,
         namespace: &str,
         experiment_id: &str,
-        what: &str,
+        kind: Kind,
+        missing: &str,
     ) -> Result<Scope> {
         if !experiment_id.is_empty() {
-            let experiment = self.store.get_experiment(experiment_id).await?;
+            let experiment = self.experiment_checked(experiment_id, Verb::Get).await?;
             if self.settings.multi_user
                 && !namespace.is_empty()
                 && experiment.namespace != namespace
             {
                 return Err(Error::invalid(format!(
-                    "{what}: experiment {experiment_id} is not in namespace {namespace:?}"
+                    "Experiment {experiment_id} belongs to namespace '{}' instead of '{namespace}'",
+                    experiment.namespace
                 )));
+            }
+            if self.settings.multi_user {
+                self.check_namespace(&experiment.namespace, kind, Verb::List)
+                    .await?;
             }
             return Ok(Scope {
                 namespace: None,
@@ -163,7 +193,8 @@ impl Api {
             });
         }
         if self.settings.multi_user {
-            let namespace = self.namespace(namespace, what)?;
+            let namespace = self.namespace(namespace, missing)?;
+            self.check_namespace(&namespace, kind, Verb::List).await?;
             return Ok(Scope {
                 namespace: Some(namespace),
                 experiment_id: None,
@@ -175,7 +206,7 @@ impl Api {
     /// Archiving keeps the run's rows; a finished run's Workflow is deleted (an
     /// unfinished one's goes once it ends and its TTL passes).
     pub async fn archive_run(&self, request: api::ArchiveRunRequest) -> Result<()> {
-        let run = self.store.get_run(&request.run_id).await?;
+        let run = self.run_for(&request.run_id, Verb::Archive).await?;
         if run.state.is_terminal() {
             self.delete_workflows(&run).await?;
         }
@@ -186,6 +217,7 @@ impl Api {
     }
 
     pub async fn unarchive_run(&self, request: api::UnarchiveRunRequest) -> Result<()> {
+        self.run_for(&request.run_id, Verb::Unarchive).await?;
         self.store
             .set_run_storage_state(&request.run_id, StorageState::Available, self.now())
             .await?;
@@ -193,8 +225,8 @@ impl Api {
     }
 
     pub async fn delete_run(&self, request: api::DeleteRunRequest) -> Result<()> {
+        let run = self.run_for(&request.run_id, Verb::Delete).await?;
         if self.argo.is_some() {
-            let run = self.store.get_run(&request.run_id).await?;
             self.delete_workflows(&run).await?;
         }
         self.store.delete_run(&request.run_id).await?;
@@ -204,7 +236,7 @@ impl Api {
     /// A run that has not started ends CANCELED at once (nothing to stop); a running
     /// one goes to CANCELING until its executor has stopped it.
     pub async fn terminate_run(&self, request: api::TerminateRunRequest) -> Result<()> {
-        let run = self.store.get_run(&request.run_id).await?;
+        let run = self.run_for(&request.run_id, Verb::Terminate).await?;
         let now = self.now();
         let not_started = [RunState::Pending, RunState::Unspecified, RunState::Paused];
         let result = if not_started.contains(&run.state) {
@@ -246,7 +278,7 @@ impl Api {
 
     /// Puts a failed or canceled run back to PENDING for its executor to pick up.
     pub async fn retry_run(&self, request: api::RetryRunRequest) -> Result<()> {
-        let run = self.store.get_run(&request.run_id).await?;
+        let run = self.run_for(&request.run_id, Verb::Retry).await?;
         match run.state {
             RunState::Failed | RunState::Canceled => {}
             RunState::Succeeded | RunState::Skipped => {

@@ -247,9 +247,9 @@ impl Api {
         };
         let config = runtime_config_with_macros(&row.runtime_config, &macros)?;
         check_parameters(what, &source.package, config.as_ref())?;
-        self.check_pipeline_root(what, config.as_ref(), true)
+        self.check_pipeline_root(what, config.as_ref(), true, &row.namespace)
             .await?;
-        let experiment = self.experiment_for(&row.experiment_id, what).await?;
+        let experiment = self.experiment_for(&row.experiment_id).await?;
         let service_account = if row.service_account.is_empty() {
             self.settings.default_service_account.clone()
         } else {
@@ -349,6 +349,7 @@ impl Api {
                 given.recurring_run_id
             )));
         }
+        self.recurring_run_for(id, kfpd_auth::Verb::Update).await?;
         for _ in 0..UPDATE_ATTEMPTS {
             let row = self.store.get_recurring_run(id).await?;
             let update = self.checked_update(&row, &given, &fields).await?;
@@ -476,8 +477,13 @@ impl Api {
         let source = self.stored_source(&merged).await?;
         let config = parse_runtime_config(&merged.runtime_config)?;
         check_parameters("update recurring run", &source.package, config.as_ref())?;
-        self.check_pipeline_root("update recurring run", config.as_ref(), false)
-            .await
+        self.check_pipeline_root(
+            "update recurring run",
+            config.as_ref(),
+            false,
+            &merged.namespace,
+        )
+        .await
     }
 }
 

@@ -99,9 +99,9 @@ impl Api {
     ) -> Result<Source> {
         if let Some(reference) = reference {
             let version = if !reference.pipeline_version_id.is_empty() {
+                // A version the caller may not see is not found.
                 let version = self
-                    .store
-                    .get_pipeline_version(&reference.pipeline_version_id)
+                    .version_for(&reference.pipeline_version_id, kfpd_auth::Verb::Get)
                     .await?;
                 let pipeline_matches = reference.pipeline_id.is_empty()
                     || reference.pipeline_id == version.pipeline_id;
@@ -113,6 +113,8 @@ impl Api {
                 }
                 version
             } else if !reference.pipeline_id.is_empty() {
+                self.pipeline_for(&reference.pipeline_id, kfpd_auth::Verb::Get)
+                    .await?;
                 self.store
                     .latest_pipeline_version(&reference.pipeline_id)
                     .await?

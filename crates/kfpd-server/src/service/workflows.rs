@@ -175,7 +175,9 @@ impl Api {
     pub async fn report_workflow(&self, text: &str) -> Result<()> {
         let workflow = status::parse_text(text)
             .map_err(|error| Error::invalid(format!("report workflow: {error}")))?;
-        let run = self.store.get_run(&workflow.run_id).await?;
+        let run = self
+            .run_for(&workflow.run_id, kfpd_auth::Verb::Report)
+            .await?;
         let now = self.now();
         let ended = workflow.phase.is_final() || workflow.deleting;
         if !run.state.is_terminal() {

@@ -213,7 +213,7 @@ fn dag_of<'s>(
 impl Api {
     /// `GET /apis/v2beta1/runs/{run_id}/nodes`.
     pub async fn list_nodes(&self, run_id: &str) -> Result<ListNodesResponse> {
-        self.store.get_run(run_id).await?;
+        self.run_for(run_id, kfpd_auth::Verb::Get).await?;
         let tasks = self.store.list_tasks(run_id).await?;
         let spec = self.parsed_run_spec(run_id).await;
         Ok(ListNodesResponse {
@@ -242,9 +242,9 @@ impl Api {
 
     /// `GET /apis/v2beta1/runs/{run_id}/nodes/{task_id}`.
     pub async fn get_node(&self, run_id: &str, task_id: &str) -> Result<NodeDetail> {
+        self.run_for(run_id, kfpd_auth::Verb::Get).await?;
         let tasks = self.store.list_tasks(run_id).await?;
         let Some(task) = tasks.iter().find(|task| task.id == task_id) else {
-            self.store.get_run(run_id).await?;
             return Err(Error::not_found(format!(
                 "run {run_id} has no task {task_id}"
             )));
@@ -312,7 +312,7 @@ pub struct RunView {
 impl Api {
     /// The run and its nodes now; `spec` is parsed once by the caller.
     pub async fn run_view(&self, run_id: &str, spec: Option<&PipelineSpec>) -> Result<RunView> {
-        let mut run = self.store.get_run(run_id).await?;
+        let mut run = self.run_for(run_id, kfpd_auth::Verb::Get).await?;
         run.pipeline_spec = None;
         let tasks = self.store.list_tasks(run_id).await?;
         Ok(RunView {
