@@ -305,10 +305,13 @@ impl Collector {
         if dry_run {
             return true;
         }
-        let logs = format!(
-            "{}/logs/{run_id}",
-            self.artifacts.default_root().trim_end_matches('/')
-        );
+        // A run in a namespace (multi-user mode) keeps its logs under the
+        // namespace's root; the run row is still there when its logs go.
+        let root = match self.store.get_run(run_id).await {
+            Ok(run) if !run.namespace.is_empty() => self.artifacts.namespace_root(&run.namespace),
+            _ => self.artifacts.default_root(),
+        };
+        let logs = format!("{}/logs/{run_id}", root.trim_end_matches('/'));
         if let Err(error) = self.artifacts.delete(&logs).await {
             tracing::warn!(run = %run_id, uri = %logs, %error, "retention cannot delete task logs");
             return false;
