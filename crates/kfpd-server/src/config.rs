@@ -1308,6 +1308,58 @@ mod tests {
     }
 
     #[test]
+    fn identity_settings_come_from_upstreams_variables_and_flags() {
+        let config = resolve(ServeArgs::default(), &[]);
+        assert_eq!(config.access.user_header, "kubeflow-userid");
+        assert_eq!(config.access.user_prefix, "");
+        assert!(config.access.trusted_proxies.is_empty());
+        let config = resolve(
+            ServeArgs::default(),
+            &[
+                ("KUBEFLOW_USERID_HEADER", "x-goog-authenticated-user-email"),
+                ("KUBEFLOW_USERID_PREFIX", "accounts.google.com:"),
+            ],
+        );
+        assert_eq!(config.access.user_header, "x-goog-authenticated-user-email");
+        assert_eq!(config.access.user_prefix, "accounts.google.com:");
+        let args = ServeArgs {
+            user_header: Some("x-user".into()),
+            trusted_proxies: Some(vec!["10.0.0.0/8".into(), " 127.0.0.1 ".into()]),
+            policy_file: Some(PathBuf::from("policy.yaml")),
+            ..ServeArgs::default()
+        };
+        let config = resolve(args, &[("KUBEFLOW_USERID_HEADER", "ignored")]);
+        assert_eq!(config.access.user_header, "x-user");
+        assert_eq!(config.access.trusted_proxies.len(), 2);
+        assert_eq!(
+            config.access.policy_file,
+            Some(PathBuf::from("policy.yaml"))
+        );
+
+        for (args, key) in [
+            (
+                ServeArgs {
+                    trusted_proxies: Some(vec!["10.0.0.0/40".into()]),
+                    ..ServeArgs::default()
+                },
+                "trusted_proxies",
+            ),
+            (
+                ServeArgs {
+                    user_header: Some("bad header".into()),
+                    ..ServeArgs::default()
+                },
+                "user_header",
+            ),
+        ] {
+            match Config::resolve(&args, &|_| None) {
+                Err(Error::Invalid { key: found, .. }) => assert_eq!(found, key),
+                other => panic!("expected invalid {key}, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn defaults_need_nothing_installed() {
         let config = resolve(ServeArgs::default(), &[]);
         assert_eq!(config.http_addr.to_string(), "127.0.0.1:8888");
