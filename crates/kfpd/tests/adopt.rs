@@ -6,6 +6,9 @@
 
 mod common;
 
+#[path = "../../kfpd-artifacts/tests/support/mod.rs"]
+mod moto;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -292,6 +295,16 @@ async fn drop_target(target: &Target, upstream: &Upstream) {
 /// Runs `kfpd adopt` to the end; returns its stdout, panicking with its stderr
 /// when it fails.
 fn adopt(dir: &Path, target: &Target, from: &str, extra: &[&str]) -> String {
+    adopt_with_env(dir, target, from, extra, &[])
+}
+
+fn adopt_with_env(
+    dir: &Path,
+    target: &Target,
+    from: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_kfpd"))
         .arg("adopt")
         .arg("--from")
@@ -303,6 +316,7 @@ fn adopt(dir: &Path, target: &Target, from: &str, extra: &[&str]) -> String {
         .env("KFPD_LOG", "warn")
         .env_remove("DBCONFIG_HOST")
         .env_remove("DBDRIVERNAME")
+        .envs(env.iter().copied())
         .output()
         .expect("run kfpd adopt");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
@@ -1092,4 +1106,68 @@ async fn mysql_adoption_resumes_after_a_crash() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_adoption_resumes_after_a_crash() {
     resumes_after_a_crash(Kind::Postgres).await;
+}
+
+/// The object upstream's workflow recorded for a node is read from the same
+/// bucket through the artifact read endpoint, as upstream serves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopted_runs_read_their_artifacts_from_the_same_bucket() {
+    use base64::Engine as _;
+    let _ = base_of_fixture();
+    let Some(moto) = moto::moto() else {
+        return;
+    };
+    let Some(upstream) = Upstream::create(Kind::Mysql).await else {
+        return;
+    };
+    let bucket = moto::unique_bucket("adopt");
+    let objects =
+        kfpd_artifacts::ArtifactStore::open(moto::s3_options(&moto.endpoint, &bucket, true))
+            .await
+            .expect("open the bucket");
+    let content = b"log of the echo task, archived by upstream\n".to_vec();
+    let local = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(local.path(), &content).expect("write");
+    let key = "artifacts/hello-world-abc12/echo/main.log";
+    objects
+        .upload(local.path(), &format!("minio://{bucket}/{key}"))
+        .await
+        .expect("upload");
+
+    let address = moto.endpoint.trim_start_matches("http://").to_string();
+    let (host, port) = address.rsplit_once(':').expect("host:port");
+    let env = [
+        ("OBJECTSTORECONFIG_HOST", host),
+        ("OBJECTSTORECONFIG_PORT", port),
+        ("OBJECTSTORECONFIG_SECURE", "false"),
+        ("OBJECTSTORECONFIG_BUCKETNAME", bucket.as_str()),
+        ("OBJECTSTORECONFIG_ACCESSKEY", "kfpd-test"),
+        ("OBJECTSTORECONFIG_SECRETACCESSKEY", "kfpd-test-secret"),
+    ];
+    let dir = tempfile::tempdir().expect("temp dir");
+    adopt_with_env(dir.path(), &Target::Sqlite, &upstream.url(), &[], &env);
+    let server = Server::start_full_in(dir, &["--scheduler", "off"], &env);
+    let run = "2d9e7c40-0000-4000-8000-000000000001";
+    for version in ["v1beta1", "v2beta1"] {
+        let url = format!(
+            "{}/apis/{version}/runs/{run}/nodes/hello-world-abc12-1111/artifacts/main-logs:read",
+            server.base
+        );
+        let response = server.client.get(&url).send().await.expect("GET");
+        let (status, body) = common::read(response).await;
+        assert_eq!(status, 200, "{url}: {body}");
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(body["data"].as_str().expect("data"))
+            .expect("base64");
+        assert_eq!(data, content);
+    }
+    let (status, listed) = server.get(&format!("/artifacts?run_id={run}")).await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(
+        listed["artifacts"][0]["uri"],
+        json!(format!("s3://{bucket}/{key}"))
+    );
+    assert_eq!(listed["artifacts"][0]["name"], "main-logs");
+    drop(server);
+    upstream.drop_database().await;
 }

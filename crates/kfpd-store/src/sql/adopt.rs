@@ -396,7 +396,8 @@ fn history_json<T: serde::Serialize>(history: &T, what: &str) -> Result<String, 
         .map_err(|error| Error::Internal(format!("encoding {what} state history: {error}")))
 }
 
-async fn write_run(tx: &mut Tx<'_>, adopted: &AdoptedRun) -> Result<(), Error> {
+/// `existed`: kfpd already has the run (so it may have tasks to replace).
+async fn write_run(tx: &mut Tx<'_>, adopted: &AdoptedRun, existed: bool) -> Result<(), Error> {
     let run = &adopted.run;
     let sql = upsert(
         tx.dialect,
@@ -460,11 +461,16 @@ async fn write_run(tx: &mut Tx<'_>, adopted: &AdoptedRun) -> Result<(), Error> {
     tx.execute(&spec).await?;
 
     // What upstream recorded about the run's tasks replaces what kfpd had.
-    for statement in [
-        "DELETE FROM artifact_links WHERE run_uuid = ",
-        "DELETE FROM artifacts WHERE run_uuid = ",
-        "DELETE FROM tasks WHERE run_uuid = ",
-    ] {
+    let replaced: &[&str] = if existed {
+        &[
+            "DELETE FROM artifact_links WHERE run_uuid = ",
+            "DELETE FROM artifacts WHERE run_uuid = ",
+            "DELETE FROM tasks WHERE run_uuid = ",
+        ]
+    } else {
+        &[]
+    };
+    for statement in replaced {
         let mut delete = Sql::new(statement);
         delete.bind(&run.id);
         tx.execute(&delete).await?;
@@ -636,7 +642,8 @@ impl SqlStore {
             let before = current_count_keys(&mut tx, &ids).await?;
             let mut counts = Vec::with_capacity(batch.runs.len() * 2);
             for adopted in &batch.runs {
-                write_run(&mut tx, adopted).await?;
+                let existed = before.contains_key(&adopted.run.id);
+                write_run(&mut tx, adopted, existed).await?;
                 if let Some(key) = before.get(&adopted.run.id) {
                     counts.push((key.clone(), -1));
                 }
