@@ -6,6 +6,7 @@
 //!    evaluation and network time): every request reviewed, then behind the
 //!    decision cache, for one repeated access and for a mix of `--distinct`
 //!    accesses drawn at random, sequentially and from `--callers` concurrent tasks.
+//!    The policy-file authorizer over the same mix, one binding per user and namespace.
 //! 2. TokenReview per request against the same server, and behind its cache.
 //! 3. OIDC: verifying one RS256 and one ES256 token per request with the keys
 //!    cached, and the first request's discovery and key set fetch.
@@ -341,6 +342,49 @@ async fn main() -> Result<()> {
         ),
         samples,
     });
+
+    // The policy file: one binding per (user, namespace) of the mix.
+    let dir = tempfile::tempdir()?;
+    let policy_path = dir.path().join("policy.yaml");
+    let mut policy = String::from("bindings:\n");
+    let mut bindings = 0;
+    for (who, namespace, _) in accesses.iter() {
+        let line = format!(
+            "  - {{namespace: {namespace}, role: viewer, users: [\"{}\"]}}\n",
+            who.user
+        );
+        if !policy.contains(&line) {
+            policy.push_str(&line);
+            bindings += 1;
+        }
+    }
+    std::fs::write(&policy_path, policy)?;
+    let policy_file = kfpd_auth::PolicyFile::open(&policy_path)?;
+    rows.push(
+        measure(
+            &format!(
+                "policy file, {bindings} bindings, {} accesses at random",
+                accesses.len()
+            ),
+            requests,
+            "no cache",
+            |i| {
+                let (who, namespace, verb) = &accesses[picks[i % picks.len()]];
+                let policy_file = &policy_file;
+                async move {
+                    let access = Access {
+                        namespace,
+                        resource: Resource::Runs,
+                        verb: *verb,
+                        name: None,
+                    };
+                    policy_file.authorize(who, &access).await?;
+                    Ok(())
+                }
+            },
+        )
+        .await?,
+    );
 
     let token_reviewer = TokenReviewer::new(client.clone());
     let mut headers = http::HeaderMap::new();
