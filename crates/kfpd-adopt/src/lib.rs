@@ -645,7 +645,7 @@ impl Pass<'_> {
                 tables::RUNS.name,
                 "*",
                 format!(
-                    "{in_flight} run(s) brought were not finished upstream; with the local executor kfpd starts them again, with --executor argo it follows their Workflows"
+                    "{in_flight} run(s) brought were not finished upstream; kfpd does not follow upstream's Workflows: let them finish before the final pass"
                 ),
             );
         }
