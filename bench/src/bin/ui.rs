@@ -74,6 +74,11 @@ struct Args {
     chromium: String,
     #[arg(long, default_value = "chromedriver")]
     chromedriver: String,
+    /// Only the server's part of the 1,000-task run's first load, step by step
+    /// (GetRun, its nodes, its stream's first event, each first and again); no
+    /// browser.
+    #[arg(long)]
+    server_only: bool,
 }
 
 #[tokio::main]
@@ -131,6 +136,12 @@ async fn main() -> Result<()> {
         .build()?;
     let kfpd = launch.start(&client).await?;
     let base = kfpd.base.clone();
+    if args.server_only {
+        let result = server_steps(&client, &base, &finished.run_id).await;
+        kfpd.stop().await?;
+        println!("{}", result?);
+        return Ok(());
+    }
     let browser = Browser::start(&args.chromium, &args.chromedriver).await?;
     let result = measure(
         &args,
@@ -156,6 +167,48 @@ async fn main() -> Result<()> {
     let report = result?;
     println!("{report}");
     Ok(())
+}
+
+/// The reads of a run page's first load one by one, each timed the first time
+/// after kfpd started and then twice more.
+async fn server_steps(client: &reqwest::Client, base: &str, run_id: &str) -> Result<String> {
+    let steps = [
+        (
+            "GetRun (JSON)",
+            format!("{base}/apis/v2beta1/runs/{run_id}"),
+            false,
+        ),
+        (
+            "its nodes (JSON)",
+            format!("{base}/apis/v2beta1/runs/{run_id}/nodes"),
+            false,
+        ),
+        (
+            "its stream's first event",
+            format!("{base}/apis/v2beta1/runs/{run_id}/events"),
+            true,
+        ),
+    ];
+    let mut out =
+        String::from("| step | bytes | first | second | third |\n|---|---:|---:|---:|---:|\n");
+    for (label, url, stream) in steps {
+        let mut times = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..3 {
+            let started = Instant::now();
+            bytes = answer_bytes(client, &url, stream).await?;
+            times.push(started.elapsed().as_millis());
+            eprintln!("{label}: {} ms", started.elapsed().as_millis());
+        }
+        out.push_str(&format!(
+            "| {label} | {} | {} ms | {} ms | {} ms |\n",
+            thousands(bytes as u64),
+            times[0],
+            times[1],
+            times[2]
+        ));
+    }
+    Ok(out)
 }
 
 #[allow(clippy::too_many_arguments)]
