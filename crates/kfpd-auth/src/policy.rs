@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
@@ -191,7 +191,8 @@ pub struct PolicyFile {
 }
 
 struct State {
-    policy: Policy,
+    /// Shared with the checks in progress: a check takes a reference, not a copy.
+    policy: Arc<Policy>,
     /// Modification time and size of the file the policy came from (or of the
     /// last bad version, so it is not parsed and logged again until it changes).
     seen: Option<(SystemTime, u64)>,
@@ -208,7 +209,7 @@ impl PolicyFile {
         Ok(PolicyFile {
             path,
             state: Mutex::new(State {
-                policy,
+                policy: Arc::new(policy),
                 seen: Some(seen),
                 checked_at: Instant::now(),
             }),
@@ -220,7 +221,7 @@ impl PolicyFile {
     }
 
     /// The policy in force, after reading the file again if it changed.
-    pub fn current(&self) -> Policy {
+    pub fn current(&self) -> Arc<Policy> {
         let mut state = match self.state.lock() {
             Ok(state) => state,
             Err(poisoned) => poisoned.into_inner(),
@@ -229,7 +230,7 @@ impl PolicyFile {
             state.checked_at = Instant::now();
             self.reload_if_changed(&mut state);
         }
-        state.policy.clone()
+        Arc::clone(&state.policy)
     }
 
     /// Reads the file again now if it changed, whatever the time since the last look.
@@ -260,7 +261,7 @@ impl PolicyFile {
         match read(&self.path) {
             Ok(policy) => {
                 tracing::info!(path = %self.path.display(), bindings = policy.bindings.len(), "policy file read again");
-                state.policy = policy;
+                state.policy = Arc::new(policy);
             }
             Err(error) => {
                 tracing::error!(path = %self.path.display(), %error, "policy file is not valid; keeping the last good policy");
