@@ -102,6 +102,7 @@ async fn measure(args: &Args, kfpd: &PathBuf) -> Result<()> {
         .env("KFPD_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+    let spawned = Instant::now();
     let mut child = serve.spawn().context("start kfpd serve")?;
     let stdout = child.stdout.take().context("stdout")?;
     let server = Process(child);
@@ -110,6 +111,7 @@ async fn measure(args: &Args, kfpd: &PathBuf) -> Result<()> {
         .map_while(Result::ok)
         .find_map(|line| line.strip_prefix("kfpd listening on ").map(str::to_string))
         .ok_or_else(|| anyhow!("kfpd serve did not start"))?;
+    let serve_start_seconds = spawned.elapsed().as_secs_f64();
     let http = reqwest::Client::new();
     let spec: Value = serde_yaml::from_str(&std::fs::read_to_string(kfpd_testdata::pipeline(
         "hello.yaml",
@@ -130,7 +132,11 @@ async fn measure(args: &Args, kfpd: &PathBuf) -> Result<()> {
             let url = format!("{base}/apis/v2beta1/runs");
             async move {
                 let run: Value = http.post(url).json(&body).send().await?.json().await?;
-                anyhow::Ok(run["run_id"].as_str().unwrap_or_default().to_string())
+                let id = run["run_id"].as_str().unwrap_or_default();
+                if id.is_empty() || run["state"] == "FAILED" {
+                    bail!("run {index} not created on the argo executor: {run}");
+                }
+                anyhow::Ok(id.to_string())
             }
         }))
         .await;
@@ -219,6 +225,10 @@ async fn measure(args: &Args, kfpd: &PathBuf) -> Result<()> {
 
     println!("| measure | value |");
     println!("|---|---:|");
+    println!(
+        "| kfpd serve --executor argo, spawn to listening (empty SQLite) | {:.2} s |",
+        serve_start_seconds
+    );
     println!(
         "| CreateRun on the argo executor (compile + submit), 16 clients | {:.0} runs/s |",
         args.runs as f64 / create_seconds

@@ -12,13 +12,18 @@
 //! - After each complete list, runs the server still counts as unfinished whose
 //!   Workflow is in no page (deleted while nobody watched) are reported as gone.
 //!   A Workflow deleted while watched is reported from its Deleted event.
+//! - A Workflow whose run the server does not know (deleted, perhaps while the
+//!   agent was down) is deleted once it is older than `grace`, and logged.
+//! - One namespace, a list of them (one list each, their watches merged), or
+//!   every namespace (one cluster-scoped list and watch), always by label.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::stream::{BoxStream, SelectAll};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
@@ -28,9 +33,12 @@ use crate::status;
 /// Why a report was not recorded.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    /// The server refused it for good (bad Workflow, unknown run): not retried.
+    /// The server refused it for good (a Workflow it cannot read): not retried.
     #[error("refused: {0}")]
     Permanent(String),
+    /// The server has no run with the Workflow's run id: the Workflow is an orphan.
+    #[error("unknown run: {0}")]
+    UnknownRun(String),
     /// Worth retrying (server unavailable, database busy).
     #[error("{0}")]
     Transient(String),
@@ -42,14 +50,76 @@ pub enum ReportError {
 pub trait Reporter: Send + Sync {
     /// Records the Workflow, given as JSON text (ReportWorkflow's `workflow`).
     async fn report(&self, workflow: &str) -> Result<(), ReportError>;
-    /// Runs that have not ended (PENDING, RUNNING, CANCELING): id and creation
-    /// time (Unix seconds).
-    async fn unfinished_runs(&self) -> Result<Vec<(String, i64)>, ReportError>;
+    /// Runs that have not ended (PENDING, RUNNING, CANCELING) whose Workflow
+    /// goes to `namespace` (`None`: every run): id and creation time (Unix seconds).
+    async fn unfinished_runs(
+        &self,
+        namespace: Option<&str>,
+    ) -> Result<Vec<(String, i64)>, ReportError>;
+}
+
+/// Which Workflows the agent watches (always by the run id label).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Watch {
+    /// These namespaces, each listed and watched on its own (namespaced RBAC).
+    Namespaces(Vec<String>),
+    /// Every namespace: one cluster-scoped list and watch (a ClusterRole).
+    All,
+}
+
+impl Watch {
+    /// Reads a setting: empty means `default` alone, `*` every namespace, else
+    /// a comma-separated list of namespace names.
+    pub fn parse(text: &str, default: &str) -> Result<Watch, String> {
+        let text = text.trim();
+        if text == "*" {
+            return Ok(Watch::All);
+        }
+        if text.is_empty() {
+            return Ok(Watch::Namespaces(vec![default.to_string()]));
+        }
+        let mut names: Vec<String> = Vec::new();
+        for name in text.split(',').map(str::trim) {
+            let valid = !name.is_empty()
+                && name.len() <= 63
+                && name
+                    .bytes()
+                    .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+                && !name.starts_with('-')
+                && !name.ends_with('-');
+            if !valid {
+                return Err(format!(
+                    "{name:?} is not a namespace name (lowercase letters, digits and '-', at most 63); use * for every namespace"
+                ));
+            }
+            if !names.iter().any(|known| known == name) {
+                names.push(name.to_string());
+            }
+        }
+        Ok(Watch::Namespaces(names))
+    }
+
+    /// The scopes listed and watched: a namespace each, or `None` for all.
+    fn scopes(&self) -> Vec<Option<String>> {
+        match self {
+            Watch::All => vec![None],
+            Watch::Namespaces(names) => names.iter().cloned().map(Some).collect(),
+        }
+    }
+}
+
+impl std::fmt::Display for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Watch::All => f.write_str("*"),
+            Watch::Namespaces(names) => f.write_str(&names.join(",")),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub namespace: String,
+    pub watch: Watch,
     /// How long a finished, recorded Workflow stays in the cluster.
     pub ttl: Duration,
     pub page_size: u32,
@@ -62,7 +132,7 @@ pub struct Options {
 impl Options {
     pub fn new(namespace: &str) -> Options {
         Options {
-            namespace: namespace.to_string(),
+            watch: Watch::Namespaces(vec![namespace.to_string()]),
             ttl: Duration::from_secs(24 * 3600),
             page_size: 500,
             watch_timeout: Duration::from_secs(290),
@@ -80,15 +150,30 @@ pub struct Stats {
     pub deleted: AtomicU64,
     pub relists: AtomicU64,
     pub reconciled: AtomicU64,
+    /// Workflows deleted because their run does not exist.
+    pub orphans: AtomicU64,
 }
+
+/// What became of one report.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Recorded,
+    Refused,
+    UnknownRun,
+    /// Still failing after the retries: the next list reports it again.
+    Failed,
+}
+
+/// A Workflow to delete at a time: (deadline, namespace, name).
+type Expiry = (i64, String, String);
 
 pub struct Agent {
     cluster: Cluster,
     reporter: Arc<dyn Reporter>,
     options: Options,
     stats: Arc<Stats>,
-    /// Recorded Workflows waiting for their TTL: (deadline, name).
-    expiries: tokio::sync::Mutex<BTreeSet<(i64, String)>>,
+    /// Recorded Workflows waiting for their TTL, orphans for their grace.
+    expiries: tokio::sync::Mutex<BTreeSet<Expiry>>,
 }
 
 impl Agent {
@@ -109,7 +194,7 @@ impl Agent {
     /// Watches until `shutdown` completes; errors are logged and retried with
     /// backoff, never fatal.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        tracing::info!(namespace = %self.options.namespace, "persistence agent watching workflows");
+        tracing::info!(namespaces = %self.options.watch, "persistence agent watching workflows");
         tokio::select! {
             () = shutdown => {}
             () = self.run_forever() => {}
@@ -135,13 +220,87 @@ impl Agent {
         }
     }
 
-    /// One list, then watches until the API server says the version is gone.
+    /// One list of every scope, then their watches merged until the API server
+    /// says a version is gone.
     async fn list_and_watch(&self) -> Result<(), Error> {
-        let namespace = &self.options.namespace;
+        let scopes = self.options.watch.scopes();
         let list_started = now();
         let mut seen = HashSet::new();
+        let mut versions = Vec::with_capacity(scopes.len());
+        for scope in &scopes {
+            versions.push(self.list(scope.as_deref(), &mut seen).await?);
+        }
+        tracing::info!(workflows = seen.len(), "persistence agent listed workflows");
+        self.reconcile(&scopes, &seen, list_started).await;
+        drop(seen);
+        // Often enough for both what waits for its TTL and orphans for their grace.
+        let mut sweep =
+            tokio::time::interval(sweep_period(self.options.ttl.min(self.options.grace)));
+        let mut watches = SelectAll::new();
+        for (index, scope) in scopes.iter().enumerate() {
+            watches.push(
+                self.open_watch(index, scope.as_deref(), &versions[index])
+                    .await?,
+            );
+        }
+        loop {
+            let item = tokio::select! {
+                item = watches.next() => item,
+                _ = sweep.tick() => {
+                    if self.collect_garbage().await == GC_BATCH {
+                        sweep.reset_immediately();
+                    }
+                    continue;
+                }
+            };
+            let Some((index, event)) = item else {
+                return Ok(());
+            };
+            let Some(event) = event else {
+                // The API server closed this watch: reopen it where it was.
+                let scope = scopes[index].as_deref();
+                watches.push(self.open_watch(index, scope, &versions[index]).await?);
+                continue;
+            };
+            match event? {
+                Event::Applied(object) => {
+                    if let Some(version) = object.metadata.resource_version.clone() {
+                        versions[index] = version;
+                    }
+                    self.applied(object).await;
+                }
+                Event::Deleted(object) => {
+                    if let Some(version) = object.metadata.resource_version.clone() {
+                        versions[index] = version;
+                    }
+                    self.deleted(object).await;
+                }
+                Event::Bookmark(bookmark) => versions[index] = bookmark,
+                Event::Error { code: 410, message } => {
+                    tracing::info!(%message, "persistence agent: watch expired, listing again");
+                    return Ok(());
+                }
+                Event::Error { code, message } => {
+                    return Err(Error::Refused {
+                        action: "watch of Workflows".into(),
+                        code,
+                        reason: String::new(),
+                        message,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Lists one scope page by page, handling each page as it comes; returns
+    /// the version its watch starts from.
+    async fn list(
+        &self,
+        namespace: Option<&str>,
+        seen: &mut HashSet<String>,
+    ) -> Result<String, Error> {
         let mut token = String::new();
-        let version = loop {
+        loop {
             let page = self
                 .cluster
                 .list_page(namespace, RUN_ID_LABEL, self.options.page_size, &token)
@@ -155,63 +314,33 @@ impl Agent {
                 }
             }
             if page.continue_token.is_empty() {
-                break page.resource_version;
+                return Ok(page.resource_version);
             }
             token = page.continue_token;
-        };
-        tracing::info!(workflows = seen.len(), "persistence agent listed workflows");
-        self.reconcile(&seen, list_started).await;
-        drop(seen);
-        let mut version = version;
-        let mut sweep = tokio::time::interval(sweep_period(self.options.ttl));
-        loop {
-            let mut events = self
-                .cluster
-                .watch(
-                    namespace,
-                    RUN_ID_LABEL,
-                    &version,
-                    self.options.watch_timeout.as_secs().max(1) as u32,
-                )
-                .await?;
-            loop {
-                let event = tokio::select! {
-                    event = events.next() => event,
-                    _ = sweep.tick() => {
-                        if self.collect_garbage().await == GC_BATCH {
-                            sweep.reset_immediately();
-                        }
-                        continue;
-                    }
-                };
-                let Some(event) = event else {
-                    break;
-                };
-                match event? {
-                    Event::Applied(object) => {
-                        version = object.metadata.resource_version.clone().unwrap_or(version);
-                        self.applied(object).await;
-                    }
-                    Event::Deleted(object) => {
-                        version = object.metadata.resource_version.clone().unwrap_or(version);
-                        self.deleted(object).await;
-                    }
-                    Event::Bookmark(bookmark) => version = bookmark,
-                    Event::Error { code: 410, message } => {
-                        tracing::info!(%message, "persistence agent: watch expired, listing again");
-                        return Ok(());
-                    }
-                    Event::Error { code, message } => {
-                        return Err(Error::Refused {
-                            action: "watch of Workflows".into(),
-                            code,
-                            reason: String::new(),
-                            message,
-                        })
-                    }
-                }
-            }
         }
+    }
+
+    /// The watch of one scope, its events tagged with the scope's index and a
+    /// `None` when the API server closes it.
+    async fn open_watch(
+        &self,
+        index: usize,
+        namespace: Option<&str>,
+        version: &str,
+    ) -> Result<TaggedEvents, Error> {
+        let events = self
+            .cluster
+            .watch(
+                namespace,
+                RUN_ID_LABEL,
+                version,
+                self.options.watch_timeout.as_secs().max(1) as u32,
+            )
+            .await?;
+        Ok(events
+            .map(move |event| (index, Some(event)))
+            .chain(futures::stream::once(async move { (index, None) }))
+            .boxed())
     }
 
     /// A Workflow as listed or changed; returns its run id.
@@ -235,14 +364,61 @@ impl Agent {
             let deadline = finished + self.options.ttl.as_secs() as i64;
             // Deleted by the sweep of the watch loop, not here: a start with
             // thousands of old Workflows lists them all before deleting any.
-            self.expiries
-                .lock()
-                .await
-                .insert((deadline, workflow.name.clone()));
+            self.expiries.lock().await.insert((
+                deadline,
+                workflow.namespace.clone(),
+                workflow.name.clone(),
+            ));
             return Some(workflow.run_id);
         }
-        self.report(&value).await;
+        if self.report(&value).await == Outcome::UnknownRun && !workflow.deleting {
+            self.orphaned(&workflow, &value).await;
+        }
         Some(workflow.run_id)
+    }
+
+    /// A Workflow whose run the server does not know: deleted once it is older
+    /// than the grace (until then its run may be on its way from a restored or
+    /// lagging database), by the sweep if it is younger.
+    async fn orphaned(&self, workflow: &status::Workflow, value: &Value) {
+        let created = value["metadata"]["creationTimestamp"]
+            .as_str()
+            .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
+            .map(|time| time.timestamp())
+            .unwrap_or(0);
+        let due = created + self.options.grace.as_secs() as i64;
+        if due > now() {
+            tracing::info!(
+                run_id = %workflow.run_id,
+                namespace = %workflow.namespace,
+                name = %workflow.name,
+                "persistence agent: workflow of an unknown run, deleted once its grace has passed"
+            );
+            self.expiries.lock().await.insert((
+                due,
+                workflow.namespace.clone(),
+                workflow.name.clone(),
+            ));
+            return;
+        }
+        match self
+            .cluster
+            .delete(&workflow.namespace, &workflow.name)
+            .await
+        {
+            Ok(()) => {
+                self.stats.orphans.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    run_id = %workflow.run_id,
+                    namespace = %workflow.namespace,
+                    name = %workflow.name,
+                    "persistence agent: deleted the workflow of a run that does not exist"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(%error, name = %workflow.name, "persistence agent: cannot delete the workflow of an unknown run");
+            }
+        }
     }
 
     /// A Workflow deleted: one not recorded as finished is reported as going away.
@@ -263,19 +439,23 @@ impl Agent {
     }
 
     /// Reports with a few retries; after them the next list reports it again.
-    async fn report(&self, workflow: &Value) {
+    async fn report(&self, workflow: &Value) -> Outcome {
         let text = workflow.to_string();
         let mut delay = Duration::from_millis(200);
         for attempt in 1..=5 {
             match self.reporter.report(&text).await {
                 Ok(()) => {
                     self.stats.reported.fetch_add(1, Ordering::Relaxed);
-                    return;
+                    return Outcome::Recorded;
+                }
+                Err(ReportError::UnknownRun(message)) => {
+                    tracing::debug!(%message, name = %workflow["metadata"]["name"], "persistence agent: run unknown");
+                    return Outcome::UnknownRun;
                 }
                 Err(ReportError::Permanent(message)) => {
                     self.stats.refused.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%message, name = %workflow["metadata"]["name"], "persistence agent: report refused");
-                    return;
+                    return Outcome::Refused;
                 }
                 Err(ReportError::Transient(message)) => {
                     tracing::warn!(%message, attempt, name = %workflow["metadata"]["name"], "persistence agent: report failed");
@@ -284,20 +464,35 @@ impl Agent {
                 }
             }
         }
+        Outcome::Failed
     }
 
-    /// Unfinished runs old enough to have a Workflow but without one are
-    /// reported as gone, so the server can end them.
-    async fn reconcile(&self, seen: &HashSet<String>, list_started: i64) {
-        let runs = match self.reporter.unfinished_runs().await {
-            Ok(runs) => runs,
-            Err(error) => {
-                tracing::warn!(%error, "persistence agent: cannot list unfinished runs");
-                return;
+    /// Unfinished runs old enough to have a Workflow but without one in any
+    /// watched scope are reported as gone, so the server can end them. Runs
+    /// whose Workflows go to namespaces not watched are not asked for.
+    async fn reconcile(
+        &self,
+        scopes: &[Option<String>],
+        seen: &HashSet<String>,
+        list_started: i64,
+    ) {
+        let mut runs: HashMap<String, (i64, String)> = HashMap::new();
+        for scope in scopes {
+            match self.reporter.unfinished_runs(scope.as_deref()).await {
+                Ok(found) => {
+                    for (run_id, created_at) in found {
+                        let namespace = scope.clone().unwrap_or_default();
+                        runs.entry(run_id).or_insert((created_at, namespace));
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, namespace = ?scope, "persistence agent: cannot list unfinished runs");
+                    return;
+                }
             }
-        };
+        }
         let old_enough = list_started - self.options.grace.as_secs() as i64;
-        for (run_id, created_at) in runs {
+        for (run_id, (created_at, namespace)) in runs {
             if seen.contains(&run_id) || created_at > old_enough {
                 continue;
             }
@@ -306,7 +501,7 @@ impl Agent {
                 "apiVersion": "argoproj.io/v1alpha1",
                 "kind": "Workflow",
                 "metadata": {
-                    "namespace": self.options.namespace,
+                    "namespace": namespace,
                     "labels": {RUN_ID_LABEL: run_id},
                     "deletionTimestamp": rfc3339_now(),
                 },
@@ -316,25 +511,26 @@ impl Agent {
         }
     }
 
-    /// Deletes recorded Workflows whose TTL has passed, a batch at a time so
-    /// events are not held up behind thousands of deletions.
+    /// Deletes recorded Workflows whose TTL has passed (and orphans whose grace
+    /// has), a batch at a time so events are not held up behind thousands of
+    /// deletions.
     async fn collect_garbage(&self) -> usize {
         let now = now();
-        let due: Vec<(i64, String)> = {
+        let due: Vec<Expiry> = {
             let expiries = self.expiries.lock().await;
             expiries
                 .iter()
-                .take_while(|(deadline, _)| *deadline <= now)
+                .take_while(|(deadline, _, _)| *deadline <= now)
                 .take(GC_BATCH)
                 .cloned()
                 .collect()
         };
         let count = due.len();
         for entry in due {
-            match self.cluster.delete(&self.options.namespace, &entry.1).await {
+            match self.cluster.delete(&entry.1, &entry.2).await {
                 Ok(()) => {
                     self.stats.deleted.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(name = %entry.1, "persistence agent: deleted workflow past its ttl");
+                    tracing::info!(namespace = %entry.1, name = %entry.2, "persistence agent: deleted workflow past its ttl");
                     self.expiries.lock().await.remove(&entry);
                 }
                 Err(error) => {
@@ -347,12 +543,15 @@ impl Agent {
     }
 }
 
+/// One scope's watch events, tagged with the scope's index; `None` once closed.
+type TaggedEvents = BoxStream<'static, (usize, Option<Result<Event, Error>>)>;
+
 /// Deletions per sweep; a full batch sweeps again at once.
 const GC_BATCH: usize = 200;
 
-/// How often recorded Workflows are checked for their TTL.
-fn sweep_period(ttl: Duration) -> Duration {
-    (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(300))
+/// How often Workflows waiting to be deleted are checked.
+fn sweep_period(wait: Duration) -> Duration {
+    (wait / 4).clamp(Duration::from_secs(1), Duration::from_secs(300))
 }
 
 fn now() -> i64 {
@@ -370,6 +569,17 @@ pub struct HttpReporter {
 }
 
 impl HttpReporter {
+    /// Whether GetRun answers 404 for `run_id`.
+    async fn run_missing(&self, run_id: &str) -> Result<bool, ReportError> {
+        let response = self
+            .http
+            .get(format!("{}/apis/v2beta1/runs/{run_id}", self.base))
+            .send()
+            .await
+            .map_err(|error| ReportError::Transient(error.to_string()))?;
+        Ok(response.status() == reqwest::StatusCode::NOT_FOUND)
+    }
+
     pub fn new(base: &str) -> HttpReporter {
         HttpReporter {
             base: base.trim_end_matches('/').to_string(),
@@ -403,10 +613,28 @@ impl Reporter for HttpReporter {
         if status.is_success() {
             return Ok(());
         }
-        Err(classify(status, response.text().await.unwrap_or_default()))
+        let body = response.text().await.unwrap_or_default();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            // A 404 may be the route; only GetRun's own 404 makes an orphan.
+            let run_id = serde_json::from_str::<Value>(workflow)
+                .ok()
+                .and_then(|value| {
+                    value["metadata"]["labels"][RUN_ID_LABEL]
+                        .as_str()
+                        .map(str::to_string)
+                })
+                .unwrap_or_default();
+            if !run_id.is_empty() && self.run_missing(&run_id).await? {
+                return Err(ReportError::UnknownRun(format!("run {run_id}: {body}")));
+            }
+        }
+        Err(classify(status, body))
     }
 
-    async fn unfinished_runs(&self) -> Result<Vec<(String, i64)>, ReportError> {
+    async fn unfinished_runs(
+        &self,
+        namespace: Option<&str>,
+    ) -> Result<Vec<(String, i64)>, ReportError> {
         let filter = json!({"predicates": [{
             "key": "state",
             "operation": "IN",
@@ -423,6 +651,7 @@ impl Reporter for HttpReporter {
                     ("filter", filter.as_str()),
                     ("page_size", "500"),
                     ("page_token", token.as_str()),
+                    ("namespace", namespace.unwrap_or_default()),
                 ])
                 .send()
                 .await

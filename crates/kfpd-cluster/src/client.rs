@@ -17,6 +17,9 @@ pub const RUN_ID_LABEL: &str = "pipeline/runid";
 /// so an agent restarted later does not report it again.
 pub const PERSISTED_LABEL: &str = "pipeline/persistedFinalState";
 
+/// How often a Workflow's generated name is drawn before a 409 is final.
+const NAME_DRAWS: u32 = 8;
+
 /// Why a call to the Kubernetes API failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -123,7 +126,19 @@ impl Cluster {
         Api::namespaced_with(self.client.clone(), namespace, &self.workflow)
     }
 
+    /// Workflows of one namespace, or (`None`) of every namespace, which needs a
+    /// ClusterRole.
+    fn workflows_in(&self, namespace: Option<&str>) -> Api<DynamicObject> {
+        match namespace {
+            Some(namespace) => self.workflows(namespace),
+            None => Api::all_with(self.client.clone(), &self.workflow),
+        }
+    }
+
     /// Creates `workflow` (the compiler's output) in `namespace`; returns its name.
+    /// A Workflow named by `generateName` whose drawn name is taken (409
+    /// AlreadyExists: API servers before Kubernetes 1.30 do not draw again, and
+    /// every run of a pipeline shares the prefix) is created again with a new draw.
     pub async fn submit(&self, namespace: &str, workflow: &Value) -> Result<String, Error> {
         let action = format!("cannot create the Workflow in namespace {namespace}");
         let object: DynamicObject =
@@ -131,12 +146,29 @@ impl Cluster {
                 action: action.clone(),
                 message: error.to_string(),
             })?;
-        let created = self
-            .workflows(namespace)
-            .create(&PostParams::default(), &object)
-            .await
-            .map_err(|error| Error::from_kube(&action, error))?;
-        Ok(created.metadata.name.unwrap_or_default())
+        let generated = object.metadata.name.is_none() && object.metadata.generate_name.is_some();
+        let mut attempt = 1;
+        loop {
+            match self
+                .workflows(namespace)
+                .create(&PostParams::default(), &object)
+                .await
+            {
+                Ok(created) => return Ok(created.metadata.name.unwrap_or_default()),
+                Err(kube::Error::Api(response))
+                    if generated && response.code == 409 && attempt < NAME_DRAWS =>
+                {
+                    tracing::info!(
+                        namespace,
+                        attempt,
+                        message = %response.message,
+                        "generated workflow name already taken, creating again"
+                    );
+                    attempt += 1;
+                }
+                Err(error) => return Err(Error::from_kube(&action, error)),
+            }
+        }
     }
 
     /// The names of the Workflows labelled with `run_id`.
@@ -222,10 +254,10 @@ impl Cluster {
         }
     }
 
-    /// One page of the Workflows matching `selector`.
+    /// One page of the Workflows matching `selector` in `namespace` (`None`: all).
     pub async fn list_page(
         &self,
-        namespace: &str,
+        namespace: Option<&str>,
         selector: &str,
         limit: u32,
         continue_token: &str,
@@ -235,7 +267,7 @@ impl Cluster {
             params = params.continue_token(continue_token);
         }
         let list = self
-            .workflows(namespace)
+            .workflows_in(namespace)
             .list(&params)
             .await
             .map_err(|error| Error::from_kube("cannot list Workflows", error))?;
@@ -246,11 +278,12 @@ impl Cluster {
         })
     }
 
-    /// Watches the Workflows matching `selector` from `resource_version`. The
-    /// stream ends when the API server closes the watch (after `timeout_seconds`).
+    /// Watches the Workflows matching `selector` in `namespace` (`None`: all)
+    /// from `resource_version`. The stream ends when the API server closes the
+    /// watch (after `timeout_seconds`).
     pub async fn watch(
         &self,
-        namespace: &str,
+        namespace: Option<&str>,
         selector: &str,
         resource_version: &str,
         timeout_seconds: u32,
@@ -259,7 +292,7 @@ impl Cluster {
             .labels(selector)
             .timeout(timeout_seconds);
         let stream = self
-            .workflows(namespace)
+            .workflows_in(namespace)
             .watch(&params, resource_version)
             .await
             .map_err(|error| Error::from_kube("cannot watch Workflows", error))?;

@@ -5,10 +5,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use kfpd_api::v2beta1 as api;
-use kfpd_cluster::agent::{Agent, HttpReporter, Options, ReportError, Reporter};
+use kfpd_cluster::agent::{Agent, HttpReporter, Options, ReportError, Reporter, Watch};
 use kfpd_cluster::Cluster;
-use serde_json::json;
 
 use crate::error::Code;
 use crate::service::Api;
@@ -26,6 +24,11 @@ pub struct AgentArgs {
     /// The namespace whose Workflows are watched. Upstream: POD_NAMESPACE.
     #[arg(long, env = "POD_NAMESPACE", default_value = "kubeflow")]
     pub namespace: String,
+    /// Where Workflows are watched instead of `--namespace` alone: a
+    /// comma-separated list of namespaces, or `*` for every namespace (multi-user
+    /// installs; needs the ClusterRole of manifests/components/agent-all-namespaces).
+    #[arg(long, env = "KFPD_AGENT_NAMESPACES", default_value = "")]
+    pub watch_namespaces: String,
     /// How long a finished Workflow stays once its run's final state is recorded.
     #[arg(long, env = "KFPD_WORKFLOW_TTL", default_value = "24h")]
     pub workflow_ttl: String,
@@ -44,10 +47,13 @@ pub async fn run_alone(args: &AgentArgs, shutdown: impl Future<Output = ()>) -> 
         .map_err(|message| format!("invalid setting workflow_ttl: {message}"))?;
     let grace = crate::config::parse_duration(&args.reconcile_grace)
         .map_err(|message| format!("invalid setting reconcile_grace: {message}"))?;
+    let watch = Watch::parse(&args.watch_namespaces, &args.namespace)
+        .map_err(|message| format!("invalid setting agent_namespaces: {message}"))?;
     let cluster = Cluster::connect()
         .await
         .map_err(|error| error.to_string())?;
     let mut options = Options::new(&args.namespace);
+    options.watch = watch;
     options.ttl = ttl;
     options.grace = grace;
     let reporter = Arc::new(HttpReporter::new(&args.server));
@@ -65,6 +71,7 @@ pub fn spawn(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let mut options = Options::new(namespace);
+    options.watch = settings.agent_watch.clone();
     options.ttl = settings.workflow_ttl;
     options.grace = settings.reconcile_grace;
     let agent = Agent::new(cluster, Arc::new(ApiReporter(api)), options);
@@ -76,7 +83,9 @@ pub struct ApiReporter(pub Api);
 
 fn report_error(error: crate::error::Error) -> ReportError {
     match error.code {
-        Code::InvalidArgument | Code::NotFound => ReportError::Permanent(error.message),
+        // The only thing a report looks up is the Workflow's run.
+        Code::NotFound => ReportError::UnknownRun(error.message),
+        Code::InvalidArgument => ReportError::Permanent(error.message),
         _ => ReportError::Transient(error.message),
     }
 }
@@ -87,34 +96,13 @@ impl Reporter for ApiReporter {
         self.0.report_workflow(workflow).await.map_err(report_error)
     }
 
-    async fn unfinished_runs(&self) -> Result<Vec<(String, i64)>, ReportError> {
-        let filter = json!({"predicates": [{
-            "key": "state",
-            "operation": "IN",
-            "string_values": {"values": ["PENDING", "RUNNING", "CANCELING"]},
-        }]})
-        .to_string();
-        let mut runs = Vec::new();
-        let mut page_token = String::new();
-        loop {
-            let page = self
-                .0
-                .list_runs(api::ListRunsRequest {
-                    filter: filter.clone(),
-                    page_size: 500,
-                    page_token,
-                    ..api::ListRunsRequest::default()
-                })
-                .await
-                .map_err(report_error)?;
-            runs.extend(page.runs.into_iter().map(|run| {
-                let created = run.created_at.map(|time| time.seconds).unwrap_or(0);
-                (run.run_id, created)
-            }));
-            if page.next_page_token.is_empty() {
-                return Ok(runs);
-            }
-            page_token = page.next_page_token;
-        }
+    async fn unfinished_runs(
+        &self,
+        namespace: Option<&str>,
+    ) -> Result<Vec<(String, i64)>, ReportError> {
+        self.0
+            .unfinished_runs(namespace)
+            .await
+            .map_err(report_error)
     }
 }

@@ -163,6 +163,11 @@ pub struct ServeArgs {
     /// for it, ends it FAILED (its Workflow may still be on its way). [default: 120s]
     #[arg(long, env = "KFPD_AGENT_RECONCILE_GRACE")]
     pub agent_reconcile_grace: Option<String>,
+    /// Where the persistence agent watches Workflows: a comma-separated list of
+    /// namespaces, or `*` for every namespace (multi-user installs, where runs go
+    /// to their own namespace; needs a ClusterRole). [default: POD_NAMESPACE]
+    #[arg(long, env = "KFPD_AGENT_NAMESPACES")]
+    pub agent_namespaces: Option<String>,
     /// The API server's host name as workflow pods reach it (driver requests on
     /// port 8888, launchers on 8887). [default: ml-pipeline.<namespace>.svc.cluster.local]
     #[arg(long, env = "KFPD_WORKFLOW_SERVER_HOST")]
@@ -293,6 +298,7 @@ pub(crate) struct FileSettings {
     agent: Option<String>,
     workflow_ttl: Option<String>,
     agent_reconcile_grace: Option<String>,
+    agent_namespaces: Option<String>,
     workflow_server_host: Option<String>,
     scheduler: Option<String>,
     cache_enabled: Option<bool>,
@@ -421,6 +427,8 @@ pub struct ArgoSettings {
     pub agent: bool,
     pub workflow_ttl: Duration,
     pub reconcile_grace: Duration,
+    /// Where the agent loop watches Workflows.
+    pub agent_watch: kfpd_cluster::agent::Watch,
     /// Host name of this server as pods reach it.
     pub server_host: String,
 }
@@ -894,6 +902,18 @@ fn resolve_argo(
         key: "agent_reconcile_grace",
         message,
     })?;
+    let watch_text = args
+        .agent_namespaces
+        .clone()
+        .or(file.agent_namespaces.clone())
+        .unwrap_or_default();
+    let agent_watch =
+        kfpd_cluster::agent::Watch::parse(&watch_text, namespace).map_err(|message| {
+            Error::Invalid {
+                key: "agent_namespaces",
+                message,
+            }
+        })?;
     let server_host = args
         .workflow_server_host
         .clone()
@@ -906,6 +926,7 @@ fn resolve_argo(
         agent,
         workflow_ttl,
         reconcile_grace,
+        agent_watch,
         server_host,
     })
 }

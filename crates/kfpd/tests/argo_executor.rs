@@ -258,6 +258,41 @@ async fn refused_or_unreachable_submissions_end_the_run_failed_with_kubernetes_m
     );
 }
 
+/// Every run's Workflow has the same `generateName`; the API server's random
+/// suffix sometimes repeats one (409 AlreadyExists). The name is drawn again:
+/// the run is neither failed nor left without its Workflow, and the earlier
+/// run keeps its own.
+#[tokio::test]
+async fn a_generated_name_already_taken_is_drawn_again() {
+    let kube = Kube::start().await;
+    let server = serve(&kube, &[("KFPD_AGENT", "off")], &[]);
+    let first = create_run(&server, "hello.yaml").await;
+    let first_id = first["run_id"].as_str().unwrap().to_string();
+    let (first_name, _) = workflow_of(&kube, &server, &first_id).await;
+
+    kube.collide_next_names(2);
+    let second = create_run(&server, "hello.yaml").await;
+    let second_id = second["run_id"].as_str().unwrap().to_string();
+    assert_eq!(second["state"], "PENDING", "{second}");
+    let (second_name, _) = workflow_of(&kube, &server, &second_id).await;
+    assert_ne!(first_name, second_name);
+    assert_eq!(
+        kube.of_run(&first_id).len(),
+        1,
+        "the first run's workflow stays"
+    );
+    assert_eq!(
+        kube.workflows()[&first_name]["metadata"]["labels"]["pipeline/runid"],
+        first_id.as_str()
+    );
+    let creates = kube
+        .requests()
+        .iter()
+        .filter(|request| request.method == "POST")
+        .count();
+    assert_eq!(creates, 4, "one create, then two refused and one created");
+}
+
 #[tokio::test]
 async fn the_agent_records_what_argo_writes_failed_pods_compressed_and_offloaded_nodes() {
     let kube = Kube::start().await;
@@ -534,6 +569,9 @@ async fn terminate_delete_archive_and_ttl_clean_up_workflows_but_keep_runs() {
     assert!(!kube.workflows().contains_key(&name));
 
     // Archive: a finished run's Workflow is deleted, the run stays (archived).
+    // The first server's agent would delete the Workflows of runs it does not
+    // know (the second server's): it goes first.
+    drop(server);
     let server_no_ttl = serve(&kube, &[("KFPD_AGENT", "off")], &[]);
     let run = create_run(&server_no_ttl, "hello.yaml").await;
     let run_id = run["run_id"].as_str().unwrap().to_string();
@@ -551,6 +589,210 @@ async fn terminate_delete_archive_and_ttl_clean_up_workflows_but_keep_runs() {
     assert!(!kube.workflows().contains_key(&name));
     let (_, archived) = server_no_ttl.get(&format!("/runs/{run_id}")).await;
     assert_eq!(archived["storage_state"], "ARCHIVED");
+}
+
+/// A Workflow as listed, labelled with `run_id`, created `age` seconds ago.
+fn foreign_workflow(name: &str, namespace: &str, run_id: &str, age: i64) -> Value {
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+        "metadata": {
+            "name": name, "namespace": namespace, "uid": format!("uid-{name}"),
+            "creationTimestamp": rfc3339(now() - age),
+            "labels": {"pipeline/runid": run_id},
+        },
+        "spec": {"entrypoint": "root", "templates": [{"name": "root", "dag": {"tasks": []}}]},
+        "status": {"phase": "Running", "startedAt": rfc3339(now() - age)},
+    })
+}
+
+fn deletes_of(kube: &Kube, name: &str) -> usize {
+    kube.requests()
+        .iter()
+        .filter(|r| r.method == "DELETE" && r.path.ends_with(&format!("/workflows/{name}")))
+        .count()
+}
+
+#[tokio::test]
+async fn workflows_of_runs_that_do_not_exist_are_deleted_and_logged() {
+    // Seen by the agent inside serve: one created long ago goes at once, one
+    // created just now once the grace (2 s) has passed.
+    let kube = Kube::start().await;
+    let server = serve(&kube, &[], &[]);
+    let run = create_run(&server, "hello.yaml").await;
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    let (kept, _) = workflow_of(&kube, &server, &run_id).await;
+    kube.insert(foreign_workflow(
+        "orphan-old",
+        "kubeflow",
+        "no-such-run",
+        3_600,
+    ));
+    wait_until("the old orphan deleted", &server, async || {
+        (!kube.workflows().contains_key("orphan-old")).then_some(())
+    })
+    .await;
+    assert_eq!(deletes_of(&kube, "orphan-old"), 1);
+    wait_until("the deletion logged", &server, async || {
+        let log = server.stderr();
+        (log.contains("deleted the workflow of a run that does not exist")
+            && log.contains("orphan-old"))
+        .then_some(())
+    })
+    .await;
+    kube.insert(foreign_workflow(
+        "orphan-new",
+        "kubeflow",
+        "no-such-run-either",
+        0,
+    ));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        kube.workflows().contains_key("orphan-new"),
+        "an orphan younger than the grace stays for now"
+    );
+    wait_until(
+        "the new orphan deleted after its grace",
+        &server,
+        async || (!kube.workflows().contains_key("orphan-new")).then_some(()),
+    )
+    .await;
+    // The run that exists keeps its Workflow.
+    assert!(kube.workflows().contains_key(&kept));
+    assert_eq!(deletes_of(&kube, &kept), 0);
+
+    // A run deleted while the agent was down: its Workflow (the delete never
+    // reached the cluster) is found by the separate agent's first list.
+    let kube = Kube::start().await;
+    let server = serve(&kube, &[("KFPD_AGENT", "off")], &[]);
+    let run = create_run(&server, "hello.yaml").await;
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    let (name, workflow) = workflow_of(&kube, &server, &run_id).await;
+    let (code, body) = server.delete(&format!("/runs/{run_id}")).await;
+    assert_eq!(code, 200, "{body}");
+    let mut left_behind = workflow;
+    left_behind["metadata"]["creationTimestamp"] = json!(rfc3339(now() - 3_600));
+    kube.preload([left_behind]);
+    let deletes_before = deletes_of(&kube, &name);
+    let mut agent_process = agent(&server, &kube, &[]);
+    wait_until("the deleted run's workflow deleted", &server, async || {
+        (!kube.workflows().contains_key(&name)).then_some(())
+    })
+    .await;
+    assert_eq!(deletes_of(&kube, &name), deletes_before + 1);
+    agent_process.kill().unwrap();
+    agent_process.wait().unwrap();
+}
+
+async fn create_run_in(server: &Server, experiment_id: &str) -> Value {
+    let body = json!({
+        "display_name": "in a namespace",
+        "experiment_id": experiment_id,
+        "pipeline_spec": common::pipeline_spec("hello.yaml"),
+    });
+    let (status, run) = server.post("/runs", &body).await;
+    assert_eq!(status, 200, "{run}");
+    run
+}
+
+async fn experiment_in(server: &Server, namespace: &str) -> String {
+    let (status, experiment) = server
+        .post(
+            "/experiments",
+            &json!({"display_name": format!("work of {namespace}"), "namespace": namespace}),
+        )
+        .await;
+    assert_eq!(status, 200, "{experiment}");
+    experiment["experiment_id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn runs_go_to_their_namespace_and_the_agent_watches_all_or_a_list() {
+    // Multi-user: a run goes to its experiment's namespace; the agent inside
+    // serve watches every namespace with one cluster-scoped list and watch.
+    let kube = Kube::start().await;
+    let server = serve(
+        &kube,
+        &[("KFPD_MULTI_USER", "true"), ("KFPD_AGENT_NAMESPACES", "*")],
+        &[],
+    );
+    let team_a = experiment_in(&server, "team-a").await;
+    let run = create_run_in(&server, &team_a).await;
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    let (name, workflow) = workflow_of(&kube, &server, &run_id).await;
+    assert_eq!(workflow["metadata"]["namespace"], "team-a");
+    assert!(kube
+        .requests()
+        .iter()
+        .any(|r| r.method == "POST" && r.path == "/namespaces/team-a/workflows"));
+    kube.set_status(&name, status("Succeeded", "", nodes(vec![])));
+    wait_state(&server, &run_id, "SUCCEEDED").await;
+    let watched: Vec<_> = kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/workflows"))
+        .collect();
+    assert!(!watched.is_empty());
+    for request in &watched {
+        assert_eq!(request.path, "/workflows", "cluster-scoped only");
+        assert_eq!(
+            request.query.get("labelSelector").map(String::as_str),
+            Some("pipeline/runid")
+        );
+    }
+    drop(server);
+
+    // A separate agent given a list watches each namespace in it, and leaves
+    // alone the runs of namespaces it does not watch.
+    let kube = Kube::start().await;
+    let server = serve(
+        &kube,
+        &[("KFPD_MULTI_USER", "true"), ("KFPD_AGENT", "off")],
+        &[],
+    );
+    let mut ids = Vec::new();
+    for namespace in ["team-a", "team-b", "team-c"] {
+        let experiment = experiment_in(&server, namespace).await;
+        let run = create_run_in(&server, &experiment).await;
+        let run_id = run["run_id"].as_str().unwrap().to_string();
+        let (name, _) = workflow_of(&kube, &server, &run_id).await;
+        ids.push((namespace, run_id, name));
+    }
+    let mut agent_process = agent(
+        &server,
+        &kube,
+        &[("KFPD_AGENT_NAMESPACES", "team-a,team-b")],
+    );
+    for (_, run_id, name) in &ids[..2] {
+        kube.set_status(name, status("Running", "", nodes(vec![])));
+        wait_state(&server, run_id, "RUNNING").await;
+    }
+    // Past the grace, and listed again: team-c's run is not taken for gone.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let lists_before = list_requests(&kube);
+    kube.compact();
+    wait_until("a new list", &server, async || {
+        (list_requests(&kube) >= lists_before + 2).then_some(())
+    })
+    .await;
+    kube.set_status(&ids[1].2, status("Succeeded", "", nodes(vec![])));
+    wait_state(&server, &ids[1].1, "SUCCEEDED").await;
+    let (_, unwatched) = server.get(&format!("/runs/{}", ids[2].1)).await;
+    assert_eq!(unwatched["state"], "PENDING", "{unwatched}");
+    let paths: std::collections::BTreeSet<String> = kube
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/workflows"))
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(
+        paths.into_iter().collect::<Vec<_>>(),
+        [
+            "/namespaces/team-a/workflows",
+            "/namespaces/team-b/workflows"
+        ]
+    );
+    agent_process.kill().unwrap();
+    agent_process.wait().unwrap();
 }
 
 #[tokio::test]

@@ -858,19 +858,132 @@ async fn report_service_checks_workflows_in_both_forms() {
         .await
         .expect_err("an unknown run is not found");
     assert_status(&error, Code::NotFound);
-    let error = grpc
-        .report
+}
+
+/// ReportScheduledWorkflow as upstream's persistence agent sends it: the
+/// ScheduledWorkflow's JSON, whose UID is the recurring run's id, brings the
+/// recurring run's schedule, concurrency and parameters up to date, over gRPC
+/// (v2beta1 and v1beta1) and REST; what cannot be recorded is refused by name.
+#[tokio::test]
+async fn report_scheduled_workflow_updates_its_recurring_run() {
+    let server = Server::start();
+    let mut grpc = connect(&server).await;
+    let body = json!({
+        "display_name": "hourly sums",
+        "pipeline_spec": common::pipeline_spec("add.yaml"),
+        "runtime_config": {"parameters": {"a": 1, "b": 2}},
+        "trigger": {"periodic_schedule": {"interval_second": "3600"}},
+        "mode": "ENABLE",
+        "max_concurrency": "1",
+    });
+    let (code, created) = server.post("/recurringruns", &body).await;
+    assert_eq!(code, 200, "{created}");
+    let id = created["recurring_run_id"].as_str().unwrap().to_string();
+    let swf = |spec: Value| {
+        json!({
+            "apiVersion": "kubeflow.org/v2beta1", "kind": "ScheduledWorkflow",
+            "metadata": {"name": "hourly-sums-x", "namespace": "kubeflow", "uid": id},
+            "spec": spec,
+        })
+        .to_string()
+    };
+
+    grpc.report
         .report_scheduled_workflow(api::ReportScheduledWorkflowRequest {
-            scheduled_workflow: "{}".into(),
+            scheduled_workflow: swf(json!({
+                "enabled": false, "maxConcurrency": 4, "noCatchup": true,
+                "trigger": {"cronSchedule": {"cron": "0 30 * * * *"}},
+                "workflow": {"parameters": [{"name": "a", "value": "5"}, {"name": "b", "value": "7"}]},
+            })),
         })
         .await
-        .expect_err("ReportScheduledWorkflow is not accepted");
-    assert_status(&error, Code::Unimplemented);
-    assert!(
-        error.message().contains("ScheduledWorkflow"),
-        "{}",
-        error.message()
+        .expect("ReportScheduledWorkflow");
+    let (_, updated) = server.get(&format!("/recurringruns/{id}")).await;
+    assert_eq!(updated["status"], "DISABLED", "{updated}");
+    assert_eq!(updated["mode"], "DISABLE", "{updated}");
+    assert_eq!(updated["max_concurrency"], "4", "{updated}");
+    assert_eq!(updated["no_catchup"], true, "{updated}");
+    assert_eq!(updated["trigger"]["cron_schedule"]["cron"], "0 30 * * * *");
+    assert_eq!(
+        updated["runtime_config"]["parameters"],
+        json!({"a": 5, "b": 7}),
+        "{updated}"
     );
+
+    // v1beta1, as upstream's agent calls it.
+    let mut v1 =
+        kfpd_api::v1beta1::report_service_client::ReportServiceClient::new(grpc.channel.clone());
+    v1.report_scheduled_workflow_v1(kfpd_api::v1beta1::ReportScheduledWorkflowRequest {
+        scheduled_workflow: swf(json!({"enabled": true})),
+    })
+    .await
+    .expect("ReportScheduledWorkflowV1");
+    let (_, enabled) = server.get(&format!("/recurringruns/{id}")).await;
+    assert_eq!(enabled["mode"], "ENABLE", "{enabled}");
+    assert_eq!(enabled["max_concurrency"], "4", "fields not given stay");
+
+    // REST: the body is the object's JSON as a JSON string.
+    let text = swf(json!({"trigger": {"periodicSchedule": {"intervalSecond": 120}}}));
+    let (code, answer) = server
+        .post("/scheduledworkflows", &Value::String(text))
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    let (_, periodic) = server.get(&format!("/recurringruns/{id}")).await;
+    assert_eq!(
+        periodic["trigger"]["periodic_schedule"]["interval_second"],
+        "120"
+    );
+
+    // Refused, naming what is wrong, and nothing changed.
+    for (text, code, expected) in [
+        ("not json".to_string(), Code::InvalidArgument, "not a JSON"),
+        (
+            json!({"metadata": {"name": "x", "namespace": "kubeflow"}}).to_string(),
+            Code::InvalidArgument,
+            "metadata.uid",
+        ),
+        (
+            json!({"metadata": {"name": "x", "namespace": "kubeflow", "uid": "no-such-uid"},
+                   "spec": {"enabled": true}})
+            .to_string(),
+            Code::NotFound,
+            "no-such-uid",
+        ),
+        (
+            swf(json!({"maxConcurrency": 11})),
+            Code::InvalidArgument,
+            "max_concurrency",
+        ),
+        (
+            swf(json!({"trigger": {"cronSchedule": {"cron": "every day"}}})),
+            Code::InvalidArgument,
+            "cron",
+        ),
+        (
+            swf(json!({"workflow": {"parameters": [{"name": "c", "value": "1"}]}})),
+            Code::InvalidArgument,
+            "\"c\"",
+        ),
+        (swf(json!({})), Code::InvalidArgument, "nothing to record"),
+    ] {
+        let error = grpc
+            .report
+            .report_scheduled_workflow(api::ReportScheduledWorkflowRequest {
+                scheduled_workflow: text.clone(),
+            })
+            .await
+            .expect_err("refused");
+        assert_status(&error, code);
+        assert!(
+            error.message().contains(expected),
+            "{text}: {}",
+            error.message()
+        );
+    }
+    let (code, answer) = server.post("/scheduledworkflows", &json!(42)).await;
+    assert_eq!(code, 400, "{answer}");
+    let (_, after) = server.get(&format!("/recurringruns/{id}")).await;
+    assert_eq!(after, periodic);
 }
 
 // ------------------------------------------------------ REST and gRPC agree

@@ -36,7 +36,6 @@ use crate::error::{Error, Result};
 use crate::service::Api;
 
 pub use clear_tags::CLEAR_TAGS_HEADER;
-pub use report::NO_SCHEDULED_WORKFLOWS;
 
 /// Full names of the API services served, as health checking reports them.
 pub const SERVICES: [&str; 7] = [

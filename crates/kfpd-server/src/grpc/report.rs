@@ -1,9 +1,9 @@
 //! ReportService over gRPC, in both forms upstream has: v2beta1's
 //! `ReportWorkflow` and v1beta1's `/api.ReportService/ReportWorkflowV1`, which
 //! upstream's persistence agent calls. Both record the Workflow through
-//! `Api::report_workflow`. kfpd keeps recurring runs in its own tables, not as
-//! ScheduledWorkflow objects, so ReportScheduledWorkflow has nothing to update
-//! and answers UNIMPLEMENTED saying so.
+//! `Api::report_workflow`; ReportScheduledWorkflow(V1) records a
+//! ScheduledWorkflow object's schedule on its recurring run through
+//! `Api::report_scheduled_workflow`.
 
 use kfpd_api::v1beta1;
 use kfpd_api::v2beta1 as api;
@@ -12,12 +12,7 @@ use kfpd_api::wkt;
 use tonic::{Request, Response};
 
 use super::{status, Reply};
-use crate::error::{Code, Error};
 use crate::service::Api;
-
-/// The answer to ReportScheduledWorkflow.
-pub const NO_SCHEDULED_WORKFLOWS: &str =
-    "kfpd fires recurring runs from its own tables and has no ScheduledWorkflow objects to report";
 
 pub struct Report(pub Api);
 
@@ -34,12 +29,14 @@ impl ReportService for Report {
 
     async fn report_scheduled_workflow(
         &self,
-        _request: Request<api::ReportScheduledWorkflowRequest>,
+        request: Request<api::ReportScheduledWorkflowRequest>,
     ) -> Reply<wkt::Empty> {
-        Err(status(Error::new(
-            Code::Unimplemented,
-            NO_SCHEDULED_WORKFLOWS,
-        )))
+        let text = request.into_inner().scheduled_workflow;
+        self.0
+            .report_scheduled_workflow(&text)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(wkt::Empty {}))
     }
 }
 
@@ -56,11 +53,13 @@ impl v1beta1::report_service_server::ReportService for Report {
 
     async fn report_scheduled_workflow_v1(
         &self,
-        _request: Request<v1beta1::ReportScheduledWorkflowRequest>,
+        request: Request<v1beta1::ReportScheduledWorkflowRequest>,
     ) -> Reply<wkt::Empty> {
-        Err(status(Error::new(
-            Code::Unimplemented,
-            NO_SCHEDULED_WORKFLOWS,
-        )))
+        let text = request.into_inner().scheduled_workflow;
+        self.0
+            .report_scheduled_workflow(&text)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(wkt::Empty {}))
     }
 }

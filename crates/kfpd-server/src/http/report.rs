@@ -1,15 +1,15 @@
-//! ReportService over REST: `POST /apis/{v2beta1,v1beta1}/workflows`, the body
-//! being the `workflow` field, a JSON string holding the Workflow's JSON (a JSON
-//! object is taken as the Workflow itself).
+//! ReportService over REST: `POST /apis/{v2beta1,v1beta1}/workflows` and
+//! `…/scheduledworkflows`, the body being the `workflow` (`scheduled_workflow`)
+//! field, a JSON string holding the object's JSON (a JSON object is taken as
+//! the object itself).
 
 use axum::extract::{FromRequest, Request, State};
 use axum::Json;
 use kfpd_api::wkt::Empty;
 use serde_json::{json, Value};
 
-use super::openapi::{Doc, Part, Routes, Unimplemented};
-use crate::error::{Code, Error, Result};
-use crate::grpc::NO_SCHEDULED_WORKFLOWS;
+use super::openapi::{Doc, Part, Routes};
+use crate::error::{Error, Result};
 use crate::service::Api;
 
 pub fn routes(mut routes: Routes) -> Routes {
@@ -53,20 +53,28 @@ impl Part for Report {
     }
 }
 
+/// The object's JSON text from the body: a JSON string, or the object itself.
+fn object_text(body: &str, what: &str, kind: &str) -> Result<String> {
+    match serde_json::from_str::<Value>(body) {
+        Ok(Value::String(text)) => Ok(text),
+        Ok(object @ Value::Object(_)) => Ok(object.to_string()),
+        Ok(_) | Err(_) => Err(Error::invalid(format!(
+            "{what}: the body must be the {kind} as a JSON string (or object)"
+        ))),
+    }
+}
+
 async fn report_workflow(State(api): State<Api>, Report(body): Report) -> Result<Json<Empty>> {
-    let text = match serde_json::from_str::<Value>(&body) {
-        Ok(Value::String(text)) => text,
-        Ok(object @ Value::Object(_)) => object.to_string(),
-        Ok(_) | Err(_) => {
-            return Err(Error::invalid(
-                "report workflow: the body must be the Workflow as a JSON string (or object)",
-            ))
-        }
-    };
+    let text = object_text(&body, "report workflow", "Workflow")?;
     api.report_workflow(&text).await?;
     Ok(Json(Empty::default()))
 }
 
-async fn report_scheduled_workflow() -> Unimplemented {
-    Unimplemented(Error::new(Code::Unimplemented, NO_SCHEDULED_WORKFLOWS))
+async fn report_scheduled_workflow(
+    State(api): State<Api>,
+    Report(body): Report,
+) -> Result<Json<Empty>> {
+    let text = object_text(&body, "report scheduled workflow", "ScheduledWorkflow")?;
+    api.report_scheduled_workflow(&text).await?;
+    Ok(Json(Empty::default()))
 }

@@ -9,6 +9,7 @@ mod list;
 mod pipelines;
 mod recurring_runs;
 mod runs;
+mod scheduled_workflows;
 mod schedules;
 mod source;
 mod workflows;

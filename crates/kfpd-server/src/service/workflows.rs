@@ -167,6 +167,46 @@ impl Api {
         Ok(())
     }
 
+    /// Unfinished runs whose Workflow goes to `namespace` (`None`: every run),
+    /// with their creation times, for the agent's reconcile. Read from the store
+    /// in every mode: the agent is not a user and is not scoped to one.
+    pub async fn unfinished_runs(&self, namespace: Option<&str>) -> Result<Vec<(String, i64)>> {
+        let filter = serde_json::json!({"predicates": [{
+            "key": "state",
+            "operation": "IN",
+            "string_values": {"values": ["PENDING", "RUNNING", "CANCELING"]},
+        }]})
+        .to_string();
+        let mut runs = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let list = super::list::query(
+                kfpd_store::list::Resource::Run,
+                500,
+                &page_token,
+                "",
+                &filter,
+            )?;
+            let page = self
+                .store
+                .list_runs(&kfpd_store::Scope::default(), &list)
+                .await?;
+            for run in page.items {
+                let goes_to = match &self.argo {
+                    Some(argo) => argo.namespace_of(&run.namespace).to_string(),
+                    None => run.namespace.clone(),
+                };
+                if namespace.is_none_or(|watched| watched == goes_to) {
+                    runs.push((run.id, run.created_at));
+                }
+            }
+            if page.next_page_token.is_empty() {
+                return Ok(runs);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
     /// ReportWorkflow: records what a Workflow says about its run. The server
     /// ends tasks and runs itself as the launchers report; a report adds what
     /// only the cluster knows: a pod that failed without its launcher reporting

@@ -27,6 +27,8 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 const WORKFLOWS: &str = "/apis/argoproj.io/v1alpha1/namespaces/{namespace}/workflows";
+/// Every namespace's Workflows (a cluster-scoped list or watch).
+const ALL_WORKFLOWS: &str = "/apis/argoproj.io/v1alpha1/workflows";
 
 /// One request the server answered.
 #[derive(Clone, Debug)]
@@ -47,6 +49,8 @@ struct Cluster {
     requests: Vec<Request>,
     /// Answered to the next creates instead of creating: (code, reason, message).
     refuse_creates: Vec<(u16, String, String)>,
+    /// The next generated names taken from existing Workflows (a collision).
+    collide_names: usize,
     pod_logs: HashMap<String, String>,
     /// Open watches are closed when this changes.
     watch_epoch: u64,
@@ -89,6 +93,7 @@ impl Kube {
         };
         let app = Router::new()
             .route(WORKFLOWS, get(list_or_watch).post(create))
+            .route(ALL_WORKFLOWS, get(list_or_watch_all))
             .route(
                 &format!("{WORKFLOWS}/{{name}}"),
                 get(get_one).patch(patch).delete(delete),
@@ -142,6 +147,12 @@ impl Kube {
             reason.to_string(),
             message.to_string(),
         ));
+    }
+
+    /// The next `count` creates with `generateName` draw the name of an existing
+    /// Workflow, as a real API server's random suffix now and then does.
+    pub fn collide_next_names(&self, count: usize) {
+        self.cluster.lock().unwrap().collide_names = count;
     }
 
     pub fn set_pod_log(&self, pod: &str, text: &str) {
@@ -271,14 +282,36 @@ async fn create(
         let (code, reason, message) = cluster.refuse_creates.remove(0);
         return status(code, &reason, &message);
     }
-    let prefix = workflow["metadata"]["generateName"]
-        .as_str()
-        .unwrap_or("workflow-")
-        .to_string();
-    let name = format!(
-        "{prefix}{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..5]
-    );
+    let name = match workflow["metadata"]["name"].as_str() {
+        Some(name) => name.to_string(),
+        None => {
+            let prefix = workflow["metadata"]["generateName"]
+                .as_str()
+                .unwrap_or("workflow-")
+                .to_string();
+            let existing = cluster
+                .workflows
+                .keys()
+                .find(|name| name.starts_with(&prefix))
+                .cloned();
+            match existing {
+                Some(existing) if cluster.collide_names > 0 => {
+                    cluster.collide_names -= 1;
+                    existing
+                }
+                _ => format!("{prefix}{}", generated_suffix()),
+            }
+        }
+    };
+    // A taken name is refused, never overwritten (API servers before
+    // Kubernetes 1.30 do not retry a generated name themselves).
+    if cluster.workflows.contains_key(&name) {
+        return status(
+            409,
+            "AlreadyExists",
+            &format!("workflows.argoproj.io \"{name}\" already exists"),
+        );
+    }
     workflow["metadata"]["name"] = json!(name);
     workflow["metadata"]["namespace"] = json!(namespace);
     workflow["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
@@ -288,6 +321,15 @@ async fn create(
     drop(cluster);
     kube.changed.notify_waiters();
     (StatusCode::CREATED, Json(created)).into_response()
+}
+
+/// Five characters of the alphabet Kubernetes draws generated names from.
+fn generated_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    uuid::Uuid::new_v4().as_bytes()[..5]
+        .iter()
+        .map(|byte| char::from(ALPHABET[usize::from(*byte) % ALPHABET.len()]))
+        .collect()
 }
 
 fn chrono_now() -> String {
@@ -414,13 +456,36 @@ async fn list_or_watch(
         &query,
         Value::Null,
     );
+    list_or_watch_in(kube, Some(namespace), query)
+}
+
+async fn list_or_watch_all(
+    State(kube): State<Kube>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    kube.record("GET", "/workflows", &query, Value::Null);
+    list_or_watch_in(kube, None, query)
+}
+
+/// Whether `workflow` is in `namespace` (`None`: every namespace).
+fn in_namespace(namespace: &Option<String>, workflow: &Value) -> bool {
+    namespace
+        .as_deref()
+        .is_none_or(|namespace| workflow["metadata"]["namespace"].as_str() == Some(namespace))
+}
+
+fn list_or_watch_in(
+    kube: Kube,
+    namespace: Option<String>,
+    query: BTreeMap<String, String>,
+) -> Response {
     let selector = query.get("labelSelector").cloned().unwrap_or_default();
     if query.get("watch").map(String::as_str) == Some("true") {
         let from: u64 = query
             .get("resourceVersion")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        return watch(kube, selector, from);
+        return watch(kube, namespace, selector, from);
     }
     let mut cluster = kube.cluster.lock().unwrap();
     cluster.expired = false;
@@ -437,7 +502,7 @@ async fn list_or_watch(
         .iter()
         .filter(|(name, _)| after.is_empty() || name.as_str() > after.as_str())
         .map(|(_, workflow)| workflow)
-        .filter(|workflow| matches(&selector, workflow))
+        .filter(|workflow| matches(&selector, workflow) && in_namespace(&namespace, workflow))
         .collect();
     let end = limit.min(matching.len());
     let items: Vec<Value> = matching[..end].iter().map(|w| (*w).clone()).collect();
@@ -459,7 +524,7 @@ async fn list_or_watch(
     .into_response()
 }
 
-fn watch(kube: Kube, selector: String, from: u64) -> Response {
+fn watch(kube: Kube, namespace: Option<String>, selector: String, from: u64) -> Response {
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(64);
     tokio::spawn(async move {
         let epoch = kube.cluster.lock().unwrap().watch_epoch;
@@ -481,7 +546,7 @@ fn watch(kube: Kube, selector: String, from: u64) -> Response {
                         .events
                         .partition_point(|(version, _, _)| *version <= sent);
                     for (_, kind, object) in &cluster.events[first..] {
-                        if matches(&selector, object) {
+                        if matches(&selector, object) && in_namespace(&namespace, object) {
                             lines.push(json!({"type": kind, "object": object}).to_string());
                         }
                     }
