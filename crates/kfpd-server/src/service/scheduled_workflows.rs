@@ -165,7 +165,9 @@ impl Api {
     /// takes the object's schedule, concurrency and parameters.
     pub async fn report_scheduled_workflow(&self, text: &str) -> Result<()> {
         let mut reported = parse(text)?;
-        let row = self.store.get_recurring_run(&reported.uid).await?;
+        let row = self
+            .recurring_run_for(&reported.uid, kfpd_auth::Verb::Report)
+            .await?;
         if !row.namespace.is_empty() && row.namespace != reported.namespace {
             return Err(invalid(format!(
                 "recurring run {} is in namespace {:?}, the ScheduledWorkflow {} in {:?}",
@@ -193,9 +195,10 @@ impl Api {
             )));
         }
         let names: Vec<String> = reported.fields.keys().cloned().collect();
+        let fields = super::schedules::PatchFields::new(&names)?;
         let given: api::RecurringRun = serde_json::from_value(Value::Object(reported.fields))
             .map_err(|error| invalid(format!("ScheduledWorkflow {}: {error}", reported.name)))?;
-        self.update_recurring_run(&row.id, given, &names)
+        self.write_recurring_run_update(&row.id, &given, &fields)
             .await
             .map_err(|error| {
                 Error::new(

@@ -350,9 +350,20 @@ impl Api {
             )));
         }
         self.recurring_run_for(id, kfpd_auth::Verb::Update).await?;
+        self.write_recurring_run_update(id, &given, &fields).await
+    }
+
+    /// The checked update of a recurring run whose access was checked, retried
+    /// while the scheduler changes the row meanwhile.
+    pub(super) async fn write_recurring_run_update(
+        &self,
+        id: &str,
+        given: &api::RecurringRun,
+        fields: &PatchFields,
+    ) -> Result<api::RecurringRun> {
         for _ in 0..UPDATE_ATTEMPTS {
             let row = self.store.get_recurring_run(id).await?;
-            let update = self.checked_update(&row, &given, &fields).await?;
+            let update = self.checked_update(&row, given, fields).await?;
             match self
                 .store
                 .update_recurring_run(id, row.guard(), update)
@@ -526,10 +537,10 @@ const OUTPUT_ONLY: &[&str] = &[
 ];
 
 /// The fields a PATCH body names.
-struct PatchFields(BTreeSet<String>);
+pub(super) struct PatchFields(BTreeSet<String>);
 
 impl PatchFields {
-    fn new(given: &[String]) -> Result<PatchFields> {
+    pub(super) fn new(given: &[String]) -> Result<PatchFields> {
         let mut fields = BTreeSet::new();
         for name in given {
             let name = snake_case(name);
