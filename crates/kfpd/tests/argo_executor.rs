@@ -803,11 +803,6 @@ async fn runs_go_to_their_namespace_and_the_agent_watches_all_or_a_list() {
         let (name, _) = workflow_of(&kube, &server, &run_id).await;
         ids.push((namespace, run_id, name));
     }
-    let mut agent_process = agent(
-        &server,
-        &kube,
-        &[("KFPD_AGENT_NAMESPACES", "team-a,team-b")],
-    );
     for (_, run_id, name) in &ids[..2] {
         kube.set_status(name, status("Running", "", nodes(vec![])));
         wait_state_as_alice(&server, run_id, "RUNNING").await;
