@@ -158,16 +158,13 @@ fn container_env(objects: &[Value], deployment: &str, container: &str) -> BTreeM
 }
 
 /// Points the in-cluster names at what runs here and starts kfpd with the result.
-async fn serves_with_overlay_env(overlay: &str, kind: &str) {
-    let Some(kubectl) = kubectl() else {
-        return;
-    };
-    let Some(url) = common::database_url(kind).await else {
-        return;
-    };
-    let Some(moto) = moto::moto() else {
-        return;
-    };
+/// `kfpd serve` started with the environment an overlay gives the API server, on
+/// the test's database, moto and a scripted Kubernetes API server; `None` where the
+/// tools or servers are missing (outside CI).
+async fn overlay_server(overlay: &str, kind: &str) -> Option<(common::Server, kube::Kube, String)> {
+    let kubectl = kubectl()?;
+    let url = common::database_url(kind).await?;
+    let moto = moto::moto()?;
     let objects = render(&kubectl, overlay);
     let mut env = container_env(&objects, "ml-pipeline", "ml-pipeline-api-server");
     assert_eq!(
@@ -235,6 +232,13 @@ async fn serves_with_overlay_env(overlay: &str, kind: &str) {
     let server = common::Server::start_with_env(&[], &pairs);
     let (status, _) = server.get("/healthz").await;
     assert_eq!(status, 200, "{}", server.stderr());
+    Some((server, cluster, url))
+}
+
+async fn serves_with_overlay_env(overlay: &str, kind: &str) {
+    let Some((server, cluster, url)) = overlay_server(overlay, kind).await else {
+        return;
+    };
     let (status, body) = server
         .post(
             "/experiments",
@@ -261,6 +265,42 @@ async fn serves_with_overlay_env(overlay: &str, kind: &str) {
     assert!(
         text.contains("ml-pipeline.kubeflow.svc.cluster.local:8887"),
         "{text}"
+    );
+    drop(server);
+    let _ = kfpd_store::sql::drop_database(&url).await;
+}
+
+#[tokio::test]
+async fn multi_user_overlay_checks_callers_through_the_cluster() {
+    let Some((server, cluster, url)) = overlay_server("overlays/multi-user", "mysql").await else {
+        return;
+    };
+    let experiment = serde_json::json!({"display_name": "mine", "namespace": "team-a"});
+    // No identity: refused before anything is looked at.
+    let (status, body) = server.post("/experiments", &experiment).await;
+    assert_eq!(status, 401, "{body}");
+    // The user header from the pod's own sidecar (loopback here), allowed by a
+    // SubjectAccessReview the scripted cluster answers.
+    cluster.allow("alice@example.com", "team-a", "experiments", "create");
+    let client = reqwest::Client::new();
+    let create = |user: &'static str| {
+        client
+            .post(server.url("/experiments"))
+            .header("kubeflow-userid", user)
+            .json(&experiment)
+            .send()
+    };
+    let (status, body) = common::read(create("bob@example.com").await.expect("post")).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = common::read(create("alice@example.com").await.expect("post")).await;
+    assert_eq!(status, 200, "{body}");
+    let reviews = cluster.reviews(kube::ACCESS_REVIEWS);
+    assert!(
+        reviews
+            .iter()
+            .any(|review| review["spec"]["user"] == "alice@example.com"
+                && review["spec"]["resourceAttributes"]["namespace"] == "team-a"),
+        "{reviews:?}"
     );
     drop(server);
     let _ = kfpd_store::sql::drop_database(&url).await;
