@@ -397,7 +397,7 @@ async fn driver_and_launcher_errors_say_what_to_fix() {
     };
     let (code, stderr) = pods.drive("root/make").unwrap_err();
     assert_eq!(code, 1);
-    assert!(stderr.contains("run \"no-such-run\" not found"), "{stderr}");
+    assert!(stderr.contains("run no-such-run not found"), "{stderr}");
 
     let run_id = create_run(&server, "pods-errors").await;
     let pods = Pods { run_id, ..pods };
