@@ -131,18 +131,22 @@ async fn pod_log(
             return None;
         }
     };
-    Some(futures::stream::unfold(Some(reader), |reader| async move {
-        let mut reader = reader?;
-        let mut buffer = vec![0u8; 16 * 1024];
-        match futures::AsyncReadExt::read(&mut reader, &mut buffer).await {
-            Ok(0) => None,
-            Ok(read) => {
-                buffer.truncate(read);
-                Some((Ok(bytes::Bytes::from(buffer)), Some(reader)))
+    // Fused: a body layer (compression) may poll once more after the end.
+    Some(futures::StreamExt::fuse(futures::stream::unfold(
+        Some(reader),
+        |reader| async move {
+            let mut reader = reader?;
+            let mut buffer = vec![0u8; 16 * 1024];
+            match futures::AsyncReadExt::read(&mut reader, &mut buffer).await {
+                Ok(0) => None,
+                Ok(read) => {
+                    buffer.truncate(read);
+                    Some((Ok(bytes::Bytes::from(buffer)), Some(reader)))
+                }
+                Err(error) => Some((Err(error), None)),
             }
-            Err(error) => Some((Err(error), None)),
-        }
-    }))
+        },
+    )))
 }
 
 /// How far a follower has come.
@@ -177,7 +181,8 @@ fn follow_log(
         offset,
         done: false,
     };
-    futures::stream::unfold(follower, |mut follower| async move {
+    // Fused: a body layer (compression) may poll once more after the end.
+    let stream = futures::stream::unfold(follower, |mut follower| async move {
         if follower.done {
             return None;
         }
@@ -199,7 +204,8 @@ fn follow_log(
             tokio::time::sleep(POLL).await;
         }
         None
-    })
+    });
+    futures::StreamExt::fuse(stream)
 }
 
 impl Follower {
