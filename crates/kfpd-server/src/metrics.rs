@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -101,7 +101,16 @@ impl StreamKind {
 /// stream ended) counts the stream as closed.
 pub struct StreamGuard {
     streams: Arc<[AtomicI64; 2]>,
+    reads: Arc<[AtomicU64; 2]>,
     kind: StreamKind,
+}
+
+impl StreamGuard {
+    /// Counts one read of the rows after the stream's first event: what an open
+    /// page costs the database.
+    pub fn count_read(&self) {
+        self.reads[self.kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Drop for StreamGuard {
@@ -123,6 +132,8 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<RequestKey, Histogram>>,
     /// Open event streams of the web UI, by kind.
     streams: Arc<[AtomicI64; 2]>,
+    /// Reads the event streams made after their first event, by kind.
+    stream_reads: Arc<[AtomicU64; 2]>,
     scheduler_lag: Mutex<Histogram>,
     sources: Mutex<Sources>,
 }
@@ -139,6 +150,7 @@ impl Default for Metrics {
         Metrics {
             requests: Mutex::new(BTreeMap::new()),
             streams: Arc::new([AtomicI64::new(0), AtomicI64::new(0)]),
+            stream_reads: Arc::new([AtomicU64::new(0), AtomicU64::new(0)]),
             scheduler_lag: Mutex::new(Histogram::new(&LAG_BUCKETS)),
             sources: Mutex::new(Sources::default()),
         }
@@ -186,6 +198,7 @@ impl Metrics {
         self.streams[kind as usize].fetch_add(1, Ordering::Relaxed);
         StreamGuard {
             streams: self.streams.clone(),
+            reads: self.stream_reads.clone(),
             kind,
         }
     }
@@ -230,6 +243,21 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "kfpd_event_streams{{kind=\"{}\"}} {open}",
+                kind.label()
+            );
+        }
+
+        header(
+            &mut out,
+            "kfpd_event_stream_reads_total",
+            "counter",
+            "Reads of the rows by event streams after their first event: on a change or the fallback, never on a short timer.",
+        );
+        for kind in StreamKind::ALL {
+            let reads = self.stream_reads[kind as usize].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "kfpd_event_stream_reads_total{{kind=\"{}\"}} {reads}",
                 kind.label()
             );
         }

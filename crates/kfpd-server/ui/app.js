@@ -174,7 +174,7 @@ function liveRuns(listQuery, query, path, emptyText) {
   };
   const controller = new AbortController();
   cleanups.push(() => controller.abort());
-  const url = `${API}/runs:watch` + queryString(listQuery);
+  const url = `${API}/runs:watch` + queryString(namespaced("/runs:watch", "GET", listQuery).query);
   const first = new Promise((resolve, reject) => {
     let shown = false;
     const onEvent = (name, data) => {
@@ -915,6 +915,33 @@ async function route() {
   notFound(location.hash);
 }
 
+// In multi-user mode, a namespace field in the header; changing it shows the
+// current view again in the new namespace.
+function namespacePicker() {
+  const input = h("input", { id: "namespace", name: "namespace", value: currentNamespace(), autocomplete: "on",
+    placeholder: "namespace", spellcheck: "false", size: 16 });
+  const form = h("form", { class: "namespace", role: "search", "aria-label": "Namespace", onsubmit: (event) => {
+    event.preventDefault();
+    const chosen = input.value.trim();
+    if (chosen === currentNamespace()) return;
+    setNamespace(chosen);
+    route();
+  } }, h("label", { for: "namespace" }, "Namespace"), input, h("button", { type: "submit", id: "namespace-set" }, "Show"));
+  input.addEventListener("change", () => form.requestSubmit());
+  return form;
+}
+
+async function start() {
+  try {
+    const health = await api("/healthz");
+    multiUser = health.multi_user === true;
+  } catch (_) {
+    multiUser = false;
+  }
+  if (multiUser) document.querySelector("header.top").append(namespacePicker());
+  route();
+}
+
 window.addEventListener("hashchange", route);
 window.addEventListener("DOMContentLoaded", () => {
   // The skip link moves the keyboard past the header without changing the route.
@@ -922,5 +949,5 @@ window.addEventListener("DOMContentLoaded", () => {
     event.preventDefault();
     document.getElementById("page").focus();
   });
-  route();
+  start();
 });

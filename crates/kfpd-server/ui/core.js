@@ -44,9 +44,45 @@ function queryString(query) {
   return text ? "?" + text : "";
 }
 
+// Multi-user mode (the server's healthz says so): lists and creates of runs,
+// experiments and recurring runs are in the namespace the user picked in the
+// header, kept in the browser. Pipelines stay the shared ones.
+const NAMESPACE_KEY = "kfpd.namespace";
+const NAMESPACED = new Set(["/runs", "/runs:watch", "/experiments", "/recurringruns"]);
+let multiUser = false;
+
+function currentNamespace() {
+  if (!multiUser) return "";
+  try {
+    return localStorage.getItem(NAMESPACE_KEY) || "";
+  } catch (_) {
+    return "";
+  }
+}
+
+function setNamespace(namespace) {
+  try {
+    localStorage.setItem(NAMESPACE_KEY, namespace);
+  } catch (_) { /* storage refused: the choice lasts until the page reloads */ }
+}
+
+// The query and body of a call with the namespace added where the API needs one;
+// without a chosen namespace such a call is refused here, with what to do.
+function namespaced(path, method, query, body) {
+  if (!multiUser || !NAMESPACED.has(path)) return { query, body };
+  const namespace = currentNamespace();
+  if (!namespace) throw new ApiError(400, "Choose a namespace (at the top of the page) to see and create runs, experiments and recurring runs.");
+  if (method === "GET") return { query: { ...(query || {}), namespace }, body };
+  if (method === "POST" && body && !(body instanceof FormData) && path !== "/runs") {
+    return { query, body: { namespace, ...body } };
+  }
+  return { query, body };
+}
+
 // One call to the REST API. `body` is sent as JSON, or as is when it is FormData.
-async function api(path, query, options) {
-  const { method = "GET", body } = options || {};
+async function api(path, givenQuery, options) {
+  const { method = "GET" } = options || {};
+  const { query, body } = namespaced(path, method, givenQuery, (options || {}).body);
   const init = { method, headers: { accept: "application/json" }, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) };
   if (body instanceof FormData) init.body = body;
   else if (body !== undefined) {
@@ -134,9 +170,11 @@ function render(...nodes) {
 }
 
 function errorBox(error, what) {
-  const message = error instanceof ApiError && error.status === 404
-    ? `${what} was not found (it may have been deleted).`
-    : `Could not load ${what.toLowerCase()}: ${error.message}`;
+  const status = error instanceof ApiError ? error.status : 0;
+  const message = status === 404 ? `${what} was not found (it may have been deleted).`
+    : status === 403 ? `Access denied to ${what.toLowerCase()} here: ${error.message}`
+      : status === 401 ? `Not signed in: ${error.message}`
+        : `Could not load ${what.toLowerCase()}: ${error.message}`;
   return h("div", { class: "error", role: "alert" }, message);
 }
 

@@ -4,6 +4,7 @@
 //! same behaviour.
 
 pub mod adopt;
+pub mod changes;
 mod error;
 pub mod list;
 pub mod model;
@@ -11,6 +12,7 @@ pub mod sql;
 
 use async_trait::async_trait;
 
+pub use changes::{Change, Changes};
 pub use error::{query_errors, Error, QUERY_ERROR_KINDS};
 pub use list::{ListQuery, Page};
 pub use model::*;
@@ -116,6 +118,9 @@ pub trait RunStore: Send + Sync {
         error: Option<String>,
         now: i64,
     ) -> Result<Run, Error>;
+    /// The feed of run and task writes committed through this store (and its
+    /// clones), for watchers that would otherwise read on a timer.
+    fn changes(&self) -> &Changes;
 }
 
 #[async_trait]

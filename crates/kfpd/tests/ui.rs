@@ -662,3 +662,43 @@ async fn an_open_run_stream_is_counted_until_its_client_goes() {
     drop(response);
     metric_becomes(&server, RUN_STREAMS, 0.0).await;
 }
+
+const RUN_READS: &str = "kfpd_event_stream_reads_total{kind=\"run\"}";
+const LIST_READS: &str = "kfpd_event_stream_reads_total{kind=\"runs\"}";
+
+#[tokio::test]
+async fn open_streams_of_live_runs_read_nothing_until_something_changes() {
+    // A PENDING run without an executor is live and never changes by itself: its
+    // page's stream and a runs page showing it must not read the rows on a timer.
+    let server = Server::start_with(&["--executor", "none"]);
+    let (_, run) = server.post("/runs", &run_body("idle")).await;
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    let mut run_stream = fetch(&server, &format!("/apis/v2beta1/runs/{run_id}/events")).await;
+    run_stream.chunk().await.unwrap().unwrap();
+    let mut list_stream = fetch(&server, "/apis/v2beta1/runs:watch?page_size=5").await;
+    list_stream.chunk().await.unwrap().unwrap();
+    // Several of the streams' shortest intervals (0.5 s and 1 s) pass quietly.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert_eq!(metric(&server, RUN_READS).await, 0.0);
+    assert_eq!(metric(&server, LIST_READS).await, 0.0);
+
+    // A write to another run wakes the runs page (it may move onto it) but not
+    // this run's page.
+    let (status, other) = server.post("/runs", &run_body("other")).await;
+    assert_eq!(status, 200, "{other}");
+    let event = String::from_utf8(list_stream.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+    assert!(event.starts_with("event: runs\n"), "{event}");
+    assert!(event.contains("\"display_name\":\"other\""), "{event}");
+    assert_eq!(metric(&server, RUN_READS).await, 0.0);
+
+    // This run's own change is read once and sent; the run is final, so its
+    // stream ends.
+    let (status, body) = server
+        .post(&format!("/runs/{run_id}:terminate"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let rest = read_events(run_stream).await;
+    assert_eq!(rest.len(), 1, "{rest:?}");
+    assert_eq!(rest[0].1["run"]["state"], "CANCELED");
+    assert_eq!(metric(&server, RUN_READS).await, 1.0);
+}

@@ -1,7 +1,9 @@
 //! Server-sent event streams the web UI reads instead of polling: one run with its
-//! nodes (the run page), and one page of ListRuns (the runs tables). Each looks at
-//! the rows on an interval only while something it shows is live, sends only what
-//! changed, and ends once everything it shows is final.
+//! nodes (the run page), and one page of ListRuns (the runs tables). Each reads the
+//! rows again only when the store reports a committed write that concerns it (at
+//! most once per interval, however many writes come), or after a long fallback
+//! for writers in other processes; it sends only what changed, and ends once
+//! everything it shows is final.
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
@@ -13,7 +15,9 @@ use axum::response::IntoResponse;
 use futures::Stream;
 use kfpd_api::v2beta1 as api;
 use kfpd_ir::spec::PipelineSpec;
+use kfpd_store::{Change, RunStore};
 use serde::Serialize;
+use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::extract::Query;
 use super::openapi::{EventStream, Routes};
@@ -27,13 +31,42 @@ pub fn routes(routes: Routes) -> Routes {
         .get("/apis/v2beta1/runs:watch", watch_runs)
 }
 
-/// How often a run's stream looks at its rows while the run is live. One stream
-/// per open page costs one run read and one task-list read per interval, and
-/// nothing once the run has ended.
+/// The shortest time between two reads of a run's stream: a busy run's writes
+/// within it are sent as one update. A read costs one run read and one task-list
+/// read.
 const RUN_INTERVAL: Duration = Duration::from_millis(500);
 
-/// How often a runs table's stream reads its page again while a run on it is live.
+/// The shortest time between two reads of a runs table's stream.
 const LIST_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a stream of something live waits without hearing of a change before
+/// it reads anyway: the store reports only the writes of this process, and a
+/// second server on the same database writes too.
+const FALLBACK: Duration = Duration::from_secs(10);
+
+/// Waits until a change for which `concerns` holds arrived (or changes were
+/// missed), or `FALLBACK` passed; then drops what else is queued, since the read
+/// that follows sees it.
+async fn changed(receiver: &mut broadcast::Receiver<Change>, concerns: impl Fn(&Change) -> bool) {
+    let fallback = tokio::time::sleep(FALLBACK);
+    tokio::pin!(fallback);
+    loop {
+        tokio::select! {
+            () = &mut fallback => break,
+            received = receiver.recv() => match received {
+                Ok(change) if concerns(&change) => break,
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => break,
+                // No store to hear from any more: only the fallback is left.
+                Err(RecvError::Closed) => {
+                    fallback.as_mut().await;
+                    break;
+                }
+            },
+        }
+    }
+    while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = receiver.try_recv() {}
+}
 
 type Events = EventStream;
 
@@ -54,19 +87,22 @@ where
 /// the run reaches a final state (or was deleted: `event: gone`) the stream ends.
 async fn run_events(State(api): State<Api>, Path(run_id): Path<String>) -> Result<Events> {
     let spec = api.parsed_run_spec(&run_id).await;
+    // Listening before the first read, so no write after it goes unheard.
+    let changes = api.store().changes().subscribe();
     // A missing run answers 404 before the stream starts; what was read is the
     // stream's first event.
     let view = api.run_view(&run_id, spec.as_ref()).await?;
     let guard = api.metrics().open_stream(StreamKind::Run);
     let mut watch = RunWatch {
         api,
+        changes,
         run_id,
         spec,
         run: String::new(),
         nodes: HashMap::new(),
         done: false,
         first_event: None,
-        _guard: guard,
+        guard,
     };
     watch.first_event = watch.event_of(view);
     Ok(sse(futures::stream::unfold(
@@ -80,6 +116,7 @@ async fn run_events(State(api): State<Api>, Path(run_id): Path<String>) -> Resul
 
 struct RunWatch {
     api: Api,
+    changes: broadcast::Receiver<Change>,
     run_id: String,
     spec: Option<PipelineSpec>,
     /// The run as last sent.
@@ -88,7 +125,7 @@ struct RunWatch {
     nodes: HashMap<String, String>,
     done: bool,
     first_event: Option<Event>,
-    _guard: StreamGuard,
+    guard: StreamGuard,
 }
 
 /// An `update` event: the run, and the nodes that are new or changed.
@@ -110,6 +147,9 @@ impl RunWatch {
                 return None;
             }
             tokio::time::sleep(RUN_INTERVAL).await;
+            let run_id = self.run_id.as_str();
+            changed(&mut self.changes, |change| change.touches(run_id)).await;
+            self.guard.count_read();
             let view = match self.api.run_view(&self.run_id, self.spec.as_ref()).await {
                 Ok(view) => view,
                 Err(error) if error.code == Code::NotFound => {
@@ -182,15 +222,17 @@ async fn watch_runs(
     State(api): State<Api>,
     Query(request): Query<api::ListRunsRequest>,
 ) -> Result<Events> {
+    let changes = api.store().changes().subscribe();
     let page = api.list_runs(request.clone()).await?;
     let guard = api.metrics().open_stream(StreamKind::Runs);
     let mut watch = ListWatch {
         api,
+        changes,
         request,
         last: String::new(),
         done: false,
         first_event: None,
-        _guard: guard,
+        guard,
     };
     watch.first_event = watch.event_of(&page);
     Ok(sse(futures::stream::unfold(
@@ -204,12 +246,13 @@ async fn watch_runs(
 
 struct ListWatch {
     api: Api,
+    changes: broadcast::Receiver<Change>,
     request: api::ListRunsRequest,
     /// The page as last sent.
     last: String,
     done: bool,
     first_event: Option<Event>,
-    _guard: StreamGuard,
+    guard: StreamGuard,
 }
 
 impl ListWatch {
@@ -222,6 +265,9 @@ impl ListWatch {
                 return None;
             }
             tokio::time::sleep(LIST_INTERVAL).await;
+            // Any run's write may move a run onto, off or within the page.
+            changed(&mut self.changes, |_| true).await;
+            self.guard.count_read();
             let page = match self.api.list_runs(self.request.clone()).await {
                 Ok(page) => page,
                 Err(error) if error.code == Code::NotFound => {

@@ -653,7 +653,9 @@ impl SqlStore {
             write_marks(&mut tx, &batch.marks, now).await?;
             tx.commit().await
         })
-        .await
+        .await?;
+        self.changes.runs();
+        Ok(())
     }
 
     /// The marks of one upstream table: row id → fingerprint.

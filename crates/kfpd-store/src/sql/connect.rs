@@ -137,6 +137,7 @@ impl SqlStore {
             write_lock: is_sqlite.then(|| Arc::new(Mutex::new(()))),
             run_batches: Arc::default(),
             patience: Duration::ZERO,
+            changes: crate::Changes::default(),
         };
         migrate::run(&store).await?;
         Ok(store)

@@ -129,7 +129,10 @@ impl ExperimentStore for SqlStore {
             }
             tx.commit().await
         })
-        .await
+        .await?;
+        // Its runs were archived with it.
+        self.changes.runs();
+        Ok(())
     }
 
     async fn delete_experiment(&self, id: &str) -> Result<(), Error> {

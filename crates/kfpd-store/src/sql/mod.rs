@@ -46,6 +46,8 @@ pub struct SqlStore {
     /// How long a call waits out an unreachable database (retrying) before it fails
     /// with `Unavailable`; zero for the API, which answers 503 at once.
     patience: std::time::Duration,
+    /// Committed run and task writes, for watchers.
+    changes: crate::Changes,
 }
 
 /// A write transaction, holding the SQLite writer lock while it lives. Fields drop

@@ -310,7 +310,11 @@ impl RecurringRunStore for SqlStore {
     }
 
     async fn fire_recurring_run(&self, fire: Fire) -> Result<FireOutcome, Error> {
-        schedules::fire(self, fire).await
+        let outcome = schedules::fire(self, fire).await?;
+        if let FireOutcome::Fired(run) = &outcome {
+            self.changes.run(&run.id);
+        }
+        Ok(outcome)
     }
 
     async fn reschedule_recurring_run(

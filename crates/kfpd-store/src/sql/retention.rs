@@ -197,7 +197,7 @@ impl RetentionStore for SqlStore {
         let mut sorted = run_ids.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
-        self.write("delete runs by retention", || async {
+        let deleted = self.write("delete runs by retention", || async {
             let mut tx = self.begin_write().await?;
             let mut locked = Sql::new("SELECT ");
             locked
@@ -254,7 +254,11 @@ impl RetentionStore for SqlStore {
             tx.commit().await?;
             Ok(ids)
         })
-        .await
+        .await?;
+        if !deleted.is_empty() {
+            self.changes.runs();
+        }
+        Ok(deleted)
     }
 
     async fn artifacts_deleted_at(&self, ids: &[i64]) -> Result<HashMap<i64, i64>, Error> {

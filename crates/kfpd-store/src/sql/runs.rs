@@ -249,7 +249,9 @@ async fn insert_specs(tx: &mut Tx<'_>, specs: &[(&String, &String)]) -> Result<(
 #[async_trait]
 impl RunStore for SqlStore {
     async fn create_run(&self, new: NewRun) -> Result<Run, Error> {
-        self.run_batches.create(self, new_id(), new).await
+        let created = self.run_batches.create(self, new_id(), new).await?;
+        self.changes.run(&created.id);
+        Ok(created)
     }
 
     async fn get_run(&self, id: &str) -> Result<Run, Error> {
@@ -332,7 +334,9 @@ impl RunStore for SqlStore {
             run_counts::moved(&mut tx, count_key(&current), count_key(&after)).await?;
             tx.commit().await
         })
-        .await
+        .await?;
+        self.changes.run(id);
+        Ok(())
     }
 
     async fn delete_run(&self, id: &str) -> Result<(), Error> {
@@ -357,7 +361,9 @@ impl RunStore for SqlStore {
             run_counts::adjust(&mut tx, vec![(count_key(&current), -1)]).await?;
             tx.commit().await
         })
-        .await
+        .await?;
+        self.changes.run(id);
+        Ok(())
     }
 
     async fn transition_run(
@@ -368,7 +374,7 @@ impl RunStore for SqlStore {
         error: Option<String>,
         now: i64,
     ) -> Result<Run, Error> {
-        self.write("change run state", || async {
+        let changed = self.write("change run state", || async {
             let mut tx = self.begin_write().await?;
             let mut current = locked_run(&mut tx, id).await?;
             if !from.contains(&current.state) {
@@ -407,6 +413,12 @@ impl RunStore for SqlStore {
             current.error = error.clone();
             Ok(current)
         })
-        .await
+        .await?;
+        self.changes.run(id);
+        Ok(changed)
+    }
+
+    fn changes(&self) -> &crate::Changes {
+        &self.changes
     }
 }

@@ -154,7 +154,14 @@ impl ExecutionStore for SqlStore {
             }
             tx.commit().await
         })
-        .await
+        .await?;
+        let mut runs: Vec<&str> = tasks.iter().map(|task| task.run_id.as_str()).collect();
+        runs.sort_unstable();
+        runs.dedup();
+        for run_id in runs {
+            self.changes.run(run_id);
+        }
+        Ok(())
     }
 
     async fn get_task(&self, id: &str) -> Result<Task, Error> {
@@ -240,7 +247,9 @@ impl ExecutionStore for SqlStore {
             }
             tx.commit().await
         })
-        .await
+        .await?;
+        self.changes.run(&artifact.run_id);
+        Ok(())
     }
 
     async fn link_artifact(&self, run_id: &str, link: &ArtifactLink) -> Result<(), Error> {
@@ -274,7 +283,9 @@ impl ExecutionStore for SqlStore {
             tx.execute(&sql).await?;
             tx.commit().await
         })
-        .await
+        .await?;
+        self.changes.run(run_id);
+        Ok(())
     }
 
     async fn get_artifact(&self, id: i64) -> Result<Artifact, Error> {

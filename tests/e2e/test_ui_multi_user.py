@@ -1,0 +1,107 @@
+"""The web UI in multi-user mode, in headless Chromium: the browser sends the user
+header an authenticating proxy would add, picks a namespace in the page's header,
+and sees, lists and creates in that namespace only."""
+
+import pathlib
+import tempfile
+
+import kfp
+import pytest
+
+import support
+from ui_support import browser, click, console_errors, css, screenshots, wait  # noqa: F401
+
+pytestmark = pytest.mark.timeout(300)
+
+POLICY = """
+bindings:
+  - namespace: team-a
+    role: editor
+    users: [alice@example.com]
+  - namespace: team-b
+    role: editor
+    users: [bob@example.com]
+"""
+
+
+@pytest.fixture(scope="module")
+def server(kfpd_bin):
+    policy = pathlib.Path(tempfile.mkdtemp(prefix="kfpd-e2e-policy-")) / "policy.yaml"
+    policy.write_text(POLICY)
+    args = ["--multi-user", "true", "--policy-file", str(policy), "--trusted-proxies", "127.0.0.1"]
+    with support.running_server(kfpd_bin, executor="none", extra_args=args) as srv:
+        yield srv
+
+
+def client_as(server, user: str, namespace: str) -> kfp.Client:
+    client = kfp.Client(host=server.base_url, namespace=namespace)
+    client._run_api.api_client.set_default_header("kubeflow-userid", user)
+    return client
+
+
+def run_in(client, namespace: str, name: str) -> str:
+    client.create_experiment(f"{name}-experiment", namespace=namespace)
+    result = client.create_run_from_pipeline_package(
+        str(support.pipeline_file("hello.yaml")),
+        arguments={},
+        run_name=name,
+        experiment_name=f"{name}-experiment",
+        namespace=namespace,
+    )
+    return result.run_id
+
+
+def as_user(driver, user: str):
+    """Every request of the page carries the user header from now on."""
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"kubeflow-userid": user}})
+
+
+def choose_namespace(driver, namespace: str):
+    field = css(driver, "#namespace")
+    field.clear()
+    field.send_keys(namespace)
+    click(driver, "#namespace-set", "the namespace button")
+
+
+def test_the_page_lists_and_creates_in_the_chosen_namespace(server, browser, screenshots):
+    alice = client_as(server, "alice@example.com", "team-a")
+    bob = client_as(server, "bob@example.com", "team-b")
+    alices_run = run_in(alice, "team-a", support.unique("alice-run"))
+    bobs_run = run_in(bob, "team-b", support.unique("bob-run"))
+
+    as_user(browser, "alice@example.com")
+    browser.get(f"{server.base_url}/#/runs")
+    browser.execute_script("localStorage.removeItem('kfpd.namespace')")
+    browser.refresh()
+    # Without a namespace the lists say what to do instead of showing the API's 400.
+    wait(browser, lambda d: "Choose a namespace" in css(d, "main").text, "the ask for a namespace")
+    browser.save_screenshot(str(screenshots / "multi-user-no-namespace.png"))
+
+    choose_namespace(browser, "team-a")
+    wait(browser, lambda d: d.find_elements("css selector", f"tr[data-run-id='{alices_run}']"), "alice's run")
+    assert not browser.find_elements("css selector", f"tr[data-run-id='{bobs_run}']")
+    browser.save_screenshot(str(screenshots / "multi-user-runs.png"))
+
+    # The choice is kept across a reload.
+    browser.refresh()
+    wait(browser, lambda d: d.find_elements("css selector", f"tr[data-run-id='{alices_run}']"), "alice's run after a reload")
+    assert css(browser, "#namespace").get_attribute("value") == "team-a"
+
+    # An experiment made in the page lands in the chosen namespace.
+    name = support.unique("ui-team-experiment")
+    browser.get(f"{server.base_url}/#/experiments")
+    click(browser, "#new-experiment summary", "the new experiment form")
+    css(browser, "#experiment-name-input").send_keys(name)
+    click(browser, "#create-experiment", "create")
+    wait(browser, lambda d: css(d, "#experiment-name").text == name, "the new experiment")
+    experiment_id = browser.current_url.rsplit("/", 1)[-1]
+    assert alice.get_experiment(experiment_id=experiment_id).namespace == "team-a"
+
+    # A namespace alice has no role in is refused as the API refuses it.
+    browser.get(f"{server.base_url}/#/runs")
+    choose_namespace(browser, "team-b")
+    wait(browser, lambda d: "Access denied" in css(d, "main").text, "the refusal")
+    assert not browser.find_elements("css selector", f"tr[data-run-id='{bobs_run}']")
+    browser.save_screenshot(str(screenshots / "multi-user-refused.png"))
+    assert [error for error in console_errors(browser, "runs:watch") if "403" not in error] == []
