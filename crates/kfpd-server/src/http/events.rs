@@ -15,7 +15,7 @@ use axum::response::IntoResponse;
 use futures::Stream;
 use kfpd_api::v2beta1 as api;
 use kfpd_ir::spec::PipelineSpec;
-use kfpd_store::{Change, RunStore};
+use kfpd_store::Change;
 use serde::Serialize;
 use tokio::sync::broadcast::{self, error::RecvError};
 

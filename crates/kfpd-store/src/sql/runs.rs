@@ -374,46 +374,47 @@ impl RunStore for SqlStore {
         error: Option<String>,
         now: i64,
     ) -> Result<Run, Error> {
-        let changed = self.write("change run state", || async {
-            let mut tx = self.begin_write().await?;
-            let mut current = locked_run(&mut tx, id).await?;
-            if !from.contains(&current.state) {
-                return Err(Error::FailedPrecondition(format!(
-                    "run {id} is {}, which cannot change to {}",
-                    current.state.as_str(),
-                    state.as_str()
-                )));
-            }
-            if current.state_history.last().map(|change| change.state) != Some(state) {
-                current.state_history.push(StateChange {
-                    time: now,
-                    state,
-                    error: error.clone(),
-                });
-            }
-            let finished_at = if state.is_terminal() { now } else { 0 };
-            let mut sql = Sql::new("UPDATE runs SET state = ");
-            sql.bind(state.as_str())
-                .push(", conditions = ")
-                .bind(state.condition())
-                .push(", finished_at = ")
-                .bind(finished_at)
-                .push(", error = ");
-            sql.bind(error.as_ref());
-            sql.push(", state_history = ")
-                .bind(history_json(&current.state_history)?)
-                .push(" WHERE uuid = ")
-                .bind(id);
-            tx.execute(&sql).await?;
-            let before = count_key(&current);
-            current.state = state;
-            run_counts::moved(&mut tx, before, count_key(&current)).await?;
-            tx.commit().await?;
-            current.finished_at = finished_at;
-            current.error = error.clone();
-            Ok(current)
-        })
-        .await?;
+        let changed = self
+            .write("change run state", || async {
+                let mut tx = self.begin_write().await?;
+                let mut current = locked_run(&mut tx, id).await?;
+                if !from.contains(&current.state) {
+                    return Err(Error::FailedPrecondition(format!(
+                        "run {id} is {}, which cannot change to {}",
+                        current.state.as_str(),
+                        state.as_str()
+                    )));
+                }
+                if current.state_history.last().map(|change| change.state) != Some(state) {
+                    current.state_history.push(StateChange {
+                        time: now,
+                        state,
+                        error: error.clone(),
+                    });
+                }
+                let finished_at = if state.is_terminal() { now } else { 0 };
+                let mut sql = Sql::new("UPDATE runs SET state = ");
+                sql.bind(state.as_str())
+                    .push(", conditions = ")
+                    .bind(state.condition())
+                    .push(", finished_at = ")
+                    .bind(finished_at)
+                    .push(", error = ");
+                sql.bind(error.as_ref());
+                sql.push(", state_history = ")
+                    .bind(history_json(&current.state_history)?)
+                    .push(" WHERE uuid = ")
+                    .bind(id);
+                tx.execute(&sql).await?;
+                let before = count_key(&current);
+                current.state = state;
+                run_counts::moved(&mut tx, before, count_key(&current)).await?;
+                tx.commit().await?;
+                current.finished_at = finished_at;
+                current.error = error.clone();
+                Ok(current)
+            })
+            .await?;
         self.changes.run(id);
         Ok(changed)
     }
