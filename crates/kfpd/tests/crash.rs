@@ -108,7 +108,9 @@ async fn crash_and_restart(backend: &str, database_url: Option<String>) {
         args.extend(["--database-url", url.as_str()]);
     }
     let server = Server::start_with(&args);
-    let spec = sleeper(2);
+    // Long enough that on a loaded machine the slots fill before the first
+    // tasks end (with 2 s they did not, with other builds on 2 cores).
+    let spec = sleeper(5);
     let mut run_ids = Vec::new();
     for index in 0..RUNS - 10 {
         let (status, run) = server
