@@ -2,11 +2,14 @@
 //! [`Authorizer`] (and of reviewed tokens, see [`Memory`]): a page of the UI makes several requests with the same identity,
 //! namespace and verb, and each would otherwise cost a SubjectAccessReview.
 //! Allowed and denied answers are both kept for `ttl`; errors are never kept.
-//! The memory is bounded: at `capacity` the oldest decision goes first.
+//! The memory is bounded: at `capacity` the oldest decision goes first. Callers
+//! missing the same key at once wait for one fetch instead of each making one
+//! (a page's burst of requests, a wide loop's pods starting together).
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::{Access, Authorizer, Error, Identity, Resource, Verb};
@@ -47,6 +50,9 @@ pub struct Memory<K, V> {
     ttl: Duration,
     capacity: usize,
     inner: Mutex<Entries<K, V>>,
+    /// One gate per key being fetched: the fetcher holds it, the others queue on it
+    /// and then find the value. Removed by the last one through.
+    fetching: Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 struct Entries<K, V> {
@@ -65,7 +71,42 @@ impl<K: Hash + Eq + Clone, V: Clone> Memory<K, V> {
                 values: HashMap::new(),
                 order: VecDeque::new(),
             }),
+            fetching: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The value kept for `key`, else what `fetch` answers (kept when it is `Ok`).
+    /// Concurrent misses of one key make one fetch; when it fails, the next caller
+    /// in line fetches again (errors are never kept).
+    pub async fn get_or_fetch<E, F, Fut>(&self, key: K, fetch: F) -> Result<V, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+    {
+        if let Some(value) = self.get(&key) {
+            return Ok(value);
+        }
+        if !self.enabled() {
+            return fetch().await;
+        }
+        let gate = Arc::clone(lock(&self.fetching).entry(key.clone()).or_default());
+        let turn = gate.lock().await;
+        let result = match self.get(&key) {
+            Some(value) => Ok(value),
+            None => fetch()
+                .await
+                .inspect(|value| self.insert(key.clone(), value.clone())),
+        };
+        drop(turn);
+        let mut fetching = lock(&self.fetching);
+        // Held by the map and by this caller only: nobody is waiting any more.
+        let last = fetching
+            .get(&key)
+            .is_some_and(|held| Arc::ptr_eq(held, &gate) && Arc::strong_count(held) == 2);
+        if last {
+            fetching.remove(&key);
+        }
+        result
     }
 
     /// Whether anything is kept at all (a zero TTL keeps nothing).
@@ -112,9 +153,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Memory<K, V> {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries<K, V>> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.inner)
     }
 }
 
@@ -153,13 +192,16 @@ impl<A: Authorizer> Authorizer for Cached<A> {
             return self.inner.authorize(who, access).await;
         }
         let key = Key::new(who, access);
-        if let Some(allowed) = self.memory.get(&key) {
-            return Ok(allowed);
-        }
-        let allowed = self.inner.authorize(who, access).await?;
-        self.memory.insert(key, allowed);
-        Ok(allowed)
+        self.memory
+            .get_or_fetch(key, || self.inner.authorize(who, access))
+            .await
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -167,7 +209,8 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// Allows namespaces starting with "team-", counting its calls; "broken" fails.
+    /// Allows namespaces starting with "team-", counting its calls; "broken" fails,
+    /// "slow" answers (denied) after a moment.
     #[derive(Default)]
     struct Counting {
         calls: AtomicUsize,
@@ -177,6 +220,12 @@ mod tests {
     impl Authorizer for Counting {
         async fn authorize(&self, _who: &Identity, access: &Access<'_>) -> Result<bool, Error> {
             self.calls.fetch_add(1, Ordering::SeqCst);
+            if access.namespace == "slow" || access.namespace == "slow-broken" {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if access.namespace == "slow-broken" {
+                return Err(Error::Unavailable("down".into()));
+            }
             if access.namespace == "broken" {
                 return Err(Error::Unavailable("down".into()));
             }
@@ -264,6 +313,31 @@ mod tests {
         assert_eq!(calls(&cache), 10);
         cache.authorize(&alice(), &access("team-0")).await.unwrap();
         assert_eq!(calls(&cache), 11);
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_of_one_decision_make_one_call() {
+        let cache = Cached::new(Counting::default(), Duration::from_secs(60), 100);
+        let who = alice();
+        let slow = access("slow");
+        let asks = (0..20).map(|_| cache.authorize(&who, &slow));
+        let answers = futures::future::join_all(asks).await;
+        assert!(answers.iter().all(|answer| matches!(answer, Ok(false))));
+        assert_eq!(calls(&cache), 1);
+        assert!(cache.memory.fetching.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn after_a_failed_fetch_the_next_caller_in_line_asks_again() {
+        let cache = Cached::new(Counting::default(), Duration::from_secs(60), 100);
+        let who = alice();
+        let broken = access("slow-broken");
+        let asks = (0..3).map(|_| cache.authorize(&who, &broken));
+        let answers = futures::future::join_all(asks).await;
+        assert!(answers.iter().all(Result::is_err));
+        assert_eq!(calls(&cache), 3);
+        assert!(cache.is_empty());
+        assert!(cache.memory.fetching.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -79,12 +79,7 @@ impl TokenReviewer {
     /// The identity the API server finds in `token` (or found within the cache's TTL).
     pub async fn review(&self, token: &str) -> Result<Identity, Error> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(identity) = self.reviewed.get(&digest) {
-            return Ok(identity);
-        }
-        let identity = self.ask(token).await?;
-        self.reviewed.insert(digest, identity.clone());
-        Ok(identity)
+        self.reviewed.get_or_fetch(digest, || self.ask(token)).await
     }
 
     async fn ask(&self, token: &str) -> Result<Identity, Error> {
