@@ -829,8 +829,20 @@ impl<'a> Compiler<'a> {
             };
             (strategy != TtlStrategy::default()).then_some(strategy)
         });
-        let volume_claim_templates = config
-            .and_then(|c| c.workspace.as_ref())
+        let workspace = config.and_then(|c| c.workspace.as_ref());
+        // A retried run's Workflow mounts the claim of the one it replaces.
+        let volumes = match (workspace, &self.options.workspace_claim) {
+            (Some(_), Some(claim)) => vec![Volume {
+                name: WORKSPACE_VOLUME.into(),
+                persistent_volume_claim: Some(PvcVolume {
+                    claim_name: claim.clone(),
+                }),
+                ..Volume::default()
+            }],
+            _ => Vec::new(),
+        };
+        let volume_claim_templates = workspace
+            .filter(|_| volumes.is_empty())
             .map(|workspace| {
                 let patch = workspace
                     .kubernetes
@@ -890,6 +902,7 @@ impl<'a> Compiler<'a> {
                     .map(|c| i64::from(c.active_deadline_seconds))
                     .filter(|s| *s > 0),
                 ttl_strategy: ttl,
+                volumes,
                 volume_claim_templates,
                 templates,
             },

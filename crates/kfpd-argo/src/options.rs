@@ -59,6 +59,10 @@ pub struct Options {
     pub launcher_config_map: String,
     /// Optional Secret whose keys become the launcher's environment (object store credentials).
     pub artifact_secret: String,
+    /// An existing claim the run's workspace mounts by name instead of a new one
+    /// from `volumeClaimTemplates`: a retried run's Workflow replaces the failed
+    /// one and must see the files its succeeded tasks left in the workspace.
+    pub workspace_claim: Option<String>,
 }
 
 impl Default for Options {
@@ -73,6 +77,7 @@ impl Default for Options {
             service_account: "pipeline-runner".into(),
             launcher_config_map: "kfpd-launcher".into(),
             artifact_secret: "kfpd-artifacts".into(),
+            workspace_claim: None,
         }
     }
 }

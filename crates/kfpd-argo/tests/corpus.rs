@@ -72,6 +72,69 @@ fn every_corpus_pipeline_compiles_and_passes_the_schemas_rules_and_lint() {
     );
 }
 
+/// A retried run's Workflow (`workspace_claim` set) mounts the workspace claim
+/// it is given by name instead of a new claim template, and still passes the
+/// schemas and the lint; every pod's workspace mount names that volume.
+#[test]
+fn a_workspace_given_an_existing_claim_mounts_it_by_name() {
+    let Some(shared) = support::shared_dir() else {
+        return;
+    };
+    let crds = crds(&shared);
+    let options = Options {
+        workspace_claim: Some("wf-abcde-kfp-workspace".into()),
+        ..Options::default()
+    };
+    let mut checked = 0;
+    for row in support::manifest(&shared) {
+        let Some(package) = support::package(&shared, &row) else {
+            continue;
+        };
+        let Ok(fresh) = compiled(&package) else {
+            continue;
+        };
+        let retried = compile(&package, &options).expect("compile");
+        let retried = support::yaml_to_json(&to_yaml(&retried).expect("yaml"));
+        if fresh["spec"]["volumeClaimTemplates"].is_null() {
+            // No workspace: the claim option changes nothing.
+            assert_eq!(retried, fresh, "{}", row.path);
+            continue;
+        }
+        assert!(
+            retried["spec"]["volumeClaimTemplates"].is_null(),
+            "{}",
+            row.path
+        );
+        assert_eq!(
+            retried["spec"]["volumes"],
+            json!([{"name": "kfp-workspace",
+                    "persistentVolumeClaim": {"claimName": "wf-abcde-kfp-workspace"}}]),
+            "{}",
+            row.path
+        );
+        let mut mounts = 0;
+        for template in retried["spec"]["templates"].as_array().unwrap() {
+            for container in std::iter::once(&template["container"])
+                .chain(template["initContainers"].as_array().into_iter().flatten())
+            {
+                for mount in container["volumeMounts"].as_array().into_iter().flatten() {
+                    if mount["mountPath"] == "/kfp-workspace" {
+                        assert_eq!(mount["name"], "kfp-workspace", "{}", row.path);
+                        mounts += 1;
+                    }
+                }
+            }
+        }
+        assert!(mounts > 0, "{}: no pod mounts the workspace", row.path);
+        for crd in &crds {
+            assert_eq!(crd.validate(&retried), Vec::<String>::new(), "{}", row.path);
+        }
+        assert_eq!(lint(&retried), Vec::<String>::new(), "{}", row.path);
+        checked += 1;
+    }
+    assert!(checked >= 2, "only {checked} pipelines with a workspace");
+}
+
 /// The checks can fail: each kind of fault planted in a good Workflow is found.
 #[test]
 fn planted_faults_are_found() {

@@ -3,7 +3,8 @@
 
 use futures::stream::BoxStream;
 use futures::{AsyncBufRead, StreamExt};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, LogParams, Patch,
     PatchParams, PostParams, WatchEvent, WatchParams,
@@ -95,6 +96,13 @@ pub enum Event {
     },
 }
 
+/// A Workflow the API server created.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub name: String,
+    pub uid: String,
+}
+
 /// A client for one cluster.
 #[derive(Clone)]
 pub struct Cluster {
@@ -135,11 +143,11 @@ impl Cluster {
         }
     }
 
-    /// Creates `workflow` (the compiler's output) in `namespace`; returns its name.
-    /// A Workflow named by `generateName` whose drawn name is taken (409
+    /// Creates `workflow` (the compiler's output) in `namespace`; returns its name
+    /// and uid. A Workflow named by `generateName` whose drawn name is taken (409
     /// AlreadyExists: API servers before Kubernetes 1.30 do not draw again, and
     /// every run of a pipeline shares the prefix) is created again with a new draw.
-    pub async fn submit(&self, namespace: &str, workflow: &Value) -> Result<String, Error> {
+    pub async fn submit(&self, namespace: &str, workflow: &Value) -> Result<Created, Error> {
         let action = format!("cannot create the Workflow in namespace {namespace}");
         let object: DynamicObject =
             serde_json::from_value(workflow.clone()).map_err(|error| Error::Invalid {
@@ -154,7 +162,12 @@ impl Cluster {
                 .create(&PostParams::default(), &object)
                 .await
             {
-                Ok(created) => return Ok(created.metadata.name.unwrap_or_default()),
+                Ok(created) => {
+                    return Ok(Created {
+                        name: created.metadata.name.unwrap_or_default(),
+                        uid: created.metadata.uid.unwrap_or_default(),
+                    })
+                }
                 Err(kube::Error::Api(response))
                     if generated && response.code == 409 && attempt < NAME_DRAWS =>
                 {
@@ -171,8 +184,12 @@ impl Cluster {
         }
     }
 
-    /// The names of the Workflows labelled with `run_id`.
-    pub async fn run_workflows(&self, namespace: &str, run_id: &str) -> Result<Vec<String>, Error> {
+    /// The Workflows labelled with `run_id`.
+    pub async fn run_workflow_objects(
+        &self,
+        namespace: &str,
+        run_id: &str,
+    ) -> Result<Vec<DynamicObject>, Error> {
         let params = ListParams::default().labels(&format!("{RUN_ID_LABEL}={run_id}"));
         let list = self
             .workflows(namespace)
@@ -181,8 +198,14 @@ impl Cluster {
             .map_err(|error| {
                 Error::from_kube(&format!("cannot list the Workflows of run {run_id}"), error)
             })?;
-        Ok(list
-            .items
+        Ok(list.items)
+    }
+
+    /// The names of the Workflows labelled with `run_id`.
+    pub async fn run_workflows(&self, namespace: &str, run_id: &str) -> Result<Vec<String>, Error> {
+        Ok(self
+            .run_workflow_objects(namespace, run_id)
+            .await?
             .into_iter()
             .filter_map(|item| item.metadata.name)
             .collect())
@@ -213,10 +236,24 @@ impl Cluster {
         Ok(names.len())
     }
 
-    /// Deletes the run's Workflows (their pods go with them).
+    /// Deletes the run's Workflows (their pods, and the claims they own, go with
+    /// them), then the claims labelled with the run that no Workflow owns any
+    /// more (a retry's handed-over workspace whose new owner was never set).
     pub async fn delete_run(&self, namespace: &str, run_id: &str) -> Result<(), Error> {
         for name in self.run_workflows(namespace, run_id).await? {
             self.delete(namespace, &name).await?;
+        }
+        // Best effort: the Workflows are what must go; a claim left here is
+        // logged with its name.
+        let cleaned = async {
+            for claim in self.unowned_run_claims(namespace, run_id).await? {
+                self.delete_claim(namespace, &claim).await?;
+                tracing::info!(run_id, namespace, claim = %claim, "deleted the run's workspace claim");
+            }
+            Ok::<(), Error>(())
+        };
+        if let Err(error) = cleaned.await {
+            tracing::warn!(run_id, namespace, error = %error, "the run's workspace claim was not deleted");
         }
         Ok(())
     }
@@ -314,6 +351,165 @@ impl Cluster {
             .boxed())
     }
 
+    fn claims(&self, namespace: &str) -> Api<PersistentVolumeClaim> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// The claims labelled with `run_id` (handed over from one Workflow of the
+    /// run to the next by [`Cluster::release_claim`]).
+    pub async fn run_claims(
+        &self,
+        namespace: &str,
+        run_id: &str,
+    ) -> Result<Vec<PersistentVolumeClaim>, Error> {
+        let params = ListParams::default().labels(&format!("{RUN_ID_LABEL}={run_id}"));
+        let list = self
+            .claims(namespace)
+            .list(&params)
+            .await
+            .map_err(|error| {
+                Error::from_kube(
+                    &format!("cannot list the volume claims of run {run_id}"),
+                    error,
+                )
+            })?;
+        Ok(list.items)
+    }
+
+    /// The names of the claims labelled with `run_id` that no Workflow owns:
+    /// handed over by a retry whose new Workflow was not created or not made
+    /// their owner.
+    pub async fn unowned_run_claims(
+        &self,
+        namespace: &str,
+        run_id: &str,
+    ) -> Result<Vec<String>, Error> {
+        Ok(self
+            .run_claims(namespace, run_id)
+            .await?
+            .into_iter()
+            .filter(|claim| {
+                claim
+                    .metadata
+                    .owner_references
+                    .as_ref()
+                    .is_none_or(|owners| owners.is_empty())
+            })
+            .filter_map(|claim| claim.metadata.name)
+            .collect())
+    }
+
+    /// Takes claim `name` off the Workflow with uid `owner` so that deleting
+    /// that Workflow leaves it, and labels it with `run_id` so that it can be
+    /// found without a Workflow. `None` when the claim does not exist.
+    pub async fn release_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+        owner: &str,
+        run_id: &str,
+    ) -> Result<Option<PersistentVolumeClaim>, Error> {
+        let action = format!("cannot take volume claim {name} off its Workflow");
+        let Some(claim) = self.get_claim(namespace, name, &action).await? else {
+            return Ok(None);
+        };
+        let owners: Vec<OwnerReference> = claim
+            .metadata
+            .owner_references
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|reference| reference.uid != owner)
+            .collect();
+        let patch = json!({"metadata": {
+            "resourceVersion": claim.metadata.resource_version,
+            "labels": {RUN_ID_LABEL: run_id},
+            "ownerReferences": owners,
+        }});
+        self.patch_claim(namespace, name, &patch, &action)
+            .await
+            .map(Some)
+    }
+
+    /// Makes Workflow `owner` the owner of claim `name`, so the claim is deleted
+    /// with it (DeleteRun, ArchiveRun, the agent's TTL, Argo's TTL).
+    pub async fn adopt_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+        owner: &Created,
+    ) -> Result<(), Error> {
+        let action = format!(
+            "cannot make Workflow {} the owner of volume claim {name}",
+            owner.name
+        );
+        let Some(claim) = self.get_claim(namespace, name, &action).await? else {
+            return Err(Error::Invalid {
+                action,
+                message: "the claim does not exist".into(),
+            });
+        };
+        let mut owners = claim.metadata.owner_references.clone().unwrap_or_default();
+        owners.retain(|reference| reference.uid != owner.uid);
+        owners.push(OwnerReference {
+            api_version: "argoproj.io/v1alpha1".into(),
+            kind: "Workflow".into(),
+            name: owner.name.clone(),
+            uid: owner.uid.clone(),
+            ..OwnerReference::default()
+        });
+        let patch = json!({"metadata": {
+            "resourceVersion": claim.metadata.resource_version,
+            "ownerReferences": owners,
+        }});
+        self.patch_claim(namespace, name, &patch, &action).await?;
+        Ok(())
+    }
+
+    /// Deletes claim `name`; one already gone counts as deleted.
+    pub async fn delete_claim(&self, namespace: &str, name: &str) -> Result<(), Error> {
+        match self
+            .claims(namespace)
+            .delete(name, &DeleteParams::background())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(response)) if response.code == 404 => Ok(()),
+            Err(error) => Err(Error::from_kube(
+                &format!("cannot delete volume claim {name}"),
+                error,
+            )),
+        }
+    }
+
+    async fn get_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+        action: &str,
+    ) -> Result<Option<PersistentVolumeClaim>, Error> {
+        match self.claims(namespace).get(name).await {
+            Ok(claim) => Ok(Some(claim)),
+            Err(kube::Error::Api(response)) if response.code == 404 => Ok(None),
+            Err(error) => Err(Error::from_kube(action, error)),
+        }
+    }
+
+    /// A merge patch carrying the claim's resourceVersion: a claim changed
+    /// since it was read is refused (409) rather than overwritten.
+    async fn patch_claim(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+        action: &str,
+    ) -> Result<PersistentVolumeClaim, Error> {
+        self.claims(namespace)
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map_err(|error| Error::from_kube(action, error))
+    }
+
     /// The log of `container` in pod `pod`; with `follow` it goes on until the
     /// container ends.
     pub async fn pod_log(
@@ -341,4 +537,28 @@ pub async fn read_all(log: impl AsyncBufRead + Unpin) -> std::io::Result<Vec<u8>
     let mut lines = log;
     futures::AsyncReadExt::read_to_end(&mut lines, &mut bytes).await?;
     Ok(bytes)
+}
+
+/// The claim a Workflow's volume `volume` is: mounted by name (`spec.volumes`,
+/// a retried run's Workflow), or made from its claim template, which Argo's
+/// controller names `<workflow>-<template>` and records in
+/// `status.persistentVolumeClaims`.
+pub fn workflow_claim(workflow: &DynamicObject, volume: &str) -> Option<String> {
+    let named = |list: &Value| {
+        list.as_array()?
+            .iter()
+            .find(|item| item["name"] == volume)
+            .and_then(|item| item["persistentVolumeClaim"]["claimName"].as_str())
+            .map(str::to_string)
+    };
+    named(&workflow.data["spec"]["volumes"])
+        .or_else(|| named(&workflow.data["status"]["persistentVolumeClaims"]))
+        .or_else(|| {
+            let name = workflow.metadata.name.as_deref()?;
+            let templates = workflow.data["spec"]["volumeClaimTemplates"].as_array()?;
+            templates
+                .iter()
+                .any(|template| template["metadata"]["name"] == volume)
+                .then(|| format!("{name}-{volume}"))
+        })
 }

@@ -9,4 +9,6 @@ mod client;
 pub mod review;
 pub mod status;
 
-pub use client::{read_all, Cluster, Error, Event, Page, PERSISTED_LABEL, RUN_ID_LABEL};
+pub use client::{
+    read_all, workflow_claim, Cluster, Created, Error, Event, Page, PERSISTED_LABEL, RUN_ID_LABEL,
+};

@@ -60,16 +60,19 @@ impl Argo {
         }
     }
 
-    /// The Workflow of one run, as JSON.
+    /// The Workflow of one run, as JSON; with `workspace_claim` its workspace
+    /// mounts that existing claim (a retry) instead of a new one.
     pub fn compile(
         &self,
         package: &kfpd_ir::Package,
         run_id: &str,
         parameters: Map<String, Value>,
         service_account: &str,
+        workspace_claim: Option<&str>,
     ) -> Result<Value, String> {
         let mut options = self.base.clone();
         options.run_id = Some(run_id.to_string());
+        options.workspace_claim = workspace_claim.map(str::to_string);
         options.parameters = parameters;
         if !service_account.is_empty() {
             options.service_account = service_account.to_string();

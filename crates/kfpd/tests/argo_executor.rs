@@ -1088,8 +1088,20 @@ async fn retry_runs_the_failed_part_in_a_new_workflow() {
     assert_eq!(code, 200, "{body}");
     // The old Workflow is gone; a new one carries the run's label.
     assert!(!kube.workflows().contains_key(&first));
-    let (second, _) = workflow_of(&kube, &server, &run_id).await;
+    let (second, workflow) = workflow_of(&kube, &server, &run_id).await;
     assert_ne!(first, second);
+    // Without a workspace no claim is asked for or mounted.
+    assert!(workflow["spec"]["volumes"].is_null(), "{workflow}");
+    assert!(
+        workflow["spec"]["volumeClaimTemplates"].is_null(),
+        "{workflow}"
+    );
+    assert_eq!(
+        claim_requests(&kube).len(),
+        0,
+        "{:?}",
+        claim_requests(&kube)
+    );
     let (_, pending) = server.get(&format!("/runs/{run_id}")).await;
     assert_eq!(pending["state"], "PENDING", "{pending}");
     // Argo runs it again: the failed task is driven and launched afresh.
@@ -1113,4 +1125,244 @@ async fn retry_runs_the_failed_part_in_a_new_workflow() {
         .post(&format!("/runs/{run_id}:retry"), &json!({}))
         .await;
     assert_ne!(code, 200, "{body}");
+}
+
+/// `two-step-artifact.yaml` with a workspace (`pipelineConfig.workspace`), as the
+/// SDK sends a package with a platform spec.
+async fn create_workspace_run(server: &Server) -> String {
+    let body = json!({
+        "display_name": "with a workspace",
+        "pipeline_spec": {
+            "pipeline_spec": common::pipeline_spec("two-step-artifact.yaml"),
+            "platform_spec": {"platforms": {"kubernetes": {"pipelineConfig": {
+                "workspace": {"size": "1Gi"},
+            }}}},
+        },
+    });
+    let (status, run) = server.post("/runs", &body).await;
+    assert_eq!(status, 200, "{run}");
+    run["run_id"].as_str().unwrap().to_string()
+}
+
+/// Plays Argo's controller for a run's Workflow: `write` runs (unless the
+/// server skips it), then `read` fails; a Workflow with the workspace claim
+/// template records claim `claim` in `status.persistentVolumeClaims`.
+async fn fail_read(kube: &Kube, server: &Server, run_id: &str, workflow: &str, claim: &str) {
+    drive(server, run_id, "root").await;
+    if drive_answer(server, run_id, "root/write").await["execute"] == "true" {
+        let output = launcher(server, run_id, "root/write");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    drive(server, run_id, "root/read").await;
+    let (id, pod) = pod_node(workflow, "read", "Failed", "OOMKilled");
+    let mut failed = status("Failed", "", nodes(vec![(id, pod)]));
+    // Argo records only the claims it made from templates.
+    if !kube.workflows()[workflow]["spec"]["volumeClaimTemplates"].is_null() {
+        failed["persistentVolumeClaims"] = json!([{
+            "name": "kfp-workspace", "persistentVolumeClaim": {"claimName": claim},
+        }]);
+    }
+    kube.set_status(workflow, failed);
+    wait_state(server, run_id, "FAILED").await;
+}
+
+/// The new Workflow of a retry (not `old`), once the server created it.
+async fn next_workflow(kube: &Kube, server: &Server, run_id: &str, old: &str) -> (String, Value) {
+    wait_until("the retry's workflow", server, async || {
+        let workflow = kube
+            .of_run(run_id)
+            .into_iter()
+            .find(|workflow| workflow["metadata"]["name"] != old)?;
+        Some((workflow["metadata"]["name"].as_str()?.to_string(), workflow))
+    })
+    .await
+}
+
+fn claim_requests(kube: &Kube) -> Vec<kube::Request> {
+    kube.requests()
+        .into_iter()
+        .filter(|request| request.path.contains("/persistentvolumeclaims"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_retried_run_keeps_its_workspace_claim() {
+    let kube = Kube::start().await;
+    let server = serve(&kube, &[], &[]);
+    let run_id = create_workspace_run(&server).await;
+    let (first, workflow) = workflow_of(&kube, &server, &run_id).await;
+    assert_eq!(
+        workflow["spec"]["volumeClaimTemplates"][0]["metadata"]["name"],
+        "kfp-workspace"
+    );
+    assert!(workflow["spec"]["volumes"].is_null(), "{workflow}");
+    let claim = kube.insert_claim(&first, "kfp-workspace");
+    let first_uid = workflow["metadata"]["uid"].clone();
+    fail_read(&kube, &server, &run_id, &first, &claim).await;
+
+    let (code, body) = server
+        .post(&format!("/runs/{run_id}:retry"), &json!({}))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    // The claim was taken off the old Workflow before it was deleted, so the
+    // garbage collector left it.
+    let requests = kube.requests();
+    let released = requests
+        .iter()
+        .position(|request| {
+            request.method == "PATCH"
+                && request.path == format!("/namespaces/kubeflow/persistentvolumeclaims/{claim}")
+        })
+        .expect("a patch of the claim");
+    let deleted = requests
+        .iter()
+        .position(|request| {
+            request.method == "DELETE"
+                && request.path == format!("/namespaces/kubeflow/workflows/{first}")
+        })
+        .expect("the old workflow deleted");
+    assert!(released < deleted, "{requests:?}");
+    let owners = &requests[released].body["metadata"]["ownerReferences"];
+    assert_eq!(owners, &json!([]), "{}", requests[released].body);
+    assert!(!kube.workflows().contains_key(&first));
+    // The new Workflow mounts that claim by name and makes no claim of its own.
+    let (second, workflow) = next_workflow(&kube, &server, &run_id, &first).await;
+    assert_eq!(
+        workflow["spec"]["volumes"],
+        json!([{"name": "kfp-workspace", "persistentVolumeClaim": {"claimName": claim}}]),
+        "{workflow}"
+    );
+    assert!(
+        workflow["spec"]["volumeClaimTemplates"].is_null(),
+        "{workflow}"
+    );
+    // ... and owns it, so the claim goes when it goes.
+    let kept = kube.claims()[&claim].clone();
+    let owners = kept["metadata"]["ownerReferences"].as_array().unwrap();
+    assert_eq!(owners.len(), 1, "{kept}");
+    assert_eq!(owners[0]["name"], second.as_str(), "{kept}");
+    assert_eq!(owners[0]["uid"], workflow["metadata"]["uid"], "{kept}");
+    assert_ne!(owners[0]["uid"], first_uid);
+    assert_eq!(
+        kept["metadata"]["labels"]["pipeline/runid"],
+        run_id.as_str()
+    );
+    // The succeeded task is skipped; the failed one runs again, in the same workspace.
+    drive(&server, &run_id, "root").await;
+    assert_eq!(
+        drive_answer(&server, &run_id, "root/write").await["execute"],
+        "false"
+    );
+    assert_eq!(
+        drive_answer(&server, &run_id, "root/read").await["execute"],
+        "true"
+    );
+
+    // A second retry hands the claim from the retry's Workflow to the next one.
+    fail_read(&kube, &server, &run_id, &second, &claim).await;
+    let (code, body) = server
+        .post(&format!("/runs/{run_id}:retry"), &json!({}))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (third, workflow) = next_workflow(&kube, &server, &run_id, &second).await;
+    assert_ne!(third, first);
+    assert_eq!(
+        workflow["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        claim.as_str()
+    );
+    let kept = kube.claims()[&claim].clone();
+    assert_eq!(
+        kept["metadata"]["ownerReferences"][0]["uid"], workflow["metadata"]["uid"],
+        "{kept}"
+    );
+
+    // Deleting the run deletes its Workflow, and the claim with it.
+    let (code, body) = server.delete(&format!("/runs/{run_id}")).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(kube.of_run(&run_id).is_empty());
+    assert!(!kube.claims().contains_key(&claim), "{:?}", kube.claims());
+}
+
+#[tokio::test]
+async fn a_refused_claim_patch_ends_the_retry_with_the_reason_and_keeps_the_run() {
+    let kube = Kube::start().await;
+    let server = serve(&kube, &[], &[]);
+    let run_id = create_workspace_run(&server).await;
+    let (first, _) = workflow_of(&kube, &server, &run_id).await;
+    let claim = kube.insert_claim(&first, "kfp-workspace");
+    fail_read(&kube, &server, &run_id, &first, &claim).await;
+    let owned = kube.claims()[&claim].clone();
+
+    kube.refuse_next_claim_patch(
+        403,
+        "Forbidden",
+        &format!("persistentvolumeclaims \"{claim}\" is forbidden: User \"system:serviceaccount:kubeflow:ml-pipeline\" cannot patch resource \"persistentvolumeclaims\" in API group \"\" in the namespace \"kubeflow\""),
+    );
+    let (code, body) = server
+        .post(&format!("/runs/{run_id}:retry"), &json!({}))
+        .await;
+    assert_eq!(code, 503, "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "retry run {run_id}: the run's workspace cannot be kept"
+        )) && message.contains(&format!("volume claim {claim}"))
+            && message.contains("cannot patch resource")
+            && message.contains("Forbidden, HTTP 403"),
+        "{body}"
+    );
+    // Nothing changed: the run, its tasks, its Workflow and the claim's owner.
+    let (_, run) = server.get(&format!("/runs/{run_id}")).await;
+    assert_eq!(run["state"], "FAILED", "{run}");
+    assert_eq!(
+        task_of(&server, &run_id, "write").await["state"],
+        "SUCCEEDED"
+    );
+    assert_eq!(task_of(&server, &run_id, "read").await["state"], "FAILED");
+    assert!(kube.workflows().contains_key(&first));
+    assert_eq!(kube.of_run(&run_id).len(), 1);
+    assert_eq!(
+        kube.claims()[&claim]["metadata"]["ownerReferences"],
+        owned["metadata"]["ownerReferences"]
+    );
+
+    // Once the patch is allowed the same run is retried with its workspace.
+    let (code, body) = server
+        .post(&format!("/runs/{run_id}:retry"), &json!({}))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (_, workflow) = next_workflow(&kube, &server, &run_id, &first).await;
+    assert_eq!(
+        workflow["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        claim.as_str()
+    );
+}
+
+#[tokio::test]
+async fn a_workspace_whose_claim_is_gone_is_not_retried_empty() {
+    let kube = Kube::start().await;
+    let server = serve(&kube, &[], &[]);
+    let run_id = create_workspace_run(&server).await;
+    let (first, _) = workflow_of(&kube, &server, &run_id).await;
+    let claim = kube.insert_claim(&first, "kfp-workspace");
+    fail_read(&kube, &server, &run_id, &first, &claim).await;
+    // The Workflow is deleted (its TTL) and its claim with it.
+    kube.remove(&first);
+    assert!(kube.claims().is_empty());
+    let (code, body) = server
+        .post(&format!("/runs/{run_id}:retry"), &json!({}))
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.to_string()
+            .contains("workspace volume claim no longer exists")
+            && body.to_string().contains("root/write"),
+        "{body}"
+    );
+    let (_, run) = server.get(&format!("/runs/{run_id}")).await;
+    assert_eq!(run["state"], "FAILED", "{run}");
 }

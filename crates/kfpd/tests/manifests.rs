@@ -432,3 +432,53 @@ async fn split_overlay_agent_configuration_starts_kfpd_agent() {
     let output = child.wait_with_output().expect("wait");
     assert!(watching, "{}", String::from_utf8_lossy(&output.stderr));
 }
+
+/// The verbs `rules` grant on core `resource`.
+fn granted(rules: &Value, resource: &str) -> Vec<String> {
+    rules
+        .as_sequence()
+        .expect("rules")
+        .iter()
+        .filter(|rule| {
+            let listed = |key: &str, value: &str| {
+                rule[key]
+                    .as_sequence()
+                    .is_some_and(|items| items.iter().any(|item| item == value))
+            };
+            listed("apiGroups", "") && listed("resources", resource)
+        })
+        .flat_map(|rule| rule["verbs"].as_sequence().cloned().unwrap_or_default())
+        .filter_map(|verb| text(&verb))
+        .collect()
+}
+
+/// A retry hands a run's workspace claim from the failed Workflow to the new one
+/// (get it, patch its owner) and DeleteRun deletes a claim left unowned (list,
+/// delete): the API server's Role, and the ClusterRole of the all-namespaces
+/// overlay, allow exactly that on persistentvolumeclaims.
+#[test]
+fn the_api_server_may_hand_over_workspace_claims() {
+    let Some(kubectl) = kubectl() else {
+        return;
+    };
+    for (overlay, kind, name) in [
+        ("overlays/mysql", "Role", "ml-pipeline"),
+        (
+            "overlays/all-namespaces",
+            "ClusterRole",
+            "ml-pipeline-all-namespaces",
+        ),
+    ] {
+        let objects = render(&kubectl, overlay);
+        let mut verbs = granted(
+            &find(&objects, kind, name)["rules"],
+            "persistentvolumeclaims",
+        );
+        verbs.sort();
+        assert_eq!(
+            verbs,
+            ["delete", "get", "list", "patch"],
+            "{overlay}: {kind} {name}"
+        );
+    }
+}

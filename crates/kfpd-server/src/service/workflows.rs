@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use kfpd_cluster::status::{self, Nodes, Phase};
-use kfpd_store::{Run, RunState, TaskState, TaskStateChange};
+use kfpd_cluster::Created;
+use kfpd_store::{Run, RunState, TaskKind, TaskState, TaskStateChange};
 
 use super::Api;
 use crate::argo::Argo;
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 
 /// The states a run is in before it ends.
 const UNFINISHED: [RunState; 4] = [
@@ -35,8 +36,18 @@ impl Api {
     /// FAILED with that message: a run never waits PENDING for a Workflow that
     /// does not exist. Returns the run as it is afterwards.
     pub(super) async fn submit_workflow(&self, run: Run) -> Result<Run> {
+        Ok(self.submit_workflow_with(run, None).await?.0)
+    }
+
+    /// [`Api::submit_workflow`], the workspace mounting `workspace_claim` when
+    /// given; also returns the created Workflow.
+    async fn submit_workflow_with(
+        &self,
+        run: Run,
+        workspace_claim: Option<&str>,
+    ) -> Result<(Run, Option<Created>)> {
         let Some(argo) = &self.argo else {
-            return Ok(run);
+            return Ok((run, None));
         };
         let namespace = argo.namespace_of(&run.namespace).to_string();
         let submitted = async {
@@ -50,7 +61,13 @@ impl Api {
             let package = kfpd_ir::parse_spec_value(&spec).map_err(|error| error.to_string())?;
             let (parameters, _) = kfpd_core::run::runtime_config(&run.runtime_config)
                 .map_err(|error| error.to_string())?;
-            let workflow = argo.compile(&package, &run.id, parameters, &run.service_account)?;
+            let workflow = argo.compile(
+                &package,
+                &run.id,
+                parameters,
+                &run.service_account,
+                workspace_claim,
+            )?;
             argo.cluster
                 .submit(&namespace, &workflow)
                 .await
@@ -58,9 +75,9 @@ impl Api {
         }
         .await;
         match submitted {
-            Ok(name) => {
-                tracing::info!(run_id = %run.id, workflow = %name, namespace = %namespace, "workflow submitted");
-                Ok(run)
+            Ok(created) => {
+                tracing::info!(run_id = %run.id, workflow = %created.name, namespace = %namespace, "workflow submitted");
+                Ok((run, Some(created)))
             }
             Err(message) => {
                 tracing::warn!(run_id = %run.id, error = %message, "workflow not submitted");
@@ -74,7 +91,7 @@ impl Api {
                         self.now(),
                     )
                     .await?;
-                Ok(failed)
+                Ok((failed, None))
             }
         }
     }
@@ -113,8 +130,11 @@ impl Api {
     /// succeeded, were cached or skipped keep their rows (the driver answers them
     /// without a pod); every other row (failed, canceled, or left running) goes
     /// back to PENDING with its attempts cleared, so its driver request and
-    /// launcher run it afresh. The old Workflow is deleted first.
+    /// launcher run it afresh. The old Workflow is deleted first; its workspace
+    /// claim is taken off it beforehand and mounted by the new one, which
+    /// becomes its owner, so the kept tasks' files are still there.
     pub(super) async fn retry_on_argo(&self, run: Run) -> Result<()> {
+        let claim = self.hand_over_workspace(&run).await?;
         self.delete_workflows(&run).await?;
         let now = self.now();
         let mut reset = Vec::new();
@@ -156,7 +176,9 @@ impl Api {
                 now,
             )
             .await?;
-        let submitted = self.submit_workflow(pending).await?;
+        // A submission that fails leaves the claim labelled with the run and
+        // without an owner: the next retry takes it again, DeleteRun deletes it.
+        let (submitted, created) = self.submit_workflow_with(pending, claim.as_deref()).await?;
         if submitted.state == RunState::Failed {
             return Err(Error::unavailable(format!(
                 "retry run {}: {}",
@@ -164,7 +186,112 @@ impl Api {
                 submitted.error.unwrap_or_default()
             )));
         }
+        if let (Some(argo), Some(claim), Some(created)) = (&self.argo, &claim, &created) {
+            let namespace = argo.namespace_of(&run.namespace);
+            match argo.cluster.adopt_claim(namespace, claim, created).await {
+                Ok(()) => {
+                    tracing::info!(run_id = %run.id, claim = %claim, workflow = %created.name, "workspace claim handed to the retry's workflow");
+                }
+                Err(error) => {
+                    // The run goes on; only the claim's deletion with the Workflow is lost.
+                    tracing::warn!(run_id = %run.id, claim = %claim, error = %error, "workspace claim left without an owner: DeleteRun deletes it, the workflow's TTL does not");
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Before a retry deletes the run's Workflow: takes the workspace claim off
+    /// it (so Kubernetes' garbage collector leaves it) and returns its name for
+    /// the new Workflow to mount. `None` when the pipeline has no workspace, or
+    /// has one whose claim never existed and that no succeeded task wrote to
+    /// (the retry gets a new, empty claim). Nothing has changed when this fails.
+    async fn hand_over_workspace(&self, run: &Run) -> Result<Option<String>> {
+        let Some(argo) = &self.argo else {
+            return Ok(None);
+        };
+        if !self.has_workspace(run).await {
+            return Ok(None);
+        }
+        let namespace = argo.namespace_of(&run.namespace);
+        let kept = |error: kfpd_cluster::Error| {
+            Error::unavailable(format!(
+                "retry run {}: the run's workspace cannot be kept: {error}",
+                run.id
+            ))
+        };
+        let workflows = argo
+            .cluster
+            .run_workflow_objects(namespace, &run.id)
+            .await
+            .map_err(kept)?;
+        for workflow in &workflows {
+            let Some(claim) = kfpd_cluster::workflow_claim(workflow, kfpd_argo::WORKSPACE_VOLUME)
+            else {
+                continue;
+            };
+            let owner = workflow.metadata.uid.as_deref().unwrap_or_default();
+            if argo
+                .cluster
+                .release_claim(namespace, &claim, owner, &run.id)
+                .await
+                .map_err(kept)?
+                .is_some()
+            {
+                return Ok(Some(claim));
+            }
+        }
+        // Released by an earlier retry whose Workflow was never created.
+        let unowned = argo
+            .cluster
+            .unowned_run_claims(namespace, &run.id)
+            .await
+            .map_err(kept)?;
+        if let Some(claim) = unowned.into_iter().next() {
+            return Ok(Some(claim));
+        }
+        let wrote: Vec<String> = self
+            .store
+            .list_tasks(&run.id)
+            .await?
+            .into_iter()
+            .filter(|task| {
+                task.state == TaskState::Succeeded
+                    && matches!(task.kind, TaskKind::Runtime | TaskKind::Importer)
+            })
+            .map(|task| task.path)
+            .collect();
+        if wrote.is_empty() {
+            return Ok(None);
+        }
+        Err(Error::new(
+            Code::FailedPrecondition,
+            format!(
+                "run {} cannot be retried: its workspace volume claim no longer exists (its Workflow was deleted), and tasks that succeeded ({}) may have left files there that the retried tasks read; create a new run instead",
+                run.id,
+                wrote.join(", ")
+            ),
+        ))
+    }
+
+    /// Whether the run's pipeline has a workspace (`pipelineConfig.workspace`).
+    /// A spec that cannot be read counts as none: its submission says why.
+    async fn has_workspace(&self, run: &Run) -> bool {
+        let Ok(spec) = self.store.run_spec(&run.id).await else {
+            return false;
+        };
+        let Ok(spec) = serde_json::from_str::<serde_json::Value>(&spec) else {
+            return false;
+        };
+        let Ok(package) = kfpd_ir::parse_spec_value(&spec) else {
+            return false;
+        };
+        package
+            .platform()
+            .and_then(|platform| platform.kubernetes())
+            .and_then(|kubernetes| kubernetes.pipeline_config.as_ref())
+            .and_then(|config| config.workspace.as_ref())
+            .is_some()
     }
 
     /// Unfinished runs whose Workflow goes to `namespace` (`None`: every run),

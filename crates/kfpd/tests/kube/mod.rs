@@ -4,8 +4,12 @@
 //! selectors, watched (newline-delimited events, bookmarks, 410 Gone once the
 //! watched version is compacted away), merge-patched and deleted; pod logs. Every
 //! request is recorded. The test plays Argo's controller by writing statuses
-//! with [`Kube::set_status`]. TokenReviews and SubjectAccessReviews are answered
-//! for the tokens and role bindings a test scripts (reviews.rs).
+//! with [`Kube::set_status`] and the claims of its volume claim templates with
+//! [`Kube::insert_claim`]. PersistentVolumeClaims are got, listed by label,
+//! merge-patched (a stale `resourceVersion` is refused with 409) and deleted;
+//! deleting a Workflow deletes the claims it alone owns, as Kubernetes' garbage
+//! collector does. TokenReviews and SubjectAccessReviews are answered for the
+//! tokens and role bindings a test scripts (reviews.rs).
 
 #![allow(dead_code)]
 
@@ -29,6 +33,7 @@ use serde_json::{json, Value};
 const WORKFLOWS: &str = "/apis/argoproj.io/v1alpha1/namespaces/{namespace}/workflows";
 /// Every namespace's Workflows (a cluster-scoped list or watch).
 const ALL_WORKFLOWS: &str = "/apis/argoproj.io/v1alpha1/workflows";
+const CLAIMS: &str = "/api/v1/namespaces/{namespace}/persistentvolumeclaims";
 
 /// One request the server answered.
 #[derive(Clone, Debug)]
@@ -52,6 +57,10 @@ struct Cluster {
     /// The next generated names taken from existing Workflows (a collision).
     collide_names: usize,
     pod_logs: HashMap<String, String>,
+    /// PersistentVolumeClaims by name.
+    claims: BTreeMap<String, Value>,
+    /// Answered to the next claim patches instead of patching: (code, reason, message).
+    refuse_claim_patches: Vec<(u16, String, String)>,
     /// Open watches are closed when this changes.
     watch_epoch: u64,
     /// Set by a compaction: every watch answers 410 Gone until the next list.
@@ -101,6 +110,11 @@ impl Kube {
             .route(
                 "/api/v1/namespaces/{namespace}/pods/{pod}/log",
                 get(pod_log),
+            )
+            .route(CLAIMS, get(list_claims))
+            .route(
+                &format!("{CLAIMS}/{{name}}"),
+                get(get_claim).patch(patch_claim).delete(delete_claim),
             )
             .route(TOKEN_REVIEWS, axum::routing::post(reviews::token_review))
             .route(ACCESS_REVIEWS, axum::routing::post(reviews::access_review))
@@ -161,6 +175,46 @@ impl Kube {
             .unwrap()
             .pod_logs
             .insert(pod.to_string(), text.to_string());
+    }
+
+    /// Creates a claim as Argo's controller does for a Workflow's volume claim
+    /// template: named `<workflow>-<template>`, labelled with the Workflow and
+    /// owned by it (a controller reference); returns the claim's name.
+    pub fn insert_claim(&self, workflow: &str, template: &str) -> String {
+        let mut cluster = self.cluster.lock().unwrap();
+        let owner = cluster.workflows.get(workflow).expect("workflow exists");
+        let name = format!("{workflow}-{template}");
+        let claim = json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {
+                "name": name, "namespace": owner["metadata"]["namespace"],
+                "uid": uuid::Uuid::new_v4().to_string(),
+                "creationTimestamp": chrono_now(),
+                "labels": {"workflows.argoproj.io/workflow": workflow},
+                "ownerReferences": [{
+                    "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+                    "name": workflow, "uid": owner["metadata"]["uid"],
+                    "controller": true, "blockOwnerDeletion": true,
+                }],
+            },
+            "spec": {"accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": "1Gi"}}},
+            "status": {"phase": "Bound"},
+        });
+        store_claim(&mut cluster, claim);
+        name
+    }
+
+    pub fn claims(&self) -> BTreeMap<String, Value> {
+        self.cluster.lock().unwrap().claims.clone()
+    }
+
+    pub fn refuse_next_claim_patch(&self, code: u16, reason: &str, message: &str) {
+        self.cluster.lock().unwrap().refuse_claim_patches.push((
+            code,
+            reason.to_string(),
+            message.to_string(),
+        ));
     }
 
     /// Adds a Workflow as if someone else created it.
@@ -232,8 +286,32 @@ fn store(cluster: &mut Cluster, mut workflow: Value, kind: &str) {
     cluster.events.push((version, kind.into(), workflow));
 }
 
+fn store_claim(cluster: &mut Cluster, mut claim: Value) {
+    cluster.version += 1;
+    claim["metadata"]["resourceVersion"] = json!(cluster.version.to_string());
+    let name = claim["metadata"]["name"].as_str().unwrap().to_string();
+    cluster.claims.insert(name, claim);
+}
+
+/// What the garbage collector does once a Workflow is gone: claims whose every
+/// owner is gone are deleted.
+fn collect_claims(cluster: &mut Cluster) {
+    let live: Vec<Value> = cluster
+        .workflows
+        .values()
+        .map(|workflow| workflow["metadata"]["uid"].clone())
+        .collect();
+    cluster.claims.retain(|_, claim| {
+        let owners = claim["metadata"]["ownerReferences"].as_array();
+        owners.is_none_or(|owners| {
+            owners.is_empty() || owners.iter().any(|owner| live.contains(&owner["uid"]))
+        })
+    });
+}
+
 fn remove(cluster: &mut Cluster, name: &str) -> Option<Value> {
     let mut workflow = cluster.workflows.remove(name)?;
+    collect_claims(cluster);
     cluster.version += 1;
     let version = cluster.version;
     workflow["metadata"]["resourceVersion"] = json!(version.to_string());
@@ -601,6 +679,106 @@ async fn pod_log(
     match kube.cluster.lock().unwrap().pod_logs.get(&pod) {
         Some(text) => text.clone().into_response(),
         None => status(404, "NotFound", &format!("pods \"{pod}\" not found")),
+    }
+}
+
+fn claim_not_found(name: &str) -> Response {
+    status(
+        404,
+        "NotFound",
+        &format!("persistentvolumeclaims \"{name}\" not found"),
+    )
+}
+
+async fn list_claims(
+    State(kube): State<Kube>,
+    Path(namespace): Path<String>,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    kube.record(
+        "GET",
+        &format!("/namespaces/{namespace}/persistentvolumeclaims"),
+        &query,
+        Value::Null,
+    );
+    let selector = query.get("labelSelector").cloned().unwrap_or_default();
+    let cluster = kube.cluster.lock().unwrap();
+    let items: Vec<Value> = cluster
+        .claims
+        .values()
+        .filter(|claim| claim["metadata"]["namespace"] == namespace.as_str())
+        .filter(|claim| matches(&selector, claim))
+        .cloned()
+        .collect();
+    Json(json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaimList",
+        "metadata": {"resourceVersion": cluster.version.to_string()},
+        "items": items,
+    }))
+    .into_response()
+}
+
+async fn get_claim(
+    State(kube): State<Kube>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Response {
+    kube.record(
+        "GET",
+        &format!("/namespaces/{namespace}/persistentvolumeclaims/{name}"),
+        &BTreeMap::new(),
+        Value::Null,
+    );
+    match kube.claims().get(&name) {
+        Some(claim) => Json(claim.clone()).into_response(),
+        None => claim_not_found(&name),
+    }
+}
+
+async fn patch_claim(
+    State(kube): State<Kube>,
+    Path((namespace, name)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    kube.record(
+        "PATCH",
+        &format!("/namespaces/{namespace}/persistentvolumeclaims/{name}"),
+        &BTreeMap::new(),
+        body.clone(),
+    );
+    let mut cluster = kube.cluster.lock().unwrap();
+    if !cluster.refuse_claim_patches.is_empty() {
+        let (code, reason, message) = cluster.refuse_claim_patches.remove(0);
+        return status(code, &reason, &message);
+    }
+    let Some(mut claim) = cluster.claims.get(&name).cloned() else {
+        return claim_not_found(&name);
+    };
+    let expected = &body["metadata"]["resourceVersion"];
+    if !expected.is_null() && *expected != claim["metadata"]["resourceVersion"] {
+        return status(
+            409,
+            "Conflict",
+            &format!("Operation cannot be fulfilled on persistentvolumeclaims \"{name}\": the object has been modified; please apply your changes to the latest version and try again"),
+        );
+    }
+    merge(&mut claim, &body);
+    store_claim(&mut cluster, claim);
+    Json(cluster.claims[&name].clone()).into_response()
+}
+
+async fn delete_claim(
+    State(kube): State<Kube>,
+    Path((namespace, name)): Path<(String, String)>,
+) -> Response {
+    kube.record(
+        "DELETE",
+        &format!("/namespaces/{namespace}/persistentvolumeclaims/{name}"),
+        &BTreeMap::new(),
+        Value::Null,
+    );
+    match kube.cluster.lock().unwrap().claims.remove(&name) {
+        Some(claim) => Json(claim).into_response(),
+        None => claim_not_found(&name),
     }
 }
 
