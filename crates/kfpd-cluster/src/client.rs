@@ -237,25 +237,26 @@ impl Cluster {
     }
 
     /// Deletes the run's Workflows (their pods, and the claims they own, go with
-    /// them), then the claims labelled with the run that no Workflow owns any
-    /// more (a retry's handed-over workspace whose new owner was never set).
+    /// them).
     pub async fn delete_run(&self, namespace: &str, run_id: &str) -> Result<(), Error> {
         for name in self.run_workflows(namespace, run_id).await? {
             self.delete(namespace, &name).await?;
         }
-        // Best effort: the Workflows are what must go; a claim left here is
-        // logged with its name.
-        let cleaned = async {
-            for claim in self.unowned_run_claims(namespace, run_id).await? {
-                self.delete_claim(namespace, &claim).await?;
-                tracing::info!(run_id, namespace, claim = %claim, "deleted the run's workspace claim");
-            }
-            Ok::<(), Error>(())
-        };
-        if let Err(error) = cleaned.await {
-            tracing::warn!(run_id, namespace, error = %error, "the run's workspace claim was not deleted");
-        }
         Ok(())
+    }
+
+    /// Deletes the claims labelled with the run that no Workflow owns (a retry's
+    /// handed-over workspace whose new owner was never set); returns their names.
+    pub async fn delete_unowned_run_claims(
+        &self,
+        namespace: &str,
+        run_id: &str,
+    ) -> Result<Vec<String>, Error> {
+        let claims = self.unowned_run_claims(namespace, run_id).await?;
+        for claim in &claims {
+            self.delete_claim(namespace, claim).await?;
+        }
+        Ok(claims)
     }
 
     /// Deletes one Workflow; one already gone counts as deleted.

@@ -208,7 +208,7 @@ impl Api {
     pub async fn archive_run(&self, request: api::ArchiveRunRequest) -> Result<()> {
         let run = self.run_for(&request.run_id, Verb::Archive).await?;
         if run.state.is_terminal() {
-            self.delete_workflows(&run).await?;
+            self.clean_up_workflows(&run).await?;
         }
         self.store
             .set_run_storage_state(&request.run_id, StorageState::Archived, self.now())
@@ -227,7 +227,7 @@ impl Api {
     pub async fn delete_run(&self, request: api::DeleteRunRequest) -> Result<()> {
         let run = self.run_for(&request.run_id, Verb::Delete).await?;
         if self.argo.is_some() {
-            self.delete_workflows(&run).await?;
+            self.clean_up_workflows(&run).await?;
         }
         self.store.delete_run(&request.run_id).await?;
         Ok(())

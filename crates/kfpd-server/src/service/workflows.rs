@@ -126,6 +126,36 @@ impl Api {
             })
     }
 
+    /// DeleteRun and ArchiveRun: deletes the run's Workflows, then a workspace
+    /// claim a retry handed over but no Workflow owns (the garbage collector
+    /// deletes those that have an owner). The claim is best effort: a failure
+    /// is logged with the run, the Workflows are what must go.
+    pub(super) async fn clean_up_workflows(&self, run: &Run) -> Result<()> {
+        self.delete_workflows(run).await?;
+        let Some(argo) = &self.argo else {
+            return Ok(());
+        };
+        if !self.has_workspace(run).await {
+            return Ok(());
+        }
+        let namespace = argo.namespace_of(&run.namespace);
+        match argo
+            .cluster
+            .delete_unowned_run_claims(namespace, &run.id)
+            .await
+        {
+            Ok(claims) => {
+                for claim in claims {
+                    tracing::info!(run_id = %run.id, claim = %claim, "deleted the run's unowned workspace claim");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(run_id = %run.id, error = %error, "the run's workspace claim was not deleted");
+            }
+        }
+        Ok(())
+    }
+
     /// RetryRun on Argo: the failed part runs again in a new Workflow. Tasks that
     /// succeeded, were cached or skipped keep their rows (the driver answers them
     /// without a pod); every other row (failed, canceled, or left running) goes
