@@ -1366,3 +1366,57 @@ async fn a_workspace_whose_claim_is_gone_is_not_retried_empty() {
     let (_, run) = server.get(&format!("/runs/{run_id}")).await;
     assert_eq!(run["state"], "FAILED", "{run}");
 }
+
+#[tokio::test]
+async fn a_claim_left_without_an_owner_is_taken_again_and_deleted_with_the_run() {
+    let kube = Kube::start().await;
+    let server = serve(&kube, &[], &[]);
+    let run_id = create_workspace_run(&server).await;
+    let (first, _) = workflow_of(&kube, &server, &run_id).await;
+    let claim = kube.insert_claim(&first, "kfp-workspace");
+    fail_read(&kube, &server, &run_id, &first, &claim).await;
+
+    // The claim is taken off the old Workflow, then the new one is refused.
+    kube.refuse_next_create(403, "Forbidden", "exceeded quota: workflows");
+    let (code, body) = server
+        .post(&format!("/runs/{run_id}:retry"), &json!({}))
+        .await;
+    assert_eq!(code, 503, "{body}");
+    wait_state(&server, &run_id, "FAILED").await;
+    assert!(kube.of_run(&run_id).is_empty());
+    let left = kube.claims()[&claim].clone();
+    assert_eq!(left["metadata"]["ownerReferences"], json!([]), "{left}");
+    assert_eq!(
+        left["metadata"]["labels"]["pipeline/runid"],
+        run_id.as_str()
+    );
+
+    // The next retry finds it by the run's label (no Workflow names it, and it
+    // has no owner to drop); making the new Workflow its owner is refused, and
+    // the run goes on without that.
+    kube.refuse_next_claim_patch(503, "ServiceUnavailable", "etcd leader changed");
+    let (code, body) = server
+        .post(&format!("/runs/{run_id}:retry"), &json!({}))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (_, workflow) = workflow_of(&kube, &server, &run_id).await;
+    assert_eq!(
+        workflow["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        claim.as_str()
+    );
+    let left = kube.claims()[&claim].clone();
+    assert_eq!(left["metadata"]["ownerReferences"], json!([]), "{left}");
+    assert!(server
+        .stderr()
+        .contains("workspace claim left without an owner"));
+
+    // Deleting the run deletes the Workflow and, explicitly, the unowned claim.
+    let (code, body) = server.delete(&format!("/runs/{run_id}")).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(kube.of_run(&run_id).is_empty());
+    assert!(claim_requests(&kube)
+        .iter()
+        .any(|request| request.method == "DELETE"
+            && request.path == format!("/namespaces/kubeflow/persistentvolumeclaims/{claim}")));
+    assert!(kube.claims().is_empty(), "{:?}", kube.claims());
+}
