@@ -207,7 +207,8 @@ impl Api {
             )
             .await?;
         // A submission that fails leaves the claim labelled with the run and
-        // without an owner: the next retry takes it again, DeleteRun deletes it.
+        // without an owner: the next retry takes it again, DeleteRun and
+        // ArchiveRun delete it.
         let (submitted, created) = self.submit_workflow_with(pending, claim.as_deref()).await?;
         if submitted.state == RunState::Failed {
             return Err(Error::unavailable(format!(
@@ -224,7 +225,7 @@ impl Api {
                 }
                 Err(error) => {
                     // The run goes on; only the claim's deletion with the Workflow is lost.
-                    tracing::warn!(run_id = %run.id, claim = %claim, error = %error, "workspace claim left without an owner: DeleteRun deletes it, the workflow's TTL does not");
+                    tracing::warn!(run_id = %run.id, claim = %claim, error = %error, "workspace claim left without an owner: DeleteRun and ArchiveRun delete it, the workflow's TTL does not");
                 }
             }
         }
@@ -297,7 +298,7 @@ impl Api {
         Err(Error::new(
             Code::FailedPrecondition,
             format!(
-                "run {} cannot be retried: its workspace volume claim no longer exists (its Workflow was deleted), and tasks that succeeded ({}) may have left files there that the retried tasks read; create a new run instead",
+                "run {} cannot be retried: its workspace volume claim no longer exists (deleted with its Workflow, or by hand), and tasks that succeeded ({}) may have left files there that the retried tasks read; create a new run instead",
                 run.id,
                 wrote.join(", ")
             ),
