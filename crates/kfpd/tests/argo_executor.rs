@@ -1406,9 +1406,14 @@ async fn a_claim_left_without_an_owner_is_taken_again_and_deleted_with_the_run()
     );
     let left = kube.claims()[&claim].clone();
     assert_eq!(left["metadata"]["ownerReferences"], json!([]), "{left}");
-    assert!(server
-        .stderr()
-        .contains("workspace claim left without an owner"));
+    // The server's stderr is read by a thread: wait for the line.
+    wait_until("the unowned claim logged", &server, async || {
+        server
+            .stderr()
+            .contains("workspace claim left without an owner")
+            .then_some(())
+    })
+    .await;
 
     // Deleting the run deletes the Workflow and, explicitly, the unowned claim.
     let (code, body) = server.delete(&format!("/runs/{run_id}")).await;
