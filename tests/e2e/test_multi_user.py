@@ -3,45 +3,18 @@ namespace and sending the user header an authenticating proxy would set."""
 
 from __future__ import annotations
 
-import pathlib
-import tempfile
-
-import kfp
 import pytest
 from kfp_server_api.exceptions import ApiException
 
+import multi_user_support
 import support
-
-POLICY = """
-bindings:
-  - namespace: team-a
-    role: editor
-    users: [alice@example.com]
-  - namespace: team-b
-    role: editor
-    users: [bob@example.com]
-"""
+from multi_user_support import client_as
 
 
 @pytest.fixture(scope="module")
 def multi_user_server(kfpd_bin):
-    policy = pathlib.Path(tempfile.mkdtemp(prefix="kfpd-e2e-policy-")) / "policy.yaml"
-    policy.write_text(POLICY)
-    args = [
-        "--multi-user", "true",
-        "--policy-file", str(policy),
-        "--trusted-proxies", "127.0.0.1",
-    ]
-    with support.running_server(kfpd_bin, executor="local", extra_args=args) as server:
+    with multi_user_support.multi_user_server(kfpd_bin, executor="local") as server:
         yield server
-
-
-def client_as(server, user: str | None, namespace: str) -> kfp.Client:
-    client = kfp.Client(host=server.base_url, namespace=namespace)
-    if user is not None:
-        # Every generated API of the client shares one ApiClient.
-        client._run_api.api_client.set_default_header("kubeflow-userid", user)
-    return client
 
 
 def status_of(call) -> int:

@@ -2,41 +2,20 @@
 header an authenticating proxy would add, picks a namespace in the page's header,
 and sees, lists and creates in that namespace only."""
 
-import pathlib
-import tempfile
-
-import kfp
 import pytest
 
+import multi_user_support
 import support
+from multi_user_support import client_as
 from ui_support import browser, click, console_errors, css, screenshots, wait  # noqa: F401
 
 pytestmark = pytest.mark.timeout(300)
 
-POLICY = """
-bindings:
-  - namespace: team-a
-    role: editor
-    users: [alice@example.com]
-  - namespace: team-b
-    role: editor
-    users: [bob@example.com]
-"""
-
 
 @pytest.fixture(scope="module")
 def server(kfpd_bin):
-    policy = pathlib.Path(tempfile.mkdtemp(prefix="kfpd-e2e-policy-")) / "policy.yaml"
-    policy.write_text(POLICY)
-    args = ["--multi-user", "true", "--policy-file", str(policy), "--trusted-proxies", "127.0.0.1"]
-    with support.running_server(kfpd_bin, executor="none", extra_args=args) as srv:
+    with multi_user_support.multi_user_server(kfpd_bin, executor="none") as srv:
         yield srv
-
-
-def client_as(server, user: str, namespace: str) -> kfp.Client:
-    client = kfp.Client(host=server.base_url, namespace=namespace)
-    client._run_api.api_client.set_default_header("kubeflow-userid", user)
-    return client
 
 
 def run_in(client, namespace: str, name: str) -> str:

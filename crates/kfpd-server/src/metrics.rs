@@ -119,6 +119,19 @@ impl Drop for StreamGuard {
     }
 }
 
+/// A metric with one series per stream kind.
+fn write_by_stream_kind(
+    out: &mut String,
+    (name, kind): (&str, &str),
+    help: &str,
+    values: [i64; 2],
+) {
+    header(out, name, kind, help);
+    for (stream, value) in StreamKind::ALL.into_iter().zip(values) {
+        let _ = writeln!(out, "{name}{{kind=\"{}\"}} {value}", stream.label());
+    }
+}
+
 /// One series of the request histogram.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct RequestKey {
@@ -232,35 +245,23 @@ impl Metrics {
             histogram.write(&mut out, "kfpd_http_request_duration_seconds", &labels);
         }
 
-        header(
+        let open = StreamKind::ALL.map(|kind| self.streams[kind as usize].load(Ordering::Relaxed));
+        write_by_stream_kind(
             &mut out,
-            "kfpd_event_streams",
-            "gauge",
+            ("kfpd_event_streams", "gauge"),
             "Open event streams of the web UI: run pages and runs tables.",
+            open,
         );
-        for kind in StreamKind::ALL {
-            let open = self.streams[kind as usize].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "kfpd_event_streams{{kind=\"{}\"}} {open}",
-                kind.label()
-            );
-        }
-
-        header(
-            &mut out,
-            "kfpd_event_stream_reads_total",
-            "counter",
-            "Reads of the rows by event streams after their first event: on a change or the fallback, never on a short timer.",
-        );
-        for kind in StreamKind::ALL {
+        let reads = StreamKind::ALL.map(|kind| {
             let reads = self.stream_reads[kind as usize].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "kfpd_event_stream_reads_total{{kind=\"{}\"}} {reads}",
-                kind.label()
-            );
-        }
+            i64::try_from(reads).unwrap_or(i64::MAX)
+        });
+        write_by_stream_kind(
+            &mut out,
+            ("kfpd_event_stream_reads_total", "counter"),
+            "Reads of the rows by event streams after their first event: on a change or the fallback, never on a short timer.",
+            reads,
+        );
 
         write_connections(&mut out);
 
