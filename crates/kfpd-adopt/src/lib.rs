@@ -16,13 +16,13 @@ mod tables;
 
 use std::collections::{HashMap, HashSet};
 
-use kfpd_store::adopt::{AdoptBatch, AdoptPass, AdoptedRun, NameScope, RowMark};
+use kfpd_store::adopt::{AdoptBatch, AdoptPass, AdoptedKind, AdoptedRun, NameScope, RowMark};
 use kfpd_store::sql::SqlStore;
 use kfpd_store::PipelineStore;
 use sha2::{Digest, Sha256};
 
 pub use convert::{run_state, spec_json, storage_state};
-pub use report::{Problem, Report, TableReport};
+pub use report::{Gone, Problem, Report, TableReport};
 pub use source::redact;
 
 use source::{Source, SourceRow};
@@ -102,6 +102,35 @@ fn column(row: &SourceRow, name: &str) -> String {
     row.get(name).cloned().flatten().unwrap_or_default()
 }
 
+/// What differs between the upstream tables a pass brings row by row: how a
+/// row is fingerprinted, what a batch reads besides its rows, and what kfpd row
+/// it becomes. The pass over each (compare, batch, write, remove what upstream
+/// deleted) is [`Pass::table`], the same for all.
+trait Rows {
+    /// The kfpd row one upstream row becomes.
+    type Item;
+    /// What a batch reads besides its rows (references, tags, tasks).
+    type Extra;
+    const TABLE: &'static Table;
+    const KIND: AdoptedKind;
+
+    /// Every upstream row's id and fingerprint, with what belongs to it folded in.
+    async fn fingerprints(&self, pass: &Pass<'_>) -> Result<HashMap<String, String>, Error>;
+
+    async fn extra(&self, pass: &Pass<'_>, ids: &[String]) -> Result<Self::Extra, Error>;
+
+    /// The kfpd row, or (inner `Err`) why the upstream row cannot be brought.
+    async fn convert(
+        &mut self,
+        pass: &mut Pass<'_>,
+        row: &SourceRow,
+        id: &str,
+        extra: &mut Self::Extra,
+    ) -> Result<Result<Self::Item, String>, Error>;
+
+    fn add(batch: &mut AdoptBatch, item: Self::Item);
+}
+
 /// A pass in progress.
 struct Pass<'a> {
     source: Source,
@@ -120,6 +149,101 @@ impl Pass<'_> {
         Ok(())
     }
 
+    fn batch_size(&self) -> usize {
+        self.options.batch_size.max(1)
+    }
+
+    /// One upstream table: brings its new and changed rows in batches, then
+    /// removes the adopted rows upstream no longer has.
+    async fn table<T: Rows>(&mut self, rows: &mut T) -> Result<(), Error> {
+        let table = T::TABLE;
+        let fingerprints = rows.fingerprints(self).await?;
+        let marks = self.store.adopted_marks(table.name).await?;
+        let (ids, new) = changed(&fingerprints, &marks);
+        let mut counts = TableReport::new(table.name, fingerprints.len(), &ids, new);
+        for chunk in ids.chunks(self.batch_size()) {
+            let found = self.source.rows_where(table, table.key, Some(chunk)).await?;
+            let mut extra = rows.extra(self, chunk).await?;
+            let mut batch = AdoptBatch::default();
+            for row in &found {
+                let id = column(row, table.key);
+                match rows.convert(self, row, &id, &mut extra).await? {
+                    Ok(item) => {
+                        batch.marks.push(RowMark {
+                            table: table.name.into(),
+                            fingerprint: fingerprints.get(&id).cloned().unwrap_or_default(),
+                            id,
+                        });
+                        T::add(&mut batch, item);
+                    }
+                    Err(reason) => {
+                        let was_new = !marks.contains_key(&id);
+                        counts.refuse(&mut self.report, &id, Some(was_new), reason);
+                    }
+                }
+            }
+            let brought = batch.marks.len();
+            self.write(batch).await?;
+            tracing::debug!(table = table.name, rows = brought, "adopted a batch");
+        }
+        self.remove_gone(T::KIND, &fingerprints, &marks, &mut counts)
+            .await?;
+        self.report.tables.push(counts);
+        Ok(())
+    }
+
+    /// Adopted rows whose upstream row is gone (deleted in upstream's UI during
+    /// the switch): their ids are the marks upstream's fingerprints no longer
+    /// list, a set difference over what the pass read anyway. Removed in batches
+    /// of one transaction each; a dry run reports what it would remove.
+    async fn remove_gone(
+        &mut self,
+        kind: AdoptedKind,
+        fingerprints: &HashMap<String, String>,
+        marks: &HashMap<String, String>,
+        counts: &mut TableReport,
+    ) -> Result<(), Error> {
+        let mut gone: Vec<String> = marks
+            .keys()
+            .filter(|id| !fingerprints.contains_key(*id))
+            .cloned()
+            .collect();
+        gone.sort();
+        for chunk in gone.chunks(self.batch_size()) {
+            let removed = self
+                .store
+                .remove_adopted(kind, counts.table, chunk, self.options.dry_run)
+                .await?;
+            for row in removed {
+                counts.remove(&mut self.report, row);
+            }
+        }
+        Ok(())
+    }
+
+    /// Why an adopted row cannot take its name: a kfpd row of another id has it.
+    async fn name_taken(
+        &self,
+        scope: NameScope<'_>,
+        name: &str,
+        id: &str,
+    ) -> Result<Option<String>, Error> {
+        let Some(holder) = self.store.adopt_name_holder(scope, name, id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(match scope {
+            NameScope::Experiment { namespace } => format!(
+                "kfpd experiment {holder} already has the name {name:?} in namespace {namespace:?}"
+            ),
+            NameScope::Pipeline { namespace } => format!(
+                "kfpd pipeline {holder} already has the name {name:?} in namespace {namespace:?}"
+            ),
+            NameScope::Version { pipeline_id } => format!(
+                "kfpd pipeline version {holder} of pipeline {pipeline_id} already has the name {name:?}"
+            ),
+        }))
+    }
+
     /// Fingerprints of `table` with those of its references folded in.
     async fn fingerprints_with_references(
         &self,
@@ -135,14 +259,7 @@ impl Pass<'_> {
                 Some(("ResourceType", types)),
             )
             .await?;
-        Ok(own
-            .into_iter()
-            .map(|(id, fingerprint)| {
-                let refs = references.get(&id).map(String::as_str).unwrap_or("");
-                let combined = combine(&[&fingerprint, refs]);
-                (id, combined)
-            })
-            .collect())
+        Ok(fold(own, &references))
     }
 
     async fn references(
@@ -161,68 +278,8 @@ impl Pass<'_> {
         Ok(convert::References::group(&rows))
     }
 
-    async fn experiments(&mut self) -> Result<(), Error> {
-        const TYPES: &[&str] = &["Experiment"];
-        let fingerprints = self
-            .fingerprints_with_references(&tables::EXPERIMENTS, TYPES)
-            .await?;
-        let marks = self.store.adopted_marks(tables::EXPERIMENTS.name).await?;
-        let (ids, new) = changed(&fingerprints, &marks);
-        let mut counts = TableReport::new(tables::EXPERIMENTS.name, fingerprints.len(), &ids, new);
-        for chunk in ids.chunks(self.options.batch_size.max(1)) {
-            let rows = self
-                .source
-                .rows_where(&tables::EXPERIMENTS, "UUID", Some(chunk))
-                .await?;
-            let references = self.references(chunk, TYPES).await?;
-            let mut batch = AdoptBatch::default();
-            for row in &rows {
-                let id = column(row, "UUID");
-                let converted = convert::experiment(row, references.get(&id));
-                let experiment = match converted {
-                    Ok(experiment) => experiment,
-                    Err(reason) => {
-                        counts.refuse(
-                            &mut self.report,
-                            &id,
-                            Some(!marks.contains_key(&id)),
-                            reason,
-                        );
-                        continue;
-                    }
-                };
-                let scope = NameScope::Experiment {
-                    namespace: &experiment.namespace,
-                };
-                if let Some(holder) = self
-                    .store
-                    .adopt_name_holder(scope, &experiment.name, &experiment.id)
-                    .await?
-                {
-                    let reason = format!(
-                        "kfpd experiment {holder} already has the name {:?} in namespace {:?}",
-                        experiment.name, experiment.namespace
-                    );
-                    counts.refuse(
-                        &mut self.report,
-                        &id,
-                        Some(!marks.contains_key(&id)),
-                        reason,
-                    );
-                    continue;
-                }
-                batch.marks.push(RowMark {
-                    table: tables::EXPERIMENTS.name.into(),
-                    fingerprint: fingerprints.get(&id).cloned().unwrap_or_default(),
-                    id,
-                });
-                batch.experiments.push(experiment);
-            }
-            self.write(batch).await?;
-        }
-        self.report.tables.push(counts);
-
-        // The default experiment: one row, one mark.
+    /// The default experiment: one row, one mark.
+    async fn default_experiment(&mut self) -> Result<(), Error> {
         let rows = self
             .source
             .rows_where(&tables::DEFAULT_EXPERIMENTS, "DefaultExperimentId", None)
@@ -286,170 +343,7 @@ impl Pass<'_> {
     ) -> Result<HashMap<String, String>, Error> {
         let own = self.source.fingerprints(table).await?;
         let tagged = self.source.group_fingerprints(tags, owner, None).await?;
-        Ok(own
-            .into_iter()
-            .map(|(id, fingerprint)| {
-                let tag_digest = tagged.get(&id).map(String::as_str).unwrap_or("");
-                let combined = combine(&[&fingerprint, tag_digest]);
-                (id, combined)
-            })
-            .collect())
-    }
-
-    /// Pipelines; returns the ids kfpd will have after the pass.
-    async fn pipelines(&mut self) -> Result<HashSet<String>, Error> {
-        let fingerprints = self
-            .with_tags(&tables::PIPELINES, &tables::PIPELINE_TAGS, "PipelineId")
-            .await?;
-        let marks = self.store.adopted_marks(tables::PIPELINES.name).await?;
-        let (ids, new) = changed(&fingerprints, &marks);
-        let mut counts = TableReport::new(tables::PIPELINES.name, fingerprints.len(), &ids, new);
-        let mut present: HashSet<String> = marks.keys().cloned().collect();
-        for chunk in ids.chunks(self.options.batch_size.max(1)) {
-            let rows = self
-                .source
-                .rows_where(&tables::PIPELINES, "UUID", Some(chunk))
-                .await?;
-            let tags = self
-                .tag_rows(&tables::PIPELINE_TAGS, "PipelineId", chunk)
-                .await?;
-            let mut batch = AdoptBatch::default();
-            for row in &rows {
-                let id = column(row, "UUID");
-                let pipeline = match convert::pipeline(row, tags.get(&id)) {
-                    Ok(pipeline) => pipeline,
-                    Err(reason) => {
-                        counts.refuse(
-                            &mut self.report,
-                            &id,
-                            Some(!marks.contains_key(&id)),
-                            reason,
-                        );
-                        continue;
-                    }
-                };
-                let scope = NameScope::Pipeline {
-                    namespace: &pipeline.namespace,
-                };
-                if let Some(holder) = self
-                    .store
-                    .adopt_name_holder(scope, &pipeline.name, &pipeline.id)
-                    .await?
-                {
-                    let reason = format!(
-                        "kfpd pipeline {holder} already has the name {:?} in namespace {:?}",
-                        pipeline.name, pipeline.namespace
-                    );
-                    counts.refuse(
-                        &mut self.report,
-                        &id,
-                        Some(!marks.contains_key(&id)),
-                        reason,
-                    );
-                    continue;
-                }
-                present.insert(id.clone());
-                batch.marks.push(RowMark {
-                    table: tables::PIPELINES.name.into(),
-                    fingerprint: fingerprints.get(&id).cloned().unwrap_or_default(),
-                    id,
-                });
-                batch.pipelines.push(pipeline);
-            }
-            self.write(batch).await?;
-        }
-        self.report.tables.push(counts);
-        Ok(present)
-    }
-
-    async fn versions(&mut self, pipelines: &HashSet<String>) -> Result<(), Error> {
-        let fingerprints = self
-            .with_tags(
-                &tables::PIPELINE_VERSIONS,
-                &tables::PIPELINE_VERSION_TAGS,
-                "PipelineVersionId",
-            )
-            .await?;
-        let marks = self
-            .store
-            .adopted_marks(tables::PIPELINE_VERSIONS.name)
-            .await?;
-        let (ids, new) = changed(&fingerprints, &marks);
-        let mut counts = TableReport::new(
-            tables::PIPELINE_VERSIONS.name,
-            fingerprints.len(),
-            &ids,
-            new,
-        );
-        for chunk in ids.chunks(self.options.batch_size.max(1)) {
-            let rows = self
-                .source
-                .rows_where(&tables::PIPELINE_VERSIONS, "UUID", Some(chunk))
-                .await?;
-            let tags = self
-                .tag_rows(&tables::PIPELINE_VERSION_TAGS, "PipelineVersionId", chunk)
-                .await?;
-            let mut batch = AdoptBatch::default();
-            for row in &rows {
-                let id = column(row, "UUID");
-                let version = match convert::pipeline_version(row, tags.get(&id)) {
-                    Ok(version) => version,
-                    Err(reason) => {
-                        counts.refuse(
-                            &mut self.report,
-                            &id,
-                            Some(!marks.contains_key(&id)),
-                            reason,
-                        );
-                        continue;
-                    }
-                };
-                let known = pipelines.contains(&version.pipeline_id)
-                    || self.store.get_pipeline(&version.pipeline_id).await.is_ok();
-                if !known {
-                    let reason = format!(
-                        "its pipeline {} is not in kfpd (not brought over)",
-                        version.pipeline_id
-                    );
-                    counts.refuse(
-                        &mut self.report,
-                        &id,
-                        Some(!marks.contains_key(&id)),
-                        reason,
-                    );
-                    continue;
-                }
-                let scope = NameScope::Version {
-                    pipeline_id: &version.pipeline_id,
-                };
-                if let Some(holder) = self
-                    .store
-                    .adopt_name_holder(scope, &version.name, &version.id)
-                    .await?
-                {
-                    let reason = format!(
-                        "kfpd pipeline version {holder} of pipeline {} already has the name {:?}",
-                        version.pipeline_id, version.name
-                    );
-                    counts.refuse(
-                        &mut self.report,
-                        &id,
-                        Some(!marks.contains_key(&id)),
-                        reason,
-                    );
-                    continue;
-                }
-                batch.marks.push(RowMark {
-                    table: tables::PIPELINE_VERSIONS.name.into(),
-                    fingerprint: fingerprints.get(&id).cloned().unwrap_or_default(),
-                    id,
-                });
-                batch.versions.push(version);
-            }
-            self.write(batch).await?;
-        }
-        self.report.tables.push(counts);
-        Ok(())
+        Ok(fold(own, &tagged))
     }
 
     /// What upstream fired for each recurring run: the newest run's scheduled
@@ -488,172 +382,6 @@ impl Pass<'_> {
         Ok(fired)
     }
 
-    async fn recurring_runs(&mut self) -> Result<(), Error> {
-        const TYPES: &[&str] = &["Job", "RecurringRun"];
-        let fired = self.fired().await?;
-        let fingerprints: HashMap<String, String> = self
-            .fingerprints_with_references(&tables::JOBS, TYPES)
-            .await?
-            .into_iter()
-            .map(|(id, fingerprint)| {
-                let job_fired = fired.get(&id).copied().unwrap_or_default();
-                let schedule = format!("{:?}/{}", job_fired.latest_scheduled_at, job_fired.count);
-                let combined = combine(&[&fingerprint, &schedule]);
-                (id, combined)
-            })
-            .collect();
-        let marks = self.store.adopted_marks(tables::JOBS.name).await?;
-        let (ids, new) = changed(&fingerprints, &marks);
-        let mut counts = TableReport::new(tables::JOBS.name, fingerprints.len(), &ids, new);
-        for chunk in ids.chunks(self.options.batch_size.max(1)) {
-            let rows = self
-                .source
-                .rows_where(&tables::JOBS, "UUID", Some(chunk))
-                .await?;
-            let references = self.references(chunk, TYPES).await?;
-            let mut batch = AdoptBatch::default();
-            for row in &rows {
-                let id = column(row, "UUID");
-                let job_fired = fired.get(&id).copied().unwrap_or_default();
-                let (recurring, warning) =
-                    match convert::recurring_run(row, references.get(&id), job_fired) {
-                        Ok(converted) => converted,
-                        Err(reason) => {
-                            counts.refuse(
-                                &mut self.report,
-                                &id,
-                                Some(!marks.contains_key(&id)),
-                                reason,
-                            );
-                            continue;
-                        }
-                    };
-                if let Some(warning) = warning {
-                    self.report.warn(tables::JOBS.name, &id, warning);
-                }
-                batch.marks.push(RowMark {
-                    table: tables::JOBS.name.into(),
-                    fingerprint: fingerprints.get(&id).cloned().unwrap_or_default(),
-                    id,
-                });
-                batch.recurring_runs.push(recurring);
-            }
-            self.write(batch).await?;
-        }
-        self.report.tables.push(counts);
-        Ok(())
-    }
-
-    async fn runs(&mut self) -> Result<(), Error> {
-        const TYPES: &[&str] = &["Run"];
-        let task_digests = self
-            .source
-            .group_fingerprints(&tables::TASKS, "RunUUID", None)
-            .await?;
-        let fingerprints: HashMap<String, String> = self
-            .fingerprints_with_references(&tables::RUNS, TYPES)
-            .await?
-            .into_iter()
-            .map(|(id, fingerprint)| {
-                let tasks = task_digests.get(&id).map(String::as_str).unwrap_or("");
-                let combined = combine(&[&fingerprint, tasks]);
-                (id, combined)
-            })
-            .collect();
-        let marks = self.store.adopted_marks(tables::RUNS.name).await?;
-        let (ids, new) = changed(&fingerprints, &marks);
-        let mut counts = TableReport::new(tables::RUNS.name, fingerprints.len(), &ids, new);
-        let mut tasks_counts = TableReport {
-            table: tables::TASKS.name,
-            ..TableReport::default()
-        };
-        let mut in_flight = 0usize;
-        for chunk in ids.chunks(self.options.batch_size.max(1)) {
-            let rows = self
-                .source
-                .rows_where(&tables::RUNS, "UUID", Some(chunk))
-                .await?;
-            let references = self.references(chunk, TYPES).await?;
-            let tasks = self
-                .source
-                .rows_where(&tables::TASKS, "RunUUID", Some(chunk))
-                .await?;
-            let mut tasks = group_by_column(tasks, "RunUUID");
-            let mut batch = AdoptBatch::default();
-            for row in &rows {
-                let id = column(row, "UUID");
-                let converted = match convert::run(row, references.get(&id)) {
-                    Ok(converted) => converted,
-                    Err(reason) => {
-                        counts.refuse(
-                            &mut self.report,
-                            &id,
-                            Some(!marks.contains_key(&id)),
-                            reason,
-                        );
-                        continue;
-                    }
-                };
-                if !converted.run.state.is_terminal() {
-                    in_flight += 1;
-                }
-                let task_rows = tasks.remove(&id).unwrap_or_default();
-                tasks_counts.upstream += task_rows.len();
-                let mut kept_rows = Vec::with_capacity(task_rows.len());
-                for task_row in task_rows {
-                    match convert::tasks(&id, std::slice::from_ref(&task_row)) {
-                        Ok(_) => kept_rows.push(task_row),
-                        Err((task_id, reason)) => {
-                            tasks_counts.refuse(&mut self.report, &task_id, None, reason);
-                        }
-                    }
-                }
-                let (run_tasks, links) = match convert::tasks(&id, &kept_rows) {
-                    Ok(converted) => converted,
-                    Err((task_id, reason)) => {
-                        tasks_counts.refuse(&mut self.report, &task_id, None, reason);
-                        (Vec::new(), Vec::new())
-                    }
-                };
-                tasks_counts.new += run_tasks.len();
-                let artifacts = convert::workflow_artifacts(
-                    &converted.run,
-                    &column(row, "WorkflowRuntimeManifest"),
-                    &self.options.bucket,
-                );
-                batch.marks.push(RowMark {
-                    table: tables::RUNS.name.into(),
-                    fingerprint: fingerprints.get(&id).cloned().unwrap_or_default(),
-                    id,
-                });
-                batch.runs.push(AdoptedRun {
-                    run: converted.run,
-                    pipeline_spec: converted.spec,
-                    inline_spec: converted.inline_spec,
-                    archived_at: converted.archived_at,
-                    tasks: run_tasks,
-                    artifacts,
-                    links,
-                });
-            }
-            let written = batch.runs.len();
-            self.write(batch).await?;
-            tracing::debug!(runs = written, "adopted a batch of runs");
-        }
-        if in_flight > 0 {
-            self.report.warn(
-                tables::RUNS.name,
-                "*",
-                format!(
-                    "{in_flight} run(s) brought were not finished upstream; kfpd does not follow upstream's Workflows: let them finish before the final pass"
-                ),
-            );
-        }
-        self.report.tables.push(counts);
-        self.report.tables.push(tasks_counts);
-        Ok(())
-    }
-
     async fn db_status(&mut self) -> Result<(), Error> {
         let rows = self
             .source
@@ -666,6 +394,318 @@ impl Pass<'_> {
             )
         });
         Ok(())
+    }
+}
+
+/// Each row's fingerprint combined with the digest of what belongs to it.
+fn fold(
+    own: HashMap<String, String>,
+    belonging: &HashMap<String, String>,
+) -> HashMap<String, String> {
+    own.into_iter()
+        .map(|(id, fingerprint)| {
+            let digest = belonging.get(&id).map(String::as_str).unwrap_or("");
+            let combined = combine(&[&fingerprint, digest]);
+            (id, combined)
+        })
+        .collect()
+}
+
+struct Experiments;
+
+impl Rows for Experiments {
+    type Item = kfpd_store::Experiment;
+    type Extra = HashMap<String, convert::References>;
+    const TABLE: &'static Table = &tables::EXPERIMENTS;
+    const KIND: AdoptedKind = AdoptedKind::Experiment;
+
+    async fn fingerprints(&self, pass: &Pass<'_>) -> Result<HashMap<String, String>, Error> {
+        pass.fingerprints_with_references(Self::TABLE, &["Experiment"])
+            .await
+    }
+
+    async fn extra(&self, pass: &Pass<'_>, ids: &[String]) -> Result<Self::Extra, Error> {
+        pass.references(ids, &["Experiment"]).await
+    }
+
+    async fn convert(
+        &mut self,
+        pass: &mut Pass<'_>,
+        row: &SourceRow,
+        id: &str,
+        references: &mut Self::Extra,
+    ) -> Result<Result<Self::Item, String>, Error> {
+        let experiment = match convert::experiment(row, references.get(id)) {
+            Ok(experiment) => experiment,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let scope = NameScope::Experiment {
+            namespace: &experiment.namespace,
+        };
+        Ok(match pass.name_taken(scope, &experiment.name, id).await? {
+            Some(reason) => Err(reason),
+            None => Ok(experiment),
+        })
+    }
+
+    fn add(batch: &mut AdoptBatch, item: Self::Item) {
+        batch.experiments.push(item);
+    }
+}
+
+/// Pipelines; `present` gathers the ids kfpd will have after the pass, for
+/// the versions to find their pipeline in a dry run too.
+#[derive(Default)]
+struct Pipelines {
+    present: HashSet<String>,
+}
+
+impl Rows for Pipelines {
+    type Item = kfpd_store::Pipeline;
+    type Extra = HashMap<String, Vec<SourceRow>>;
+    const TABLE: &'static Table = &tables::PIPELINES;
+    const KIND: AdoptedKind = AdoptedKind::Pipeline;
+
+    async fn fingerprints(&self, pass: &Pass<'_>) -> Result<HashMap<String, String>, Error> {
+        pass.with_tags(Self::TABLE, &tables::PIPELINE_TAGS, "PipelineId")
+            .await
+    }
+
+    async fn extra(&self, pass: &Pass<'_>, ids: &[String]) -> Result<Self::Extra, Error> {
+        pass.tag_rows(&tables::PIPELINE_TAGS, "PipelineId", ids)
+            .await
+    }
+
+    async fn convert(
+        &mut self,
+        pass: &mut Pass<'_>,
+        row: &SourceRow,
+        id: &str,
+        tags: &mut Self::Extra,
+    ) -> Result<Result<Self::Item, String>, Error> {
+        let pipeline = match convert::pipeline(row, tags.get(id)) {
+            Ok(pipeline) => pipeline,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let scope = NameScope::Pipeline {
+            namespace: &pipeline.namespace,
+        };
+        if let Some(reason) = pass.name_taken(scope, &pipeline.name, id).await? {
+            return Ok(Err(reason));
+        }
+        self.present.insert(id.to_string());
+        Ok(Ok(pipeline))
+    }
+
+    fn add(batch: &mut AdoptBatch, item: Self::Item) {
+        batch.pipelines.push(item);
+    }
+}
+
+struct Versions<'p> {
+    pipelines: &'p HashSet<String>,
+}
+
+impl Rows for Versions<'_> {
+    type Item = kfpd_store::PipelineVersion;
+    type Extra = HashMap<String, Vec<SourceRow>>;
+    const TABLE: &'static Table = &tables::PIPELINE_VERSIONS;
+    const KIND: AdoptedKind = AdoptedKind::Version;
+
+    async fn fingerprints(&self, pass: &Pass<'_>) -> Result<HashMap<String, String>, Error> {
+        pass.with_tags(
+            Self::TABLE,
+            &tables::PIPELINE_VERSION_TAGS,
+            "PipelineVersionId",
+        )
+        .await
+    }
+
+    async fn extra(&self, pass: &Pass<'_>, ids: &[String]) -> Result<Self::Extra, Error> {
+        pass.tag_rows(&tables::PIPELINE_VERSION_TAGS, "PipelineVersionId", ids)
+            .await
+    }
+
+    async fn convert(
+        &mut self,
+        pass: &mut Pass<'_>,
+        row: &SourceRow,
+        id: &str,
+        tags: &mut Self::Extra,
+    ) -> Result<Result<Self::Item, String>, Error> {
+        let version = match convert::pipeline_version(row, tags.get(id)) {
+            Ok(version) => version,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        let known = self.pipelines.contains(&version.pipeline_id)
+            || pass.store.get_pipeline(&version.pipeline_id).await.is_ok();
+        if !known {
+            return Ok(Err(format!(
+                "its pipeline {} is not in kfpd (not brought over)",
+                version.pipeline_id
+            )));
+        }
+        let scope = NameScope::Version {
+            pipeline_id: &version.pipeline_id,
+        };
+        Ok(match pass.name_taken(scope, &version.name, id).await? {
+            Some(reason) => Err(reason),
+            None => Ok(version),
+        })
+    }
+
+    fn add(batch: &mut AdoptBatch, item: Self::Item) {
+        batch.versions.push(item);
+    }
+}
+
+struct RecurringRuns {
+    fired: HashMap<String, convert::Fired>,
+}
+
+const JOB_TYPES: &[&str] = &["Job", "RecurringRun"];
+
+impl Rows for RecurringRuns {
+    type Item = kfpd_store::RecurringRun;
+    type Extra = HashMap<String, convert::References>;
+    const TABLE: &'static Table = &tables::JOBS;
+    const KIND: AdoptedKind = AdoptedKind::RecurringRun;
+
+    async fn fingerprints(&self, pass: &Pass<'_>) -> Result<HashMap<String, String>, Error> {
+        let own = pass
+            .fingerprints_with_references(Self::TABLE, JOB_TYPES)
+            .await?;
+        let schedules = own
+            .keys()
+            .map(|id| {
+                let fired = self.fired.get(id).copied().unwrap_or_default();
+                let schedule = format!("{:?}/{}", fired.latest_scheduled_at, fired.count);
+                (id.clone(), schedule)
+            })
+            .collect();
+        Ok(fold(own, &schedules))
+    }
+
+    async fn extra(&self, pass: &Pass<'_>, ids: &[String]) -> Result<Self::Extra, Error> {
+        pass.references(ids, JOB_TYPES).await
+    }
+
+    async fn convert(
+        &mut self,
+        pass: &mut Pass<'_>,
+        row: &SourceRow,
+        id: &str,
+        references: &mut Self::Extra,
+    ) -> Result<Result<Self::Item, String>, Error> {
+        let fired = self.fired.get(id).copied().unwrap_or_default();
+        let (recurring, warning) = match convert::recurring_run(row, references.get(id), fired) {
+            Ok(converted) => converted,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        if let Some(warning) = warning {
+            pass.report.warn(Self::TABLE.name, id, warning);
+        }
+        Ok(Ok(recurring))
+    }
+
+    fn add(batch: &mut AdoptBatch, item: Self::Item) {
+        batch.recurring_runs.push(item);
+    }
+}
+
+/// Runs with their task rows, counted apart in `tasks`.
+struct Runs {
+    tasks: TableReport,
+    /// Runs brought unfinished (PENDING, RUNNING, CANCELING upstream).
+    in_flight: usize,
+}
+
+/// What a batch of runs reads besides their rows.
+struct RunExtra {
+    references: HashMap<String, convert::References>,
+    tasks: HashMap<String, Vec<SourceRow>>,
+}
+
+impl Rows for Runs {
+    type Item = AdoptedRun;
+    type Extra = RunExtra;
+    const TABLE: &'static Table = &tables::RUNS;
+    const KIND: AdoptedKind = AdoptedKind::Run;
+
+    async fn fingerprints(&self, pass: &Pass<'_>) -> Result<HashMap<String, String>, Error> {
+        let task_digests = pass
+            .source
+            .group_fingerprints(&tables::TASKS, "RunUUID", None)
+            .await?;
+        let own = pass
+            .fingerprints_with_references(Self::TABLE, &["Run"])
+            .await?;
+        Ok(fold(own, &task_digests))
+    }
+
+    async fn extra(&self, pass: &Pass<'_>, ids: &[String]) -> Result<Self::Extra, Error> {
+        let references = pass.references(ids, &["Run"]).await?;
+        let tasks = pass
+            .source
+            .rows_where(&tables::TASKS, "RunUUID", Some(ids))
+            .await?;
+        Ok(RunExtra {
+            references,
+            tasks: group_by_column(tasks, "RunUUID"),
+        })
+    }
+
+    async fn convert(
+        &mut self,
+        pass: &mut Pass<'_>,
+        row: &SourceRow,
+        id: &str,
+        extra: &mut Self::Extra,
+    ) -> Result<Result<Self::Item, String>, Error> {
+        let converted = match convert::run(row, extra.references.get(id)) {
+            Ok(converted) => converted,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        if !converted.run.state.is_terminal() {
+            self.in_flight += 1;
+        }
+        let task_rows = extra.tasks.remove(id).unwrap_or_default();
+        self.tasks.upstream += task_rows.len();
+        let mut kept_rows = Vec::with_capacity(task_rows.len());
+        for task_row in task_rows {
+            match convert::tasks(id, std::slice::from_ref(&task_row)) {
+                Ok(_) => kept_rows.push(task_row),
+                Err((task_id, reason)) => {
+                    self.tasks.refuse(&mut pass.report, &task_id, None, reason);
+                }
+            }
+        }
+        let (run_tasks, links) = match convert::tasks(id, &kept_rows) {
+            Ok(converted) => converted,
+            Err((task_id, reason)) => {
+                self.tasks.refuse(&mut pass.report, &task_id, None, reason);
+                (Vec::new(), Vec::new())
+            }
+        };
+        self.tasks.new += run_tasks.len();
+        let artifacts = convert::workflow_artifacts(
+            &converted.run,
+            &column(row, "WorkflowRuntimeManifest"),
+            &pass.options.bucket,
+        );
+        Ok(Ok(AdoptedRun {
+            run: converted.run,
+            pipeline_spec: converted.spec,
+            inline_spec: converted.inline_spec,
+            archived_at: converted.archived_at,
+            tasks: run_tasks,
+            artifacts,
+            links,
+        }))
+    }
+
+    fn add(batch: &mut AdoptBatch, item: Self::Item) {
+        batch.runs.push(item);
     }
 }
 
@@ -685,11 +725,35 @@ pub async fn adopt(source_url: &str, store: &SqlStore, options: &Options) -> Res
         now: started_at,
     };
     pass.db_status().await?;
-    pass.experiments().await?;
-    let pipelines = pass.pipelines().await?;
-    pass.versions(&pipelines).await?;
-    pass.recurring_runs().await?;
-    pass.runs().await?;
+    pass.table(&mut Experiments).await?;
+    pass.default_experiment().await?;
+    let mut pipelines = Pipelines::default();
+    pass.table(&mut pipelines).await?;
+    pass.table(&mut Versions {
+        pipelines: &pipelines.present,
+    })
+    .await?;
+    let fired = pass.fired().await?;
+    pass.table(&mut RecurringRuns { fired }).await?;
+    let mut runs = Runs {
+        tasks: TableReport {
+            table: tables::TASKS.name,
+            ..TableReport::default()
+        },
+        in_flight: 0,
+    };
+    pass.table(&mut runs).await?;
+    if runs.in_flight > 0 {
+        pass.report.warn(
+            tables::RUNS.name,
+            "*",
+            format!(
+                "{} run(s) brought were not finished upstream: a later pass brings their changes while upstream runs them; a kfpd serving with its own executor ends them FAILED at start (docs/upgrade.md)",
+                runs.in_flight
+            ),
+        );
+    }
+    pass.report.tables.push(runs.tasks);
     let report = pass.report;
     if !options.dry_run {
         store

@@ -23,6 +23,18 @@ pub struct TableReport {
     /// Left alone: as the last pass brought them.
     pub unchanged: usize,
     pub refused: usize,
+    /// Adopted earlier, deleted upstream since: removed from kfpd (or, dry, would be).
+    pub deleted: usize,
+}
+
+/// An adopted row upstream deleted since: removed from kfpd, or kept (with why).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gone {
+    pub table: &'static str,
+    pub id: String,
+    /// The kfpd row's name, so a report says what goes, not only its id.
+    pub name: String,
+    pub kept: Option<String>,
 }
 
 impl TableReport {
@@ -39,7 +51,21 @@ impl TableReport {
             changed: to_bring.len() - new,
             unchanged: upstream - to_bring.len(),
             refused: 0,
+            deleted: 0,
         }
+    }
+
+    /// Counts an adopted row upstream no longer has.
+    pub(crate) fn remove(&mut self, report: &mut Report, row: kfpd_store::adopt::GoneRow) {
+        if row.kept.is_none() {
+            self.deleted += 1;
+        }
+        report.gone.push(Gone {
+            table: self.table,
+            id: row.id,
+            name: row.name,
+            kept: row.kept,
+        });
     }
 
     /// Counts a row that was to be brought as refused instead.
@@ -74,6 +100,8 @@ pub struct Report {
     pub refused: Vec<Problem>,
     /// Rows brought with something to know about them.
     pub warnings: Vec<Problem>,
+    /// Adopted rows upstream deleted since the pass that brought them.
+    pub gone: Vec<Gone>,
     /// `db_statuses.HaveSamplesLoaded`, when upstream has the row.
     pub samples_loaded: Option<bool>,
 }
@@ -95,6 +123,11 @@ impl Report {
             .sum()
     }
 
+    /// Adopted rows removed because upstream deleted them (or, dry, would be).
+    pub fn deleted(&self) -> usize {
+        self.tables.iter().map(|table| table.deleted).sum()
+    }
+
     pub fn unchanged(&self) -> usize {
         self.tables.iter().map(|table| table.unchanged).sum()
     }
@@ -106,10 +139,10 @@ impl Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verb = if self.dry_run {
-            "would bring"
+        let (verb, delete) = if self.dry_run {
+            ("would bring", "would delete")
         } else {
-            "brought"
+            ("brought", "deleted")
         };
         writeln!(
             out,
@@ -123,19 +156,20 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             out,
-            "{:<22} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            "table", "upstream", "new", "changed", "unchanged", "refused"
+            "{:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "table", "upstream", "new", "changed", "unchanged", "refused", "deleted"
         )?;
         for table in &self.tables {
             writeln!(
                 out,
-                "{:<22} {:>9} {:>9} {:>9} {:>9} {:>9}",
+                "{:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
                 table.table,
                 table.upstream,
                 table.new,
                 table.changed,
                 table.unchanged,
-                table.refused
+                table.refused,
+                table.deleted
             )?;
         }
         if let Some(loaded) = self.samples_loaded {
@@ -146,10 +180,11 @@ impl fmt::Display for Report {
         }
         writeln!(
             out,
-            "{verb} {} row(s); {} unchanged; {} refused",
+            "{verb} {} row(s); {} unchanged; {} refused; {delete} {}",
             self.brought(),
             self.unchanged(),
-            self.refused.len()
+            self.refused.len(),
+            self.deleted()
         )?;
         for problem in &self.refused {
             writeln!(
@@ -157,6 +192,20 @@ impl fmt::Display for Report {
                 "refused {} {}: {}",
                 problem.table, problem.id, problem.reason
             )?;
+        }
+        for gone in &self.gone {
+            match &gone.kept {
+                None => writeln!(
+                    out,
+                    "{delete} {} {} named {:?}: deleted upstream",
+                    gone.table, gone.id, gone.name
+                )?,
+                Some(why) => writeln!(
+                    out,
+                    "kept {} {} named {:?}: deleted upstream, but {why}",
+                    gone.table, gone.id, gone.name
+                )?,
+            }
         }
         for problem in &self.warnings {
             writeln!(

@@ -143,6 +143,9 @@ pub async fn serve(
     if let Some(source) = &config.adopt_from {
         adopt_before_serving(&store, source).await?;
     }
+    if config.argo.is_none() {
+        end_adopted_unfinished(&store).await?;
+    }
     let settings = service::Settings {
         multi_user: config.multi_user,
         pod_namespace: config.namespace.clone(),
@@ -413,6 +416,31 @@ async fn adopt_before_serving(store: &SqlStore, source: &str) -> Result<(), Star
     );
     for problem in &report.refused {
         tracing::warn!(table = problem.table, id = %problem.id, reason = %problem.reason, "upstream row not adopted");
+    }
+    Ok(())
+}
+
+/// Runs adopted unfinished have no kfpd executor behind them, and kfpd's own
+/// executor must not run them again (their tasks ran, or still run, under
+/// upstream): where nothing follows upstream's Workflows (no `--executor argo`,
+/// whose persistence agent follows them by their `pipeline/runid` label), they
+/// end FAILED, saying why, before the executor starts. A later pass brings
+/// upstream's state if upstream's row changes (docs/upgrade.md).
+async fn end_adopted_unfinished(store: &SqlStore) -> Result<(), StartError> {
+    let reason = |state: kfpd_store::RunState| {
+        format!(
+            "adopted from upstream KFP while {}: kfpd did not start this run and does not follow upstream's workflows, so it ended it; an adoption pass brings the state upstream records for it",
+            state.as_str()
+        )
+    };
+    let ended = store
+        .end_adopted_unfinished(reason, retention::unix_now())
+        .await
+        .map_err(|error| {
+            StartError::Startup(format!("ending adopted unfinished runs: {error}"))
+        })?;
+    for (run, state) in &ended {
+        tracing::warn!(run = %run, was = state.as_str(), "adopted run was unfinished upstream; ended it");
     }
     Ok(())
 }

@@ -77,3 +77,28 @@ pub enum NameScope<'a> {
     /// Versions are unique by pipeline and name.
     Version { pipeline_id: &'a str },
 }
+
+/// The kinds of adopted rows a pass removes when upstream no longer has them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdoptedKind {
+    Experiment,
+    Pipeline,
+    Version,
+    RecurringRun,
+    Run,
+}
+
+/// An adopted row upstream no longer has, and what became of it in kfpd.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GoneRow {
+    pub id: String,
+    /// The kfpd row's name (display name for runs and recurring runs).
+    pub name: String,
+    /// Why kfpd keeps it: rows made in kfpd itself depend on it.
+    pub kept: Option<String>,
+}
+
+/// The mark table under which the ending of an adopted unfinished run is
+/// remembered (fingerprint: the upstream row's at the time), so a run kfpd
+/// itself moved on later (a retry) is never ended as adopted again.
+pub const ENDED_RUNS: &str = "run_details:ended";

@@ -328,8 +328,9 @@ fn adopt_with_env(
     stdout
 }
 
-/// The row of a table in the report: upstream, new, changed, unchanged, refused.
-fn counts(report: &str, table: &str) -> [usize; 5] {
+/// The row of a table in the report: upstream, new, changed, unchanged, refused,
+/// deleted.
+fn all_counts(report: &str, table: &str) -> [usize; 6] {
     let line = report
         .lines()
         .find(|line| line.split_whitespace().next() == Some(table))
@@ -339,7 +340,18 @@ fn counts(report: &str, table: &str) -> [usize; 5] {
         .skip(1)
         .map(|field| field.parse().expect("count"))
         .collect();
-    numbers.try_into().expect("five counts")
+    numbers.try_into().expect("six counts")
+}
+
+/// The first five: upstream, new, changed, unchanged, refused.
+fn counts(report: &str, table: &str) -> [usize; 5] {
+    let [upstream, new, changed, unchanged, refused, _] = all_counts(report, table);
+    [upstream, new, changed, unchanged, refused]
+}
+
+/// Adopted rows the pass deleted (dry: would delete) because upstream did.
+fn deleted(report: &str, table: &str) -> usize {
+    all_counts(report, table)[5]
 }
 
 fn rfc3339(seconds: &Value) -> Value {
@@ -969,7 +981,8 @@ async fn rerun_brings_only_changes(kind: Kind) {
     let (_, run) = server
         .get("/runs/2d9e7c40-0000-4000-8000-000000000008")
         .await;
-    assert_eq!(run["state"], "RUNNING", "{run}");
+    // Unfinished upstream, and kfpd's executor does not run it: ended at start.
+    assert_eq!(run["state"], "FAILED", "{run}");
     let (_, old) = server
         .get("/runs/2d9e7c40-0000-4000-8000-000000000003")
         .await;
@@ -1168,6 +1181,242 @@ async fn adopted_runs_read_their_artifacts_from_the_same_bucket() {
         json!(format!("s3://{bucket}/{key}"))
     );
     assert_eq!(listed["artifacts"][0]["name"], "main-logs");
+    drop(server);
+    upstream.drop_database().await;
+}
+
+/// A run row as upstream writes one, in experiment 1, pipeline 1.
+fn upstream_run(id: &str, name: &str, state: &str, created: i64, finished: i64) -> String {
+    format!(
+        "INSERT INTO \"run_details\" (\"UUID\", \"ExperimentUUID\", \"DisplayName\", \"Name\", \"StorageState\", \"Namespace\", \"ServiceAccount\", \"Description\", \"CreatedAtInSec\", \"ScheduledAtInSec\", \"FinishedAtInSec\", \"Conditions\", \"PipelineId\", \"PipelineName\", \"PipelineRuntimeManifest\", \"WorkflowRuntimeManifest\", \"State\", \"StateHistory\") VALUES ('{id}', '8c1d0a6e-0000-4000-8000-000000000001', '{name}', '{name}', 'AVAILABLE', '', '', '', {created}, {created}, {finished}, '', '5b7e2f10-0000-4000-8000-000000000001', '', '', '', '{state}', '[{{\"UpdateTimeInSec\":{created},\"State\":\"{state}\"}}]');\n"
+    )
+}
+
+/// What the API says about a run in kfpd, as JSON.
+async fn run_of(server: &Server, id: &str) -> (u16, Value) {
+    server.get(&format!("/runs/{id}")).await
+}
+
+/// Rows deleted in upstream's UI between passes leave kfpd at the next pass:
+/// only rows kfpd adopted, never rows made in kfpd itself, and a dry run names
+/// what it would delete.
+async fn deletions_propagate(kind: Kind, sqlite: bool) {
+    let _ = base_of_fixture();
+    let Some(upstream) = Upstream::create(kind).await else {
+        return;
+    };
+    let target = target_on(&upstream, sqlite).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    adopt(dir.path(), &target, &upstream.url(), &[]);
+
+    // Made in kfpd after the first pass: an experiment and a version of an
+    // adopted pipeline.
+    let args = target.args();
+    let mut serve_args: Vec<&str> = args.iter().map(String::as_str).collect();
+    serve_args.extend(["--scheduler", "off"]);
+    let server = Server::start_in(dir, &serve_args);
+    let (status, own) = server
+        .post("/experiments", &json!({"display_name": "made in kfpd"}))
+        .await;
+    assert_eq!(status, 200, "{own}");
+    let bytes = std::fs::read(common::pipeline("hello.yaml")).expect("pipeline");
+    let (status, version) = server
+        .upload(
+            "_version?pipelineid=5b7e2f10-0000-4000-8000-000000000001&name=kfpd-own-version",
+            "hello.yaml",
+            bytes,
+        )
+        .await;
+    assert_eq!(status, 200, "{version}");
+    let dir = server.stop();
+
+    // Deleted upstream as upstream's API deletes them.
+    upstream
+        .run(
+            "DELETE FROM \"tasks\" WHERE \"RunUUID\" = '2d9e7c40-0000-4000-8000-000000000002';\n\
+             DELETE FROM \"resource_references\" WHERE \"ResourceUUID\" IN ('2d9e7c40-0000-4000-8000-000000000002', '9f4b1e30-0000-4000-8000-000000000003', '8c1d0a6e-0000-4000-8000-000000000003');\n\
+             DELETE FROM \"run_details\" WHERE \"UUID\" = '2d9e7c40-0000-4000-8000-000000000002';\n\
+             DELETE FROM \"jobs\" WHERE \"UUID\" = '9f4b1e30-0000-4000-8000-000000000003';\n\
+             DELETE FROM \"experiments\" WHERE \"UUID\" = '8c1d0a6e-0000-4000-8000-000000000003';\n\
+             DELETE FROM \"pipeline_version_tags\" WHERE \"PipelineVersionId\" LIKE '6a3c9d20-%';\n\
+             DELETE FROM \"pipeline_versions\" WHERE \"PipelineId\" = '5b7e2f10-0000-4000-8000-000000000001';\n\
+             DELETE FROM \"pipeline_tags\" WHERE \"PipelineId\" = '5b7e2f10-0000-4000-8000-000000000001';\n\
+             DELETE FROM \"pipelines\" WHERE \"UUID\" = '5b7e2f10-0000-4000-8000-000000000001';\n",
+        )
+        .await;
+
+    let check = |report: &str, verb: &str| {
+        assert_eq!(deleted(report, "run_details"), 1, "{report}");
+        assert_eq!(deleted(report, "jobs"), 1, "{report}");
+        assert_eq!(deleted(report, "experiments"), 1, "{report}");
+        assert_eq!(deleted(report, "pipeline_versions"), 2, "{report}");
+        assert_eq!(deleted(report, "pipelines"), 0, "{report}");
+        for line in [
+            format!("{verb} run_details 2d9e7c40-0000-4000-8000-000000000002 named \"v1 run\": deleted upstream"),
+            format!("{verb} jobs 9f4b1e30-0000-4000-8000-000000000003 named \"paused nightly\": deleted upstream"),
+            format!("{verb} experiments 8c1d0a6e-0000-4000-8000-000000000003 named \"legacy v1\": deleted upstream"),
+            format!("{verb} pipeline_versions 6a3c9d20-0000-4000-8000-000000000002 named "),
+            "kept pipelines 5b7e2f10-0000-4000-8000-000000000001 named ".to_string(),
+            "deleted upstream, but 1 pipeline version(s) made in kfpd depend on it".to_string(),
+        ] {
+            assert!(report.contains(&line), "no {line:?} in\n{report}");
+        }
+    };
+    let dry = adopt(dir.path(), &target, &upstream.url(), &["--dry-run"]);
+    check(&dry, "would delete");
+    let dry = adopt(dir.path(), &target, &upstream.url(), &["--dry-run"]);
+    check(&dry, "would delete");
+    let report = adopt(dir.path(), &target, &upstream.url(), &["--batch-size", "1"]);
+    check(&report, "deleted");
+    assert_eq!(counts(&report, "run_details"), [6, 0, 0, 4, 2], "{report}");
+    let again = adopt(dir.path(), &target, &upstream.url(), &[]);
+    assert_eq!(deleted(&again, "run_details"), 0, "{again}");
+    assert_eq!(deleted(&again, "pipeline_versions"), 0, "{again}");
+    assert!(
+        !again.contains("deleted run_details"),
+        "deleted twice:\n{again}"
+    );
+    assert!(again.contains("kept pipelines 5b7e2f10"), "{again}");
+
+    let server = Server::start_in(dir, &serve_args);
+    for path in [
+        "/runs/2d9e7c40-0000-4000-8000-000000000002",
+        "/recurringruns/9f4b1e30-0000-4000-8000-000000000003",
+        "/experiments/8c1d0a6e-0000-4000-8000-000000000003",
+        "/pipelines/5b7e2f10-0000-4000-8000-000000000001/versions/6a3c9d20-0000-4000-8000-000000000001",
+    ] {
+        let (status, body) = server.get(path).await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    // What kfpd made stays, and so do the adopted rows upstream kept.
+    let (status, _) = server
+        .get(&format!(
+            "/experiments/{}",
+            own["experiment_id"].as_str().unwrap_or_default()
+        ))
+        .await;
+    assert_eq!(status, 200);
+    let (_, versions) = server
+        .get("/pipelines/5b7e2f10-0000-4000-8000-000000000001/versions")
+        .await;
+    let names: Vec<&str> = versions["pipeline_versions"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|version| version["display_name"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(names, ["kfpd-own-version"], "{versions}");
+    let (status, run) = run_of(&server, "2d9e7c40-0000-4000-8000-000000000001").await;
+    assert_eq!(status, 200, "{run}");
+    // The run counts moved with the deleted run.
+    let (_, page) = server.get("/runs?page_size=1").await;
+    assert_eq!(page["total_size"], json!(4), "{page}");
+    drop(server);
+    drop_target(&target, &upstream).await;
+    upstream.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_deletions_upstream_leave_the_servers_kfpd_database() {
+    deletions_propagate(Kind::Mysql, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_deletions_upstream_leave_the_servers_kfpd_database() {
+    deletions_propagate(Kind::Postgres, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_deletions_upstream_leave_sqlite() {
+    deletions_propagate(Kind::Mysql, true).await;
+}
+
+/// Runs unfinished upstream: a later pass keeps bringing what upstream records
+/// while it runs them; `kfpd serve --adopt-from` with its own executor ends
+/// them FAILED saying why instead of running them again or leaving them
+/// RUNNING; upstream's final state, when a later pass finds one, replaces that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_adopted_runs_end_when_kfpd_serves() {
+    let base = base_of_fixture();
+    let Some(upstream) = Upstream::create(Kind::Mysql).await else {
+        return;
+    };
+    const RUNNING: &str = "2d9e7c40-0000-4000-8000-000000000011";
+    const PENDING: &str = "2d9e7c40-0000-4000-8000-000000000012";
+    upstream
+        .run(&format!(
+            "{}{}",
+            upstream_run(RUNNING, "still running", "RUNNING", base - 600, 0),
+            upstream_run(PENDING, "still pending", "PENDING", base - 300, 0)
+        ))
+        .await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let target = Target::Sqlite;
+    let first = adopt(dir.path(), &target, &upstream.url(), &[]);
+    assert!(
+        first.contains("2 run(s) brought were not finished upstream"),
+        "{first}"
+    );
+
+    // Upstream moves on: the pending run starts.
+    upstream
+        .run(&format!(
+            "UPDATE \"run_details\" SET \"State\" = 'RUNNING' WHERE \"UUID\" = '{PENDING}';\n"
+        ))
+        .await;
+    let second = adopt(dir.path(), &target, &upstream.url(), &[]);
+    assert_eq!(counts(&second, "run_details"), [9, 0, 1, 6, 2], "{second}");
+    let database = dir.path().join("kfpd.db");
+    let mut conn = AnyConnection::connect(&format!("sqlite://{}?mode=ro", database.display()))
+        .await
+        .expect("kfpd database");
+    let state: String = sqlx::query(&format!("SELECT state FROM runs WHERE uuid = '{PENDING}'"))
+        .fetch_one(&mut conn)
+        .await
+        .expect("adopted run")
+        .get(0);
+    assert_eq!(state, "RUNNING");
+    drop(conn);
+
+    let url = upstream.url();
+    let serve_args = ["--scheduler", "off", "--adopt-from", url.as_str()];
+    let server = Server::start_in(dir, &serve_args);
+    for (id, was) in [(RUNNING, "RUNNING"), (PENDING, "RUNNING")] {
+        let (status, run) = run_of(&server, id).await;
+        assert_eq!(status, 200, "{run}");
+        assert_eq!(run["state"], "FAILED", "{run}");
+        let message = run["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("adopted from upstream KFP while {was}")),
+            "{run}"
+        );
+    }
+    // Not started again by kfpd's executor meanwhile.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, run) = run_of(&server, RUNNING).await;
+    assert_eq!(run["state"], "FAILED", "{run}");
+    assert!(
+        run["run_details"]["task_details"]
+            .as_array()
+            .map_or(true, Vec::is_empty),
+        "kfpd ran an adopted run: {run}"
+    );
+    let dir = server.stop();
+
+    // Upstream recorded the end after all: the next start's pass brings it.
+    upstream
+        .run(&format!(
+            "UPDATE \"run_details\" SET \"State\" = 'SUCCEEDED', \"FinishedAtInSec\" = {} WHERE \"UUID\" = '{RUNNING}';\n",
+            base - 60
+        ))
+        .await;
+    let server = Server::start_in(dir, &serve_args);
+    let (_, run) = run_of(&server, RUNNING).await;
+    assert_eq!(run["state"], "SUCCEEDED", "{run}");
+    let (_, run) = run_of(&server, PENDING).await;
+    assert_eq!(run["state"], "FAILED", "{run}");
     drop(server);
     upstream.drop_database().await;
 }

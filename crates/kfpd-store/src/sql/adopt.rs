@@ -8,8 +8,12 @@ use std::collections::HashMap;
 use super::rows::{int, text};
 use super::run_counts::{self, CountKey};
 use super::{Arg, Dialect, Sql, SqlStore, Tx};
-use crate::adopt::{AdoptBatch, AdoptPass, AdoptedRun, NameScope, RowMark};
-use crate::{Error, Experiment, Pipeline, PipelineVersion, RecurringRun, Tags, Trigger};
+use crate::adopt::{
+    AdoptBatch, AdoptPass, AdoptedKind, AdoptedRun, GoneRow, NameScope, RowMark, ENDED_RUNS,
+};
+use crate::{
+    Error, Experiment, Pipeline, PipelineVersion, RecurringRun, RunState, RunStore, Tags, Trigger,
+};
 
 /// Marks per `SELECT` when reading them back, and ids per `IN (…)` list.
 const IDS_PER_STATEMENT: usize = 500;
@@ -586,6 +590,169 @@ async fn write_run(tx: &mut Tx<'_>, adopted: &AdoptedRun, existed: bool) -> Resu
     Ok(())
 }
 
+fn bind_ids(sql: &mut Sql, ids: &[String]) {
+    sql.bind_list(ids.iter().map(Arg::from).collect());
+}
+
+/// `DELETE FROM <table> WHERE <column> IN (ids)`.
+async fn delete_in(tx: &mut Tx<'_>, table: &str, column: &str, ids: &[String]) -> Result<(), Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut sql = Sql::new("DELETE FROM ");
+    sql.push(table).push(" WHERE ").push(column).push(" IN ");
+    bind_ids(&mut sql, ids);
+    tx.execute(&sql).await?;
+    Ok(())
+}
+
+/// Where an adopted kind lives in kfpd: table and the column that names a row.
+fn kfpd_table(kind: AdoptedKind) -> (&'static str, &'static str) {
+    match kind {
+        AdoptedKind::Experiment => ("experiments", "name"),
+        AdoptedKind::Pipeline => ("pipelines", "name"),
+        AdoptedKind::Version => ("pipeline_versions", "name"),
+        AdoptedKind::RecurringRun => ("recurring_runs", "display_name"),
+        AdoptedKind::Run => ("runs", "display_name"),
+    }
+}
+
+/// Rows made in kfpd itself (not adopted) that depend on each of `ids`, as
+/// `(owner id, what)`: they keep the adopted row in place.
+async fn kfpd_dependents(
+    tx: &mut Tx<'_>,
+    kind: AdoptedKind,
+    ids: &[String],
+) -> Result<HashMap<String, String>, Error> {
+    let checks: &[(&str, &str, &str, &str)] = match kind {
+        AdoptedKind::Experiment => &[
+            ("runs", "experiment_uuid", "run_details", "run(s)"),
+            ("recurring_runs", "experiment_uuid", "jobs", "recurring run(s)"),
+        ],
+        AdoptedKind::Pipeline => &[(
+            "pipeline_versions",
+            "pipeline_uuid",
+            "pipeline_versions",
+            "pipeline version(s)",
+        )],
+        _ => &[],
+    };
+    let mut found: HashMap<String, String> = HashMap::new();
+    for (table, owner, marks, what) in checks {
+        let mut sql = Sql::new("SELECT ");
+        sql.push(owner)
+            .push(" AS owner, COUNT(*) AS made FROM ")
+            .push(table)
+            .push(" WHERE ")
+            .push(owner)
+            .push(" IN ");
+        bind_ids(&mut sql, ids);
+        sql.push(" AND uuid NOT IN (SELECT source_id FROM adopted_rows WHERE source_table = ")
+            .bind(*marks)
+            .push(") GROUP BY ")
+            .push(owner);
+        for row in tx.fetch_all(&sql).await? {
+            let id = text(&row, "owner")?;
+            let made = int(&row, "made")?;
+            let entry = found.entry(id).or_default();
+            if !entry.is_empty() {
+                entry.push_str(" and ");
+            }
+            entry.push_str(&format!("{made} {what}"));
+        }
+    }
+    Ok(found
+        .into_iter()
+        .map(|(id, made)| (id, format!("{made} made in kfpd depend on it")))
+        .collect())
+}
+
+/// Deletes the kfpd rows of `ids` (all of them adopted, none kept) and what
+/// belongs to them.
+async fn delete_adopted_rows(
+    tx: &mut Tx<'_>,
+    kind: AdoptedKind,
+    ids: &[String],
+) -> Result<(), Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    match kind {
+        AdoptedKind::Experiment => {
+            delete_in(tx, "default_experiment", "experiment_uuid", ids).await?;
+            delete_in(tx, "experiments", "uuid", ids).await?;
+        }
+        AdoptedKind::Pipeline => {
+            // Its versions are all adopted (else it is kept); they go with it,
+            // marks included, as upstream's foreign keys take them.
+            let mut versions = Sql::new("SELECT uuid FROM pipeline_versions WHERE pipeline_uuid IN ");
+            bind_ids(&mut versions, ids);
+            let versions = tx
+                .fetch_all(&versions)
+                .await?
+                .iter()
+                .map(|row| text(row, "uuid"))
+                .collect::<Result<Vec<_>, _>>()?;
+            for chunk in versions.chunks(IDS_PER_STATEMENT) {
+                delete_in(tx, "pipeline_version_tags", "version_uuid", chunk).await?;
+                delete_in(tx, "pipeline_versions", "uuid", chunk).await?;
+                delete_marks(tx, "pipeline_versions", chunk).await?;
+            }
+            delete_in(tx, "pipeline_tags", "pipeline_uuid", ids).await?;
+            delete_in(tx, "pipelines", "uuid", ids).await?;
+        }
+        AdoptedKind::Version => {
+            delete_in(tx, "pipeline_version_tags", "version_uuid", ids).await?;
+            delete_in(tx, "pipeline_versions", "uuid", ids).await?;
+        }
+        AdoptedKind::RecurringRun => {
+            delete_in(tx, "recurring_runs", "uuid", ids).await?;
+        }
+        AdoptedKind::Run => {
+            let mut locked = Sql::new("SELECT ");
+            locked
+                .push(super::runs::COLUMNS)
+                .push(" FROM runs WHERE uuid IN ");
+            bind_ids(&mut locked, ids);
+            let lock = tx.for_update();
+            locked.push(" ORDER BY uuid").push(lock);
+            let runs = tx
+                .fetch_all(&locked)
+                .await?
+                .iter()
+                .map(super::runs::run)
+                .collect::<Result<Vec<_>, _>>()?;
+            for (table, column) in [
+                ("artifact_links", "run_uuid"),
+                ("artifacts", "run_uuid"),
+                ("tasks", "run_uuid"),
+                ("run_specs", "run_uuid"),
+                ("runs", "uuid"),
+            ] {
+                delete_in(tx, table, column, ids).await?;
+            }
+            delete_marks(tx, ENDED_RUNS, ids).await?;
+            let counts = runs
+                .iter()
+                .map(|run| (super::runs::count_key(run), -1))
+                .collect();
+            run_counts::adjust(tx, counts).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn delete_marks(tx: &mut Tx<'_>, table: &str, ids: &[String]) -> Result<(), Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut sql = Sql::new("DELETE FROM adopted_rows WHERE source_table = ");
+    sql.bind(table).push(" AND source_id IN ");
+    bind_ids(&mut sql, ids);
+    tx.execute(&sql).await?;
+    Ok(())
+}
+
 async fn write_marks(tx: &mut Tx<'_>, marks: &[RowMark], now: i64) -> Result<(), Error> {
     for mark in marks {
         let sql = upsert(
@@ -669,6 +836,122 @@ impl SqlStore {
             marks.insert(text(&row, "source_id")?, text(&row, "fingerprint")?);
         }
         Ok(marks)
+    }
+
+    /// Removes the adopted rows of `ids` (marked under upstream's `table`, gone
+    /// from upstream) in one transaction: the kfpd rows with what belongs to them
+    /// and their marks. A row that rows made in kfpd depend on (an experiment
+    /// with kfpd's own runs, a pipeline with kfpd's own versions) is kept with its
+    /// mark and the reason, so every pass reports it. Rows made in kfpd are never
+    /// removed. `dry_run` rolls the transaction back: the answer is the same,
+    /// nothing changes.
+    pub async fn remove_adopted(
+        &self,
+        kind: AdoptedKind,
+        table: &str,
+        ids: &[String],
+        dry_run: bool,
+    ) -> Result<Vec<GoneRow>, Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write("remove adopted rows", || async {
+            let mut tx = self.begin_write().await?;
+            let (kfpd, name_column) = kfpd_table(kind);
+            let mut names = Sql::new("SELECT uuid, ");
+            names
+                .push(name_column)
+                .push(" AS name FROM ")
+                .push(kfpd)
+                .push(" WHERE uuid IN ");
+            bind_ids(&mut names, ids);
+            let mut present = HashMap::new();
+            for row in tx.fetch_all(&names).await? {
+                present.insert(text(&row, "uuid")?, text(&row, "name")?);
+            }
+            let kept = kfpd_dependents(&mut tx, kind, ids).await?;
+            let mut gone = Vec::new();
+            let mut removed = Vec::new();
+            for id in ids {
+                let reason = kept.get(id).cloned();
+                if reason.is_none() {
+                    removed.push(id.clone());
+                }
+                // Deleted in kfpd already: only the mark goes.
+                if let Some(name) = present.get(id) {
+                    gone.push(GoneRow {
+                        id: id.clone(),
+                        name: name.clone(),
+                        kept: reason,
+                    });
+                }
+            }
+            delete_adopted_rows(&mut tx, kind, &removed).await?;
+            delete_marks(&mut tx, table, &removed).await?;
+            if dry_run {
+                tx.rollback().await?;
+            } else {
+                tx.commit().await?;
+            }
+            Ok(gone)
+        })
+        .await
+    }
+
+    /// Ends the adopted runs kfpd holds unfinished as upstream had them (PENDING,
+    /// RUNNING: FAILED with `reason`; CANCELING: CANCELED). Used where nothing in
+    /// kfpd follows upstream's Workflows: kfpd did not start these runs and must
+    /// not run them again. A run kfpd moved on itself after it was ended (a retry)
+    /// is kfpd's: the mark of its ending keeps it from being ended again, until a
+    /// pass brings a changed upstream row. Returns the ids and states ended.
+    pub async fn end_adopted_unfinished(
+        &self,
+        reason: impl Fn(RunState) -> String,
+        now: i64,
+    ) -> Result<Vec<(String, RunState)>, Error> {
+        let mut sql = Sql::new(
+            "SELECT r.uuid, r.state, a.fingerprint FROM runs r \
+             JOIN adopted_rows a ON a.source_table = 'run_details' AND a.source_id = r.uuid \
+             LEFT JOIN adopted_rows e ON e.source_table = ",
+        );
+        sql.bind(ENDED_RUNS)
+            .push(" AND e.source_id = r.uuid WHERE r.state IN ");
+        sql.bind_list(
+            [RunState::Pending, RunState::Running, RunState::Canceling]
+                .iter()
+                .map(|state| state.as_str().into())
+                .collect(),
+        );
+        sql.push(" AND (e.fingerprint IS NULL OR e.fingerprint <> a.fingerprint) ORDER BY r.uuid");
+        let mut ended = Vec::new();
+        for row in self.fetch_all(&sql).await? {
+            let id = text(&row, "uuid")?;
+            let state = RunState::parse(&text(&row, "state")?);
+            let fingerprint = text(&row, "fingerprint")?;
+            let (to, error) = match state {
+                RunState::Canceling => (RunState::Canceled, None),
+                _ => (RunState::Failed, Some(reason(state))),
+            };
+            match self.transition_run(&id, &[state], to, error, now).await {
+                Ok(_) => {}
+                // Moved meanwhile: that state stands.
+                Err(Error::FailedPrecondition(_) | Error::NotFound(_)) => continue,
+                Err(error) => return Err(error),
+            }
+            let mark = RowMark {
+                table: ENDED_RUNS.into(),
+                id: id.clone(),
+                fingerprint,
+            };
+            self.write("mark an ended adopted run", || async {
+                let mut tx = self.begin_write().await?;
+                write_marks(&mut tx, std::slice::from_ref(&mark), now).await?;
+                tx.commit().await
+            })
+            .await?;
+            ended.push((id, state));
+        }
+        Ok(ended)
     }
 
     /// The kfpd row of another id that holds the name an adopted row brings, if
