@@ -1228,16 +1228,30 @@ async fn deletions_propagate(kind: Kind, sqlite: bool) {
         )
         .await;
     assert_eq!(status, 200, "{version}");
+    // kfpd's own recurring run (disabled) in the adopted experiment 3.
+    let (status, recurring) = server
+        .post(
+            "/recurringruns",
+            &json!({
+                "display_name": "made in kfpd",
+                "experiment_id": "8c1d0a6e-0000-4000-8000-000000000003",
+                "pipeline_spec": common::pipeline_spec("hello.yaml"),
+                "max_concurrency": 1,
+                "trigger": {"periodic_schedule": {"interval_second": 3600}},
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{recurring}");
     let dir = server.stop();
 
     // Deleted upstream as upstream's API deletes them.
     upstream
         .run(
             "DELETE FROM \"tasks\" WHERE \"RunUUID\" = '2d9e7c40-0000-4000-8000-000000000002';\n\
-             DELETE FROM \"resource_references\" WHERE \"ResourceUUID\" IN ('2d9e7c40-0000-4000-8000-000000000002', '9f4b1e30-0000-4000-8000-000000000003', '8c1d0a6e-0000-4000-8000-000000000003');\n\
+             DELETE FROM \"resource_references\" WHERE \"ResourceUUID\" IN ('2d9e7c40-0000-4000-8000-000000000002', '9f4b1e30-0000-4000-8000-000000000003', '8c1d0a6e-0000-4000-8000-000000000002', '8c1d0a6e-0000-4000-8000-000000000003');\n\
              DELETE FROM \"run_details\" WHERE \"UUID\" = '2d9e7c40-0000-4000-8000-000000000002';\n\
              DELETE FROM \"jobs\" WHERE \"UUID\" = '9f4b1e30-0000-4000-8000-000000000003';\n\
-             DELETE FROM \"experiments\" WHERE \"UUID\" = '8c1d0a6e-0000-4000-8000-000000000003';\n\
+             DELETE FROM \"experiments\" WHERE \"UUID\" IN ('8c1d0a6e-0000-4000-8000-000000000002', '8c1d0a6e-0000-4000-8000-000000000003');\n\
              DELETE FROM \"pipeline_version_tags\" WHERE \"PipelineVersionId\" LIKE '6a3c9d20-%';\n\
              DELETE FROM \"pipeline_versions\" WHERE \"PipelineId\" = '5b7e2f10-0000-4000-8000-000000000001';\n\
              DELETE FROM \"pipeline_tags\" WHERE \"PipelineId\" = '5b7e2f10-0000-4000-8000-000000000001';\n\
@@ -1254,7 +1268,8 @@ async fn deletions_propagate(kind: Kind, sqlite: bool) {
         for line in [
             format!("{verb} run_details 2d9e7c40-0000-4000-8000-000000000002 named \"v1 run\": deleted upstream"),
             format!("{verb} jobs 9f4b1e30-0000-4000-8000-000000000003 named \"paused nightly\": deleted upstream"),
-            format!("{verb} experiments 8c1d0a6e-0000-4000-8000-000000000003 named \"legacy v1\": deleted upstream"),
+            format!("{verb} experiments 8c1d0a6e-0000-4000-8000-000000000002 named \"old results\": deleted upstream"),
+            "kept experiments 8c1d0a6e-0000-4000-8000-000000000003 named \"legacy v1\": deleted upstream, but 1 recurring run(s) made in kfpd depend on it".to_string(),
             format!("{verb} pipeline_versions 6a3c9d20-0000-4000-8000-000000000002 named "),
             "kept pipelines 5b7e2f10-0000-4000-8000-000000000001 named ".to_string(),
             "deleted upstream, but 1 pipeline version(s) made in kfpd depend on it".to_string(),
@@ -1282,7 +1297,7 @@ async fn deletions_propagate(kind: Kind, sqlite: bool) {
     for path in [
         "/runs/2d9e7c40-0000-4000-8000-000000000002",
         "/recurringruns/9f4b1e30-0000-4000-8000-000000000003",
-        "/experiments/8c1d0a6e-0000-4000-8000-000000000003",
+        "/experiments/8c1d0a6e-0000-4000-8000-000000000002",
         "/pipelines/5b7e2f10-0000-4000-8000-000000000001/versions/6a3c9d20-0000-4000-8000-000000000001",
     ] {
         let (status, body) = server.get(path).await;
@@ -1296,6 +1311,13 @@ async fn deletions_propagate(kind: Kind, sqlite: bool) {
         ))
         .await;
     assert_eq!(status, 200);
+    let (status, kept) = server
+        .get("/experiments/8c1d0a6e-0000-4000-8000-000000000003")
+        .await;
+    assert_eq!(status, 200, "{kept}");
+    // Upstream keeps the runs of a deleted experiment; so does kfpd.
+    let (status, run) = run_of(&server, "2d9e7c40-0000-4000-8000-000000000003").await;
+    assert_eq!(status, 200, "{run}");
     let (_, versions) = server
         .get("/pipelines/5b7e2f10-0000-4000-8000-000000000001/versions")
         .await;
