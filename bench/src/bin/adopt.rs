@@ -6,8 +6,9 @@
 //! (each with a pipeline spec, runtime parameters, a state history, a workflow
 //! manifest naming one object, and `--tasks-per-run` task rows), then adopts it
 //! into SQLite in a temporary directory (or `--target-server`) three times:
-//! the first pass (everything), a pass with nothing changed, and a pass after 1%
-//! of the runs changed. For each: time, upstream runs per second, and the
+//! the first pass (everything), a pass with nothing changed, a pass after 1%
+//! of the runs changed, and a pass after 1% of the runs were deleted upstream.
+//! For each: time, upstream runs per second, runs brought and deleted, and the
 //! process's peak resident memory so far.
 //!
 //! `cargo run --release -p kfpd-bench --bin adopt -- --source mysql://root@127.0.0.1:3306`
@@ -222,16 +223,20 @@ async fn run(args: &Args, source_url: &str, postgres: bool) -> Result<()> {
     };
     println!("target: {}", kfpd_adopt::redact(&target_url));
     println!(
-        "{:<24} {:>10} {:>12} {:>12} {:>14}",
-        "pass", "seconds", "runs/s", "runs brought", "peak RSS MiB"
+        "{:<24} {:>10} {:>12} {:>12} {:>12} {:>14}",
+        "pass", "seconds", "runs/s", "runs brought", "runs deleted", "peak RSS MiB"
     );
     let pass = |name: &'static str, seconds: f64, report: &kfpd_adopt::Report| {
         let brought = report
             .table("run_details")
             .map(|table| table.new + table.changed)
             .unwrap_or(0);
+        let deleted = report
+            .table("run_details")
+            .map(|table| table.deleted)
+            .unwrap_or(0);
         println!(
-            "{name:<24} {seconds:>10.2} {:>12.0} {brought:>12} {:>14.0}",
+            "{name:<24} {seconds:>10.2} {:>12.0} {brought:>12} {deleted:>12} {:>14.0}",
             args.runs as f64 / seconds,
             peak_rss_mib()
         );
@@ -263,6 +268,21 @@ async fn run(args: &Args, source_url: &str, postgres: bool) -> Result<()> {
     let report = kfpd_adopt::adopt(source_url, &store, &options).await?;
     pass(
         "again, 1% changed",
+        started.elapsed().as_secs_f64(),
+        &report,
+    );
+    // The newest 1% deleted upstream, tasks first as upstream's DeleteRun does.
+    let newest = 1_700_000_000 + (args.runs - changed) as i64;
+    for statement in [
+        format!("DELETE FROM \"tasks\" WHERE \"CreatedTimestamp\" >= {newest}"),
+        format!("DELETE FROM \"run_details\" WHERE \"CreatedAtInSec\" >= {newest}"),
+    ] {
+        conn.execute(statement.as_str()).await?;
+    }
+    let started = Instant::now();
+    let report = kfpd_adopt::adopt(source_url, &store, &options).await?;
+    pass(
+        "again, 1% deleted",
         started.elapsed().as_secs_f64(),
         &report,
     );

@@ -138,6 +138,9 @@ struct Pass<'a> {
     options: &'a Options,
     report: Report,
     now: i64,
+    /// Per table brought: the adopted rows upstream no longer has, and where
+    /// the table's counts are in the report.
+    gone: Vec<(AdoptedKind, usize, Vec<String>)>,
 }
 
 impl Pass<'_> {
@@ -162,7 +165,10 @@ impl Pass<'_> {
         let (ids, new) = changed(&fingerprints, &marks);
         let mut counts = TableReport::new(table.name, fingerprints.len(), &ids, new);
         for chunk in ids.chunks(self.batch_size()) {
-            let found = self.source.rows_where(table, table.key, Some(chunk)).await?;
+            let found = self
+                .source
+                .rows_where(table, table.key, Some(chunk))
+                .await?;
             let mut extra = rows.extra(self, chunk).await?;
             let mut batch = AdoptBatch::default();
             for row in &found {
@@ -186,36 +192,35 @@ impl Pass<'_> {
             self.write(batch).await?;
             tracing::debug!(table = table.name, rows = brought, "adopted a batch");
         }
-        self.remove_gone(T::KIND, &fingerprints, &marks, &mut counts)
-            .await?;
+        // Adopted rows whose upstream row is gone (deleted in upstream's UI
+        // during the switch): the marks upstream's fingerprints no longer list,
+        // a set difference over what the pass read anyway.
+        let mut gone: Vec<String> = marks
+            .into_keys()
+            .filter(|id| !fingerprints.contains_key(id))
+            .collect();
+        gone.sort();
+        self.gone.push((T::KIND, self.report.tables.len(), gone));
         self.report.tables.push(counts);
         Ok(())
     }
 
-    /// Adopted rows whose upstream row is gone (deleted in upstream's UI during
-    /// the switch): their ids are the marks upstream's fingerprints no longer
-    /// list, a set difference over what the pass read anyway. Removed in batches
-    /// of one transaction each; a dry run reports what it would remove.
-    async fn remove_gone(
-        &mut self,
-        kind: AdoptedKind,
-        fingerprints: &HashMap<String, String>,
-        marks: &HashMap<String, String>,
-        counts: &mut TableReport,
-    ) -> Result<(), Error> {
-        let mut gone: Vec<String> = marks
-            .keys()
-            .filter(|id| !fingerprints.contains_key(*id))
-            .cloned()
-            .collect();
-        gone.sort();
-        for chunk in gone.chunks(self.batch_size()) {
-            let removed = self
-                .store
-                .remove_adopted(kind, counts.table, chunk, self.options.dry_run)
-                .await?;
-            for row in removed {
-                counts.remove(&mut self.report, row);
+    /// Removes the rows upstream deleted, after every table was brought and in
+    /// the reverse order (runs before the experiments they are in, versions
+    /// before their pipelines), in batches of one transaction each; a dry run
+    /// reports what it would remove.
+    async fn remove_gone(&mut self) -> Result<(), Error> {
+        while let Some((kind, index, ids)) = self.gone.pop() {
+            let table = self.report.tables[index].table;
+            for chunk in ids.chunks(self.batch_size()) {
+                let removed = self
+                    .store
+                    .remove_adopted(kind, table, chunk, self.options.dry_run)
+                    .await?;
+                for row in removed {
+                    let gone = self.report.tables[index].remove(row);
+                    self.report.gone.push(gone);
+                }
             }
         }
         Ok(())
@@ -723,6 +728,7 @@ pub async fn adopt(source_url: &str, store: &SqlStore, options: &Options) -> Res
         store,
         options,
         now: started_at,
+        gone: Vec::new(),
     };
     pass.db_status().await?;
     pass.table(&mut Experiments).await?;
@@ -754,6 +760,7 @@ pub async fn adopt(source_url: &str, store: &SqlStore, options: &Options) -> Res
         );
     }
     pass.report.tables.push(runs.tasks);
+    pass.remove_gone().await?;
     let report = pass.report;
     if !options.dry_run {
         store

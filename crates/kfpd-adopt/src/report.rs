@@ -56,16 +56,16 @@ impl TableReport {
     }
 
     /// Counts an adopted row upstream no longer has.
-    pub(crate) fn remove(&mut self, report: &mut Report, row: kfpd_store::adopt::GoneRow) {
+    pub(crate) fn remove(&mut self, row: kfpd_store::adopt::GoneRow) -> Gone {
         if row.kept.is_none() {
             self.deleted += 1;
         }
-        report.gone.push(Gone {
+        Gone {
             table: self.table,
             id: row.id,
             name: row.name,
             kept: row.kept,
-        });
+        }
     }
 
     /// Counts a row that was to be brought as refused instead.

@@ -436,9 +436,7 @@ async fn end_adopted_unfinished(store: &SqlStore) -> Result<(), StartError> {
     let ended = store
         .end_adopted_unfinished(reason, retention::unix_now())
         .await
-        .map_err(|error| {
-            StartError::Startup(format!("ending adopted unfinished runs: {error}"))
-        })?;
+        .map_err(|error| StartError::Startup(format!("ending adopted unfinished runs: {error}")))?;
     for (run, state) in &ended {
         tracing::warn!(run = %run, was = state.as_str(), "adopted run was unfinished upstream; ended it");
     }

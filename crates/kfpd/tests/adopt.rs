@@ -1422,7 +1422,7 @@ async fn unfinished_adopted_runs_end_when_kfpd_serves() {
     assert!(
         run["run_details"]["task_details"]
             .as_array()
-            .map_or(true, Vec::is_empty),
+            .is_none_or(Vec::is_empty),
         "kfpd ran an adopted run: {run}"
     );
     let dir = server.stop();

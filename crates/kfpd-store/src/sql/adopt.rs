@@ -595,7 +595,12 @@ fn bind_ids(sql: &mut Sql, ids: &[String]) {
 }
 
 /// `DELETE FROM <table> WHERE <column> IN (ids)`.
-async fn delete_in(tx: &mut Tx<'_>, table: &str, column: &str, ids: &[String]) -> Result<(), Error> {
+async fn delete_in(
+    tx: &mut Tx<'_>,
+    table: &str,
+    column: &str,
+    ids: &[String],
+) -> Result<(), Error> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -627,7 +632,12 @@ async fn kfpd_dependents(
     let checks: &[(&str, &str, &str, &str)] = match kind {
         AdoptedKind::Experiment => &[
             ("runs", "experiment_uuid", "run_details", "run(s)"),
-            ("recurring_runs", "experiment_uuid", "jobs", "recurring run(s)"),
+            (
+                "recurring_runs",
+                "experiment_uuid",
+                "jobs",
+                "recurring run(s)",
+            ),
         ],
         AdoptedKind::Pipeline => &[(
             "pipeline_versions",
@@ -685,7 +695,8 @@ async fn delete_adopted_rows(
         AdoptedKind::Pipeline => {
             // Its versions are all adopted (else it is kept); they go with it,
             // marks included, as upstream's foreign keys take them.
-            let mut versions = Sql::new("SELECT uuid FROM pipeline_versions WHERE pipeline_uuid IN ");
+            let mut versions =
+                Sql::new("SELECT uuid FROM pipeline_versions WHERE pipeline_uuid IN ");
             bind_ids(&mut versions, ids);
             let versions = tx
                 .fetch_all(&versions)
@@ -1047,5 +1058,102 @@ impl SqlStore {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::Options;
+    use crate::{RunStore, StateChange, StorageState};
+
+    fn adopted_running(id: &str) -> AdoptedRun {
+        AdoptedRun {
+            run: crate::Run {
+                id: id.into(),
+                experiment_id: String::new(),
+                namespace: String::new(),
+                display_name: "running upstream".into(),
+                description: String::new(),
+                storage_state: StorageState::Available,
+                service_account: String::new(),
+                created_at: 10,
+                scheduled_at: 10,
+                finished_at: 0,
+                state: RunState::Running,
+                error: None,
+                pipeline_id: String::new(),
+                pipeline_version_id: String::new(),
+                recurring_run_id: String::new(),
+                runtime_config: String::new(),
+                state_history: vec![StateChange {
+                    time: 10,
+                    state: RunState::Running,
+                    error: None,
+                }],
+                pipeline_spec: None,
+            },
+            pipeline_spec: "{}".into(),
+            inline_spec: true,
+            archived_at: 0,
+            tasks: Vec::new(),
+            artifacts: Vec::new(),
+            links: Vec::new(),
+        }
+    }
+
+    fn batch(id: &str, fingerprint: &str) -> AdoptBatch {
+        AdoptBatch {
+            runs: vec![adopted_running(id)],
+            marks: vec![RowMark {
+                table: "run_details".into(),
+                id: id.into(),
+                fingerprint: fingerprint.into(),
+            }],
+            ..AdoptBatch::default()
+        }
+    }
+
+    /// An adopted run ended once and then retried in kfpd is kfpd's own: the next
+    /// start leaves it running; a pass that brings a changed upstream row makes
+    /// it adopted (and endable) again.
+    #[tokio::test]
+    async fn a_run_kfpd_retried_after_ending_it_is_not_ended_again() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("kfpd.db").display());
+        let store = SqlStore::connect(&Options::new(url)).await.expect("store");
+        let id = "2d9e7c40-0000-4000-8000-000000000001";
+        let why = |state: RunState| format!("adopted while {}", state.as_str());
+        store
+            .write_adopted(&batch(id, "f1"), 20)
+            .await
+            .expect("adopt");
+        let ended = store.end_adopted_unfinished(why, 30).await.expect("end");
+        assert_eq!(ended, vec![(id.to_string(), RunState::Running)]);
+        let run = store.get_run(id).await.expect("run");
+        assert_eq!(run.state, RunState::Failed);
+        assert_eq!(run.error.as_deref(), Some("adopted while RUNNING"));
+
+        store
+            .transition_run(id, &[RunState::Failed], RunState::Pending, None, 40)
+            .await
+            .expect("retry");
+        store
+            .transition_run(id, &[RunState::Pending], RunState::Running, None, 41)
+            .await
+            .expect("claim");
+        let ended = store.end_adopted_unfinished(why, 50).await.expect("end");
+        assert!(ended.is_empty(), "{ended:?}");
+        assert_eq!(
+            store.get_run(id).await.expect("run").state,
+            RunState::Running
+        );
+
+        store
+            .write_adopted(&batch(id, "f2"), 60)
+            .await
+            .expect("adopt");
+        let ended = store.end_adopted_unfinished(why, 70).await.expect("end");
+        assert_eq!(ended.len(), 1);
     }
 }
