@@ -7,7 +7,9 @@
 //! fingerprints of upstream's rows (with their references, tags and tasks) with
 //! the marks of the previous passes and brings only rows that are new or
 //! changed, in batches of one transaction each that write the rows and their
-//! marks together: a pass stopped halfway resumes after its last batch.
+//! marks together: a pass stopped halfway resumes after its last batch. Rows
+//! adopted earlier that upstream no longer has are removed from kfpd the same
+//! way, never rows made in kfpd itself.
 
 mod convert;
 mod report;
