@@ -48,6 +48,19 @@ pub const WORKSPACE_VOLUME: &str = "kfp-workspace";
 /// Where the workspace is mounted.
 pub const WORKSPACE_PATH: &str = "/kfp-workspace";
 
+/// The projected service-account token volume of multi-user mode.
+pub const TOKEN_VOLUME: &str = "kfpd-sa-token";
+/// Where it is mounted; the token file is `token` inside, as upstream's SDK
+/// default `/var/run/secrets/kubeflow/pipelines/token`.
+pub const TOKEN_DIR: &str = "/var/run/secrets/kubeflow/pipelines";
+/// The variable naming the token file, which `kfpd driver`, `kfpd launcher` and
+/// upstream's SDK read.
+pub const TOKEN_ENV: &str = "KF_PIPELINES_SA_TOKEN_PATH";
+/// The token's audience, the one the API server's TokenReview asks for.
+pub const TOKEN_AUDIENCE: &str = "pipelines.kubeflow.org";
+/// How long a projected token lives; the kubelet replaces it at 80 % of that.
+pub const TOKEN_EXPIRATION_SECONDS: i64 = 7200;
+
 /// Label and annotation every pod carries, as upstream's.
 const V2_COMPONENT: &str = "pipelines.kubeflow.org/v2_component";
 
@@ -462,12 +475,14 @@ impl<'a> Compiler<'a> {
                 .map(|e| EnvVar::value(&e.name, e.value.clone())),
         );
         env.extend(settings.env.iter().cloned());
+        env.extend(self.token_env());
 
         let mut mounts = vec![VolumeMount {
             name: LAUNCHER_VOLUME.into(),
             mount_path: LAUNCHER_DIR.into(),
             sub_path: None,
         }];
+        mounts.extend(self.token_mount());
         if self.workspace {
             mounts.push(VolumeMount {
                 name: WORKSPACE_VOLUME.into(),
@@ -481,6 +496,7 @@ impl<'a> Compiler<'a> {
             empty_dir: Some(EmptyDir::default()),
             ..Volume::default()
         }];
+        volumes.extend(self.token_volume());
         volumes.extend(settings.volumes.iter().cloned());
 
         let mut inputs = vec![Parameter::input(TASK_PATH_INPUT)];
@@ -584,8 +600,44 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    /// The driver request: an `http` template, run by Argo's agent, no pod.
+    /// The token's variable, mount and volume: none unless in multi-user mode.
+    fn token_env(&self) -> Option<EnvVar> {
+        self.options
+            .service_account_token
+            .then(|| EnvVar::value(TOKEN_ENV, format!("{TOKEN_DIR}/token")))
+    }
+
+    fn token_mount(&self) -> Option<VolumeMount> {
+        self.options.service_account_token.then(|| VolumeMount {
+            name: TOKEN_VOLUME.into(),
+            mount_path: TOKEN_DIR.into(),
+            sub_path: None,
+        })
+    }
+
+    fn token_volume(&self) -> Option<Volume> {
+        self.options.service_account_token.then(|| Volume {
+            name: TOKEN_VOLUME.into(),
+            projected: Some(ProjectedVolume {
+                sources: vec![VolumeProjection {
+                    service_account_token: Some(ServiceAccountTokenProjection {
+                        audience: TOKEN_AUDIENCE.into(),
+                        expiration_seconds: TOKEN_EXPIRATION_SECONDS,
+                        path: "token".into(),
+                    }),
+                }],
+            }),
+            ..Volume::default()
+        })
+    }
+
+    /// The driver request: an `http` template, run by Argo's agent, no pod; in
+    /// multi-user mode a `kfpd driver` pod sending its service-account token,
+    /// since the agent can send no token of the run's service account.
     fn driver_template(&self) -> Template {
+        if self.options.service_account_token {
+            return self.driver_pod_template();
+        }
         let body = format!(
             "{{\"task_path\":\"{{{{inputs.parameters.{TASK_PATH_INPUT}}}}}\",\
              \"workflow\":\"{{{{workflow.name}}}}\",\
@@ -618,6 +670,49 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// The driver request made by `kfpd driver`, whose stdout (the server's
+    /// answer) is the node's `outputs.result`, as the `http` template's body is.
+    fn driver_pod_template(&self) -> Template {
+        let mut limits = BTreeMap::new();
+        limits.insert("memory".to_string(), "64Mi".to_string());
+        let mut requests = BTreeMap::new();
+        requests.insert("cpu".to_string(), "10m".to_string());
+        requests.insert("memory".to_string(), "16Mi".to_string());
+        Template {
+            name: DRIVER_TEMPLATE.into(),
+            inputs: Inputs {
+                parameters: vec![
+                    Parameter::input(TASK_PATH_INPUT),
+                    Parameter::input_or(WANT_PATCH_INPUT, "false"),
+                ],
+            },
+            container: Some(Container {
+                name: "main".into(),
+                image: self.options.kfpd_image.clone(),
+                command: vec!["kfpd".into(), "driver".into()],
+                args: vec![
+                    "--server".into(),
+                    self.options.server_url.trim_end_matches('/').to_string(),
+                    "--run-id".into(),
+                    self.options.run_id(),
+                    "--task-path".into(),
+                    format!("{{{{inputs.parameters.{TASK_PATH_INPUT}}}}}"),
+                    "--workflow".into(),
+                    "{{workflow.name}}".into(),
+                    format!("--pod-spec-patch={{{{inputs.parameters.{WANT_PATCH_INPUT}}}}}"),
+                ],
+                env: self.token_env().into_iter().collect(),
+                resources: Resources { limits, requests },
+                volume_mounts: self.token_mount().into_iter().collect(),
+                security_context: Some(container_security()),
+                ..Container::default()
+            }),
+            volumes: self.token_volume().into_iter().collect(),
+            security_context: Some(pod_security()),
+            ..Template::default()
+        }
+    }
+
     /// An importer that copies its artifact into the workspace.
     fn importer_template(&self) -> Template {
         let mut mounts = Vec::new();
@@ -634,6 +729,8 @@ impl<'a> Compiler<'a> {
             });
             env.push(EnvVar::value("KFPD_WORKSPACE", WORKSPACE_PATH));
         }
+        env.extend(self.token_env());
+        mounts.extend(self.token_mount());
         Template {
             name: IMPORTER_TEMPLATE.into(),
             inputs: Inputs {
@@ -650,6 +747,7 @@ impl<'a> Compiler<'a> {
                 security_context: Some(container_security()),
                 ..Container::default()
             }),
+            volumes: self.token_volume().into_iter().collect(),
             security_context: Some(pod_security()),
             ..Template::default()
         }

@@ -63,6 +63,11 @@ pub struct Options {
     /// from `volumeClaimTemplates`: a retried run's Workflow replaces the failed
     /// one and must see the files its succeeded tasks left in the workspace.
     pub workspace_claim: Option<String>,
+    /// Multi-user mode: every pod that calls the API server gets a projected
+    /// service-account token of audience `pipelines.kubeflow.org` and sends it,
+    /// and driver requests are made by `kfpd driver` pods (Argo's `http` template
+    /// cannot send a pod's token).
+    pub service_account_token: bool,
 }
 
 impl Default for Options {
@@ -78,6 +83,7 @@ impl Default for Options {
             launcher_config_map: "kfpd-launcher".into(),
             artifact_secret: "kfpd-artifacts".into(),
             workspace_claim: None,
+            service_account_token: false,
         }
     }
 }

@@ -461,6 +461,32 @@ pub struct Volume {
     pub persistent_volume_claim: Option<PvcVolume>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ephemeral: Option<EphemeralVolume>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projected: Option<ProjectedVolume>,
+}
+
+/// `ProjectedVolumeSource`: only the service-account token source is used.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProjectedVolume {
+    pub sources: Vec<VolumeProjection>,
+}
+
+/// `VolumeProjection`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeProjection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_token: Option<ServiceAccountTokenProjection>,
+}
+
+/// `ServiceAccountTokenProjection`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountTokenProjection {
+    pub audience: String,
+    pub expiration_seconds: i64,
+    pub path: String,
 }
 
 /// `EmptyDirVolumeSource`.

@@ -23,7 +23,11 @@ fn crds(shared: &support::Shared) -> Vec<Crd> {
 
 /// Compiles a package and reads its YAML back, as the cluster would see it.
 fn compiled(package: &kfpd_ir::Package) -> Result<Value, String> {
-    let workflow = compile(package, &Options::default()).map_err(|e| e.to_string())?;
+    compiled_with(package, &Options::default())
+}
+
+fn compiled_with(package: &kfpd_ir::Package, options: &Options) -> Result<Value, String> {
+    let workflow = compile(package, options).map_err(|e| e.to_string())?;
     let yaml = to_yaml(&workflow).map_err(|e| e.to_string())?;
     Ok(support::yaml_to_json(&yaml))
 }
@@ -42,28 +46,48 @@ fn every_corpus_pipeline_compiles_and_passes_the_schemas_rules_and_lint() {
     );
     let mut failures = Vec::new();
     let mut checked = 0;
+    // Single-user, and as a multi-user server compiles (token volumes, driver pods).
+    let modes = [
+        ("single-user", Options::default()),
+        (
+            "multi-user",
+            Options {
+                service_account_token: true,
+                ..Options::default()
+            },
+        ),
+    ];
     for row in support::manifest(&shared) {
         let Some(package) = support::package(&shared, &row) else {
             continue;
         };
-        let workflow = match compiled(&package) {
-            Ok(w) => w,
-            Err(e) => {
-                failures.push(format!("{}: does not compile: {e}", row.path));
-                continue;
+        for (mode, options) in &modes {
+            let workflow = match compiled_with(&package, options) {
+                Ok(w) => w,
+                Err(e) => {
+                    failures.push(format!("{} ({mode}): does not compile: {e}", row.path));
+                    continue;
+                }
+            };
+            for crd in &crds {
+                for error in crd.validate(&workflow) {
+                    failures.push(format!("{} ({mode}, {}): {error}", row.path, crd.version));
+                }
             }
-        };
-        for crd in &crds {
-            for error in crd.validate(&workflow) {
-                failures.push(format!("{} ({}): {error}", row.path, crd.version));
+            for problem in lint(&workflow) {
+                failures.push(format!("{} ({mode}, lint): {problem}", row.path));
             }
+            if options.service_account_token {
+                failures.extend(
+                    token_problems(&workflow)
+                        .into_iter()
+                        .map(|problem| format!("{} ({mode}): {problem}", row.path)),
+                );
+            }
+            checked += 1;
         }
-        for problem in lint(&workflow) {
-            failures.push(format!("{} (lint): {problem}", row.path));
-        }
-        checked += 1;
     }
-    assert!(checked > 120, "only {checked} pipelines checked");
+    assert!(checked > 240, "only {checked} compiles checked");
     assert!(
         failures.is_empty(),
         "{} problems:\n{}",
@@ -133,6 +157,53 @@ fn a_workspace_given_an_existing_claim_mounts_it_by_name() {
         checked += 1;
     }
     assert!(checked >= 2, "only {checked} pipelines with a workspace");
+}
+
+/// What multi-user mode needs of a Workflow: no `http` template (Argo's agent
+/// cannot send a pod's token), and every pod that calls the API server (`kfpd
+/// driver`, `kfpd launcher`) with the projected token of audience
+/// `pipelines.kubeflow.org` mounted where `KF_PIPELINES_SA_TOKEN_PATH` says.
+/// Resource templates (PVCs) call nothing and get none.
+fn token_problems(workflow: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let token = json!({"name": "kfpd-sa-token", "projected": {"sources": [{"serviceAccountToken": {
+        "audience": "pipelines.kubeflow.org", "expirationSeconds": 7200, "path": "token"}}]}});
+    for template in workflow["spec"]["templates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let name = template["name"].as_str().unwrap_or_default();
+        if template.get("http").is_some() {
+            problems.push(format!("template {name} is an http template"));
+        }
+        let Some(container) = template.get("container") else {
+            continue;
+        };
+        let command = container["command"].as_array().cloned().unwrap_or_default();
+        let calls_server = command
+            .iter()
+            .any(|word| word == "launcher" || word == "driver");
+        let has_volume = template["volumes"]
+            .as_array()
+            .is_some_and(|volumes| volumes.contains(&token));
+        let has_mount = container["volumeMounts"].as_array().is_some_and(|mounts| {
+            mounts.contains(&json!({"name": "kfpd-sa-token", "mountPath": "/var/run/secrets/kubeflow/pipelines"}))
+        });
+        let has_env = container["env"].as_array().is_some_and(|env| {
+            env.contains(&json!({"name": "KF_PIPELINES_SA_TOKEN_PATH",
+                "value": "/var/run/secrets/kubeflow/pipelines/token"}))
+        });
+        if calls_server && !(has_volume && has_mount && has_env) {
+            problems.push(format!(
+                "template {name} calls the server without the token (volume {has_volume}, mount {has_mount}, env {has_env})"
+            ));
+        }
+        if !calls_server && (has_volume || has_mount || has_env) {
+            problems.push(format!("template {name} calls nothing but has the token"));
+        }
+    }
+    problems
 }
 
 /// The checks can fail: each kind of fault planted in a good Workflow is found.

@@ -29,6 +29,7 @@ use serde_json::{json, Value};
 
 use crate::client::{Cluster, Error, Event, RUN_ID_LABEL};
 use crate::status;
+use crate::token::TokenFile;
 
 /// Why a report was not recorded.
 #[derive(Debug, thiserror::Error)]
@@ -566,14 +567,19 @@ fn rfc3339_now() -> String {
 pub struct HttpReporter {
     base: String,
     http: reqwest::Client,
+    /// The agent's own service-account token, sent with every call (multi-user
+    /// mode checks `report` for its identity).
+    token: TokenFile,
 }
 
 impl HttpReporter {
     /// Whether GetRun answers 404 for `run_id`.
     async fn run_missing(&self, run_id: &str) -> Result<bool, ReportError> {
         let response = self
-            .http
-            .get(format!("{}/apis/v2beta1/runs/{run_id}", self.base))
+            .authorized(
+                self.http
+                    .get(format!("{}/apis/v2beta1/runs/{run_id}", self.base)),
+            )?
             .send()
             .await
             .map_err(|error| ReportError::Transient(error.to_string()))?;
@@ -587,12 +593,39 @@ impl HttpReporter {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .unwrap_or_default(),
+            token: TokenFile::default(),
+        }
+    }
+
+    /// Sends the token at `token` with every call.
+    pub fn with_token(mut self, token: TokenFile) -> HttpReporter {
+        self.token = token;
+        self
+    }
+
+    /// The request with the token read now. A token that cannot be read is
+    /// transient: the kubelet may be replacing it.
+    fn authorized(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, ReportError> {
+        match self.token.authorization() {
+            Ok(Some(value)) => Ok(request.header(http::header::AUTHORIZATION, value)),
+            Ok(None) => Ok(request),
+            Err(error) => Err(ReportError::Transient(error.to_string())),
         }
     }
 }
 
 fn classify(status: reqwest::StatusCode, body: String) -> ReportError {
-    if status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS {
+    // A report refused for who sent it (no token, a token not accepted, no role)
+    // says nothing about the Workflow: retried and logged loudly until the
+    // agent's identity or role is fixed.
+    let identity = matches!(
+        status,
+        reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN
+    );
+    if status.is_client_error() && status != reqwest::StatusCode::TOO_MANY_REQUESTS && !identity {
         ReportError::Permanent(format!("HTTP {status}: {body}"))
     } else {
         ReportError::Transient(format!("HTTP {status}: {body}"))
@@ -603,8 +636,10 @@ fn classify(status: reqwest::StatusCode, body: String) -> ReportError {
 impl Reporter for HttpReporter {
     async fn report(&self, workflow: &str) -> Result<(), ReportError> {
         let response = self
-            .http
-            .post(format!("{}/apis/v2beta1/workflows", self.base))
+            .authorized(
+                self.http
+                    .post(format!("{}/apis/v2beta1/workflows", self.base)),
+            )?
             .json(&workflow)
             .send()
             .await
@@ -645,8 +680,7 @@ impl Reporter for HttpReporter {
         let mut token = String::new();
         loop {
             let response = self
-                .http
-                .get(format!("{}/apis/v2beta1/runs", self.base))
+                .authorized(self.http.get(format!("{}/apis/v2beta1/runs", self.base)))?
                 .query(&[
                     ("filter", filter.as_str()),
                     ("page_size", "500"),

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use kfpd_cluster::agent::{Agent, HttpReporter, Options, ReportError, Reporter, Watch};
+use kfpd_cluster::token::TokenFile;
 use kfpd_cluster::Cluster;
 
 use crate::error::Code;
@@ -39,6 +40,12 @@ pub struct AgentArgs {
     /// Log lines as `text` or `json`. [default: text]
     #[arg(long, env = "KFPD_LOG_FORMAT", value_name = "text|json")]
     pub log_format: Option<String>,
+    /// The agent's projected service-account token (audience
+    /// `pipelines.kubeflow.org`), sent with every report: a multi-user server
+    /// checks `report` for its identity. Read again for every call. Upstream's
+    /// SDK variable.
+    #[arg(long, env = "KF_PIPELINES_SA_TOKEN_PATH", value_name = "PATH")]
+    pub token_path: Option<std::path::PathBuf>,
 }
 
 /// Runs `kfpd agent` until `shutdown` completes.
@@ -56,8 +63,16 @@ pub async fn run_alone(args: &AgentArgs, shutdown: impl Future<Output = ()>) -> 
     options.watch = watch;
     options.ttl = ttl;
     options.grace = grace;
-    let reporter = Arc::new(HttpReporter::new(&args.server));
-    tracing::info!(server = %args.server, "persistence agent reporting to the api server");
+    let token = TokenFile::new(args.token_path.clone());
+    // The kubelet mounts the token before the container starts: one missing now
+    // is a wrong setting, not a rotation in progress.
+    token.authorization().map_err(|error| error.to_string())?;
+    let reporter = Arc::new(HttpReporter::new(&args.server).with_token(token.clone()));
+    tracing::info!(
+        server = %args.server,
+        token = ?token.path(),
+        "persistence agent reporting to the api server"
+    );
     Agent::new(cluster, reporter, options).run(shutdown).await;
     Ok(())
 }

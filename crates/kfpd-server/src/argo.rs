@@ -42,6 +42,8 @@ impl Argo {
             server_grpc: format!("{}:8887", settings.server_host),
             kfpd_image: config.kfpd_image.clone(),
             artifact_secret: config.artifact_secret.clone(),
+            // Each pod proves who it is to a multi-user server (docs/multi-user.md).
+            service_account_token: config.multi_user,
             ..kfpd_argo::Options::default()
         };
         Ok(Argo {

@@ -112,7 +112,9 @@ pub struct ServeArgs {
     #[arg(long, env = "KFPD_POLICY_FILE")]
     pub policy_file: Option<PathBuf>,
     /// Service account runs get when they name none. Upstream:
-    /// DEFAULTPIPELINERUNNERSERVICEACCOUNT. [default: pipeline-runner]
+    /// DEFAULTPIPELINERUNNERSERVICEACCOUNT. [default: pipeline-runner; in
+    /// multi-user mode default-editor, the account Kubeflow makes in every
+    /// profile namespace]
     #[arg(long, env = "KFPD_DEFAULT_SERVICE_ACCOUNT")]
     pub default_service_account: Option<String>,
     /// Largest accepted request body in bytes (uploads included). [default: 33554432]
@@ -551,7 +553,7 @@ impl Config {
             .clone()
             .or_else(|| env_nonempty("DEFAULTPIPELINERUNNERSERVICEACCOUNT"))
             .or(file.default_service_account.clone())
-            .unwrap_or_else(|| "pipeline-runner".to_string());
+            .unwrap_or_else(|| default_runner(multi_user).to_string());
         let max_body_bytes = args
             .max_body_bytes
             .or(file.max_body_bytes)
@@ -1261,6 +1263,17 @@ pub(crate) fn parse_kfp_package(text: &str) -> Result<Option<String>, Error> {
         });
     }
     Ok(Some(requirement.to_string()))
+}
+
+/// The service account of runs that name none: in multi-user mode the one
+/// Kubeflow's profile controller makes in every profile namespace (upstream's
+/// multi-user install sets DEFAULTPIPELINERUNNERSERVICEACCOUNT to it).
+fn default_runner(multi_user: bool) -> &'static str {
+    if multi_user {
+        "default-editor"
+    } else {
+        "pipeline-runner"
+    }
 }
 
 fn parse_bool(text: &str) -> Result<bool, String> {

@@ -22,8 +22,22 @@ pub struct DriverArgs {
     #[arg(long, default_value = "")]
     pub workflow: String,
     /// Ask for the task's pod settings as a PodSpec patch (`pod_spec_patch`).
-    #[arg(long)]
+    /// `--pod-spec-patch=false` is accepted too, as a driver pod passes its input.
+    #[arg(
+        long,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_name = "true|false"
+    )]
     pub pod_spec_patch: bool,
+    /// The pod's projected service-account token (audience
+    /// `pipelines.kubeflow.org`), sent as `Authorization: Bearer …`; a
+    /// multi-user server checks `report` on the run for its identity. Upstream's
+    /// SDK variable. Without it no identity is sent.
+    #[arg(long, env = "KF_PIPELINES_SA_TOKEN_PATH", value_name = "PATH")]
+    pub token_path: Option<std::path::PathBuf>,
     /// How long to wait for the server's answer, in seconds.
     #[arg(long, default_value_t = 60)]
     pub timeout_seconds: u64,
@@ -36,6 +50,8 @@ pub enum Error {
     Server { server: String },
     #[error("cannot reach the API server at {url}: {source} (is it running, and is --server its HTTP address?)")]
     Unreachable { url: String, source: reqwest::Error },
+    #[error(transparent)]
+    Token(#[from] kfpd_cluster::token::TokenError),
     #[error(
         "the API server refused to drive task {task_path:?} of run {run_id} ({status}): {message}"
     )]
@@ -63,8 +79,13 @@ pub async fn drive(args: &DriverArgs) -> Result<String, Error> {
         url: url.clone(),
         source,
     };
-    let response = reqwest::Client::new()
-        .post(&url)
+    let mut request = reqwest::Client::new().post(&url);
+    if let Some(authorization) =
+        kfpd_cluster::token::TokenFile::new(args.token_path.clone()).authorization()?
+    {
+        request = request.header(reqwest::header::AUTHORIZATION, authorization);
+    }
+    let response = request
         .timeout(Duration::from_secs(args.timeout_seconds.max(1)))
         .json(&serde_json::json!({
             "task_path": args.task_path,

@@ -11,6 +11,7 @@ use std::process::Stdio;
 use kfpd_api::kfpd_v1::launcher_service_client::LauncherServiceClient;
 use kfpd_api::kfpd_v1::{FinishAttemptRequest, GetTaskRequest, OutputArtifact, TaskExecution};
 use kfpd_artifacts::{ArtifactStore, Options as ArtifactOptions};
+use kfpd_cluster::token::TokenFile;
 use kfpd_core::attempts::{exit_reason, last_line};
 use kfpd_core::executor_input::{
     self, resolve_self_references, workspace_artifact_path, JobInfo, Layout,
@@ -42,6 +43,13 @@ pub struct LauncherArgs {
     /// pod when the pipeline has one; without it, a directory of the task's own.
     #[arg(long, env = "KFPD_WORKSPACE")]
     pub workspace: Option<PathBuf>,
+    /// The pod's projected service-account token (audience
+    /// `pipelines.kubeflow.org`), sent as `authorization: Bearer …` with every
+    /// call and read again for each (the kubelet rotates it); a multi-user server
+    /// checks `report` on the run for its identity. Upstream's SDK variable.
+    /// Without it no identity is sent.
+    #[arg(long, env = "KF_PIPELINES_SA_TOKEN_PATH", value_name = "PATH")]
+    pub token_path: Option<PathBuf>,
 }
 
 /// Why the launcher could not run the task or report it; the message says what to do.
@@ -65,6 +73,8 @@ pub enum Error {
     },
     #[error("the artifact store refused: {0}")]
     ObjectStore(String),
+    #[error(transparent)]
+    Token(#[from] kfpd_cluster::token::TokenError),
     #[error("{0}")]
     Task(String),
 }
@@ -93,14 +103,18 @@ pub async fn launch(args: &LauncherArgs) -> Result<i32, Error> {
             address: address.clone(),
             source,
         })?;
+    let token = TokenFile::new(args.token_path.clone());
     let task = client
-        .get_task(GetTaskRequest {
-            run_id: run_id.clone(),
-            task_path: task_path.clone(),
-            // From the template's field refs (docs/argo.md).
-            pod_name: std::env::var("KFPD_POD_NAME").unwrap_or_default(),
-            pod_namespace: std::env::var("KFPD_NAMESPACE").unwrap_or_default(),
-        })
+        .get_task(authorized(
+            &token,
+            GetTaskRequest {
+                run_id: run_id.clone(),
+                task_path: task_path.clone(),
+                // From the template's field refs (docs/argo.md).
+                pod_name: std::env::var("KFPD_POD_NAME").unwrap_or_default(),
+                pod_namespace: std::env::var("KFPD_NAMESPACE").unwrap_or_default(),
+            },
+        )?)
         .await
         .map_err(|status| refused(format!("give task {task_path:?} of run {run_id}"), status))?
         .into_inner();
@@ -169,11 +183,31 @@ pub async fn launch(args: &LauncherArgs) -> Result<i32, Error> {
             task.display_name, report.error
         );
     }
+    // Read again: the task may have run longer than the token lives.
     client
-        .finish_attempt(report)
+        .finish_attempt(authorized(&token, report)?)
         .await
         .map_err(|status| refused(format!("record task {task_path:?} of run {run_id}"), status))?;
     Ok(exit)
+}
+
+/// `message` with the pod's token (if it has one) read now.
+fn authorized<T>(token: &TokenFile, message: T) -> Result<tonic::Request<T>, Error> {
+    let mut request = tonic::Request::new(message);
+    if let Some(value) = token.authorization()? {
+        let value = value
+            .to_str()
+            .ok()
+            .and_then(|text| tonic::metadata::MetadataValue::try_from(text).ok())
+            .ok_or_else(|| {
+                Error::Task(
+                    "the service-account token holds characters gRPC metadata cannot carry"
+                        .to_string(),
+                )
+            })?;
+        request.metadata_mut().insert("authorization", value);
+    }
+    Ok(request)
 }
 
 /// Stores the task's log as the local engine keeps it: one object for all attempts,

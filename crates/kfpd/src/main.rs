@@ -112,6 +112,10 @@ struct CompileCommand {
     /// valid for both).
     #[arg(long, default_value = "3.7", value_parser = ["3.7", "4.0"])]
     argo_version: String,
+    /// The Workflow as a multi-user server submits it: pods carry a projected
+    /// service-account token, driver requests are `kfpd driver` pods.
+    #[arg(long)]
+    multi_user: bool,
     /// Write the Workflow to this file instead of standard output.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<std::path::PathBuf>,
@@ -265,6 +269,7 @@ fn compile(command: &CompileCommand) -> anyhow::Result<()> {
     })?;
     let options = kfpd_argo::Options {
         argo_version: command.argo_version.parse()?,
+        service_account_token: command.multi_user,
         ..kfpd_argo::Options::default()
     };
     let yaml = kfpd_argo::compile_yaml(&package, &options)

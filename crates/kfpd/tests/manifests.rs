@@ -302,6 +302,26 @@ async fn multi_user_overlay_checks_callers_through_the_cluster() {
                 && review["spec"]["resourceAttributes"]["namespace"] == "team-a"),
         "{reviews:?}"
     );
+    // Runs' pods report as their namespace's default-editor: `report` on runs is
+    // added to Kubeflow's kubeflow-edit, which profiles bind it to.
+    if let Some(kubectl) = kubectl() {
+        let objects = render(&kubectl, "overlays/multi-user");
+        let role = find(&objects, "ClusterRole", "kfpd-pipelines-report");
+        assert_eq!(
+            role["metadata"]["labels"]
+                ["rbac.authorization.kubeflow.org/aggregate-to-kubeflow-edit"],
+            "true"
+        );
+        assert_eq!(role["rules"][0]["apiGroups"][0], "pipelines.kubeflow.org");
+        assert_eq!(role["rules"][0]["resources"][0], "runs");
+        assert_eq!(role["rules"][0]["verbs"][0], "report");
+        let env = container_env(&objects, "ml-pipeline", "ml-pipeline-api-server");
+        assert!(
+            !env.contains_key("KFPD_DEFAULT_SERVICE_ACCOUNT")
+                && !env.contains_key("DEFAULTPIPELINERUNNERSERVICEACCOUNT"),
+            "multi-user mode's own default, default-editor, applies"
+        );
+    }
     drop(server);
     let _ = kfpd_store::sql::drop_database(&url).await;
 }
@@ -395,8 +415,35 @@ async fn split_overlay_agent_configuration_starts_kfpd_agent() {
         return;
     };
     let objects = render(&kubectl, "overlays/split");
-    let env = container_env(&objects, "ml-pipeline-persistenceagent", "kfpd");
+    let mut env = container_env(&objects, "ml-pipeline-persistenceagent", "kfpd");
     let deployment = find(&objects, "Deployment", "ml-pipeline-persistenceagent");
+    // The agent's projected token (audience pipelines.kubeflow.org) where
+    // KF_PIPELINES_SA_TOKEN_PATH says; here a file holding a token stands in.
+    let pod = &deployment["spec"]["template"]["spec"];
+    let token_path = env
+        .get("KF_PIPELINES_SA_TOKEN_PATH")
+        .cloned()
+        .expect("the agent sends its token");
+    let mount = &pod["containers"][0]["volumeMounts"][0];
+    let volume = &pod["volumes"][0];
+    assert_eq!(mount["name"], volume["name"]);
+    let source = &volume["projected"]["sources"][0]["serviceAccountToken"];
+    assert_eq!(source["audience"], "pipelines.kubeflow.org");
+    assert_eq!(
+        format!(
+            "{}/{}",
+            text(&mount["mountPath"]).expect("mount path"),
+            text(&source["path"]).expect("token path")
+        ),
+        token_path
+    );
+    let token_dir = tempfile::tempdir().expect("temp dir");
+    let token_file = token_dir.path().join("token");
+    std::fs::write(&token_file, "agent-token").expect("token");
+    env.insert(
+        "KF_PIPELINES_SA_TOKEN_PATH".into(),
+        token_file.display().to_string(),
+    );
     let mut args: Vec<String> = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
         .as_sequence()
         .expect("args")
