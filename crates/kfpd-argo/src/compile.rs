@@ -325,15 +325,22 @@ impl<'a> Compiler<'a> {
                     .parameters
                     .push(Parameter::argument(TASK_PATH_INPUT, task_path(name)));
             }
-            TaskKind::CreatePvc => {
+            TaskKind::CreatePvc | TaskKind::DeletePvc => {
                 let component = self.component(name, task)?;
-                let template = self.create_pvc_template(name, task, component, scope)?;
+                let mut template = if matches!(kind, TaskKind::CreatePvc) {
+                    self.create_pvc_template(name, task, component, scope)?
+                } else {
+                    self.delete_pvc_template(name, task, component, scope)?
+                };
+                // Unused by the manifest: it names the task in the node's status, from
+                // which the server ends the task (the persistence agent's report).
+                template.inputs = Inputs {
+                    parameters: vec![Parameter::input(TASK_PATH_INPUT)],
+                };
                 node.template = self.share(template);
-            }
-            TaskKind::DeletePvc => {
-                let component = self.component(name, task)?;
-                let template = self.delete_pvc_template(name, task, component, scope)?;
-                node.template = self.share(template);
+                node.arguments
+                    .parameters
+                    .push(Parameter::argument(TASK_PATH_INPUT, task_path(name)));
             }
             TaskKind::Dag(dag) => {
                 let component = self.component(name, task)?;

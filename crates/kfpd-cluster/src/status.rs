@@ -71,6 +71,9 @@ pub struct Node {
     pub message: String,
     /// The `task-path` input kfpd's templates take: which task the node runs.
     pub task_path: Option<String>,
+    /// Its template is a `resource` template (kfp-kubernetes' `CreatePVC` and
+    /// `DeletePVC`), which no launcher reports on: the node's phase is the task's.
+    pub resource: bool,
     pub finished_at: Option<i64>,
 }
 
@@ -119,7 +122,19 @@ pub fn parse(object: &Value) -> Result<Workflow, Error> {
         return Err(Error::Missing("metadata.name"));
     }
     let status = &object["status"];
-    let nodes = nodes(&name, status)?;
+    let resource_templates: std::collections::BTreeSet<&str> = object["spec"]["templates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|template| template.get("resource").is_some())
+        .filter_map(|template| template["name"].as_str())
+        .collect();
+    let mut nodes = nodes(&name, status)?;
+    if let Nodes::Listed(listed) = &mut nodes {
+        for node in listed {
+            node.resource = resource_templates.contains(node.template.as_str());
+        }
+    }
     Ok(Workflow {
         uid: text(&metadata["uid"]),
         run_id,
@@ -214,6 +229,7 @@ fn node(value: &Value) -> Node {
         phase: text("phase"),
         message: text("message"),
         task_path,
+        resource: false,
         finished_at: timestamp(&value["finishedAt"]),
     }
 }
@@ -271,6 +287,32 @@ mod tests {
         assert!(nodes[0].failed());
         assert_eq!(nodes[0].finished_at, Some(1767323045));
         assert_eq!(listed.phase, Phase::Failed);
+    }
+
+    #[test]
+    fn nodes_of_resource_templates_are_told_apart() {
+        let mut object = workflow(json!({"phase": "Running", "nodes": {
+            "hello-abcde-1": pod("Succeeded", ""),
+            "hello-abcde-2": {
+                "id": "hello-abcde-2", "name": "hello-abcde.createpvc", "type": "Pod",
+                "templateName": "createpvc-create", "phase": "Failed",
+                "message": "persistentvolumeclaims \"data\" already exists",
+                "inputs": {"parameters": [{"name": "task-path", "value": "root/createpvc"}]},
+            },
+        }}));
+        object["spec"]["templates"] = json!([
+            {"name": "exec-print", "container": {"image": "alpine"}},
+            {"name": "createpvc-create", "resource": {"action": "create", "manifest": "{}"}},
+        ]);
+        let Nodes::Listed(nodes) = parse(&object).unwrap().nodes else {
+            panic!("nodes are listed")
+        };
+        let resource: Vec<(&str, bool)> = nodes
+            .iter()
+            .map(|node| (node.task_path.as_deref().unwrap_or_default(), node.resource))
+            .collect();
+        assert!(resource.contains(&("root/createpvc", true)), "{resource:?}");
+        assert!(resource.contains(&("root/print", false)), "{resource:?}");
     }
 
     #[test]

@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use kfpd_artifacts::ArtifactStore;
 use kfpd_core::attempts::{exit_reason, last_line, task_failure, RetryPlan};
-use kfpd_core::executor_input::{resolve_self_references, ExecutorInput, Layout};
+use kfpd_core::executor_input::{
+    resolve_self_references, workspace_artifact_path, ExecutorInput, Layout,
+};
 use kfpd_core::outputs::{content_path, read_outputs};
 use kfpd_core::{executor_input, ArtifactRef, TaskResult};
 use kfpd_ir::spec::{ExecutorKind, ExecutorSpec, PipelineContainerSpec};
@@ -18,6 +20,7 @@ use serde_json::{json, Map, Value};
 
 use crate::cache;
 use crate::context::{RunContext, TaskCall};
+use crate::drive::DOWNLOAD_TO_WORKSPACE;
 use crate::importer::{self, new_artifact_id};
 use crate::records::{now, TaskRecord};
 use crate::warm;
@@ -28,6 +31,14 @@ pub(crate) async fn run_executor(
     executor: ExecutorSpec,
 ) -> TaskResult {
     if let Some(reused) = reuse_previous(&context, &call).await {
+        // A retried run's importer: the tasks after it read the copy again.
+        if let Some(ExecutorKind::Importer(importer)) = executor.kind() {
+            if importer.download_to_workspace && reused.state.is_done() {
+                if let Err(error) = importer::copy_to_workspace(&context, &reused).await {
+                    tracing::warn!(run = %context.run.id, task = %call.name, %error, "importer's artifact not copied again: the tasks after it fetch it");
+                }
+            }
+        }
         return reused;
     }
     let cache_key = match executor.kind() {
@@ -65,7 +76,17 @@ pub(crate) async fn run_executor(
             run_container(&context, &call, container, &mut record).await
         }
         Some(ExecutorKind::Importer(importer)) => {
-            importer::run(&context, &call, importer, &record).await
+            match importer::run(&context, &call, importer, &record).await {
+                // Copied where the Argo launcher copies it; the tasks after it read
+                // it there.
+                Ok(result) if importer.download_to_workspace => {
+                    record.set_detail(DOWNLOAD_TO_WORKSPACE, json!(true));
+                    importer::copy_to_workspace(&context, &result)
+                        .await
+                        .map(|()| result)
+                }
+                other => other,
+            }
         }
         Some(ExecutorKind::Resolver(_)) => {
             Err("resolver executors are not supported by kfpd".to_string())
@@ -174,7 +195,7 @@ async fn run_container(
         artifact_dir,
         output_file: outputs_dir.join("output_metadata.json"),
     };
-    let prepared = executor_input::prepare(
+    let mut prepared = executor_input::prepare(
         &call.parameters,
         &call.artifacts,
         outputs,
@@ -190,6 +211,41 @@ async fn run_container(
             )
         },
     );
+    // Artifacts an importer copied into the workspace are read there, as the Argo
+    // launcher reads them: not fetched, the URI the task sees is the copy.
+    let in_workspace = context
+        .in_workspace
+        .lock()
+        .map(|ids| ids.clone())
+        .unwrap_or_default();
+    for (name, list) in &call.artifacts {
+        for (index, artifact) in list.iter().enumerate() {
+            if !in_workspace.contains(&artifact.id) {
+                continue;
+            }
+            let local = workspace_artifact_path(&workspace, &artifact.uri)?;
+            if let Some(runtime) = prepared
+                .input
+                .artifacts
+                .get_mut(name)
+                .and_then(|runtime| runtime.get_mut(index))
+            {
+                runtime.uri = local.display().to_string();
+            }
+            prepared.downloads.retain(|download| {
+                !(download.input == *name && download.artifact_id == artifact.id)
+            });
+            let link = ArtifactLink {
+                task_id: task_id.clone(),
+                artifact_id: artifact.id,
+                direction: Direction::Input,
+                key: name.clone(),
+            };
+            if let Err(error) = engine.store.link_artifact(&context.run.id, &link).await {
+                tracing::warn!(%error, "cannot record artifact input");
+            }
+        }
+    }
     for download in &prepared.downloads {
         fetch(&engine.artifacts, &download.uri, &download.local).await?;
         let link = ArtifactLink {

@@ -1,6 +1,6 @@
 //! What the tasks of one run share while it executes, and a task on its way to run.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -31,6 +31,9 @@ pub(crate) struct RunContext {
     pub first_error: Mutex<Option<String>>,
     /// Task logs on their way to the artifact store; the run ends after them.
     pub log_uploads: Mutex<JoinSet<()>>,
+    /// Ids of the artifacts importers copied into the run's workspace
+    /// (`download_to_workspace`): the tasks after them read the copy there.
+    pub in_workspace: Mutex<BTreeSet<i64>>,
 }
 
 impl RunContext {

@@ -77,13 +77,15 @@ impl Engine {
         workflow: &str,
         pod_spec_patch: bool,
     ) -> Result<Decision, DriveError> {
-        // One request at a time: the first request of a run makes its root row, the
-        // first of an iteration its row, and two at once must not make two.
-        let _one_at_a_time = self.driving.lock().await;
+        // One request of the run at a time: the first request of a run makes its
+        // root row, the first of an iteration its row, and two at once must not
+        // make two. Other runs' requests go on meanwhile.
+        let _turn = self.driving.take(run_id).await;
         let mut driver = Driver::open(self, run_id).await?;
         if !workflow.is_empty() {
             driver.context.facts.workflow = Some(workflow.to_string());
         }
+        driver.end_pvc_upstream(task_path).await?;
         let decision = driver.drive(task_path, pod_spec_patch).await;
         if let Err(error) = self.writer.flush().await {
             return Err(DriveError::Internal(format!(
@@ -94,10 +96,7 @@ impl Engine {
         // items) may end the DAGs around it, and the run.
         let ended = match &decision {
             Ok(decision) if !decision.execute => true,
-            Ok(decision) => {
-                (decision.iteration_count == 0 && driver.is_loop(task_path))
-                    || driver.is_pvc_task(task_path)
-            }
+            Ok(decision) => decision.iteration_count == 0 && driver.is_loop(task_path),
             Err(DriveError::Invalid(_)) => true,
             Err(_) => false,
         };
@@ -105,6 +104,46 @@ impl Engine {
             self.settle(run_id, task_path).await?;
         }
         decision
+    }
+
+    /// Ends the `CreatePVC` or `DeletePVC` task at `task_path` from its `resource`
+    /// node in the Workflow, as the persistence agent reports it: `Ok` when Argo
+    /// made or deleted the PVC, `Err` with the node's message when it could not.
+    /// Then the DAGs around it, and the run, as a launcher's report would. Returns
+    /// whether it ended it here: another task, or one ended already, is left alone.
+    pub async fn end_resource_task(
+        self: &Arc<Engine>,
+        run_id: &str,
+        task_path: &str,
+        outcome: Result<(), String>,
+    ) -> Result<bool, DriveError> {
+        let _turn = self.driving.take(run_id).await;
+        let mut driver = Driver::open(self, run_id).await?;
+        let Some(row) = driver.context.previous.get(task_path).cloned() else {
+            return Ok(false);
+        };
+        if row.state.is_final() || !driver.is_pvc_task(task_path) {
+            return Ok(false);
+        }
+        let mut record = TaskRecord::resume(row);
+        let (state, error) = match outcome {
+            Ok(()) => (TaskState::Succeeded, None),
+            Err(message) => (TaskState::Failed, Some(message)),
+        };
+        let outputs = match state {
+            TaskState::Succeeded => object(&record.task.outputs),
+            _ => Map::new(),
+        };
+        record.finish(&driver.context, state, error, &outputs);
+        self.writer.flush().await.map_err(|error| {
+            DriveError::Internal(format!("cannot record task {task_path:?}: {error}"))
+        })?;
+        driver.recorded(record.task, Vec::new());
+        driver.settle(task_path).await?;
+        self.writer.flush().await.map_err(|error| {
+            DriveError::Internal(format!("cannot record the tasks of run {run_id}: {error}"))
+        })?;
+        Ok(true)
     }
 
     /// Ends what the end of the task at `path` ended (see `settle`), from the rows
@@ -256,6 +295,7 @@ impl Driver {
             previous,
             first_error: Mutex::new(None),
             log_uploads: Mutex::new(JoinSet::new()),
+            in_workspace: Mutex::default(),
             run,
         };
         Ok(Driver {
@@ -454,15 +494,17 @@ impl Driver {
                     Some(ExecutorKind::Container(container))
                         if pvc_placeholder(&container.image).is_some() =>
                     {
-                        // Argo's `resource` template makes or deletes the PVC; the
-                        // task is done here, never from the cache, and `name` is
-                        // what the compiler named the PVC.
+                        // Argo's `resource` template makes or deletes the PVC, never
+                        // from the cache; the task runs until that node ended (see
+                        // `end_resource_task`). `name`, what the compiler named the
+                        // PVC, is its output then.
                         let mut record = self.begin(&call, kind);
                         let mut outputs = Map::new();
                         if pvc_placeholder(&container.image) == Some(CREATE_PVC_IMAGE) {
                             outputs.insert("name".into(), json!(self.pvc_name(&call.parameters)));
                         }
-                        record.finish(context, TaskState::Succeeded, None, &outputs);
+                        record.task.outputs = Value::Object(outputs).to_string();
+                        self.write(&mut record, &call.artifacts).await?;
                         Ok(EXECUTED)
                     }
                     Some(ExecutorKind::Container(container)) => {
@@ -626,8 +668,55 @@ impl Driver {
         self.context.previous.insert(task.path.clone(), task);
     }
 
+    /// A task waiting only for its upstream tasks' success (not one that runs on
+    /// completion) is driven once each upstream node succeeded: Argo's `depends`
+    /// says so. So a `CreatePVC`/`DeletePVC` upstream still RUNNING here made or
+    /// deleted its PVC, though the Workflow's report did not tell yet: it ends
+    /// SUCCEEDED now, so this request need not wait for that report.
+    async fn end_pvc_upstream(&mut self, path: &str) -> Result<(), DriveError> {
+        let Some((parent_path, _)) = path.rsplit_once('/') else {
+            return Ok(());
+        };
+        if self.context.previous.contains_key(path) {
+            return Ok(());
+        }
+        let Ok(Located {
+            task: Some((name, task)),
+            ..
+        }) = self.locate(path)
+        else {
+            return Ok(());
+        };
+        if dag_rules::runs_on_completion(&task) {
+            return Ok(());
+        }
+        let Ok(parent) = self.locate(parent_path) else {
+            return Ok(());
+        };
+        let Some(dag) = parent.component.dag.as_ref() else {
+            return Ok(());
+        };
+        let upstream = dag_rules::upstream(dag);
+        let running: Vec<Task> = upstream
+            .get(name.as_str())
+            .into_iter()
+            .flatten()
+            .map(|dependency| format!("{parent_path}/{dependency}"))
+            .filter(|sibling| self.is_pvc_task(sibling))
+            .filter_map(|sibling| self.context.previous.get(&sibling).cloned())
+            .filter(|row| row.state == TaskState::Running)
+            .collect();
+        for row in running {
+            let mut record = TaskRecord::resume(row);
+            let outputs = object(&record.task.outputs);
+            record.finish(&self.context, TaskState::Succeeded, None, &outputs);
+            self.recorded(record.task, Vec::new());
+        }
+        Ok(())
+    }
+
     /// Whether the task at `path` is `CreatePVC` or `DeletePVC` of kfp-kubernetes.
-    fn is_pvc_task(&self, path: &str) -> bool {
+    pub(crate) fn is_pvc_task(&self, path: &str) -> bool {
         self.locate(path).is_ok_and(|located| {
             self.context
                 .spec

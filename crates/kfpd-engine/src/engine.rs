@@ -34,8 +34,9 @@ pub struct Engine {
     /// Task attempts waiting for one of `slots`, for the metrics.
     pub(crate) waiting: std::sync::atomic::AtomicUsize,
     pub(crate) writer: Arc<TaskWriter>,
-    /// Held while a driver request is answered (see `drive`).
-    pub(crate) driving: tokio::sync::Mutex<()>,
+    /// Taken per run while a driver request or launcher call is answered (see
+    /// `turns`).
+    pub(crate) driving: crate::turns::RunTurns,
     /// Pipelines of runs driven here, by run id (see `drive`).
     pub(crate) parsed_specs:
         std::sync::Mutex<std::collections::HashMap<String, Arc<crate::drive::ParsedSpec>>>,
@@ -58,7 +59,7 @@ impl Engine {
             slots,
             waiting: std::sync::atomic::AtomicUsize::new(0),
             writer,
-            driving: tokio::sync::Mutex::new(()),
+            driving: crate::turns::RunTurns::default(),
             parsed_specs: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }

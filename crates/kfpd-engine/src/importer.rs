@@ -1,9 +1,11 @@
 //! Importer tasks: the object an importer names is recorded as an artifact (or an
-//! artifact recorded before is given out again); nothing is copied. What it imports
-//! is `kfpd_core::importer`'s.
+//! artifact recorded before is given out again); it is copied only into the run's
+//! workspace, with `download_to_workspace`. What it imports is
+//! `kfpd_core::importer`'s.
 
 use std::collections::BTreeMap;
 
+use kfpd_core::executor_input::workspace_artifact_path;
 use kfpd_core::importer::{self as rules, Import};
 use kfpd_core::{ArtifactRef, TaskResult};
 use kfpd_ir::spec::ImporterSpec;
@@ -108,4 +110,32 @@ async fn find_imported(context: &RunContext, import: &Import) -> Result<Option<A
     Ok(candidates
         .into_iter()
         .find(|candidate| rules::same_metadata(&candidate.metadata, &import.metadata)))
+}
+
+/// An importer with `download_to_workspace` on the local engine: copies what it
+/// imported into the run's workspace at the place the Argo launcher copies it
+/// (`<workspace>/.artifacts/<the URI as a path>`), where the tasks after it read it.
+pub(crate) async fn copy_to_workspace(
+    context: &RunContext,
+    result: &TaskResult,
+) -> Result<(), String> {
+    let workspace = context.workspace_dir();
+    for artifact in result.artifacts.values().flatten() {
+        let local = workspace_artifact_path(&workspace, &artifact.uri)?;
+        if let Some(parent) = local.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|error| format!("cannot create {}: {error}", parent.display()))?;
+        }
+        context
+            .engine
+            .artifacts
+            .download(&artifact.uri, &local)
+            .await
+            .map_err(|error| format!("cannot copy {} into the workspace: {error}", artifact.uri))?;
+        if let Ok(mut ids) = context.in_workspace.lock() {
+            ids.insert(artifact.id);
+        }
+    }
+    Ok(())
 }

@@ -110,6 +110,11 @@ impl Driver {
                 row.kind.as_str()
             )));
         }
+        if self.is_pvc_task(path) {
+            return Err(DriveError::Invalid(format!(
+                "task {path:?} makes or deletes a PVC: Argo's resource template runs it, not a launcher"
+            )));
+        }
         let located = self.locate(path)?;
         let Some((task_name, task)) = located.task else {
             return Err(DriveError::Invalid(format!("{path:?} is not a task")));
@@ -165,7 +170,7 @@ impl Engine {
         task_path: &str,
         pod: Option<(&str, &str)>,
     ) -> Result<Launch, DriveError> {
-        let _one_at_a_time = self.driving.lock().await;
+        let _turn = self.driving.take(run_id).await;
         let driver = Driver::open(self, run_id).await?;
         let mut driven = driver.driven(task_path)?;
         if driven.record.task.state.is_final() {
@@ -238,7 +243,7 @@ impl Engine {
         task_path: &str,
         report: AttemptReport,
     ) -> Result<TaskState, DriveError> {
-        let _one_at_a_time = self.driving.lock().await;
+        let _turn = self.driving.take(run_id).await;
         let mut driver = Driver::open(self, run_id).await?;
         let Driven {
             mut record,
@@ -370,7 +375,7 @@ impl Engine {
         task_path: &str,
         error: &str,
     ) -> Result<bool, DriveError> {
-        let _one_at_a_time = self.driving.lock().await;
+        let _turn = self.driving.take(run_id).await;
         let mut driver = Driver::open(self, run_id).await?;
         let Driven { mut record, .. } = driver.driven(task_path)?;
         if record.task.state.is_final() {

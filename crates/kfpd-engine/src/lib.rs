@@ -9,7 +9,8 @@
 //!   cache look-ups and reuse; `records`, `writer`: task rows;
 //! - `drive`, `launch`: one task of a run executed elsewhere (Argo's driver
 //!   request, and what `kfpd launcher` asks for and reports); `settle`: ending
-//!   the DAGs, loops, root and run around a task that ended there;
+//!   the DAGs, loops, root and run around a task that ended there; `turns`:
+//!   one such request at a time per run;
 //! - [`Engine`]: shared by every run; [`executor`]: the service that claims
 //!   PENDING runs inside `kfpd serve`.
 
@@ -26,6 +27,7 @@ mod loops;
 mod records;
 mod run;
 mod settle;
+mod turns;
 mod warm;
 mod writer;
 

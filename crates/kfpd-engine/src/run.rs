@@ -77,6 +77,7 @@ impl Engine {
             previous,
             first_error: Mutex::new(None),
             log_uploads: Mutex::new(JoinSet::new()),
+            in_workspace: Mutex::default(),
             run,
         });
         // Shared by the run's tasks (`{{$.workspace_path}}`, `TMPDIR`); made once, here.

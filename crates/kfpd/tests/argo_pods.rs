@@ -951,3 +951,288 @@ async fn the_driver_answers_pod_settings_known_only_at_run_time_as_a_patch() {
         "kept on the task's row"
     );
 }
+
+/// Driver requests of one run are answered one at a time, but a request of one run
+/// that waits (here for its run's row, held by the test in PostgreSQL) does not
+/// hold up another run's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_request_waits_does_not_hold_up_another_run() {
+    let Some(url) = common::database_url("postgres").await else {
+        return;
+    };
+    let server = Server::start_with(&["--database-url", &url]);
+    let run_a = create_run(&server, "turns-a").await;
+    let run_b = create_run(&server, "turns-b").await;
+    let pool = sqlx::PgPool::connect(&url).await.expect("connect");
+    // Run a's first request moves it from PENDING to RUNNING: that update waits
+    // for this transaction's lock on the run's row.
+    let mut held = pool.begin().await.expect("begin");
+    sqlx::query("SELECT uuid FROM runs WHERE uuid = $1 FOR UPDATE")
+        .bind(&run_a)
+        .fetch_one(&mut *held)
+        .await
+        .expect("lock run a's row");
+    let drive_root = |run_id: String, base: String| {
+        tokio::task::spawn_blocking(move || {
+            kfpd(&[
+                "driver",
+                "--server",
+                &base,
+                "--run-id",
+                &run_id,
+                "--task-path",
+                "root/make",
+                "--timeout-seconds",
+                "120",
+            ])
+        })
+    };
+    let a = drive_root(run_a.clone(), server.base.clone());
+    // Until the server's update of run a waits for the lock (bounded).
+    let mut waits = 0;
+    for _ in 0..600 {
+        let (count,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("pg_stat_activity");
+        waits = count;
+        if waits > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(waits > 0, "run a's request never waited for its row");
+    // Run b's request is answered while run a's still waits. (A bound, not a
+    // timing: with one turn for all runs it would wait for the test to let go.)
+    let b = tokio::time::timeout(
+        std::time::Duration::from_secs(90),
+        drive_root(run_b.clone(), server.base.clone()),
+    )
+    .await
+    .expect("run b's request waited for run a's")
+    .expect("driver");
+    assert_eq!(b.0, 0, "{}", b.2);
+    assert_eq!(
+        serde_json::from_str::<Value>(&b.1).unwrap(),
+        answer(true, 0)
+    );
+    assert!(!a.is_finished(), "run a's request is still waiting");
+    held.rollback().await.expect("let go of run a's row");
+    let (code, stdout, stderr) = a.await.expect("driver");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout).unwrap(),
+        answer(true, 0)
+    );
+    let (_, run) = server.get(&format!("/runs/{run_a}")).await;
+    assert_eq!(run["state"], "RUNNING", "{run}");
+    drop(server);
+    pool.close().await;
+    kfpd_store::sql::drop_database(&url)
+        .await
+        .expect("drop test database");
+}
+
+const PVC: &str = r#"
+pipelineInfo:
+  name: NAME
+schemaVersion: 2.1.0
+sdkVersion: kfp-2.15.0
+components:
+  comp-createpvc:
+    executorLabel: exec-createpvc
+    inputDefinitions:
+      parameters:
+        access_modes: {parameterType: LIST}
+        pvc_name_suffix: {parameterType: STRING, isOptional: true}
+        size: {parameterType: STRING}
+    outputDefinitions:
+      parameters:
+        name: {parameterType: STRING}
+  comp-deletepvc:
+    executorLabel: exec-deletepvc
+    inputDefinitions:
+      parameters:
+        pvc_name: {parameterType: STRING}
+  comp-use:
+    executorLabel: exec-use
+    inputDefinitions:
+      parameters:
+        claim: {parameterType: STRING}
+deploymentSpec:
+  executors:
+    exec-createpvc:
+      container: {image: argostub/createpvc}
+    exec-deletepvc:
+      container: {image: argostub/deletepvc}
+    exec-use:
+      container: {image: alpine, command: [sh, -c, 'echo "$0"', "{{$.inputs.parameters['claim']}}"]}
+root:
+  dag:
+    tasks:
+      createpvc:
+        componentRef: {name: comp-createpvc}
+        inputs:
+          parameters:
+            access_modes: {runtimeValue: {constant: [ReadWriteOnce]}}
+            pvc_name_suffix: {runtimeValue: {constant: -data}}
+            size: {runtimeValue: {constant: 1Gi}}
+        taskInfo: {name: createpvc}
+      use:
+        componentRef: {name: comp-use}
+        dependentTasks: [createpvc]
+        inputs:
+          parameters:
+            claim:
+              taskOutputParameter: {producerTask: createpvc, outputParameterKey: name}
+        taskInfo: {name: use}
+      deletepvc:
+        componentRef: {name: comp-deletepvc}
+        dependentTasks: [createpvc, use]
+        inputs:
+          parameters:
+            pvc_name:
+              taskOutputParameter: {producerTask: createpvc, outputParameterKey: name}
+        taskInfo: {name: deletepvc}
+  inputDefinitions:
+    parameters:
+      greeting: {parameterType: STRING}
+"#;
+
+/// The persistence agent's report of a Workflow whose nodes are `nodes`
+/// (name, template, phase, message, task path).
+fn report(run_id: &str, nodes: &[(&str, &str, &str, &str, &str)]) -> Value {
+    let statuses: serde_json::Map<String, Value> = nodes
+        .iter()
+        .enumerate()
+        .map(|(index, (name, template, phase, message, path))| {
+            let id = format!("wf-{index}");
+            let status = json!({
+                "id": id, "name": name, "type": "Pod", "templateName": template,
+                "phase": phase, "message": message,
+                "inputs": {"parameters": [{"name": "task-path", "value": path}]},
+            });
+            (id, status)
+        })
+        .collect();
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": "wf", "namespace": "kubeflow", "uid": "u-1",
+                     "labels": {"pipeline/runid": run_id}},
+        "spec": {"templates": [
+            {"name": "createpvc-create", "resource": {"action": "create", "manifest": "{}"}},
+            {"name": "deletepvc-delete", "resource": {"action": "delete", "manifest": "{}"}},
+            {"name": "exec-use", "container": {"image": "alpine"}},
+        ]},
+        "status": {"phase": "Running", "nodes": statuses},
+    })
+}
+
+/// A PVC task runs until Argo's `resource` node for it ended: the driver request
+/// records it RUNNING; the request of a task waiting for its success ends it
+/// SUCCEEDED (Argo sends that request only then); the Workflow's report of a
+/// failed resource node ends it FAILED with the node's message, and the run fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pvc_task_ends_with_its_resource_node() {
+    let server = Server::start();
+    let pods = Pods {
+        server: &server,
+        run_id: create_run_of(&server, PVC, "pods-pvc").await,
+        work: tempfile::tempdir().expect("work dir"),
+        env: Vec::new(),
+    };
+    let run_id = pods.run_id.clone();
+    assert_eq!(pods.drive("root/createpvc").unwrap(), answer(true, 0));
+    let row = rows(&server, &run_id).await["root/createpvc"].clone();
+    assert_eq!(
+        row.state,
+        kfpd_store::TaskState::Running,
+        "not ended before Argo made the PVC"
+    );
+    let name: Value = serde_json::from_str(&row.outputs).expect("outputs");
+    let name = name["name"].as_str().expect("the PVC's name").to_string();
+    assert!(name.ends_with("-data"), "{name}");
+
+    assert_eq!(pods.drive("root/use").unwrap(), answer(true, 0));
+    let all = rows(&server, &run_id).await;
+    assert_eq!(
+        all["root/createpvc"].state,
+        kfpd_store::TaskState::Succeeded
+    );
+    assert_eq!(all["root/use"].inputs, json!({"claim": name}).to_string());
+    let (code, stderr) = pods.launch("root/use");
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stderr) = pods.launch("root/createpvc");
+    assert_ne!(code, 0, "a PVC task has no launcher");
+    assert!(stderr.contains("resource template"), "{stderr}");
+
+    assert_eq!(pods.drive("root/deletepvc").unwrap(), answer(true, 0));
+    let (_, run) = server.get(&format!("/runs/{run_id}")).await;
+    assert_eq!(
+        run["state"], "RUNNING",
+        "the run waits for DeletePVC's node: {run}"
+    );
+
+    // A report of the container's pod alone changes nothing.
+    let only_pod = report(
+        &run_id,
+        &[("wf.use", "exec-use", "Succeeded", "", "root/use")],
+    );
+    let (status, body) = server.post("/workflows", &only_pod).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        rows(&server, &run_id).await["root/deletepvc"].state,
+        kfpd_store::TaskState::Running
+    );
+    let forbidden = "persistentvolumeclaims \"x\" is forbidden";
+    let failed = report(
+        &run_id,
+        &[
+            (
+                "wf.createpvc",
+                "createpvc-create",
+                "Succeeded",
+                "",
+                "root/createpvc",
+            ),
+            ("wf.use", "exec-use", "Succeeded", "", "root/use"),
+            (
+                "wf.deletepvc",
+                "deletepvc-delete",
+                "Failed",
+                forbidden,
+                "root/deletepvc",
+            ),
+        ],
+    );
+    let (status, body) = server.post("/workflows", &failed).await;
+    assert_eq!(status, 200, "{body}");
+    let all = rows(&server, &run_id).await;
+    let delete = &all["root/deletepvc"];
+    assert_eq!(delete.state, kfpd_store::TaskState::Failed);
+    let error = format!("resource wf.deletepvc: {forbidden}");
+    assert_eq!(delete.error.as_deref(), Some(error.as_str()));
+    assert_eq!(
+        all["root/createpvc"].state,
+        kfpd_store::TaskState::Succeeded
+    );
+    assert_eq!(all["root"].state, kfpd_store::TaskState::Failed);
+    let (_, run) = server.get(&format!("/runs/{run_id}")).await;
+    assert_eq!(run["state"], "FAILED", "{run}");
+    assert!(
+        run["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(forbidden),
+        "{run}"
+    );
+    // Reported again (the agent repeats itself): nothing changes.
+    let (status, body) = server.post("/workflows", &failed).await;
+    assert_eq!(status, 200, "{body}");
+    let again = rows(&server, &run_id).await;
+    assert_eq!(again["root/deletepvc"].state_history, delete.state_history);
+}

@@ -560,9 +560,10 @@ platforms:
             taskOutputParameter: {producerTask: createpvc, outputParameterKey: name}
 "#;
 
-/// The PVC tasks are driven (done on the server, named as the compiler named the
-/// PVC, never cached) and Argo's `resource` templates make and delete the PVC the
-/// task between them mounts; the run ends when `DeletePVC` does.
+/// The PVC tasks are driven (named as the compiler named the PVC, never cached)
+/// and Argo's `resource` templates make and delete the PVC the task between them
+/// mounts; each task ends with its node, as the Workflow's report says, and the
+/// run ends when `DeletePVC` does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pvc_tasks_run_through_resource_templates() {
     let argo = Server::start();
@@ -627,6 +628,144 @@ async fn pvc_tasks_run_through_resource_templates() {
         .expect("deletepvc");
     let inputs: Value = serde_json::from_str(&delete.inputs).expect("inputs");
     assert_eq!(inputs["pvc_name"], format!("{}-data", outcome.name));
+    // Each ended with its resource node, after the row said RUNNING.
+    for row in [create, delete] {
+        let states: Vec<kfpd_store::TaskState> = row
+            .state_history
+            .iter()
+            .map(|change| change.state)
+            .collect();
+        assert_eq!(
+            states,
+            [
+                kfpd_store::TaskState::Running,
+                kfpd_store::TaskState::Succeeded
+            ],
+            "{}",
+            row.path
+        );
+    }
+    assert_eq!(delete.state, kfpd_store::TaskState::Succeeded);
+}
+
+/// Two `CreatePVC` tasks of one PVC name: Argo's second `resource` node fails
+/// (the PVC exists).
+const PVC_TWICE: &str = r#"
+pipelineInfo: {name: standin-pvc-twice}
+schemaVersion: 2.1.0
+sdkVersion: kfp-2.15.0
+components:
+  comp-createpvc:
+    executorLabel: exec-createpvc
+    inputDefinitions:
+      parameters:
+        access_modes: {parameterType: LIST}
+        pvc_name: {parameterType: STRING, isOptional: true}
+        pvc_name_suffix: {parameterType: STRING, isOptional: true}
+        size: {parameterType: STRING}
+    outputDefinitions:
+      parameters:
+        name: {parameterType: STRING}
+  comp-use:
+    executorLabel: exec-use
+deploymentSpec:
+  executors:
+    exec-createpvc:
+      container: {image: argostub/createpvc}
+    exec-use:
+      container: {image: alpine, command: [sh, -c, 'echo never']}
+root:
+  dag:
+    tasks:
+      createpvc:
+        componentRef: {name: comp-createpvc}
+        inputs:
+          parameters:
+            access_modes: {runtimeValue: {constant: [ReadWriteOnce]}}
+            pvc_name: {runtimeValue: {constant: shared}}
+            size: {runtimeValue: {constant: 1Gi}}
+        taskInfo: {name: createpvc}
+      createpvc-2:
+        componentRef: {name: comp-createpvc}
+        dependentTasks: [createpvc]
+        inputs:
+          parameters:
+            access_modes: {runtimeValue: {constant: [ReadWriteOnce]}}
+            pvc_name: {runtimeValue: {constant: shared}}
+            size: {runtimeValue: {constant: 1Gi}}
+        taskInfo: {name: createpvc-2}
+      use:
+        componentRef: {name: comp-use}
+        dependentTasks: [createpvc-2]
+        taskInfo: {name: use}
+"#;
+
+/// A PVC task whose `resource` node fails ends FAILED with the node's message,
+/// from the Workflow's report, and the run fails with it; the task after it
+/// never runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pvc_task_whose_resource_node_fails_fails_the_run() {
+    let argo = Server::start();
+    let package = kfpd_ir::read_package("pvc.yaml", PVC_TWICE.as_bytes()).expect("package");
+    let scratch = tempfile::tempdir().expect("scratch");
+    let run_id = create_run(&argo, &package, &Map::new()).await;
+    let outcome = run_on_standin(
+        &argo,
+        &run_id,
+        &package,
+        &Map::new(),
+        cluster(scratch.path(), &package, false, &[]),
+    )
+    .await;
+    assert_eq!(
+        outcome.phase,
+        standin::Phase::Failed,
+        "{}",
+        outcome.summary()
+    );
+    let run = wait_for_end(&argo, &run_id, Duration::from_secs(10)).await;
+    assert_eq!(run["state"], "FAILED", "{run}");
+    let message = run["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("createpvc-2")
+            && message.contains("PersistentVolumeClaim/shared already exists"),
+        "the run's error is the resource node's: {run}"
+    );
+    let url = format!("sqlite://{}", argo.dir.path().join("kfpd.db").display());
+    let store = kfpd_store::sql::SqlStore::connect(&kfpd_store::sql::Options::new(url))
+        .await
+        .expect("store");
+    let rows = kfpd_store::ExecutionStore::list_tasks(&store, &run_id)
+        .await
+        .expect("rows");
+    let row = |path: &str| {
+        rows.iter()
+            .find(|row| row.path == path)
+            .unwrap_or_else(|| panic!("no row {path}"))
+    };
+    assert_eq!(
+        row("root/createpvc").state,
+        kfpd_store::TaskState::Succeeded
+    );
+    let failed = row("root/createpvc-2");
+    assert_eq!(failed.state, kfpd_store::TaskState::Failed);
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .is_some_and(|error| error.contains("PersistentVolumeClaim/shared already exists")),
+        "{:?}",
+        failed.error
+    );
+    let outputs: Value = serde_json::from_str(&failed.outputs).expect("outputs");
+    assert_eq!(outputs, json!({}), "a PVC not made has no name");
+    assert!(
+        !rows
+            .iter()
+            .any(|row| row.path == "root/use" && row.started_at > 0),
+        "the task after it never ran"
+    );
+    assert!(row("root").state == kfpd_store::TaskState::Failed);
 }
 
 /// An importer with `download_to_workspace`, and a task reading what it imported.
@@ -775,4 +914,53 @@ async fn an_importer_copies_its_artifact_into_the_workspace() {
         .filter_map(|artifact| artifact["uri"].as_str())
         .collect();
     assert_eq!(uris, [uri.as_str()], "{listed}");
+}
+
+/// The local engine does what the importer's pod does: the copy is in the run's
+/// workspace at the same place under it (`.artifacts/<the URI as a path>`), and
+/// the task after it reads that copy, not the store's object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_engine_copies_an_importers_artifact_into_the_workspace() {
+    let local = Server::start_with(&["--executor", "local"]);
+    let object = local.dir.path().join("artifacts/inputs/greeting.txt");
+    std::fs::create_dir_all(object.parent().expect("parent")).expect("inputs dir");
+    std::fs::write(&object, "hello from the store").expect("object");
+    let uri = format!("file://{}", object.display());
+    let package =
+        kfpd_ir::read_package("import.yaml", IMPORT_TO_WORKSPACE.as_bytes()).expect("package");
+    let parameters = Map::from_iter([("file_uri".to_string(), json!(uri))]);
+    let run_id = create_run(&local, &package, &parameters).await;
+    let run = wait_for_end(&local, &run_id, Duration::from_secs(120)).await;
+    assert_eq!(run["state"], "SUCCEEDED", "{run}\n{}", local.stderr());
+    let url = format!("sqlite://{}", local.dir.path().join("kfpd.db").display());
+    let store = kfpd_store::sql::SqlStore::connect(&kfpd_store::sql::Options::new(url))
+        .await
+        .expect("store");
+    let rows = kfpd_store::ExecutionStore::list_tasks(&store, &run_id)
+        .await
+        .expect("rows");
+    let read = rows
+        .iter()
+        .find(|row| row.path == "root/read")
+        .expect("read");
+    assert_eq!(read.state, kfpd_store::TaskState::Succeeded);
+    let outputs: Value = serde_json::from_str(&read.outputs).expect("outputs");
+    assert_eq!(outputs["Output"], "hello from the store");
+    let workspace = local
+        .dir
+        .path()
+        .join("work")
+        .join(&run_id)
+        .join("workspace");
+    let copy = kfpd_core::executor_input::workspace_artifact_path(&workspace, &uri)
+        .expect("a place in the workspace");
+    assert_eq!(
+        outputs["where"],
+        copy.display().to_string(),
+        "the task read the workspace's copy"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&copy).expect("the workspace's copy"),
+        "hello from the store"
+    );
 }

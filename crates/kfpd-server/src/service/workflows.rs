@@ -385,6 +385,7 @@ impl Api {
                     .await
                     .ok();
             }
+            self.end_resource_tasks(&run, &workflow).await?;
             if ended {
                 self.end_from_workflow(&run, &workflow).await?;
             }
@@ -404,6 +405,58 @@ impl Api {
         Ok(())
     }
 
+    /// `CreatePVC` / `DeletePVC` tasks run as Argo `resource` nodes, on which no
+    /// launcher reports: each report ends those whose node ended, SUCCEEDED or
+    /// FAILED with the node's message, and with them the DAGs around them and the
+    /// run (while the Workflow still runs, so a failed PVC fails the run as a failed
+    /// pod's task does).
+    async fn end_resource_tasks(&self, run: &Run, workflow: &status::Workflow) -> Result<()> {
+        let (Nodes::Listed(nodes), Some(engine)) = (&workflow.nodes, &self.driver) else {
+            return Ok(());
+        };
+        let mut ended: Vec<&status::Node> = nodes
+            .iter()
+            .filter(|node| node.resource && node.task_path.is_some())
+            .filter(|node| node.failed() || node.phase == "Succeeded")
+            .collect();
+        if ended.is_empty() {
+            return Ok(());
+        }
+        // Only tasks still open: a report repeats the nodes that ended before.
+        let open: std::collections::HashSet<String> = self
+            .store
+            .list_tasks(&run.id)
+            .await?
+            .into_iter()
+            .filter(|task| !task.state.is_final())
+            .map(|task| task.path)
+            .collect();
+        ended.retain(|node| {
+            node.task_path
+                .as_ref()
+                .is_some_and(|path| open.contains(path))
+        });
+        ended.sort_by_key(|node| node.finished_at.unwrap_or(i64::MAX));
+        for node in ended {
+            let Some(path) = &node.task_path else {
+                continue;
+            };
+            let outcome = if node.failed() {
+                Err(if node.message.is_empty() {
+                    format!("resource {} {}", node.name, node.phase.to_lowercase())
+                } else {
+                    format!("resource {}: {}", node.name, node.message)
+                })
+            } else {
+                Ok(())
+            };
+            if let Err(error) = engine.end_resource_task(&run.id, path, outcome).await {
+                tracing::debug!(run_id = %run.id, task = %path, %error, "task not ended from its resource node");
+            }
+        }
+        Ok(())
+    }
+
     async fn end_from_workflow(&self, run: &Run, workflow: &status::Workflow) -> Result<()> {
         // Pods that failed without their launcher's report fail their tasks; that
         // ends the DAGs around them and the run as the launcher's report would.
@@ -412,6 +465,7 @@ impl Api {
             let mut failed: Vec<&status::Node> = nodes
                 .iter()
                 .filter(|node| matches!(node.kind.as_str(), "Pod" | "Retry") && node.failed())
+                .filter(|node| !node.resource)
                 .filter(|node| node.task_path.is_some())
                 .collect();
             failed.sort_by_key(|node| node.finished_at.unwrap_or(i64::MAX));

@@ -10,7 +10,9 @@
 //! template's containers as local processes (the init container's
 //! `kfpd launcher --copy`, then the real `kfpd launcher`), retrying them as
 //! `retryStrategy` says. `resource` templates create and delete objects in an
-//! in-memory stand-in for the Kubernetes API.
+//! in-memory stand-in for the Kubernetes API; as each ends, the Workflow (the
+//! resource nodes' statuses so far) is reported to the server as the persistence
+//! agent would (`POST /apis/v2beta1/workflows`), since no launcher reports on them.
 //!
 //! What it does not do: schedule pods on nodes, enforce resources, node selectors,
 //! tolerations or affinity, wait for retry backoff, or isolate a pod's filesystem
@@ -178,8 +180,21 @@ pub async fn run(workflow: &Value, cluster: Arc<Cluster>) -> Outcome {
         .collect();
     let launcher = cluster.dir.join("kfpd-image").join("kfpd");
     copy_launcher_once(&cluster, &launcher).await;
+    // The server and run the driver requests go to take the reports too.
+    let report_to = templates
+        .values()
+        .filter_map(|template| template["http"]["url"].as_str())
+        .find_map(|url| {
+            let (server, run_id) = url
+                .strip_suffix("/drive")?
+                .split_once("/apis/v2beta1/runs/")?;
+            Some((server.to_string(), run_id.to_string()))
+        });
     let walk = Arc::new(Walk {
         cluster,
+        report_to,
+        spec: spec.clone(),
+        reported: Mutex::new(serde_json::Map::new()),
         templates,
         name: name.clone(),
         uid: uuid::Uuid::new_v4().to_string(),
@@ -230,6 +245,12 @@ async fn copy_launcher_once(cluster: &Cluster, launcher: &Path) {
 
 struct Walk {
     cluster: Arc<Cluster>,
+    /// The server's base URL and the run's id, from the driver requests' URL.
+    report_to: Option<(String, String)>,
+    /// The Workflow's spec, reported with its status.
+    spec: Value,
+    /// Node statuses of the resource nodes that ended, by node id.
+    reported: Mutex<serde_json::Map<String, Value>>,
     templates: HashMap<String, Value>,
     name: String,
     uid: String,
@@ -303,7 +324,10 @@ impl Walk {
                 return self.run_http(&template, &name, &inputs, node).await;
             }
             if template.get("resource").is_some() {
-                return (self.run_resource(&template, &name, &inputs, node), None);
+                return (
+                    self.run_resource(&template, &name, &inputs, node).await,
+                    None,
+                );
             }
             if template.get("container").is_some() {
                 return (self.run_pod(&template, &name, &inputs, node).await, None);
@@ -561,7 +585,13 @@ impl Walk {
     }
 
     /// A `resource` template against the in-memory stand-in for the Kubernetes API.
-    fn run_resource(&self, template: &Value, name: &str, inputs: &Params, node: String) -> Phase {
+    async fn run_resource(
+        &self,
+        template: &Value,
+        name: &str,
+        inputs: &Params,
+        node: String,
+    ) -> Phase {
         let resource = &template["resource"];
         check_keys(resource, "resource", &["action", "manifest", "flags"]);
         let scope = self.pod_scope(inputs, None, "");
@@ -577,22 +607,27 @@ impl Walk {
             .as_array()
             .map(|flags| flags.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        let mut objects = self.objects.lock().expect("objects");
-        let (phase, message) = match resource["action"].as_str() {
-            Some("create") if objects.contains(&key) => {
-                (Phase::Failed, format!("{key} already exists"))
+        let (phase, message) = {
+            let mut objects = self.objects.lock().expect("objects");
+            match resource["action"].as_str() {
+                Some("create") if objects.contains(&key) => {
+                    (Phase::Failed, format!("{key} already exists"))
+                }
+                Some("create") => {
+                    objects.insert(key);
+                    (Phase::Succeeded, String::new())
+                }
+                Some("delete") if objects.remove(&key) || flags.contains(&"--ignore-not-found") => {
+                    (Phase::Succeeded, String::new())
+                }
+                Some("delete") => (Phase::Failed, format!("{key} not found")),
+                other => {
+                    panic!("{name}: the stand-in does not implement resource action {other:?}")
+                }
             }
-            Some("create") => {
-                objects.insert(key);
-                (Phase::Succeeded, String::new())
-            }
-            Some("delete") if objects.remove(&key) || flags.contains(&"--ignore-not-found") => {
-                (Phase::Succeeded, String::new())
-            }
-            Some("delete") => (Phase::Failed, format!("{key} not found")),
-            other => panic!("{name}: the stand-in does not implement resource action {other:?}"),
         };
-        drop(objects);
+        self.report_resource(&node, name, inputs, phase, &message)
+            .await;
         self.record(Node {
             name: node,
             template: name.to_string(),
@@ -603,6 +638,71 @@ impl Walk {
             elapsed: Duration::ZERO,
         });
         phase
+    }
+
+    /// Reports the Workflow with the resource nodes ended so far (Argo shows a
+    /// resource node as a `Pod` node), as the persistence agent reports each
+    /// change of a Workflow; the server ends the tasks they run from it.
+    async fn report_resource(
+        &self,
+        node: &str,
+        template: &str,
+        inputs: &Params,
+        phase: Phase,
+        message: &str,
+    ) {
+        let Some((server, run_id)) = &self.report_to else {
+            return;
+        };
+        let parameters: Vec<Value> = inputs
+            .iter()
+            .map(|(name, value)| serde_json::json!({"name": name, "value": value}))
+            .collect();
+        let id = format!(
+            "{}-{}",
+            self.name,
+            self.pod_counter.fetch_add(1, Ordering::SeqCst)
+        );
+        let nodes = {
+            let mut reported = self.reported.lock().expect("reported");
+            reported.insert(
+                id.clone(),
+                serde_json::json!({
+                    "id": id,
+                    "name": node,
+                    "type": "Pod",
+                    "templateName": template,
+                    "phase": format!("{phase:?}"),
+                    "message": message,
+                    "inputs": {"parameters": parameters},
+                }),
+            );
+            reported.clone()
+        };
+        let workflow = serde_json::json!({
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Workflow",
+            "metadata": {
+                "name": self.name,
+                "namespace": self.cluster.namespace,
+                "uid": self.uid,
+                "labels": {"pipeline/runid": run_id},
+            },
+            "spec": self.spec,
+            "status": {"phase": "Running", "nodes": nodes},
+        });
+        let response = reqwest::Client::new()
+            .post(format!("{server}/apis/v2beta1/workflows"))
+            .json(&workflow)
+            .send()
+            .await
+            .expect("report the workflow");
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        assert!(
+            status.is_success(),
+            "the workflow report was refused: {status} {body}"
+        );
     }
 
     fn pod_scope<'a>(
