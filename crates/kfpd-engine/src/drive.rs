@@ -670,9 +670,10 @@ impl Driver {
 
     /// A task waiting only for its upstream tasks' success (not one that runs on
     /// completion) is driven once each upstream node succeeded: Argo's `depends`
-    /// says so. So a `CreatePVC`/`DeletePVC` upstream still RUNNING here made or
-    /// deleted its PVC, though the Workflow's report did not tell yet: it ends
-    /// SUCCEEDED now, so this request need not wait for that report.
+    /// says so. So a `CreatePVC`/`DeletePVC` still RUNNING here, an upstream task or
+    /// one inside an upstream DAG, made or deleted its PVC though the Workflow's
+    /// report did not tell yet: it ends SUCCEEDED now, with the DAGs it ended, so
+    /// this request need not wait for that report.
     async fn end_pvc_upstream(&mut self, path: &str) -> Result<(), DriveError> {
         let Some((parent_path, _)) = path.rsplit_once('/') else {
             return Ok(());
@@ -696,21 +697,37 @@ impl Driver {
         let Some(dag) = parent.component.dag.as_ref() else {
             return Ok(());
         };
-        let upstream = dag_rules::upstream(dag);
-        let running: Vec<Task> = upstream
+        let upstream: Vec<String> = dag_rules::upstream(dag)
             .get(name.as_str())
             .into_iter()
             .flatten()
             .map(|dependency| format!("{parent_path}/{dependency}"))
-            .filter(|sibling| self.is_pvc_task(sibling))
-            .filter_map(|sibling| self.context.previous.get(&sibling).cloned())
-            .filter(|row| row.state == TaskState::Running)
             .collect();
+        let within = |row: &Task| {
+            upstream.iter().any(|dependency| {
+                row.path == *dependency
+                    || row
+                        .path
+                        .strip_prefix(dependency.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+            })
+        };
+        let mut running: Vec<Task> = self
+            .context
+            .previous
+            .values()
+            .filter(|row| row.state == TaskState::Running && within(row))
+            .filter(|row| self.is_pvc_task(&row.path))
+            .cloned()
+            .collect();
+        running.sort_by(|a, b| a.path.cmp(&b.path));
         for row in running {
+            let path = row.path.clone();
             let mut record = TaskRecord::resume(row);
             let outputs = object(&record.task.outputs);
             record.finish(&self.context, TaskState::Succeeded, None, &outputs);
             self.recorded(record.task, Vec::new());
+            self.settle(&path).await?;
         }
         Ok(())
     }

@@ -1236,3 +1236,88 @@ async fn a_pvc_task_ends_with_its_resource_node() {
     let again = rows(&server, &run_id).await;
     assert_eq!(again["root/deletepvc"].state_history, delete.state_history);
 }
+
+/// A `CreatePVC` inside a nested pipeline, and a task after that pipeline.
+const NESTED_PVC: &str = r#"
+pipelineInfo:
+  name: NAME
+schemaVersion: 2.1.0
+sdkVersion: kfp-2.15.0
+components:
+  comp-createpvc:
+    executorLabel: exec-createpvc
+    inputDefinitions:
+      parameters:
+        access_modes: {parameterType: LIST}
+        pvc_name: {parameterType: STRING, isOptional: true}
+        size: {parameterType: STRING}
+    outputDefinitions:
+      parameters:
+        name: {parameterType: STRING}
+  comp-stage:
+    dag:
+      tasks:
+        createpvc:
+          componentRef: {name: comp-createpvc}
+          inputs:
+            parameters:
+              access_modes: {runtimeValue: {constant: [ReadWriteOnce]}}
+              pvc_name: {runtimeValue: {constant: scratch}}
+              size: {runtimeValue: {constant: 1Gi}}
+          taskInfo: {name: createpvc}
+  comp-after:
+    executorLabel: exec-after
+deploymentSpec:
+  executors:
+    exec-createpvc:
+      container: {image: argostub/createpvc}
+    exec-after:
+      container: {image: alpine, command: [sh, -c, 'echo after']}
+root:
+  inputDefinitions:
+    parameters:
+      greeting: {parameterType: STRING}
+  dag:
+    tasks:
+      stage:
+        componentRef: {name: comp-stage}
+        taskInfo: {name: stage}
+      after:
+        componentRef: {name: comp-after}
+        dependentTasks: [stage]
+        taskInfo: {name: after}
+"#;
+
+/// Argo drives the task after a nested pipeline once that pipeline's DAG node
+/// succeeded, so the `CreatePVC` inside it made its PVC: that request ends it,
+/// and the pipeline's DAG with it, without the Workflow's report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pvc_task_inside_an_upstream_dag_ends_when_the_task_after_is_driven() {
+    let server = Server::start();
+    let pods = Pods {
+        server: &server,
+        run_id: create_run_of(&server, NESTED_PVC, "pods-nested-pvc").await,
+        work: tempfile::tempdir().expect("work dir"),
+        env: Vec::new(),
+    };
+    let run_id = pods.run_id.clone();
+    assert_eq!(pods.drive("root/stage").unwrap(), answer(true, 0));
+    assert_eq!(pods.drive("root/stage/createpvc").unwrap(), answer(true, 0));
+    let all = rows(&server, &run_id).await;
+    assert_eq!(
+        all["root/stage/createpvc"].state,
+        kfpd_store::TaskState::Running
+    );
+    assert_eq!(all["root/stage"].state, kfpd_store::TaskState::Running);
+    assert_eq!(pods.drive("root/after").unwrap(), answer(true, 0));
+    let all = rows(&server, &run_id).await;
+    assert_eq!(
+        all["root/stage/createpvc"].state,
+        kfpd_store::TaskState::Succeeded
+    );
+    assert_eq!(all["root/stage"].state, kfpd_store::TaskState::Succeeded);
+    let (code, stderr) = pods.launch("root/after");
+    assert_eq!(code, 0, "{stderr}");
+    let (_, run) = server.get(&format!("/runs/{run_id}")).await;
+    assert_eq!(run["state"], "SUCCEEDED", "{run}");
+}
