@@ -429,3 +429,54 @@ async fn the_separate_agent_reports_with_its_own_token() {
     let _ = with.kill();
     let _ = with.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_refused_in_a_namespace_leaves_its_workflows_alone() {
+    // A second agent account with a token but no role in team-a: the server must
+    // refuse its reports there as forbidden, never answer "no such run", or the
+    // agent would take team-a's Workflows for orphans and delete them.
+    let kube = cluster().await;
+    const STRANGER: &str = "system:serviceaccount:kubeflow:stranger";
+    kube.add_token(
+        "token-of-a-stranger",
+        STRANGER,
+        &["system:serviceaccounts"],
+        &[AUDIENCE],
+    );
+    let server = serve(&kube, &[("KFPD_AGENT", "off")]);
+    let (run_id, workflow) = run_in_team_a(&kube, &server).await;
+    let name = workflow["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    kube.set_status(
+        &name,
+        json!({"phase": "Running", "startedAt": kube::rfc3339(0), "progress": "0/1", "nodes": {}}),
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log = dir.path().join("agent.log");
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let token = token_file(dir.path(), "stranger", "token-of-a-stranger");
+    let mut stranger = agent(&server, &kube, Some(&token), &log);
+    // Refused reports, until well past the orphan grace (2 s).
+    let started = Instant::now();
+    wait_until(
+        "refused reports past the grace, or the workflow deleted",
+        &server,
+        async || {
+            let refused = read_log().matches("403").count();
+            let past_grace = refused >= 2 && started.elapsed() > Duration::from_secs(5);
+            (past_grace || !kube.workflows().contains_key(&name)).then_some(())
+        },
+    )
+    .await;
+    let _ = stranger.kill();
+    let _ = stranger.wait();
+    assert!(
+        kube.workflows().contains_key(&name),
+        "the workflow was deleted: {}",
+        read_log()
+    );
+    assert!(!read_log().contains("does not exist"), "{}", read_log());
+    assert_eq!(state(&server, &run_id).await, "PENDING");
+}

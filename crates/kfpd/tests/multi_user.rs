@@ -327,6 +327,10 @@ fn request_for(method: &str, template: &str, fx: &Fixture) -> Option<Request> {
 
 /// Routes whose request names a namespace rather than an object: denied with 403.
 fn names_a_namespace(method: &str, template: &str) -> bool {
+    // A reported Workflow names its namespace (metadata.namespace).
+    if method == "POST" && template.ends_with("/workflows") {
+        return true;
+    }
     let v2 = template.strip_prefix("/apis/v2beta1").unwrap_or(template);
     matches!(
         (method, v2),
@@ -1103,15 +1107,16 @@ const GRPC_CASES: &[(&str, GrpcKind)] = &[
         "kubeflow.pipelines.backend.api.v2beta1.RecurringRunService/DeleteRecurringRun",
         GrpcKind::Object,
     ),
+    // A reported Workflow names its namespace.
     (
         "kubeflow.pipelines.backend.api.v2beta1.ReportService/ReportWorkflow",
-        GrpcKind::Object,
+        GrpcKind::Namespace,
     ),
     (
         "kubeflow.pipelines.backend.api.v2beta1.ReportService/ReportScheduledWorkflow",
         GrpcKind::Invalid,
     ),
-    ("api.ReportService/ReportWorkflowV1", GrpcKind::Object),
+    ("api.ReportService/ReportWorkflowV1", GrpcKind::Namespace),
     (
         "api.ReportService/ReportScheduledWorkflowV1",
         GrpcKind::Invalid,

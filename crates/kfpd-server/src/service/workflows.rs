@@ -373,6 +373,17 @@ impl Api {
     pub async fn report_workflow(&self, text: &str) -> Result<()> {
         let workflow = status::parse_text(text)
             .map_err(|error| Error::invalid(format!("report workflow: {error}")))?;
+        // The reporter names the Workflow's namespace: one not allowed to report
+        // there is refused (403) before the run is looked up, so that a not-found
+        // answer means the run is not there for a reporter of that namespace (a
+        // persistence agent deletes such Workflows as orphans) and never that the
+        // reporter lacks the right.
+        self.check_namespace(
+            &workflow.namespace,
+            kfpd_auth::Resource::Runs,
+            kfpd_auth::Verb::Report,
+        )
+        .await?;
         let run = self
             .run_for(&workflow.run_id, kfpd_auth::Verb::Report)
             .await?;
