@@ -84,3 +84,42 @@ def test_the_page_lists_and_creates_in_the_chosen_namespace(server, browser, scr
     assert not browser.find_elements("css selector", f"tr[data-run-id='{bobs_run}']")
     browser.save_screenshot(str(screenshots / "multi-user-refused.png"))
     assert [error for error in console_errors(browser, "runs:watch") if "403" not in error] == []
+
+
+def test_the_pipelines_page_shows_the_namespaces_own_or_the_shared_ones(server, browser, screenshots):
+    alice = client_as(server, "alice@example.com", "team-a")
+    bob = client_as(server, "bob@example.com", "team-b")
+    package = str(support.pipeline_file("hello.yaml"))
+    own = alice.upload_pipeline(package, pipeline_name=support.unique("alice-own"), namespace="team-a")
+    shared = alice.upload_pipeline(package, pipeline_name=support.unique("shared"))
+    bobs = bob.upload_pipeline(package, pipeline_name=support.unique("bob-own"), namespace="team-b")
+
+    def listed(driver, pipeline) -> bool:
+        return bool(driver.find_elements("css selector", f"tr[data-pipeline-id='{pipeline.pipeline_id}']"))
+
+    as_user(browser, "alice@example.com")
+    browser.get(f"{server.base_url}/#/pipelines")
+    browser.execute_script("localStorage.setItem('kfpd.namespace', 'team-a')")
+    browser.refresh()
+    wait(browser, lambda d: listed(d, own), "alice's own pipeline")
+    assert not listed(browser, shared) and not listed(browser, bobs)
+    assert css(browser, "#pipelines-namespace").get_attribute("aria-selected") == "true"
+    browser.save_screenshot(str(screenshots / "multi-user-pipelines.png"))
+
+    click(browser, "#pipelines-shared", "the shared pipelines tab")
+    wait(browser, lambda d: listed(d, shared), "the shared pipeline")
+    assert not listed(browser, own) and not listed(browser, bobs)
+
+    # An upload on the namespace's tab lands in the namespace.
+    click(browser, "#pipelines-namespace", "the namespace tab")
+    wait(browser, lambda d: listed(d, own), "alice's own pipeline again")
+    name = support.unique("ui-team-pipeline")
+    click(browser, "#upload-pipeline summary", "the upload form")
+    css(browser, "#upload-pipeline-file").send_keys(package)
+    css(browser, "#upload-pipeline-name").send_keys(name)
+    click(browser, "#upload-pipeline-submit", "upload")
+    wait(browser, lambda d: "/pipelines/details/" in d.current_url, "the new pipeline's page")
+    pipeline_id = browser.current_url.rsplit("/", 1)[-1]
+    assert alice.get_pipeline(pipeline_id).namespace == "team-a"
+    # The earlier test may have left team-b chosen, refused on the first load.
+    assert console_errors(browser, "namespace=team-b") == []

@@ -344,6 +344,18 @@ impl ArtifactStore {
     /// `create_bucket` is set; otherwise fails with
     /// "object store bucket not found: bucket X at endpoint Y".
     pub async fn open(options: Options) -> Result<ArtifactStore, Error> {
+        ArtifactStore::open_checking(options, true).await
+    }
+
+    /// Opens the store without asking anything of an S3 bucket: for a task's launcher,
+    /// whose credentials may reach its namespace's prefix only (checking a bucket takes
+    /// rights on the whole bucket). The API server checked or created the bucket when
+    /// it started; a bucket gone since fails the first upload or download, naming it.
+    pub async fn open_trusting_bucket(options: Options) -> Result<ArtifactStore, Error> {
+        ArtifactStore::open_checking(options, false).await
+    }
+
+    async fn open_checking(options: Options, check_bucket: bool) -> Result<ArtifactStore, Error> {
         let backend = match options {
             Options::Local { root } => Backend::Local(local::LocalStore::open(root).await?),
             Options::S3 {
@@ -353,17 +365,22 @@ impl ArtifactStore {
                 access_key,
                 secret_key,
                 create_bucket,
-            } => Backend::S3(
-                s3::S3Store::open(s3::S3Config {
+            } => {
+                let config = s3::S3Config {
                     endpoint,
                     region,
                     bucket,
                     access_key,
                     secret_key,
                     create_bucket,
-                })
-                .await?,
-            ),
+                };
+                let store = if check_bucket {
+                    s3::S3Store::open(config).await?
+                } else {
+                    s3::S3Store::build(config)?
+                };
+                Backend::S3(store)
+            }
         };
         let default = match &backend {
             Backend::Local(l) => Location::Path(l.root_path()),

@@ -85,7 +85,7 @@ impl S3Store {
         self.ensure_bucket(false).await
     }
 
-    fn build(cfg: S3Config) -> Result<S3Store, Error> {
+    pub(crate) fn build(cfg: S3Config) -> Result<S3Store, Error> {
         let config = cfg.clone();
         let endpoint = cfg.endpoint.trim_end_matches('/').to_string();
         let url = reqwest::Url::parse(&endpoint).map_err(|e| {
@@ -437,18 +437,15 @@ impl S3Store {
             .map_err(|e| Error::io(src, &uri, e))?;
         let store: Arc<dyn ObjectStore> = self.inner.store.clone();
         let mut writer = BufWriter::new(store, dst);
-        let copied = tokio::io::copy(&mut file, &mut writer).await;
-        let done = match copied {
-            Ok(_) => writer.shutdown().await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = done {
+        if let Err(e) = tokio::io::copy(&mut file, &mut writer).await {
             if let Err(abort) = writer.abort().await {
                 tracing::warn!(uri = %uri, error = %abort, "cannot abort upload");
             }
             return Err(Error::io(src, &uri, e));
         }
-        Ok(())
+        // A writer whose shutdown failed (the store refused the object, say) is not
+        // aborted: `object_store` panics on aborting a writer that was shut down.
+        writer.shutdown().await.map_err(|e| Error::io(src, &uri, e))
     }
 
     pub(crate) async fn read(&self, uri: &str, max_bytes: usize) -> Result<Bytes, Error> {

@@ -580,6 +580,7 @@ async fn run_process(context: &RunContext, spec: ProcessSpec) -> Result<Ended, S
         .await
         .map_err(|error| error.to_string())?;
     let task = warm::WarmTask {
+        inherit: runtime.options().inherit,
         cwd: &spec.cwd,
         log: &spec.log_path,
         env: &spec.env,

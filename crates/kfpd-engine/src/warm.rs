@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use kfpd_runtime::Environment;
+use kfpd_runtime::{Environment, Inherit};
 use serde_json::{json, Map, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin};
@@ -340,6 +340,8 @@ pub(crate) enum WarmError {
 
 /// One task for a zygote.
 pub(crate) struct WarmTask<'a> {
+    /// Which of kfpd's variables the task inherits.
+    pub inherit: Inherit,
     pub cwd: &'a Path,
     pub log: &'a Path,
     pub env: &'a [(String, String)],
@@ -466,6 +468,10 @@ impl Worker {
         let mut child = tokio::process::Command::new(&python)
             .args(["-c", ZYGOTE])
             .current_dir(&environment.root)
+            // The strictest inheritance whatever the task's: a forked task's
+            // /proc/self/environ shows the zygote's environment as it started.
+            .env_clear()
+            .envs(Inherit::NoCredentials.environment())
             .env_remove("PYTHONHOME")
             .env("PATH", &path)
             .env("VIRTUAL_ENV", &environment.root)
@@ -532,7 +538,7 @@ impl Worker {
             "id": id,
             "cwd": task.cwd.display().to_string(),
             "log": task.log.display().to_string(),
-            "env": Value::Object(task_env(environment, task.env)),
+            "env": Value::Object(task_env(environment, task.inherit, task.env)),
             "source": task.call.source,
             "args": task.call.args,
         });
@@ -642,11 +648,17 @@ fn dispatch(pending: &Mutex<HashMap<u64, mpsc::UnboundedSender<Event>>>, line: &
     }
 }
 
-/// The environment a task process gets from the runtime: kfpd's own, without
-/// `PYTHONHOME`, the environment's `bin/` first on `PATH`, the component's
+/// The environment a task process gets from the runtime: what it inherits of kfpd's,
+/// without `PYTHONHOME`, the environment's `bin/` first on `PATH`, the component's
 /// variables, and what the program sets (`_KFP_RUNTIME=true`).
-fn task_env(environment: &Environment, component_env: &[(String, String)]) -> Map<String, Value> {
-    let mut env: Map<String, Value> = std::env::vars_os()
+fn task_env(
+    environment: &Environment,
+    inherit: Inherit,
+    component_env: &[(String, String)],
+) -> Map<String, Value> {
+    let mut env: Map<String, Value> = inherit
+        .environment()
+        .into_iter()
         .filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)))
         .filter(|(key, _)| key != "PYTHONHOME")
         .map(|(key, value)| (key, Value::String(value)))

@@ -9,6 +9,7 @@
 pub mod cache;
 mod env;
 mod host;
+mod inherit;
 mod limits;
 mod process;
 
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use env::Environment;
 pub use host::Host;
+pub use inherit::Inherit;
 pub use limits::raise_open_files_limit;
 
 /// How the runtime finds and keeps its Python environments.
@@ -31,6 +33,8 @@ pub struct Options {
     /// The host interpreter environments are made from and whose packages (a virtualenv's
     /// included) stay importable underneath (first `python3` on PATH by default).
     pub python: PathBuf,
+    /// Which of kfpd's environment variables tasks inherit (never kfpd's settings).
+    pub inherit: Inherit,
 }
 
 impl Options {
@@ -47,6 +51,7 @@ impl Options {
         Options {
             envs_dir: envs_dir.into(),
             python,
+            inherit: Inherit::default(),
         }
     }
 }
@@ -267,6 +272,6 @@ impl Runtime {
             environment = self.environment(&spec.image) => environment?,
             () = cancel.cancelled() => return Ok(Exit::canceled_before_start()),
         };
-        process::run(&environment, spec, cancel).await
+        process::run(&environment, self.inner.options.inherit, spec, cancel).await
     }
 }

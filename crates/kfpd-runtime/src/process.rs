@@ -15,7 +15,7 @@ use tokio::process::Child;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Environment, Error, Exit, ProcessSpec};
+use crate::{Environment, Error, Exit, Inherit, ProcessSpec};
 
 /// Time a canceled task gets between SIGTERM and SIGKILL.
 const GRACE: Duration = Duration::from_secs(2);
@@ -29,6 +29,7 @@ const MAX_LINE: usize = 64 * 1024;
 
 pub(crate) async fn run(
     environment: &Environment,
+    inherit: Inherit,
     spec: ProcessSpec,
     cancel: CancellationToken,
 ) -> Result<Exit, Error> {
@@ -101,6 +102,8 @@ pub(crate) async fn run(
     cmd.arg0(&command)
         .args(&spec.argv[1..])
         .current_dir(&spec.cwd)
+        .env_clear()
+        .envs(inherit.environment())
         // Would point the environment's interpreter at another installation.
         .env_remove("PYTHONHOME")
         .env("PATH", &path)

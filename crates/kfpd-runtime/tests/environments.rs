@@ -100,6 +100,7 @@ impl Fixture {
         let runtime = Runtime::new(Options {
             envs_dir: dir.path().join("envs"),
             python,
+            inherit: Default::default(),
         });
         Fixture { dir, runtime }
     }

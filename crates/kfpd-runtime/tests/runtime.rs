@@ -584,6 +584,7 @@ async fn unusable_python_is_an_error_naming_image_and_interpreter() {
     let runtime = Runtime::new(Options {
         envs_dir: dir.path().join("envs"),
         python: dir.path().join("no-python"),
+        inherit: Default::default(),
     });
     let err = runtime.environment(IMAGE).await.expect_err("no python");
     let message = err.to_string();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use kfpd_artifacts::{ArtifactStore, Options as ArtifactOptions, Roots};
 use kfpd_engine::{CacheOptions, Engine, Options as EngineOptions};
-use kfpd_runtime::{Options as RuntimeOptions, Runtime};
+use kfpd_runtime::{Inherit, Options as RuntimeOptions, Runtime};
 use kfpd_store::MetadataStore;
 
 /// Where per-image Python environments live unless configured: shared by every
@@ -81,6 +81,7 @@ pub async fn build(
         max_parallel_tasks,
         CacheOptions::default(),
         kfp_package,
+        Inherit::default(),
     )
 }
 
@@ -91,12 +92,16 @@ pub fn build_with(
     max_parallel_tasks: usize,
     cache: CacheOptions,
     kfp_package: Option<String>,
+    inherit: Inherit,
 ) -> Result<Arc<Engine>, String> {
     let envs_dir = std::env::var_os("KFPD_ENVS_DIR")
         .filter(|value| !value.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(default_envs_dir);
-    let runtime = Runtime::new(RuntimeOptions::new(envs_dir));
+    let runtime = Runtime::new(RuntimeOptions {
+        inherit,
+        ..RuntimeOptions::new(envs_dir)
+    });
     let options = EngineOptions {
         work_dir: absolute(&data_dir.join("work")),
         max_parallel_tasks,

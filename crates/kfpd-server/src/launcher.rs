@@ -287,7 +287,9 @@ async fn open_store(server_root: &str) -> Result<ArtifactStore, Error> {
             }
         },
     };
-    ArtifactStore::open(options)
+    // The pod's keys may reach its namespace's prefix only (multi-user mode), and the
+    // API server has made sure of the bucket.
+    ArtifactStore::open_trusting_bucket(options)
         .await
         .map_err(|error| Error::ObjectStore(error.to_string()))
 }

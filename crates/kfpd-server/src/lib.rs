@@ -180,6 +180,12 @@ pub async fn serve(
         config.max_parallel_tasks,
         config.cache.clone(),
         config.kfp_package.clone(),
+        // A task of one namespace must not hold the object store's keys to all.
+        if config.multi_user {
+            kfpd_runtime::Inherit::NoCredentials
+        } else {
+            kfpd_runtime::Inherit::AllButSettings
+        },
     )
     .map_err(StartError::Startup)?;
     let mut api = Api::new(store, settings, service::system_clock());

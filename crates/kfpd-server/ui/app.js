@@ -590,18 +590,30 @@ function uploadForm(id, label, makeUrl, after) {
     submit), problem);
 }
 
+// In multi-user mode with a namespace chosen, the page shows either that namespace's
+// own pipelines (the default, as upstream's "Private" tab) or the shared ones, and
+// uploads land where it shows; one request either way.
 async function pipelinesPage(query) {
   render(h("h1", {}, "Pipelines"), h("div", { class: "loading" }, "Loading pipelines…"));
-  const body = await api("/pipelines", { page_size: PAGE_SIZE, page_token: query.token, sort_by: "created_at desc" });
+  const namespace = currentNamespace();
+  const scope = namespace && query.scope !== "shared" ? namespace : "";
+  const body = await api("/pipelines", { page_size: PAGE_SIZE, page_token: query.token, sort_by: "created_at desc", namespace: scope });
   const rows = (body.pipelines || []).map((p) => h("tr", { "data-pipeline-id": p.pipeline_id },
     h("td", {}, h("a", { href: pipelineHref(p.pipeline_id) }, p.display_name || p.pipeline_id)),
     h("td", { class: "wide" }, p.description || ""),
     h("td", { class: "wide" }, time(p.created_at))));
-  const upload = uploadForm("upload-pipeline", "Upload a pipeline",
-    (name, description) => "/pipelines/upload" + queryString({ name, display_name: name, description }),
+  const upload = uploadForm("upload-pipeline", scope ? `Upload a pipeline to ${scope}` : "Upload a pipeline",
+    (name, description) => "/pipelines/upload" + queryString({ name, display_name: name, description, namespace: scope }),
     (created) => go(`/pipelines/details/${created.pipeline_id}`));
-  render(h("h1", {}, "Pipelines"), upload,
-    table([["Name"], ["Description", "wide"], ["Created", "wide"]], rows, "No pipelines yet."),
+  const tabs = namespace
+    ? h("div", { class: "tabs", role: "tablist", "aria-label": "Pipelines of" },
+      [[namespace, "namespace", `Namespace ${namespace}`], ["", "shared", "Shared"]].map(([of, id, label]) =>
+        h("button", { role: "tab", id: `pipelines-${id}`, "aria-selected": of === scope ? "true" : "false",
+          onclick: () => go("/pipelines", { scope: id }) }, label)))
+    : null;
+  const empty = scope ? `No pipelines in ${scope} yet.` : "No pipelines yet.";
+  render(h("h1", {}, "Pipelines"), tabs, upload,
+    table([["Name"], ["Description", "wide"], ["Created", "wide"]], rows, empty),
     pager("/pipelines", query, body.next_page_token));
 }
 

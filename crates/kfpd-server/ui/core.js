@@ -46,7 +46,8 @@ function queryString(query) {
 
 // Multi-user mode (the server's healthz says so): lists and creates of runs,
 // experiments and recurring runs are in the namespace the user picked in the
-// header, kept in the browser. Pipelines stay the shared ones.
+// header, kept in the browser. The pipelines page asks for its namespace itself:
+// pipelines are the namespace's own or shared.
 const NAMESPACE_KEY = "kfpd.namespace";
 const NAMESPACED = new Set(["/runs", "/runs:watch", "/experiments", "/recurringruns"]);
 let multiUser = false;

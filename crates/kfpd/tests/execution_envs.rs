@@ -273,3 +273,189 @@ async fn components_without_the_pip_preamble_use_the_virtualenv_kfpd_runs_from()
         "only the header is left: {listed}"
     );
 }
+
+const ENVIRONMENT_PIPELINE: &str = r#"
+import sys
+from kfp import compiler, dsl
+
+
+@dsl.component(install_kfp_package=False)
+def warm_task():
+    import os
+    with open("/proc/self/environ", "rb") as f:
+        raw = f.read().replace(b"\0", b"\n").decode(errors="replace")
+    print("os.environ:\n" + "\n".join(f"{k}={v}" for k, v in sorted(os.environ.items())))
+    print("/proc/self/environ:\n" + raw)
+
+
+@dsl.container_component
+def process_task():
+    return dsl.ContainerSpec(image="alpine", command=["sh", "-c", "env; tr '\\0' '\\n' < /proc/self/environ"])
+
+
+@dsl.pipeline(name="environment-seen")
+def environment_seen():
+    warm_task().set_caching_options(False)
+    process_task().set_caching_options(False)
+
+
+compiler.Compiler().compile(environment_seen, sys.argv[1])
+"#;
+
+/// Variables kfpd is started with, by what a task must see of them: kfpd's settings
+/// and the store keys never, a cloud key only in single-user mode, the rest always.
+const WITHHELD: &[(&str, &str)] = &[
+    ("KFPD_CANARY_SETTING", "kfpd-setting-canary"),
+    ("DBCONFIG_PASSWORD", "database-password-canary"),
+    ("accesskey", "access-key-canary"),
+    ("secretkey", "secret-key-canary"),
+];
+const CLOUD_KEY: (&str, &str) = ("AWS_SECRET_ACCESS_KEY", "cloud-key-canary");
+const PLAIN: (&str, &str) = ("INHERITED_CANARY", "plain-canary");
+
+const POLICY: &str =
+    "bindings:\n  - namespace: team-a\n    role: admin\n    users: [alice@example.com]\n";
+
+async fn environment_logs(multi_user: bool, venv: &Path) -> Vec<(String, String)> {
+    let venv_bin = venv.join("bin");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let spec = {
+        let script = scratch.path().join("pipeline.py");
+        std::fs::write(&script, ENVIRONMENT_PIPELINE).expect("script");
+        let compiled = scratch.path().join("pipeline.yaml");
+        let output = Command::new(venv_bin.join("python3"))
+            .arg(&script)
+            .arg(&compiled)
+            .output()
+            .expect("compile");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = std::fs::read_to_string(&compiled).expect("compiled");
+        kfpd_ir::read_package("pipeline.yaml", text.as_bytes())
+            .expect("package")
+            .api_pipeline_spec()
+    };
+    let path = std::env::join_paths(std::iter::once(venv_bin.clone()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .expect("PATH")
+    .to_string_lossy()
+    .into_owned();
+    let policy = scratch.path().join("policy.yaml");
+    std::fs::write(&policy, POLICY).expect("policy");
+    let policy = policy.to_string_lossy().into_owned();
+    let mut args = vec!["--executor", "local"];
+    if multi_user {
+        args.extend([
+            "--multi-user",
+            "true",
+            "--policy-file",
+            &policy,
+            "--trusted-proxies",
+            "127.0.0.1/32",
+        ]);
+    }
+    let mut env = vec![
+        ("PATH", path.as_str()),
+        ("KFPD_LOG", "warn,kfpd_engine::container=debug"),
+        CLOUD_KEY,
+        PLAIN,
+    ];
+    env.extend_from_slice(WITHHELD);
+    let server = Server::start_with_env(&args, &env);
+    let send = |request: reqwest::RequestBuilder| {
+        let request = request.header("kubeflow-userid", "alice@example.com");
+        async move {
+            let response = request.send().await.expect("request");
+            let status = response.status().as_u16();
+            let text = response.text().await.expect("body");
+            (status, text)
+        }
+    };
+    let api = format!("{}/apis/v2beta1", server.base);
+    let (status, experiment) = send(
+        server
+            .client
+            .post(format!("{api}/experiments"))
+            .json(&json!({"display_name": "environments", "namespace": "team-a"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{experiment}");
+    let experiment: Value = serde_json::from_str(&experiment).expect("experiment");
+    let (status, run) = send(server.client.post(format!("{api}/runs")).json(&json!({
+        "display_name": "environments",
+        "experiment_id": experiment["experiment_id"],
+        "pipeline_spec": spec,
+    })))
+    .await;
+    assert_eq!(status, 200, "{run}");
+    let run: Value = serde_json::from_str(&run).expect("run");
+    let run_id = run["run_id"].as_str().expect("run_id").to_string();
+    let started = Instant::now();
+    let run = loop {
+        let (_, text) = send(server.client.get(format!("{api}/runs/{run_id}"))).await;
+        let run: Value = serde_json::from_str(&text).expect("run");
+        if matches!(
+            run["state"].as_str(),
+            Some("SUCCEEDED" | "FAILED" | "CANCELED")
+        ) {
+            break run;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "{run}\n{}",
+            server.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(run["state"], "SUCCEEDED", "{run}\n{}", server.stderr());
+    let mut logs = Vec::new();
+    for name in ["warm-task", "process-task"] {
+        let task_id = task(&run, name)["task_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let (status, log) = send(server.client.get(format!(
+            "{}/apis/v1alpha1/runs/{run_id}/nodes/{task_id}/log",
+            server.base
+        )))
+        .await;
+        assert_eq!(status, 200, "{log}");
+        logs.push((name.to_string(), log));
+    }
+    let stderr = server.stderr();
+    assert!(
+        stderr.contains("task runs in the warm python"),
+        "the warm path was not taken:\n{stderr}"
+    );
+    logs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_never_inherit_kfpds_settings_or_store_keys() {
+    let Some(venv) = sdk_venv() else {
+        return;
+    };
+    for multi_user in [false, true] {
+        for (task, log) in environment_logs(multi_user, &venv).await {
+            let context = format!("{task}, multi-user {multi_user}:\n{log}");
+            // Seen twice (the environment and /proc/self/environ), so both are read.
+            assert_eq!(log.matches(PLAIN.1).count(), 2, "{context}");
+            for (name, value) in WITHHELD {
+                assert!(!log.contains(value), "{name} reached {context}");
+            }
+            // A warm task's /proc/self/environ is its zygote's, which starts with the
+            // strictest inheritance whatever the mode; its os.environ has the key.
+            let cloud_key_seen = log.matches(CLOUD_KEY.1).count();
+            let expected = match (multi_user, task.as_str()) {
+                (true, _) => 0,
+                (false, "warm-task") => 1,
+                (false, _) => 2,
+            };
+            assert_eq!(cloud_key_seen, expected, "{context}");
+        }
+    }
+}
