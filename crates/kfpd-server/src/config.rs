@@ -182,6 +182,12 @@ pub struct ServeArgs {
     /// How many task processes may run at once, over all runs. [default: 64]
     #[arg(long, env = "KFPD_MAX_PARALLEL_TASKS")]
     pub max_parallel_tasks: Option<usize>,
+    /// How long a driver request waits for an upstream task this server has not
+    /// yet seen end: Argo drives a task once its upstream nodes ended, but the end
+    /// of a PVC task or of a pod killed before its launcher reported comes with the
+    /// agent's next report. `0s` refuses at once. [default: 30s]
+    #[arg(long, env = "KFPD_DRIVER_PATIENCE")]
+    pub driver_patience: Option<String>,
     /// Whether tasks may reuse the outputs of an earlier identical execution (runs
     /// and tasks can still turn caching off for themselves). Upstream: CACHEENABLED.
     /// [default: true]
@@ -295,6 +301,7 @@ pub(crate) struct FileSettings {
     body_read_timeout: Option<String>,
     min_body_rate: Option<u64>,
     max_parallel_tasks: Option<usize>,
+    driver_patience: Option<String>,
     executor: Option<String>,
     argo_version: Option<String>,
     agent: Option<String>,
@@ -380,6 +387,8 @@ pub struct Config {
     /// Connection cap and timeouts of both listeners.
     pub connections: crate::connections::Limits,
     pub max_parallel_tasks: usize,
+    /// How long a driver request waits for upstream tasks it has not seen end.
+    pub driver_patience: Duration,
     /// Whether `kfpd serve` fires recurring runs itself.
     pub scheduler: bool,
     /// Whether this server runs pipelines itself.
@@ -565,6 +574,15 @@ impl Config {
             .or(file.max_parallel_tasks)
             .unwrap_or(DEFAULT_MAX_PARALLEL_TASKS)
             .max(1);
+        let patience_text = args
+            .driver_patience
+            .clone()
+            .or(file.driver_patience.clone())
+            .unwrap_or_else(|| "30s".to_string());
+        let driver_patience = parse_duration(&patience_text).map_err(|message| Error::Invalid {
+            key: "driver_patience",
+            message,
+        })?;
 
         let executor = args
             .executor
@@ -720,6 +738,7 @@ impl Config {
             allowed_pipeline_roots,
             log_format,
             max_parallel_tasks,
+            driver_patience,
             scheduler,
             local_executor,
             argo,

@@ -199,7 +199,7 @@ pub async fn serve(
     api.metrics().attach_store(sql_store);
     api.metrics().attach_engine(Arc::clone(&engine));
     if !config.local_executor {
-        api = api.with_driver(Arc::clone(&engine));
+        api = api.with_driver(Arc::clone(&engine), config.driver_patience);
     }
     let argo = match &config.argo {
         Some(settings) => Some(

@@ -9,6 +9,7 @@ mod common;
 mod moto;
 
 use std::process::Command;
+use std::time::Duration;
 
 use common::Server;
 use kfpd_store::sql::{Options, SqlStore};
@@ -248,7 +249,7 @@ fn answer(execute: bool, iterations: usize) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_goes_through_driver_requests_and_launchers() {
-    let server = Server::start();
+    let server = Server::start_with(&["--driver-patience", "1s"]);
     let name = format!("pods-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let pods = Pods {
         server: &server,
@@ -578,7 +579,7 @@ root:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_failures_final_status_and_nested_pipelines() {
-    let server = Server::start();
+    let server = Server::start_with(&["--driver-patience", "1s"]);
     let name = format!(
         "pods-control-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
@@ -1235,6 +1236,130 @@ async fn a_pvc_task_ends_with_its_resource_node() {
     assert_eq!(status, 200, "{body}");
     let again = rows(&server, &run_id).await;
     assert_eq!(again["root/deletepvc"].state_history, delete.state_history);
+}
+
+/// `PVC` with a task after `DeletePVC` that runs however it ended
+/// (`ignore_upstream_failure`): its request cannot tell the PVC's outcome.
+fn pvc_then_on_completion() -> String {
+    PVC.replace(
+        "  comp-use:\n",
+        "  comp-note:\n    executorLabel: exec-note\n  comp-use:\n",
+    )
+    .replace(
+        "    exec-use:\n",
+        "    exec-note:\n      container: {image: alpine, command: [echo, done]}\n    exec-use:\n",
+    )
+    .replace(
+        "        taskInfo: {name: deletepvc}\n",
+        "        taskInfo: {name: deletepvc}\n      note:\n        componentRef: {name: comp-note}\n        dependentTasks: [deletepvc]\n        triggerPolicy: {strategy: ALL_UPSTREAM_TASKS_COMPLETED}\n        taskInfo: {name: note}\n",
+    )
+}
+
+/// Argo drives a task that runs on completion as soon as the `DeletePVC` node
+/// before it ended, often before the agent's report of that node reached kfpd: the
+/// request waits for the report instead of being refused, and follows the outcome
+/// it brings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_after_a_pvc_task_waits_for_the_report_of_its_node() {
+    let server = Server::start_with(&["--driver-patience", "20s"]);
+    let pipeline = pvc_then_on_completion();
+    let pods = Pods {
+        server: &server,
+        run_id: create_run_of(&server, &pipeline, "pods-pvc-wait").await,
+        work: tempfile::tempdir().expect("work dir"),
+        env: Vec::new(),
+    };
+    let run_id = pods.run_id.clone();
+    assert_eq!(pods.drive("root/createpvc").unwrap(), answer(true, 0));
+    assert_eq!(pods.drive("root/use").unwrap(), answer(true, 0));
+    let (code, stderr) = pods.launch("root/use");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(pods.drive("root/deletepvc").unwrap(), answer(true, 0));
+
+    // The agent's report that DeletePVC's node failed comes a second after Argo
+    // drove the task after it.
+    let nodes = [
+        (
+            "wf.createpvc",
+            "createpvc-create",
+            "Succeeded",
+            "",
+            "root/createpvc",
+        ),
+        ("wf.use", "exec-use", "Succeeded", "", "root/use"),
+        (
+            "wf.deletepvc",
+            "deletepvc-delete",
+            "Failed",
+            "claim is in use",
+            "root/deletepvc",
+        ),
+    ];
+    let reported = report(&run_id, &nodes);
+    let client = server.client.clone();
+    let url = server.url("/workflows");
+    let reporter = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let response = client
+            .post(url)
+            .json(&reported)
+            .send()
+            .await
+            .expect("report");
+        response.status().as_u16()
+    });
+    let started = std::time::Instant::now();
+    let driven = tokio::task::spawn_blocking({
+        let server = server.base.clone();
+        let run_id = run_id.clone();
+        move || {
+            kfpd(&[
+                "driver",
+                "--server",
+                &server,
+                "--run-id",
+                &run_id,
+                "--task-path",
+                "root/note",
+            ])
+        }
+    })
+    .await
+    .expect("driver");
+    assert_eq!(reporter.await.expect("reporter"), 200);
+    let (code, stdout, stderr) = driven;
+    assert_eq!(code, 0, "refused instead of waiting: {stderr}");
+    let decision: Value = serde_json::from_str(&stdout).expect("answer");
+    assert_eq!(
+        decision,
+        answer(true, 0),
+        "an exit task runs after a failure"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "answered before the report came"
+    );
+    let all = rows(&server, &run_id).await;
+    assert_eq!(all["root/deletepvc"].state, kfpd_store::TaskState::Failed);
+    assert_eq!(all["root/note"].state, kfpd_store::TaskState::Running);
+
+    // With nothing to wait for, the refusal comes once the patience is spent.
+    let quick = Server::start_with(&["--driver-patience", "0s"]);
+    let pods = Pods {
+        server: &quick,
+        run_id: create_run_of(&quick, &pipeline, "pods-pvc-no-wait").await,
+        work: tempfile::tempdir().expect("work dir"),
+        env: Vec::new(),
+    };
+    assert_eq!(pods.drive("root/createpvc").unwrap(), answer(true, 0));
+    assert_eq!(pods.drive("root/use").unwrap(), answer(true, 0));
+    assert_eq!(pods.launch("root/use").0, 0);
+    assert_eq!(pods.drive("root/deletepvc").unwrap(), answer(true, 0));
+    let (_, stderr) = pods.drive("root/note").unwrap_err();
+    assert!(
+        stderr.contains("upstream task \"deletepvc\" has not ended"),
+        "{stderr}"
+    );
 }
 
 /// A `CreatePVC` inside a nested pipeline, and a task after that pipeline.

@@ -3,11 +3,13 @@
 //! and shapes the answers.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use kfpd_api::kfpd_v1 as launcher;
 use kfpd_engine::{AttemptReport, DriveError, Engine};
-use kfpd_store::TaskState;
+use kfpd_store::{Change, TaskState};
 use serde_json::{json, Value};
+use tokio::sync::broadcast;
 
 use super::Api;
 use crate::error::{Code, Error, Result};
@@ -15,10 +17,12 @@ use crate::error::{Code, Error, Result};
 impl Api {
     /// Lets the server answer driver requests for runs it does not execute itself.
     /// Task outputs are then read from the engine's artifact store, where the
-    /// launchers put them.
-    pub fn with_driver(mut self, engine: Arc<Engine>) -> Api {
+    /// launchers put them. A request driving a task before this server saw its
+    /// upstream tasks end waits for them up to `patience`.
+    pub fn with_driver(mut self, engine: Arc<Engine>, patience: Duration) -> Api {
         self.artifacts = Some(engine.artifacts().clone());
         self.driver = Some(engine);
+        self.driver_patience = patience;
         self
     }
 
@@ -128,15 +132,46 @@ impl Api {
         if task_path.is_empty() {
             return Err(Error::invalid("task_path is required"));
         }
-        let decision = engine
-            .drive(run_id, task_path, workflow.trim(), pod_spec_patch)
-            .await
-            .map_err(drive_error)?;
+        // Subscribed before the first try, so no end recorded meanwhile is missed.
+        let mut changes = self.store.changes().subscribe();
+        let started = Instant::now();
+        let decision = loop {
+            let attempt = engine
+                .drive(run_id, task_path, workflow.trim(), pod_spec_patch)
+                .await;
+            let waited = started.elapsed();
+            match attempt {
+                Err(DriveError::NotReady(message)) if waited < self.driver_patience => {
+                    tracing::debug!(run = %run_id, task = %task_path, %message, "upstream not ended here yet; waiting for it");
+                    let left = self.driver_patience - waited;
+                    let wait = left.min(RECHECK_NOT_READY);
+                    let _ = tokio::time::timeout(wait, run_changed(&mut changes, run_id)).await;
+                }
+                other => break other.map_err(drive_error)?,
+            }
+        };
         Ok(json!({
             "execute": decision.execute.to_string(),
             "iteration_count": decision.iteration_count.to_string(),
             "pod_spec_patch": decision.pod_spec_patch,
         }))
+    }
+}
+
+/// How often a waiting driver request tries again without a change of its run on
+/// this server's feed (a writer in another process is not on it).
+const RECHECK_NOT_READY: Duration = Duration::from_secs(2);
+
+/// Returns once a change of run `run_id` (or possibly of every run) was committed.
+async fn run_changed(changes: &mut broadcast::Receiver<Change>, run_id: &str) {
+    loop {
+        match changes.recv().await {
+            Ok(change) if change.touches(run_id) => return,
+            Ok(_) => continue,
+            Err(broadcast::error::RecvError::Lagged(_)) => return,
+            // No feed any more: the caller's timer decides when to look again.
+            Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+        }
     }
 }
 

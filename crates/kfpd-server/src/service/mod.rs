@@ -59,6 +59,8 @@ pub struct Api {
     scheduler: Option<Arc<tokio::sync::Notify>>,
     /// Answers driver requests for runs executed on Argo (`--executor none`).
     driver: Option<Arc<kfpd_engine::Engine>>,
+    /// How long a driver request waits for an upstream task not seen ending.
+    driver_patience: std::time::Duration,
     /// Submits runs as Argo Workflows (`--executor argo`).
     argo: Option<Arc<crate::argo::Argo>>,
     /// What `GET /metrics` reports.
@@ -78,6 +80,7 @@ impl Api {
             executor: None,
             scheduler: None,
             driver: None,
+            driver_patience: std::time::Duration::ZERO,
             argo: None,
             metrics: Arc::default(),
             guard: None,
