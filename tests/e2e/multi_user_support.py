@@ -1,5 +1,5 @@
 """What the multi-user suites share: two users, each an editor of one namespace
-by a policy file, a server in multi-user mode believing the user header from
+by a policy file (and an admin of the shared pipelines, in the server's own namespace), a server in multi-user mode believing the user header from
 127.0.0.1, and kfp clients sending that header as an authenticating proxy would."""
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ bindings:
   - namespace: team-b
     role: editor
     users: [bob@example.com]
+  - namespace: kubeflow
+    role: editor
+    users: [admin@example.com]
 """
 
 

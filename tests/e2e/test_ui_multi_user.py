@@ -91,7 +91,8 @@ def test_the_pipelines_page_shows_the_namespaces_own_or_the_shared_ones(server, 
     bob = client_as(server, "bob@example.com", "team-b")
     package = str(support.pipeline_file("hello.yaml"))
     own = alice.upload_pipeline(package, pipeline_name=support.unique("alice-own"), namespace="team-a")
-    shared = alice.upload_pipeline(package, pipeline_name=support.unique("shared"))
+    admin = client_as(server, "admin@example.com", "kubeflow")
+    shared = admin.upload_pipeline(package, pipeline_name=support.unique("shared"))
     bobs = bob.upload_pipeline(package, pipeline_name=support.unique("bob-own"), namespace="team-b")
 
     def listed(driver, pipeline) -> bool:
