@@ -943,13 +943,10 @@ function namespacePicker() {
   return form;
 }
 
-async function start() {
-  try {
-    const health = await api("/healthz");
-    multiUser = health.multi_user === true;
-  } catch (_) {
-    multiUser = false;
-  }
+function start() {
+  // The server marks the page with its mode: no request before the first view.
+  const mark = document.querySelector('meta[name="kfpd-multi-user"]');
+  multiUser = mark !== null && mark.getAttribute("content") === "true";
   if (multiUser) document.querySelector("header.top").append(namespacePicker());
   route();
 }

@@ -44,7 +44,7 @@ function queryString(query) {
   return text ? "?" + text : "";
 }
 
-// Multi-user mode (the server's healthz says so): lists and creates of runs,
+// Multi-user mode (the page's kfpd-multi-user mark says so): lists and creates of runs,
 // experiments and recurring runs are in the namespace the user picked in the
 // header, kept in the browser. The pipelines page asks for its namespace itself:
 // pipelines are the namespace's own or shared.

@@ -4,12 +4,13 @@
 
 use std::sync::OnceLock;
 
-use axum::extract::Path;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::openapi::{Page, Routes};
 use crate::error::{Code, Error};
+use crate::service::Api;
 
 /// One embedded file: its name under `/ui/`, content type and bytes.
 struct Asset {
@@ -59,13 +60,35 @@ pub fn routes(routes: Routes) -> Routes {
     routes.get("/", index).get("/ui/{name}", asset)
 }
 
-async fn index(headers: HeaderMap) -> Page {
-    Page(serve(&INDEX, &headers))
+/// The page's mark of the server's mode, as index.html has it.
+const SINGLE_USER_MARK: &str = r#"<meta name="kfpd-multi-user" content="false">"#;
+
+/// index.html as served in multi-user mode: the page learns the mode from it
+/// without a request of its own before its first view.
+fn multi_user_page() -> &'static (Vec<u8>, String) {
+    static PAGE: OnceLock<(Vec<u8>, String)> = OnceLock::new();
+    PAGE.get_or_init(|| {
+        let text = String::from_utf8_lossy(INDEX.body).replace(
+            SINGLE_USER_MARK,
+            r#"<meta name="kfpd-multi-user" content="true">"#,
+        );
+        let body = text.into_bytes();
+        let etag = format!("\"{:016x}\"", fnv1a(&body));
+        (body, etag)
+    })
+}
+
+async fn index(State(api): State<Api>, headers: HeaderMap) -> Page {
+    if api.settings().multi_user {
+        let (body, etag) = multi_user_page();
+        return Page(serve(&INDEX, body, etag, &headers));
+    }
+    Page(serve(&INDEX, INDEX.body, etag_of(&INDEX), &headers))
 }
 
 async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Page {
     Page(match ASSETS.iter().find(|asset| asset.name == name) {
-        Some(asset) => serve(asset, &headers),
+        Some(asset) => serve(asset, asset.body, etag_of(asset), &headers),
         None => Error::new(Code::NotFound, format!("no UI asset named {name:?}")).into_response(),
     })
 }
@@ -73,8 +96,7 @@ async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Page {
 /// Answers an asset with a content-derived ETag and `no-cache`: browsers keep the
 /// bytes but revalidate each load (a 304 when unchanged), so an upgraded binary's
 /// page and scripts are never mixed with stale ones.
-fn serve(asset: &Asset, headers: &HeaderMap) -> Response {
-    let etag = etag_of(asset);
+fn serve(asset: &Asset, body: &'static [u8], etag: &str, headers: &HeaderMap) -> Response {
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|value| value.to_str().ok())
@@ -87,7 +109,7 @@ fn serve(asset: &Asset, headers: &HeaderMap) -> Response {
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(asset.content_type),
             )],
-            asset.body,
+            body,
         )
             .into_response()
     };
@@ -147,5 +169,18 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), tags.len());
+    }
+
+    #[test]
+    fn the_multi_user_page_differs_in_its_mark_alone() {
+        let single = std::str::from_utf8(INDEX.body).expect("utf-8");
+        assert_eq!(single.matches(SINGLE_USER_MARK).count(), 1);
+        let (multi, etag) = multi_user_page();
+        let multi = std::str::from_utf8(multi).expect("utf-8");
+        assert_eq!(
+            multi.replace(r#"content="true">"#, r#"content="false">"#),
+            single
+        );
+        assert_ne!(etag, etag_of(&INDEX));
     }
 }
