@@ -24,6 +24,7 @@
 //! A "directory" artifact is the set of objects under `<uri>/`. Empty directories are not
 //! stored (object stores have none), on either backend.
 
+pub mod iam;
 mod local;
 mod roots;
 mod s3;

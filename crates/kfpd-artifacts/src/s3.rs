@@ -188,6 +188,46 @@ impl S3Store {
         body: Bytes,
     ) -> Result<(http::StatusCode, String), Error> {
         let url = format!("{}/{}", self.inner.endpoint, self.inner.bucket);
+        self.signed_request(method, url, body).await
+    }
+
+    /// Deletes one object with a plain `DELETE`, which a key limited to the object's
+    /// prefix may send (`object_store` deletes through the multi-object API, which
+    /// some stores authorize against the whole bucket). A missing object is fine.
+    async fn delete_object(&self, path: &ObjPath, uri: &str) -> Result<(), Error> {
+        let key: Vec<String> = path
+            .parts()
+            .map(|part| {
+                form_urlencoded::byte_serialize(part.as_ref().as_bytes())
+                    .collect::<String>()
+                    .replace('+', "%20")
+            })
+            .collect();
+        let url = format!(
+            "{}/{}/{}",
+            self.inner.endpoint,
+            self.inner.bucket,
+            key.join("/")
+        );
+        let (status, body) = self
+            .signed_request(http::Method::DELETE, url, Bytes::new())
+            .await?;
+        if status.is_success() || status == http::StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        Err(self.bucket_error(format!(
+            "deleting {uri} failed: http {status}{}",
+            s3_error_suffix(&body)
+        )))
+    }
+
+    /// A signed request to `url` of this store's endpoint.
+    async fn signed_request(
+        &self,
+        method: http::Method,
+        url: String,
+        body: Bytes,
+    ) -> Result<(http::StatusCode, String), Error> {
         let mut req = http::Request::builder()
             .method(method.clone())
             .uri(&url)
@@ -535,8 +575,13 @@ impl S3Store {
 
     pub(crate) async fn delete(&self, uri: &str) -> Result<(), Error> {
         let path = self.path(uri)?;
-        let mut locations = self.list(&path, uri).await?;
-        locations.push(path);
+        // The object at the uri itself by a plain DELETE; what lies under it, if
+        // anything, in one multi-object delete.
+        self.delete_object(&path, uri).await?;
+        let locations = self.list(&path, uri).await?;
+        if locations.is_empty() {
+            return Ok(());
+        }
         let results: Vec<_> = self
             .inner
             .store

@@ -5,51 +5,9 @@ mod support;
 
 use kfpd_artifacts::{ArtifactStore, Error, Options};
 
-const ALL_OF_S3: &str =
-    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
-
 /// Creates an IAM user allowed `s3:*` and returns its access key.
 async fn iam_user(endpoint: &str) -> (String, String) {
-    iam_user_with(endpoint, "kfpd", ALL_OF_S3).await
-}
-
-/// Creates an IAM user with the policy and returns its access key: three requests.
-/// Moto lets the first `INITIAL_NO_AUTH_ACTION_COUNT` requests through without
-/// authentication; the fake authorization header only routes the requests to IAM.
-async fn iam_user_with(endpoint: &str, name: &str, policy: &str) -> (String, String) {
-    let http = reqwest::Client::new();
-    let auth = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/us-east-1/iam/aws4_request, \
-                SignedHeaders=host, Signature=0";
-    let calls: Vec<Vec<(&str, &str)>> = vec![
-        vec![("Action", "CreateUser"), ("UserName", name)],
-        vec![
-            ("Action", "PutUserPolicy"),
-            ("UserName", name),
-            ("PolicyName", "s3"),
-            ("PolicyDocument", policy),
-        ],
-        vec![("Action", "CreateAccessKey"), ("UserName", name)],
-    ];
-    let mut last = String::new();
-    for mut form in calls {
-        form.push(("Version", "2010-05-08"));
-        let resp = http
-            .post(format!("{endpoint}/"))
-            .header("authorization", auth)
-            .form(&form)
-            .send()
-            .await
-            .expect("iam request");
-        let status = resp.status();
-        last = resp.text().await.expect("iam body");
-        assert!(status.is_success(), "{form:?}: {status} {last}");
-    }
-    let tag = |name: &str| {
-        let start = last.find(&format!("<{name}>")).expect(name) + name.len() + 2;
-        let end = last[start..].find('<').expect(name) + start;
-        last[start..end].to_string()
-    };
-    (tag("AccessKeyId"), tag("SecretAccessKey"))
+    support::iam_user_with(endpoint, "kfpd", support::ALL_OF_S3).await
 }
 
 #[tokio::test]
@@ -130,11 +88,11 @@ async fn a_key_for_one_namespace_prefix_reaches_that_prefix_only() {
             {{"Effect":"Allow","Action":"s3:DeleteObject","Resource":"{listing}"}}]}}"#
     );
     // The last statement is for moto alone: it authorizes a multi-object delete
-    // (which the store sends, also before an upload replaces a URI) against the
-    // bucket's ARN instead of each key's. AWS and MinIO check each key, so on them it
+    // (which the store sends for the objects under a uri) against the bucket's ARN
+    // instead of each key's. AWS and MinIO check each key, so on them it
     // grants nothing, and the documented policy (docs/multi-user.md) goes without it.
-    let admin = iam_user_with(&moto.endpoint, "kfpd", ALL_OF_S3).await;
-    let team_a = iam_user_with(&moto.endpoint, "team-a", &team_a_policy).await;
+    let admin = support::iam_user_with(&moto.endpoint, "kfpd", support::ALL_OF_S3).await;
+    let team_a = support::iam_user_with(&moto.endpoint, "team-a", &team_a_policy).await;
     let options = |(access_key, secret_key): &(String, String)| Options::S3 {
         endpoint: moto.endpoint.clone(),
         region: "us-east-1".into(),

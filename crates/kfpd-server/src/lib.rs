@@ -17,6 +17,7 @@ pub mod launcher;
 pub mod local_run;
 pub mod logging;
 pub mod metrics;
+pub mod namespace_key;
 pub mod retention;
 pub mod scheduler;
 pub mod service;

@@ -48,6 +48,11 @@ enum Command {
     /// runs and tasks) into kfpd's database, keeping ids, names, states and times;
     /// run again to bring only what changed since (docs/upgrade.md).
     Adopt(AdoptCommand),
+    /// Make a namespace's own object store key, reaching only that namespace's
+    /// artifacts, through the store's IAM API, and print it as the Secret the
+    /// namespace's workflow pods read (docs/multi-user.md); `--print-policy` shows
+    /// the key's policy and makes nothing.
+    NamespaceKey(kfpd_server::namespace_key::NamespaceKeyArgs),
 }
 
 #[derive(clap::Args)]
@@ -163,6 +168,7 @@ fn main() -> anyhow::Result<()> {
         Command::Compile(command) => return compile(&command),
         Command::Driver(args) => return driver(&args),
         Command::Launcher(args) => return launcher(&args),
+        Command::NamespaceKey(args) => return namespace_key(&args),
         Command::Envs(command) => return envs(command),
         Command::Serve(args) => {
             let config = kfpd_server::Config::load(&args)?;
@@ -294,6 +300,23 @@ fn driver(args: &kfpd_server::driver::DriverArgs) -> anyhow::Result<()> {
         }
         Err(error) => {
             eprintln!("kfpd driver: {error}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Prints the Secret (or the policy); exits 1 with the reason on stderr.
+fn namespace_key(args: &kfpd_server::namespace_key::NamespaceKeyArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match runtime.block_on(kfpd_server::namespace_key::run(args)) {
+        Ok(text) => {
+            print!("{text}");
+            Ok(())
+        }
+        Err(error) => {
+            eprintln!("kfpd namespace-key: {error}");
             std::process::exit(1);
         }
     }

@@ -195,3 +195,45 @@ pub async fn s3_store() -> Option<ArtifactStore> {
             .expect("open s3 store"),
     )
 }
+
+pub const ALL_OF_S3: &str =
+    r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
+
+/// Creates an IAM user with the policy and returns its access key: three requests.
+/// Moto lets the first `INITIAL_NO_AUTH_ACTION_COUNT` requests through without
+/// authentication; the fake authorization header only routes the requests to IAM.
+pub async fn iam_user_with(endpoint: &str, name: &str, policy: &str) -> (String, String) {
+    let http = reqwest::Client::new();
+    let auth = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/us-east-1/iam/aws4_request, \
+                SignedHeaders=host, Signature=0";
+    let calls: Vec<Vec<(&str, &str)>> = vec![
+        vec![("Action", "CreateUser"), ("UserName", name)],
+        vec![
+            ("Action", "PutUserPolicy"),
+            ("UserName", name),
+            ("PolicyName", "s3"),
+            ("PolicyDocument", policy),
+        ],
+        vec![("Action", "CreateAccessKey"), ("UserName", name)],
+    ];
+    let mut last = String::new();
+    for mut form in calls {
+        form.push(("Version", "2010-05-08"));
+        let resp = http
+            .post(format!("{endpoint}/"))
+            .header("authorization", auth)
+            .form(&form)
+            .send()
+            .await
+            .expect("iam request");
+        let status = resp.status();
+        last = resp.text().await.expect("iam body");
+        assert!(status.is_success(), "{form:?}: {status} {last}");
+    }
+    let tag = |name: &str| {
+        let start = last.find(&format!("<{name}>")).expect(name) + name.len() + 2;
+        let end = last[start..].find('<').expect(name) + start;
+        last[start..end].to_string()
+    };
+    (tag("AccessKeyId"), tag("SecretAccessKey"))
+}

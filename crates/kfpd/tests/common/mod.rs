@@ -138,8 +138,13 @@ impl Server {
             }
         }
         let base = base.unwrap_or_default();
+        // No idle connections kept: a server shared by the tests of a file (a
+        // static) outlives each test's runtime, and a pooled connection whose task
+        // ran on an ended runtime fails the next request ("runtime dropped the
+        // dispatch task").
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(0)
             .build()
             .expect("client");
         Server {
