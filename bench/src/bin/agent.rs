@@ -145,13 +145,14 @@ async fn measure(args: &Args, kfpd: &PathBuf) -> Result<()> {
         }
     }
     let create_seconds = started.elapsed().as_secs_f64();
+    // One pass over the cluster's Workflows (a look-up per run copied them all).
+    let by_run = cluster.names_by_run();
     let names: Vec<String> = run_ids
         .iter()
         .map(|id| {
-            cluster
-                .of_run(id)
-                .first()
-                .and_then(|w| w["metadata"]["name"].as_str().map(str::to_string))
+            by_run
+                .get(id)
+                .cloned()
                 .ok_or_else(|| anyhow!("run {id} has no workflow"))
         })
         .collect::<Result<_>>()?;

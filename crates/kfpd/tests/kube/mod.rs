@@ -147,11 +147,29 @@ impl Kube {
         self.cluster.lock().unwrap().workflows.clone()
     }
 
+    /// The name of a Workflow of each run (by its run id label), read in one pass
+    /// without copying the Workflows.
+    pub fn names_by_run(&self) -> BTreeMap<String, String> {
+        let cluster = self.cluster.lock().unwrap();
+        cluster
+            .workflows
+            .values()
+            .filter_map(|workflow| {
+                let run_id = workflow["metadata"]["labels"]["pipeline/runid"].as_str()?;
+                let name = workflow["metadata"]["name"].as_str()?;
+                Some((run_id.to_string(), name.to_string()))
+            })
+            .collect()
+    }
+
     /// The Workflows labelled with `run_id`.
     pub fn of_run(&self, run_id: &str) -> Vec<Value> {
-        self.workflows()
-            .into_values()
+        let cluster = self.cluster.lock().unwrap();
+        cluster
+            .workflows
+            .values()
             .filter(|workflow| workflow["metadata"]["labels"]["pipeline/runid"] == run_id)
+            .cloned()
             .collect()
     }
 
