@@ -42,6 +42,9 @@ use kfpd_store::{
 };
 use serde_json::{json, Value};
 
+/// A render slower than this has its request timings printed (stderr).
+const SLOW_RENDER_MS: f64 = 5_000.0;
+
 #[derive(Parser, Debug)]
 #[command(
     about = "Time to first render, bytes per page and server CPU per open page of the web UI"
@@ -801,12 +804,31 @@ impl Browser {
                 .script("const m = performance.getEntriesByName('kfpd:rendered')[0]; return m ? m.startTime : null;")
                 .await?;
             if let Some(ms) = mark.as_f64() {
+                if ms > SLOW_RENDER_MS {
+                    self.explain_slow_render(url, ms).await;
+                }
                 return Ok(ms);
             }
             if Instant::now() > deadline {
                 bail!("{url} never rendered");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Prints where a slow first render's time went: the document's and every
+    /// request's timing (Resource Timing), to stderr.
+    async fn explain_slow_render(&self, url: &str, ms: f64) {
+        let entries = self
+            .script(
+                "return [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource'), ...performance.getEntriesByType('mark')]
+                   .map((e) => [e.entryType, e.name, Math.round(e.startTime), Math.round(e.requestStart || 0), Math.round(e.responseStart || 0), Math.round(e.responseEnd || 0), e.transferSize || 0]);",
+            )
+            .await;
+        eprintln!("slow render of {url}: {ms:.0} ms; entries [type, name, start, request start, response start, response end, bytes]:");
+        match entries {
+            Ok(Value::Array(rows)) => rows.iter().for_each(|row| eprintln!("  {row}")),
+            other => eprintln!("  cannot read the entries: {other:?}"),
         }
     }
 
