@@ -952,6 +952,18 @@ function start() {
 }
 
 window.addEventListener("hashchange", route);
+// A page left for another (kept in the browser's back/forward cache, or closing)
+// gives up its event streams: over plain HTTP a browser opens at most six
+// connections to a host, and streams of pages nobody sees would hold them (the
+// seventh page waited about a minute, until the browser let a cached page go).
+// Shown again from that cache, the page draws its view anew.
+window.addEventListener("pagehide", () => {
+  generation += 1;
+  for (const cleanup of cleanups.splice(0)) cleanup();
+});
+window.addEventListener("pageshow", (event) => {
+  if (event.persisted) route();
+});
 window.addEventListener("DOMContentLoaded", () => {
   // The skip link moves the keyboard past the header without changing the route.
   document.getElementById("skip").addEventListener("click", (event) => {
