@@ -77,9 +77,9 @@ def no_preamble(x: int = 1) -> int:
 compiler.Compiler().compile(no_preamble, sys.argv[1])
 "#;
 
-fn compile(python: &Path, dir: &Path) -> Value {
+fn compile(python: &Path, dir: &Path, source: &str) -> Value {
     let script = dir.join("pipeline.py");
-    std::fs::write(&script, PIPELINE).expect("script");
+    std::fs::write(&script, source).expect("script");
     let compiled = dir.join("pipeline.yaml");
     let output = Command::new(python)
         .arg(&script)
@@ -174,7 +174,7 @@ async fn components_without_the_pip_preamble_use_the_virtualenv_kfpd_runs_from()
         eprintln!("note: the virtualenv's base interpreter has kfp too; the test shows less");
     }
     let scratch = tempfile::tempdir().expect("tempdir");
-    let spec = compile(&python, scratch.path());
+    let spec = compile(&python, scratch.path(), PIPELINE);
     let envs_dir = scratch.path().join("envs");
     let path = std::env::join_paths(std::iter::once(venv_bin.clone()).chain(
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
@@ -319,25 +319,11 @@ const POLICY: &str =
 async fn environment_logs(multi_user: bool, venv: &Path) -> Vec<(String, String)> {
     let venv_bin = venv.join("bin");
     let scratch = tempfile::tempdir().expect("tempdir");
-    let spec = {
-        let script = scratch.path().join("pipeline.py");
-        std::fs::write(&script, ENVIRONMENT_PIPELINE).expect("script");
-        let compiled = scratch.path().join("pipeline.yaml");
-        let output = Command::new(venv_bin.join("python3"))
-            .arg(&script)
-            .arg(&compiled)
-            .output()
-            .expect("compile");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let text = std::fs::read_to_string(&compiled).expect("compiled");
-        kfpd_ir::read_package("pipeline.yaml", text.as_bytes())
-            .expect("package")
-            .api_pipeline_spec()
-    };
+    let spec = compile(
+        &venv_bin.join("python3"),
+        scratch.path(),
+        ENVIRONMENT_PIPELINE,
+    );
     let path = std::env::join_paths(std::iter::once(venv_bin.clone()).chain(
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
     ))
