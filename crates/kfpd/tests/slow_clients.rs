@@ -63,9 +63,17 @@ async fn drip(stream: TcpStream, bytes: Vec<u8>, pause: Duration) -> (usize, Str
     (written, answer)
 }
 
-async fn healthz(server: &Server) -> u16 {
-    server
-        .client
+/// The client of a normal caller: it keeps its connection between requests (the
+/// test servers' own client opens one per request).
+fn normal_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+async fn healthz(client: &reqwest::Client, server: &Server) -> u16 {
+    client
         .get(server.url("/healthz"))
         .send()
         .await
@@ -203,6 +211,7 @@ async fn bodies_over_the_limit_are_refused_naming_it() {
 
 #[tokio::test]
 async fn a_client_dripping_its_headers_is_cut_off() {
+    let normal = normal_client();
     let server = Server::start_with(&["--header-read-timeout", "2s"]);
     let address = host(&server.base);
     let started = Instant::now();
@@ -235,7 +244,7 @@ async fn a_client_dripping_its_headers_is_cut_off() {
     );
 
     // Meanwhile and afterwards, normal calls are answered on both listeners.
-    assert_eq!(healthz(&server).await, 200);
+    assert_eq!(healthz(&normal, &server).await, 200);
     grpc_experiments(&server)
         .await
         .list_experiments(api::ListExperimentsRequest::default())
@@ -381,6 +390,7 @@ fn tokio_stream_of<T: Send + 'static>(
 
 #[tokio::test]
 async fn idle_connections_are_closed_after_the_idle_timeout() {
+    let normal = normal_client();
     let server = Server::start_with(&["--idle-timeout", "2s"]);
     let rest = host(&server.base);
     let grpc = host(server.grpc.as_deref().expect("gRPC address"));
@@ -413,11 +423,12 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
         answered, 1,
         "the keep-alive call was answered before the close"
     );
-    assert_eq!(healthz(&server).await, 200);
+    assert_eq!(healthz(&normal, &server).await, 200);
 }
 
 #[tokio::test]
 async fn many_idle_connections_while_a_normal_client_is_served() {
+    let normal = normal_client();
     let soft = raise_open_files(4_000);
     // The test process holds every client socket; leave room for the rest.
     let idle_count = 2_000.min(soft.saturating_sub(300) as usize);
@@ -428,13 +439,13 @@ async fn many_idle_connections_while_a_normal_client_is_served() {
     let rest = host(&server.base);
 
     // The normal client's connection is admitted first and kept in its pool.
-    assert_eq!(healthz(&server).await, 200);
+    assert_eq!(healthz(&normal, &server).await, 200);
     let mut idle = Vec::with_capacity(idle_count);
     for _ in 0..idle_count {
         idle.push(TcpStream::connect(&rest).await.expect("connect"));
     }
     for _ in 0..50 {
-        assert_eq!(healthz(&server).await, 200);
+        assert_eq!(healthz(&normal, &server).await, 200);
     }
     let (status, _) = server.get("/runs").await;
     assert_eq!(status, 200);
@@ -469,7 +480,7 @@ async fn many_idle_connections_while_a_normal_client_is_served() {
         shed >= 20,
         "only {shed} of 40 connections over the cap were shed"
     );
-    assert_eq!(healthz(&server).await, 200);
+    assert_eq!(healthz(&normal, &server).await, 200);
     for stream in idle.iter_mut().take(20) {
         stream
             .write_all(
@@ -488,9 +499,8 @@ async fn many_idle_connections_while_a_normal_client_is_served() {
         );
     }
 
-    // The counts are in /metrics.
-    let metrics = server
-        .client
+    // The counts are in /metrics, asked on the normal client's kept connection.
+    let metrics = normal
         .get(server.url("/metrics").replace("/apis/v2beta1", ""))
         .send()
         .await
@@ -510,5 +520,5 @@ async fn many_idle_connections_while_a_normal_client_is_served() {
     assert!(counted >= shed as u64, "{shed_line}, {shed} shed");
 
     drop(idle);
-    assert_eq!(healthz(&server).await, 200);
+    assert_eq!(healthz(&normal, &server).await, 200);
 }
