@@ -135,8 +135,8 @@ async fn log_of(server: &Server, run: &Value, name: &str) -> String {
         "{}/apis/v1alpha1/runs/{run_id}/nodes/{task_id}/log",
         server.base
     );
-    let response = server.client.get(url).send().await.expect("log");
-    assert_eq!(response.status(), 200);
+    let response = server.client.get(&url).send().await.expect("log");
+    assert_eq!(response.status(), 200, "{url}\n{run}");
     response.text().await.expect("log text")
 }
 
@@ -443,5 +443,132 @@ async fn tasks_never_inherit_kfpds_settings_or_store_keys() {
             };
             assert_eq!(cloud_key_seen, expected, "{context}");
         }
+    }
+}
+
+const FINGERPRINT_PIPELINE: &str = r#"
+import sys
+from kfp import compiler, dsl
+
+
+@dsl.component(install_kfp_package=False)
+def fingerprint(x: int) -> int:
+    # What a component can see of how its interpreter was started and prepared, with
+    # this task's own paths replaced by names so two runs compare.
+    import json, logging, os, sys, tempfile, warnings
+    program = os.path.dirname(globals()["__file__"])
+    cwd = os.getcwd()
+    tmp = os.environ.get("TMPDIR", "")
+    env = os.environ.get("VIRTUAL_ENV", "")
+    places = [(program, "<program>"), (cwd, "<cwd>"), (tmp, "<tmp>"), (env, "<env>")]
+    places.sort(key=lambda place: -len(place[0]))
+
+    def named(value):
+        text = json.dumps(value)
+        for path, name in places:
+            if path:
+                text = text.replace(path, name)
+        return json.loads(text)
+
+    main = sys.modules["__main__"]
+    seen = {
+        "argv": sys.argv,
+        "orig_argv": sys.orig_argv[1:],
+        "path": sys.path,
+        "main": [main.__name__, getattr(main, "__file__", None), main.__spec__.name if main.__spec__ else None],
+        "root handlers": [[type(h).__name__, getattr(getattr(h, "stream", None), "name", None), h.formatter._fmt if h.formatter else None] for h in logging.root.handlers],
+        "root level": logging.root.level,
+        "dont_write_bytecode": sys.dont_write_bytecode,
+        "gettempdir": tempfile.gettempdir(),
+        "program dir": os.path.dirname(program),
+        "program compiled": os.path.isdir(os.path.join(program, "__pycache__")),
+        "warnings filters": [str(f) for f in warnings.filters],
+        "rehearsal modules": sorted(m for m in sys.modules if "rehearsal" in m),
+        "stdin": os.readlink("/proc/self/fd/0"),
+        "stdout": [sys.stdout.encoding, sys.stdout.line_buffering, sys.stdout.isatty()],
+        "environ": {k: v for k, v in os.environ.items() if k not in ("PWD", "OLDPWD", "SHLVL", "_")},
+    }
+    print("FINGERPRINT " + json.dumps(named(seen), sort_keys=True))
+    return x + 1
+
+
+@dsl.pipeline(name="interpreter-fingerprint")
+def fingerprint_pipeline(x: int = 1) -> int:
+    one = fingerprint(x=x).set_caching_options(False)
+    return fingerprint(x=one.output).set_caching_options(False).output
+
+
+compiler.Compiler().compile(fingerprint_pipeline, sys.argv[1])
+"#;
+
+/// The fingerprints the pipeline's tasks printed, by task name, and the server's log.
+async fn fingerprints(venv: &Path, spec: &Value, warm: bool) -> (Vec<Value>, String) {
+    let venv_bin = venv.join("bin");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let path = std::env::join_paths(std::iter::once(venv_bin).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .expect("PATH")
+    .to_string_lossy()
+    .into_owned();
+    let envs = scratch.path().join("envs").to_string_lossy().into_owned();
+    let server = Server::start_with_env(
+        &["--executor", "local"],
+        &[
+            ("PATH", path.as_str()),
+            ("KFPD_ENVS_DIR", envs.as_str()),
+            ("KFPD_WARM_PYTHON", if warm { "on" } else { "off" }),
+            ("KFPD_LOG", "warn,kfpd_engine::container=debug"),
+        ],
+    );
+    let run = run_to_end(&server, spec, Duration::from_secs(600)).await;
+    assert_eq!(run["state"], "SUCCEEDED", "{run}\n{}", server.stderr());
+    let mut seen = Vec::new();
+    for name in ["fingerprint", "fingerprint-2"] {
+        let log = log_of(&server, &run, name).await;
+        let line = log
+            .lines()
+            .find_map(|line| line.strip_prefix("FINGERPRINT "))
+            .unwrap_or_else(|| panic!("{name} printed no fingerprint:\n{log}"));
+        seen.push(serde_json::from_str(line).expect("fingerprint json"));
+    }
+    (seen, server.stderr())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_task_sees_the_interpreter_a_fresh_one_would() {
+    let Some(venv) = sdk_venv() else {
+        return;
+    };
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let spec = compile(
+        &venv.join("bin").join("python3"),
+        scratch.path(),
+        FINGERPRINT_PIPELINE,
+    );
+    let (fresh, fresh_log) = fingerprints(&venv, &spec, false).await;
+    assert!(
+        !fresh_log.contains("task runs in the warm python"),
+        "{fresh_log}"
+    );
+    let (warm, warm_log) = fingerprints(&venv, &spec, true).await;
+    assert_eq!(
+        warm_log.matches("task runs in the warm python").count(),
+        2,
+        "{warm_log}"
+    );
+    // Both tasks of the warm run: the first child and one forked after a task ran.
+    for (fresh, warm) in fresh.iter().zip(&warm) {
+        let fields = fresh.as_object().expect("an object");
+        for (field, expected) in fields {
+            assert_eq!(
+                &warm[field], expected,
+                "a warm task sees a different {field:?}\nwarm:  {}\nfresh: {}",
+                warm[field], expected
+            );
+        }
+        let fields: Vec<&String> = fields.keys().collect();
+        let warm_fields: Vec<&String> = warm.as_object().expect("an object").keys().collect();
+        assert_eq!(warm_fields, fields);
     }
 }
