@@ -588,11 +588,14 @@ async fn run_process(context: &RunContext, spec: ProcessSpec) -> Result<Ended, S
     };
     tracing::debug!(run = %context.run.id, cwd = %spec.cwd.display(), environment = %environment.root.display(), "task runs in the warm python");
     match warm::run(&environment, task, cancel).await {
-        Ok(exit) => Ok(Ended {
-            code: exit.code,
-            signal: exit.signal,
-            canceled: exit.canceled,
-        }),
+        Ok(exit) => {
+            tracing::debug!(run = %context.run.id, cwd = %spec.cwd.display(), code = ?exit.code, signal = ?exit.signal, "warm task ended");
+            Ok(Ended {
+                code: exit.code,
+                signal: exit.signal,
+                canceled: exit.canceled,
+            })
+        }
         Err(warm::WarmError::NotStarted(reason)) => {
             tracing::debug!(run = %context.run.id, %reason, "warm python not used");
             runtime

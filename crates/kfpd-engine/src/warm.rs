@@ -332,15 +332,14 @@ impl Worker {
             pending.insert(id, sender);
         }
         let request = json!({
-            "id": id,
             "cwd": task.cwd.display().to_string(),
             "log": task.log.display().to_string(),
             "env": Value::Object(task_env(environment, task.inherit, task.env)),
             "source": task.call.source,
             "args": task.call.args,
         });
-        let mut line = request.to_string();
-        line.push('\n');
+        // The id before the JSON: the zygote reads it without parsing the request.
+        let line = format!("{id} {request}\n");
         let written = self.stdin.lock().await.write_all(line.as_bytes()).await;
         if let Err(error) = written {
             self.forget(id);

@@ -1,8 +1,9 @@
 # kfpd's warm interpreter for lightweight components (see warm.rs): imports kfp's
 # executor once, then runs each task in a child forked ahead of it.
 #
-# Protocol: one JSON request per line on stdin ({"id", "cwd", "log", "env", "source",
-# "args"}); one JSON line per event on stdout: {"ready": true} once, then
+# Protocol: one request per line on stdin, its id, a space and a JSON object ({"cwd",
+# "log", "env", "source", "args"}) that only the task's child parses; one JSON line
+# per event on stdout: {"ready": true} once, then
 # {"id", "pid"} when a task's child has it, and {"id", "exit"} or {"id", "signal"}
 # when it ends, or {"id", "error"} when no child could take it.
 import json, os, select, sys
@@ -55,6 +56,7 @@ def rehearse_logging_and_json():
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.handle(logging.LogRecord("root", logging.INFO, "rehearsal.py", 1, "rehearsal %s", (formatted,), None))
     handler.close()
+    dict(os.environ)  # the task compares its variables with these
     names = getattr(tempfile, "_get_candidate_names", None)
     if names:
         next(names())  # the name generator, seeded once per process
@@ -131,6 +133,16 @@ def run_executor():
     exec(EXECUTOR_CODE, main.__dict__)
 
 
+def set_environment(wanted):
+    # Only what differs from the zygote's: each variable set or removed costs a
+    # putenv, and the task's variables are mostly the zygote's.
+    for key in [key for key in os.environ if key not in wanted]:
+        del os.environ[key]
+    for key, value in wanted.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+
+
 def run_task(request, done):
     code = 1
     task_pid = os.getpid()
@@ -144,8 +156,7 @@ def run_task(request, done):
         os.close(log)
         os.close(null)
         os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
+        set_environment(request["env"])
         # The task's own code finds its temp dir as a fresh interpreter would.
         tempfile.tempdir = None
         # Where the program's `mktemp -d` makes the module's directory.
@@ -289,21 +300,22 @@ def main():
                 pending += chunk
                 while b"\n" in pending:
                     line, pending = pending.split(b"\n", 1)
-                    request = json.loads(line)
+                    head, _, body = line.partition(b" ")
+                    task_id = int(head)
                     started = None
                     while started is None and spares:
-                        started = hand_over(spares.pop(0), line)
+                        started = hand_over(spares.pop(0), body)
                     if started is None:
                         spare = fork_spare()
-                        started = hand_over(spare, line) if spare else None
+                        started = hand_over(spare, body) if spare else None
                     if started is None:
-                        send({"id": request["id"], "error": "cannot fork a task process"})
+                        send({"id": task_id, "error": "cannot fork a task process"})
                         continue
                     pid, done_read = started
-                    task = {"id": request["id"], "pid": pid, "reported": False}
+                    task = {"id": task_id, "pid": pid, "reported": False}
                     children[os.pidfd_open(pid)] = task
                     dones[done_read] = task
-                    send({"id": request["id"], "pid": pid})
+                    send({"id": task_id, "pid": pid})
                     top_up()
             elif fd in dones:
                 task = dones.pop(fd)
