@@ -110,8 +110,11 @@ def rehearsal_directory():
     try:
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, REHEARSAL_MODULE + ".py")
-        with open(path, "w") as f:
+        # Replaced whole: children of an earlier zygote may be reading it.
+        staged = "%s.%d" % (path, os.getpid())
+        with open(staged, "w") as f:
             f.write(REHEARSAL_SOURCE)
+        os.replace(staged, path)
         return directory
     except OSError:
         return None
