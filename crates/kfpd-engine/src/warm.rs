@@ -18,7 +18,9 @@
 //! `pip install` preamble of its defaults, which still runs for real first (as
 //! `sh -c <preamble> true`), so installs behave as before, or without one
 //! (`install_kfp_package=False` and no `packages_to_install`), where kfp comes from
-//! the host's packages underneath the environment. Anything else, a task environment that sets
+//! the host's packages underneath the environment. Not those compiled with
+//! `use_venv=True`, whose preamble makes and activates the interpreter the program
+//! runs with. Anything else, a task environment that sets
 //! `PYTHON*` or `PATH` variables, or a zygote that cannot start, takes the normal
 //! process path. `KFPD_WARM_PYTHON=off` turns the fast path off.
 
@@ -44,6 +46,10 @@ const PROGRAM: &str =
      \"$program_path/ephemeral_component.py\" \"$@\"";
 /// How the `sh -c` pip preamble hands over to the program.
 const PREAMBLE_END: &str = "&& \"$0\" \"$@\"";
+/// What the preamble of a component compiled with `use_venv=True` runs before its
+/// pinned kfp install: a new virtual environment, activated for the program.
+const MAKES_A_VENV: &str = "python3 -m venv";
+const ACTIVATES_IT: &str = "/venv/bin/activate";
 /// Time a canceled task gets between SIGTERM and SIGKILL (as the process runtime).
 const GRACE: Duration = Duration::from_secs(2);
 /// How long to wait for a child's exit report after SIGKILL.
@@ -66,7 +72,8 @@ pub(crate) struct Lightweight {
 
 /// Recognises the exact commands the SDK compiles for a lightweight component:
 /// `sh -c <pip preamble> sh -ec <program> <source> <args>`, or, compiled with
-/// `install_kfp_package=False` and nothing to install, `sh -ec <program> <source> <args>`.
+/// `install_kfp_package=False` and nothing to install, `sh -ec <program> <source> <args>`;
+/// not those compiled with `use_venv=True`, whose preamble makes the interpreter.
 pub(crate) fn recognize(argv: &[String]) -> Option<Lightweight> {
     if let [sh, dash_ec, program, source, args @ ..] = argv {
         if sh == "sh" && dash_ec == "-ec" && is_program(program) {
@@ -82,6 +89,12 @@ pub(crate) fn recognize(argv: &[String]) -> Option<Lightweight> {
     };
     let shape = sh == "sh" && dash_c == "-c" && sh2 == "sh" && dash_ec == "-ec";
     if !shape || !preamble.trim_end().ends_with(PREAMBLE_END) || !is_program(program) {
+        return None;
+    }
+    // `use_venv=True`: the program runs with the interpreter and the kfp of the
+    // virtual environment the preamble makes, which a zygote of the image's
+    // environment is not.
+    if preamble.contains(MAKES_A_VENV) && preamble.contains(ACTIVATES_IT) {
         return None;
     }
     Some(Lightweight {
@@ -543,6 +556,15 @@ mod tests {
         let mut other = bare.clone();
         other[2] = other[2].replace("executor_main", "other_main");
         assert_eq!(recognize(&other), None);
+        // Compiled with use_venv=True: the preamble's own virtual environment runs it.
+        let mut venv = argv.clone();
+        venv[2] = venv[2].replace(
+            "PIP_DISABLE_PIP_VERSION_CHECK=1 python3 -m pip",
+            "PIP_DISABLE_PIP_VERSION_CHECK=1 \nexport PIP_DISABLE_PIP_VERSION_CHECK=1\ntmp=$(mktemp -d)\npython3 -m venv \"$tmp/venv\" --system-site-packages\n. \"$tmp/venv/bin/activate\"\n python3 -m pip",
+        );
+        assert_ne!(venv[2], argv[2]);
+        assert_eq!(recognize(&venv), None);
+
         let mut not_ec = bare.clone();
         not_ec[1] = "-c".into();
         assert_eq!(recognize(&not_ec), None);

@@ -572,3 +572,63 @@ async fn a_warm_task_sees_the_interpreter_a_fresh_one_would() {
         assert_eq!(warm_fields, fields);
     }
 }
+
+const VENV_PIPELINE: &str = r#"
+import sys
+from kfp import compiler, dsl
+
+
+@dsl.component(use_venv=True)
+def in_venv() -> str:
+    import kfp, sys
+    print("prefix " + sys.prefix)
+    print("kfp from " + kfp.__file__)
+    return sys.prefix
+
+
+@dsl.pipeline(name="own-venv")
+def own_venv(x: int = 1) -> str:
+    return in_venv().set_caching_options(False).output
+
+
+compiler.Compiler().compile(own_venv, sys.argv[1])
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn use_venv_components_run_in_the_virtualenv_their_preamble_makes() {
+    let Some(venv) = sdk_venv() else {
+        return;
+    };
+    let venv_bin = venv.join("bin");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let spec = compile(&venv_bin.join("python3"), scratch.path(), VENV_PIPELINE);
+    let path = std::env::join_paths(std::iter::once(venv_bin).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .expect("PATH")
+    .to_string_lossy()
+    .into_owned();
+    let envs_dir = scratch.path().join("envs");
+    let envs = envs_dir.to_string_lossy().into_owned();
+    let server = Server::start_with_env(
+        &["--executor", "local"],
+        &[
+            ("PATH", path.as_str()),
+            ("KFPD_ENVS_DIR", envs.as_str()),
+            ("KFPD_LOG", "warn,kfpd_engine::container=debug"),
+        ],
+    );
+    let run = run_to_end(&server, &spec, Duration::from_secs(600)).await;
+    assert_eq!(run["state"], "SUCCEEDED", "{run}\n{}", server.stderr());
+    let log = log_of(&server, &run, "in-venv").await;
+    let prefix = log
+        .lines()
+        .find_map(|line| line.strip_prefix("prefix "))
+        .unwrap_or_else(|| panic!("no prefix in\n{log}"));
+    // The interpreter and the pinned kfp are those of the virtualenv the preamble
+    // made, not of kfpd's environment for the image (where a warm task would run).
+    assert!(!prefix.starts_with(&*envs), "{log}");
+    assert!(log.contains(&format!("kfp from {prefix}/")), "{log}");
+    let stderr = server.stderr();
+    assert!(!stderr.contains("task runs in the warm python"), "{stderr}");
+}
